@@ -1,0 +1,124 @@
+"""The base every output format shares: options, default names, atomic writes, internal frames."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, TextIO
+
+from ..errors import HeatlineError
+from ..model import Frame, Profile
+
+# Files of heatline's own `run` bootstrap, which executes inside the target and calls the user's
+# code: its frames, the frames below it and the runpy frames it calls into are plumbing, never
+# shown (Tachyon does the same for its `_sync_coordinator.py`). Matched as path suffixes with "/".
+INTERNAL_FRAME_SUFFIXES: tuple[str, ...] = ("sampler/_launcher.py",)
+_RUNPY_SUFFIXES = ("/runpy.py", "<frozen runpy>")
+
+
+def is_internal_frame(frame: Frame) -> bool:
+    return frame.filename.replace("\\", "/").endswith(INTERNAL_FRAME_SUFFIXES)
+
+
+def strip_internal_frames(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """`frames` (leaf first) cut just above heatline's launcher and the runpy calls it made.
+
+    Stacks without a launcher frame (threads the target started itself) are returned unchanged;
+    a stack that is all plumbing comes back empty.
+    """
+    for i, frame in enumerate(frames):
+        if is_internal_frame(frame):
+            while i > 0 and frames[i - 1].filename.replace("\\", "/").endswith(_RUNPY_SUFFIXES):
+                i -= 1
+            return frames[:i]
+    return frames
+
+
+def short_filename(filename: str) -> str:
+    return os.path.basename(filename) or filename
+
+
+class Collector:
+    """Turns a `Profile` into one output format.
+
+    Subclasses set `format_name`, `default_extension` and `option_defaults` (every option they
+    accept, with its default) and implement `dump`; `write_stdout` is optional.
+    """
+
+    format_name: ClassVar[str] = ""
+    default_extension: ClassVar[str] = ""
+    option_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, profile: Profile, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.option_defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option(s) {', '.join(unknown)}")
+        self.profile = profile
+        self.options: dict[str, Any] = {**self.option_defaults, **options}
+
+    def stacks(self) -> Iterator[tuple[int, tuple[Frame, ...], int]]:
+        """The profile's `(thread_id, frames leaf first, weight)` without heatline's own frames."""
+        for tid, frames, weight in self.profile.iter_stacks():
+            frames = strip_internal_frames(frames)
+            if frames and weight > 0:
+                yield tid, frames, weight
+
+    def default_output(self, pid: int) -> str:
+        return f"{self.format_name}_{pid}.{self.default_extension}"
+
+    def dump(self, fh: BinaryIO) -> None:
+        """Write the file form of this format to the binary file `fh`."""
+        raise NotImplementedError
+
+    def write_stdout(self, stream: TextIO) -> None:
+        raise NotImplementedError(f"the {self.format_name} format has no terminal output")
+
+    def write(self, path: str | os.PathLike[str]) -> str:
+        """Write the file atomically to `path` (or into it, if it is a directory); return the path.
+
+        Readers never see a half-written file: the data goes to a temporary file in the same
+        directory, which then replaces `path` in one step.
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, self.default_output(self.profile.stats.pid))
+        directory = os.path.dirname(os.path.abspath(path))
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+            )
+            with os.fdopen(fd, "wb") as fh:
+                self.dump(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600 files
+            os.replace(tmp, path)
+            tmp = None
+        except OSError as err:
+            raise HeatlineError(f"heatline cannot write {path}: {err.strerror or err}") from err
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        return path
+
+
+def _mode_for(path: str) -> int:
+    """Keep the mode of a file being replaced; new files get 0666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    try:  # Linux >= 4.7 shows the umask without the racy set-and-restore below
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -1,0 +1,286 @@
+"""pstats: a table on the terminal, or a marshal file that `pstats.Stats` and snakeviz load.
+
+Rows are keyed `(filename, lineno, funcname)` where lineno is the line executing in the frame,
+so a function can have one row per line. "direct" counts samples with the frame as the leaf;
+"cumulative" counts samples with the key anywhere on the stack, once per sample however deep
+the recursion.
+
+The file is what cProfile writes, `{key: (cc, nc, tt, ct, callers)}` with cc = direct,
+nc = cumulative, tt/ct in seconds, and callers values cProfile's 4-tuples
+`(count, count, tt, ct)`. Tachyon writes plain-int caller counts and a `("__sampled__",)` key,
+which snakeviz and other cProfile readers cannot load; heatline writes neither.
+"""
+
+from __future__ import annotations
+
+import marshal
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterable, TextIO
+
+from ..errors import UsageError
+from .base import Collector, short_filename
+
+Key = tuple[str, int, str]  # (filename, lineno, funcname), as in the stdlib's pstats
+FuncKey = tuple[str, str]  # (filename, funcname): a function whatever line it was on
+
+SORT_CHOICES = ("nsamples", "tottime", "cumtime", "sample-pct", "cumul-pct", "nsamples-cumul", "name")
+
+_BOLD_BLUE, _GREEN, _YELLOW, _CYAN, _RESET = "\033[1;34m", "\033[32m", "\033[33m", "\033[36m", "\033[0m"
+
+LEGEND = """\
+Legend:
+  nsamples: direct/cumulative samples. direct: the line was executing (the frame was the
+            leaf); cumulative: the line was on the stack, counted once per sample even in
+            recursion.
+  sample%: direct samples as a share of all samples.
+  tottime: estimated time executing the line itself (direct samples x sampling interval).
+  cumul%: cumulative samples as a share of all samples.
+  cumtime: estimated time with the line on the stack, callees included (cumulative x interval).
+  filename:lineno(function): lineno is the line executing when sampled, not the first line of
+            the function, so a function can take several rows."""
+
+
+@dataclass
+class Aggregate:
+    total: int = 0  # Σ direct: the weight of every non-empty stack
+    direct: dict[Key, int] = field(default_factory=dict)
+    cumulative: dict[Key, int] = field(default_factory=dict)
+    # callers[callee][caller] = [stacks with the pair adjacent, of which with callee as leaf]
+    callers: dict[Key, dict[Key, list[int]]] = field(default_factory=dict)
+    func_direct: dict[FuncKey, int] = field(default_factory=dict)
+    func_cumulative: dict[FuncKey, int] = field(default_factory=dict)
+
+
+class PstatsCollector(Collector):
+    format_name = "pstats"
+    default_extension = "pstats"
+    option_defaults = {"sort": "nsamples", "limit": 15, "show_summary": True}
+
+    def __init__(self, profile: Any, **options: Any) -> None:
+        super().__init__(profile, **options)
+        if self.options["sort"] not in SORT_CHOICES:
+            raise UsageError(
+                f"invalid sort key {self.options['sort']!r} (choose from {', '.join(SORT_CHOICES)})"
+            )
+        self._aggregate: Aggregate | None = None
+
+    # -- aggregation ------------------------------------------------------------------------
+
+    def aggregate(self) -> Aggregate:
+        if self._aggregate is not None:
+            return self._aggregate
+        agg = Aggregate()
+        direct, cumulative, callers = agg.direct, agg.cumulative, agg.callers
+        func_direct, func_cumulative = agg.func_direct, agg.func_cumulative
+        for _tid, frames, weight in self.stacks():
+            keys = [f.key() for f in frames]
+            leaf = keys[0]
+            agg.total += weight
+            direct[leaf] = direct.get(leaf, 0) + weight
+            for key in dict.fromkeys(keys):  # each key once per stack: recursion counts once
+                cumulative[key] = cumulative.get(key, 0) + weight
+            for callee, caller in dict.fromkeys(zip(keys, keys[1:])):  # once per stack too
+                counts = callers.setdefault(callee, {}).setdefault(caller, [0, 0])
+                counts[0] += weight
+            if len(keys) > 1:  # the leaf's own time, split by the caller it ran under
+                callers[leaf][keys[1]][1] += weight
+            leaf_func = (leaf[0], leaf[2])
+            func_direct[leaf_func] = func_direct.get(leaf_func, 0) + weight
+            for func in {(k[0], k[2]) for k in keys}:
+                func_cumulative[func] = func_cumulative.get(func, 0) + weight
+        self._aggregate = agg
+        return agg
+
+    def create_stats(self) -> dict[Key, tuple[int, int, float, float, dict[Key, tuple]]]:
+        """The dict the file holds, in the shape cProfile's `Profile.create_stats` makes."""
+        agg = self.aggregate()
+        interval = self.profile.stats.interval_usec / 1_000_000
+        stats = {}
+        for key, cumul in agg.cumulative.items():
+            direct = agg.direct.get(key, 0)
+            callers = {
+                caller: (n, n, leaf_n * interval, n * interval)
+                for caller, (n, leaf_n) in agg.callers.get(key, {}).items()
+            }
+            stats[key] = (direct, cumul, direct * interval, cumul * interval, callers)
+        return stats
+
+    def dump(self, fh: BinaryIO) -> None:
+        marshal.dump(self.create_stats(), fh)
+
+    # -- the table --------------------------------------------------------------------------
+
+    def write_stdout(self, stream: TextIO) -> None:
+        agg = self.aggregate()
+        if agg.total == 0:
+            stream.write("No samples were collected.\n")
+            if self.profile.stats.mode == "cpu":
+                stream.write("This can happen in CPU mode when all threads are idle.\n")
+            return
+        color = _isatty(stream)
+        micro = "μs" if _can_encode(stream, "μ") else "us"
+        interval = self.profile.stats.interval_usec / 1_000_000
+        total = agg.total
+        names = _display_names(k[0] for k in agg.cumulative)
+
+        rows = [(key, agg.direct.get(key, 0), cumul) for key, cumul in agg.cumulative.items()]
+        rows.sort(key=self._sort_key(names))
+        limit = self.options["limit"]
+        if limit is not None and limit > 0:
+            rows = rows[:limit]
+
+        tt_unit, tt_scale = _time_unit(max(agg.direct.values(), default=0) * interval, micro)
+        ct_unit, ct_scale = _time_unit(max(agg.cumulative.values()) * interval, micro)
+        tt_head, ct_head = f"tottime ({tt_unit})", f"cumtime ({ct_unit})"
+        tt_w, ct_w = max(12, len(tt_head)), max(12, len(ct_head))
+
+        def head(text: str) -> str:
+            return f"{_BOLD_BLUE}{text}{_RESET}" if color else text
+
+        out = [head("Profile Stats:")]
+        out.append(
+            "  ".join(
+                head(h)
+                for h in (
+                    f"{'nsamples':>15}",
+                    f"{'sample%':>8}",
+                    f"{tt_head:>{tt_w}}",
+                    f"{'cumul%':>8}",
+                    f"{ct_head:>{ct_w}}",
+                    "filename:lineno(function)",
+                )
+            )
+        )
+        for key, direct, cumul in rows:
+            out.append(
+                "  ".join(
+                    (
+                        f"{f'{direct}/{cumul}':>15}",
+                        f"{direct / total * 100:>8.1f}",
+                        f"{direct * interval * tt_scale:>{tt_w}.3f}",
+                        f"{cumul / total * 100:>8.1f}",
+                        f"{cumul * interval * ct_scale:>{ct_w}.3f}",
+                        _row_label(key, names, color),
+                    )
+                )
+            )
+        out.append("")
+        out.append(LEGEND)
+        if self.options["show_summary"]:
+            out.append("")
+            out.extend(self._summary(agg, color))
+        stream.write("\n".join(out) + "\n")
+
+    def _sort_key(self, names: dict[str, str]) -> Callable[[tuple[Key, int, int]], tuple]:
+        def by_name(key: Key) -> tuple:
+            filename, lineno, funcname = key
+            return (names[filename], lineno, funcname, filename)
+
+        sort = self.options["sort"]
+        if sort == "name":
+            return lambda row: by_name(row[0])
+        if sort in ("cumtime", "cumul-pct", "nsamples-cumul"):
+            return lambda row: (-row[2], -row[1], by_name(row[0]))
+        return lambda row: (-row[1], -row[2], by_name(row[0]))  # direct first
+
+    def _summary(self, agg: Aggregate, color: bool) -> list[str]:
+        names = _display_names(f for f, _ in agg.func_cumulative)
+        total = agg.total
+        funcs = [
+            (func, agg.func_direct.get(func, 0), cumul) for func, cumul in agg.func_cumulative.items()
+        ]
+
+        def label(func: FuncKey) -> str:
+            filename, funcname = func
+            if filename == "~":
+                return f"{_CYAN}{funcname}{_RESET}" if color else funcname
+            name = names[filename]
+            return f"{_GREEN}{name}{_RESET}:{_CYAN}{funcname}{_RESET}" if color else f"{name}:{funcname}"
+
+        def top3(rows: list, sort_key: Callable, text: Callable) -> list[str]:
+            rows = sorted(rows, key=lambda r: (sort_key(r), names.get(r[0][0], r[0][0]), r[0][1]))[:3]
+            return [f"  {text(r)}  {label(r[0])}" for r in rows] or ["  (none)"]
+
+        def title(text: str) -> str:
+            return f"{_BOLD_BLUE}{text}{_RESET}" if color else text
+
+        out = [title("Summary of Interesting Functions:"), ""]
+        out.append(title("Functions with Highest Direct/Cumulative Ratio (Hot Spots):"))
+        out += top3(
+            [r for r in funcs if r[1] > 0],
+            lambda r: (-r[1] / r[2], -r[1]),
+            lambda r: f"{r[1] / r[2]:5.3f} direct/cumulative  {r[1] / total * 100:5.1f}% direct "
+            f"({r[1]}/{r[2]} samples)",
+        )
+        out.append("")
+        out.append(title("Functions with Highest Call Frequency (Indirect Calls):"))
+        out += top3(
+            [r for r in funcs if r[2] > r[1]],
+            lambda r: (-(r[2] - r[1]),),
+            lambda r: f"{r[2] - r[1]:>8} indirect samples  {(r[2] - r[1]) / total * 100:5.1f}% "
+            "in callees",
+        )
+        out.append("")
+        out.append(title("Functions with Highest Call Magnification (Cumulative/Direct):"))
+        out += top3(
+            [r for r in funcs if 0 < r[1] < r[2]],
+            lambda r: (-r[2] / r[1], -r[2]),
+            lambda r: f"{r[2] / r[1]:8.1f}x magnification  ({r[1]} direct, {r[2]} cumulative)",
+        )
+        return out
+
+
+def _row_label(key: Key, names: dict[str, str], color: bool) -> str:
+    filename, lineno, funcname = key
+    if filename == "~":  # synthetic frames (<GC>, <native>) have no place in a file
+        return f"{_CYAN}{funcname}{_RESET}" if color else funcname
+    if color:
+        return f"{_GREEN}{names[filename]}{_RESET}:{_YELLOW}{lineno}{_RESET}({_CYAN}{funcname}{_RESET})"
+    return f"{names[filename]}:{lineno}({funcname})"
+
+
+def _display_names(filenames: Iterable[str]) -> dict[str, str]:
+    """Basenames, lengthened by parent directories only where two files share one."""
+    groups: dict[str, list[str]] = {}
+    for filename in dict.fromkeys(filenames):
+        groups.setdefault(short_filename(filename), []).append(filename)
+    names = {}
+    for base, group in groups.items():
+        if len(group) == 1:
+            names[group[0]] = base
+            continue
+        split = [f.replace("\\", "/").split("/") for f in group]
+        depth = 2
+        while True:
+            suffixes = ["/".join(parts[-depth:]) for parts in split]
+            if len(set(suffixes)) == len(group) or depth >= max(map(len, split)):
+                break
+            depth += 1
+        names.update(zip(group, suffixes))
+    return names
+
+
+def _time_unit(max_seconds: float, micro: str) -> tuple[str, float]:
+    if max_seconds >= 1:
+        return "s", 1.0
+    if max_seconds >= 0.001:
+        return "ms", 1e3
+    return micro, 1e6
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _can_encode(stream: TextIO, text: str) -> bool:
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return True
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""CPython version-specific knowledge: struct layouts of the interpreters the sampler reads."""

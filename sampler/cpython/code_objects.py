@@ -1,0 +1,146 @@
+"""Reading code objects and strings out of the target, with the caches that keep a sample cheap.
+
+A code object is read once (its header, name, filename and line table); afterwards a frame costs
+only a dictionary look-up of (code address, instruction offset). Without a generation counter
+(before 3.14) a freed code object's address can be reused, so entries are re-checked against the
+target at most once per `epoch` (about a second) by comparing their header's pointers.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from sampler.cpython.linetable import PARSERS, LineTable
+from sampler.cpython.runtime import Runtime
+from sampler.errors import ReadError
+from sampler.model import Frame
+from sampler.target.memory import RemoteMemory
+
+MAX_STRING_CHARS = 4096
+MAX_LINETABLE_BYTES = 1 << 20
+MAX_MEMO = 4096
+
+_I64 = struct.Struct("<q")
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+
+
+class CodeInfo:
+    __slots__ = ("filename", "name", "table", "code_start", "fingerprint", "epoch", "memo")
+
+    def __init__(
+        self, filename: str, name: str, table: LineTable, code_start: int, fingerprint: tuple, epoch: int
+    ) -> None:
+        self.filename = filename
+        self.name = name
+        self.table = table
+        self.code_start = code_start  # remote address of the first instruction
+        self.fingerprint = fingerprint
+        self.epoch = epoch
+        self.memo: dict[int, Frame] = {}
+
+    def frame_at(self, byte_offset: int) -> Frame:
+        frame = self.memo.get(byte_offset)
+        if frame is None:
+            loc = self.table.locate(byte_offset)
+            frame = Frame(self.filename, self.name, loc.lineno, loc.end_lineno, loc.col, loc.end_col)
+            if len(self.memo) < MAX_MEMO:
+                self.memo[byte_offset] = frame
+        return frame
+
+
+class StringReader:
+    """Decodes compact str and bytes objects from the target."""
+
+    def __init__(self, memory: RemoteMemory, runtime: Runtime) -> None:
+        L = runtime.layout
+        self.memory = memory
+        self.state = L["unicode.state"]
+        self.length = L["unicode.length"]
+        self.ascii_size = L["unicode.ascii_size"]
+        self.compact_size = L["unicode.compact_size"]
+        self.bytes_size = L.get("bytes.ob_size", 16)
+        self.bytes_data = L.get("bytes.ob_sval", 32)
+
+    def read_str(self, addr: int) -> str:
+        if not addr:
+            raise ReadError("NULL string")
+        head = self.memory.read(addr, self.compact_size)
+        length = _I64.unpack_from(head, self.length)[0]
+        state = _U32.unpack_from(head, self.state)[0]
+        kind = (state >> 2) & 7
+        compact = (state >> 5) & 1
+        ascii_ = (state >> 6) & 1
+        if not compact or kind not in (1, 2, 4) or not 0 <= length <= MAX_STRING_CHARS:
+            raise ReadError(f"not a compact str at {addr:#x}")
+        if length == 0:
+            return ""
+        if ascii_:
+            start = self.ascii_size
+            data = self.memory.read(addr + start, length)
+            return data.decode("ascii", "replace")
+        data = self.memory.read(addr + self.compact_size, length * kind)
+        codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
+        return data.decode(codec, "replace")
+
+    def read_bytes(self, addr: int) -> bytes:
+        if not addr:
+            return b""
+        size = _I64.unpack_from(self.memory.read(addr + self.bytes_size, 8), 0)[0]
+        if not 0 <= size <= MAX_LINETABLE_BYTES:
+            raise ReadError(f"implausible bytes length {size} at {addr:#x}")
+        return self.memory.read(addr + self.bytes_data, size) if size else b""
+
+
+class CodeCache:
+    def __init__(self, memory: RemoteMemory, runtime: Runtime) -> None:
+        L = runtime.layout
+        t = runtime.traits
+        self.memory = memory
+        self.strings = StringReader(memory, runtime)
+        self.size = L["code.size"]
+        self.ob_type = L.get("object.ob_type", 8)
+        self.filename = L["code.filename"]
+        self.name = L["code.qualname"] if t.qualname and "code.qualname" in L else L["code.name"]
+        self.firstlineno = L["code.firstlineno"]
+        self.linetable = L["code.linetable"]
+        self.code_adaptive = L.get("code.code_adaptive")
+        self.code_type = runtime.code_type_addr
+        self.parse = PARSERS[t.linetable]
+        self.entries: dict[int, CodeInfo] = {}
+        self.epoch = 0
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def get(self, addr: int) -> CodeInfo:
+        info = self.entries.get(addr)
+        if info is not None and info.epoch == self.epoch:
+            self.hits += 1
+            return info
+        self.misses += 1
+        head = self.memory.read(addr, self.size)
+        if self.code_type and _U64.unpack_from(head, self.ob_type)[0] != self.code_type:
+            raise ReadError(f"no code object at {addr:#x}")
+        fingerprint = (
+            _U64.unpack_from(head, self.filename)[0],
+            _U64.unpack_from(head, self.name)[0],
+            _U64.unpack_from(head, self.linetable)[0],
+            _I32.unpack_from(head, self.firstlineno)[0],
+        )
+        if info is not None and info.fingerprint == fingerprint:
+            info.epoch = self.epoch
+            return info
+        fn_ptr, name_ptr, lt_ptr, first = fingerprint
+        filename = self.strings.read_str(fn_ptr)
+        name = self.strings.read_str(name_ptr)
+        table = self.parse(self.strings.read_bytes(lt_ptr), first)
+        code_start = addr + self.code_adaptive if self.code_adaptive is not None else 0
+        info = CodeInfo(filename, name, table, code_start, fingerprint, self.epoch)
+        if len(self.entries) > 65536:
+            self.entries.clear()
+        self.entries[addr] = info
+        return info

@@ -1,0 +1,459 @@
+"""Walking a live CPython's threads and frames from outside, one sample at a time.
+
+The target is never stopped and never written to. Each sample reads the interpreter state, each
+thread state, and (3.11+) the thread's current stack chunk in one read, then parses frames from
+that local copy; code objects come from `CodeCache`. Inconsistent data (a torn read of a stack
+that changed under us) raises `ReadError`, which the sampling loop counts as a failed sample.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+from sampler.cpython.code_objects import CodeCache
+from sampler.cpython.runtime import Runtime, locate_runtime
+from sampler.errors import ProcessGoneError, ReadError
+from sampler.model import (
+    GC_FRAME,
+    HAS_EXCEPTION,
+    HAS_GIL,
+    MAIN_THREAD,
+    ON_CPU,
+    UNKNOWN,
+    Frame,
+    ThreadSample,
+    mode_accepts,
+)
+from sampler.target.maps import process_exists
+from sampler.target.memory import RemoteMemory
+from sampler.target.threads import CpuStates, task_ids
+
+MAX_THREADS = 4096
+MAX_DEPTH = 2048
+MAX_CHUNK_BYTES = 16 << 20
+EPOCH_SECONDS = 1.0
+
+_U64 = struct.Struct("<Q")
+_I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+u64 = _U64.unpack_from
+i32 = _I32.unpack_from
+
+
+def _span(layout: dict[str, int], keys: list[str], width: int = 8) -> tuple[int, int]:
+    offs = [layout[k] for k in keys if k in layout]
+    if not offs:
+        return 0, 0
+    return min(offs), max(offs) + width
+
+
+class Unwinder:
+    """Produces `ThreadSample`s for one target process."""
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        all_threads: bool = False,
+        mode: str = "wall",
+        gc: bool = True,
+        launcher_file: str | None = None,
+        memory: RemoteMemory | None = None,
+    ) -> None:
+        self.pid = pid
+        self.all_threads = all_threads
+        self.mode = mode
+        self.gc = gc
+        self.launcher_file = launcher_file
+        self.memory = memory or RemoteMemory(pid)
+        self.runtime: Runtime = locate_runtime(pid, self.memory)
+        self.codes = CodeCache(self.memory, self.runtime)
+        self.cpu = CpuStates(pid)
+        self._setup_layout()
+        self._main_tstate = 0
+        self._main_pthread = self._read_main_pthread()
+        self._tid_offset: int | None = None
+        self._epoch_started = time.monotonic()
+        self._generation = -1
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def _setup_layout(self) -> None:
+        rt = self.runtime
+        L = rt.layout
+        t = rt.traits
+        self.L = L
+        self.t = t
+        self.interp_keys = [
+            k
+            for k in (
+                "interp.threads_head",
+                "interp.next",
+                "interp.id",
+                "interp.gc_collecting",
+                "interp.gil_holder",
+                "interp.gil_locked",
+                "interp.threads_main",
+                "interp.code_object_generation",
+            )
+            if k in L
+        ]
+        self.interp_lo, self.interp_hi = _span(L, self.interp_keys)
+        self.tstate_size = L["tstate.size"]
+        self.frame_size = L["frame.size"]
+        if t.frame_kind == "object":
+            # Only the header fields are needed from a PyFrameObject.
+            self.frame_read = max(L["frame.previous"], L["frame.code"], L["frame.lasti"]) + 8
+        else:
+            self.frame_read = max(L["frame.previous"], L["frame.code"], L["frame.instr_ptr"], L["frame.owner"]) + 8
+            self.frame_read = max(self.frame_read, min(self.frame_size, 96))
+        self.err_item_size = max(L.get("err_stackitem.previous_item", 8), L.get("err_stackitem.exc_value", 0)) + 8
+        self.none = rt.none_addr
+
+    def _read_main_pthread(self) -> int:
+        off = self.L.get("runtime.main_thread")
+        if off is None or "interp.threads_main" in self.L:
+            return 0
+        try:
+            return self.memory.read_u64(self.runtime.runtime_addr + off)
+        except ReadError:
+            return 0
+
+    # -- per sample -----------------------------------------------------------------------------
+
+    def _gil_holder(self, interp_buf: bytes) -> int:
+        L = self.L
+        if self.t.gil == "runtime":
+            lo, hi = _span(L, ["runtime.gil_holder", "runtime.gil_locked"])
+            if not hi:
+                return 0
+            buf = self.memory.read(self.runtime.runtime_addr + lo, hi - lo)
+            locked = i32(buf, L["runtime.gil_locked"] - lo)[0]
+            return u64(buf, L["runtime.gil_holder"] - lo)[0] if locked else 0
+        if "interp.gil_locked" in L:
+            locked = i32(interp_buf, L["interp.gil_locked"] - self.interp_lo)[0]
+            return u64(interp_buf, L["interp.gil_holder"] - self.interp_lo)[0] if locked else 0
+        return -1  # per-thread holds_gil (3.15) is used instead
+
+    def _advance_epoch(self, interp_buf: bytes) -> None:
+        L = self.L
+        if "interp.code_object_generation" in L:
+            gen = u64(interp_buf, L["interp.code_object_generation"] - self.interp_lo)[0]
+            if gen != self._generation:
+                self._generation = gen
+                self.codes.clear()
+            return
+        now = time.monotonic()
+        if now - self._epoch_started >= EPOCH_SECONDS:
+            self._epoch_started = now
+            self.codes.epoch += 1
+
+    def sample(self) -> list[ThreadSample]:
+        """One sample of every wanted thread of every interpreter."""
+        L = self.L
+        rt = self.runtime
+        out: list[ThreadSample] = []
+        interp = self.memory.read_u64(rt.runtime_addr + L["runtime.interpreters_head"])
+        seen_interps = 0
+        while interp:
+            seen_interps += 1
+            if seen_interps > 256:
+                raise ReadError("interpreter list does not end")
+            ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+            if seen_interps == 1:
+                self._advance_epoch(ibuf)
+            self._sample_interp(interp, ibuf, out)
+            if not self.all_threads:
+                break
+            interp = u64(ibuf, L["interp.next"] - self.interp_lo)[0] if "interp.next" in L else 0
+        return out
+
+    def _sample_interp(self, interp: int, ibuf: bytes, out: list[ThreadSample]) -> None:
+        L = self.L
+        lo = self.interp_lo
+        interp_id = i32(ibuf, L["interp.id"] - lo)[0] if "interp.id" in L else 0
+        holder = self._gil_holder(ibuf)
+        collecting = bool(i32(ibuf, L["interp.gc_collecting"] - lo)[0]) if "interp.gc_collecting" in L else False
+        main_tstate = u64(ibuf, L["interp.threads_main"] - lo)[0] if "interp.threads_main" in L else 0
+        first = len(out)
+        gc_thread = None
+        if not self.all_threads:
+            found = self._main_thread(interp, ibuf, main_tstate)
+            candidates = [found] if found else []
+        else:
+            candidates = self._all_threads(interp, ibuf)
+        for tstate, tbuf in candidates:
+            sample = self._thread(interp, interp_id, tstate, tbuf, holder, main_tstate)
+            if sample is None:
+                continue
+            out.append(sample)
+            if collecting and (sample.status & HAS_GIL) and gc_thread is None:
+                gc_thread = len(out) - 1
+        if collecting and self.gc and len(out) > first:
+            idx = gc_thread if gc_thread is not None else first
+            s = out[idx]
+            out[idx] = s._replace(frames=(GC_FRAME,) + s.frames)
+
+    def _read_tstate(self, addr: int, interp: int) -> bytes:
+        tbuf = self.memory.read(addr, self.tstate_size)
+        if u64(tbuf, self.L["tstate.interp"])[0] != interp:
+            raise ReadError(f"thread state {addr:#x} does not belong to interpreter {interp:#x}")
+        return tbuf
+
+    def _all_threads(self, interp: int, ibuf: bytes) -> list[tuple[int, bytes]]:
+        L = self.L
+        result = []
+        tstate = u64(ibuf, L["interp.threads_head"] - self.interp_lo)[0]
+        while tstate:
+            if len(result) >= MAX_THREADS:
+                raise ReadError("thread list does not end")
+            tbuf = self._read_tstate(tstate, interp)
+            result.append((tstate, tbuf))
+            tstate = u64(tbuf, L["tstate.next"])[0]
+        return result
+
+    def _is_main(self, tstate: int, tbuf: bytes, main_tstate: int) -> bool:
+        if main_tstate:
+            return tstate == main_tstate
+        if self._main_pthread:
+            return u64(tbuf, self.L["tstate.thread_id"])[0] == self._main_pthread
+        return False
+
+    def _main_thread(self, interp: int, ibuf: bytes, main_tstate: int) -> tuple[int, bytes] | None:
+        if main_tstate:
+            return main_tstate, self._read_tstate(main_tstate, interp)
+        cached = self._main_tstate
+        if cached:
+            try:
+                tbuf = self._read_tstate(cached, interp)
+                if self._is_main(cached, tbuf, 0):
+                    return cached, tbuf
+            except ReadError:
+                pass
+        threads = self._all_threads(interp, ibuf)
+        if not threads:
+            return None
+        for tstate, tbuf in threads:
+            if self._is_main(tstate, tbuf, 0):
+                self._main_tstate = tstate
+                return tstate, tbuf
+        # Threads are pushed at the head, so the oldest (the main thread) is the last one.
+        self._main_tstate = threads[-1][0]
+        return threads[-1]
+
+    def _native_tid(self, tbuf: bytes) -> int:
+        L = self.L
+        if "tstate.native_thread_id" in L:
+            return u64(tbuf, L["tstate.native_thread_id"])[0]
+        pthread = u64(tbuf, L["tstate.thread_id"])[0]
+        if self._tid_offset is None:
+            self._tid_offset = self._infer_tid_offset()
+        if self._tid_offset < 0 or not pthread:
+            return 0
+        try:
+            return _I32.unpack(self.memory.read(pthread + self._tid_offset, 4))[0]
+        except ReadError:
+            return 0
+
+    def _infer_tid_offset(self) -> int:
+        """Where glibc keeps the kernel TID inside `struct pthread` (3.9/3.10 have no native id).
+
+        The main thread's `struct pthread` holds the PID as its TID; the first offset where it
+        does, and where every other thread's value is one of the process's tasks, is the one.
+        """
+        if not self._main_pthread:
+            return -1
+        try:
+            buf = self.memory.read(self._main_pthread, 2048)
+        except ReadError:
+            return -1
+        tasks = set(task_ids(self.pid))
+        interp = self.memory.read_u64(self.runtime.runtime_addr + self.L["runtime.interpreters_head"])
+        ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+        pthreads = [u64(tb, self.L["tstate.thread_id"])[0] for _, tb in self._all_threads(interp, ibuf)]
+        for off in range(0, len(buf) - 4, 4):
+            if i32(buf, off)[0] != self.pid:
+                continue
+            ok = True
+            for p in pthreads:
+                try:
+                    if _I32.unpack(self.memory.read(p + off, 4))[0] not in tasks:
+                        ok = False
+                        break
+                except ReadError:
+                    ok = False
+                    break
+            if ok:
+                return off
+        return -1
+
+    def _has_exception(self, tstate: int, tbuf: bytes) -> bool:
+        L = self.L
+        none = self.none
+        for key in ("tstate.current_exception", "tstate.curexc_type"):
+            if key in L:
+                if u64(tbuf, L[key])[0] not in (0, none):
+                    return True
+                break
+        if "tstate.exc_info" in L:
+            item = u64(tbuf, L["tstate.exc_info"])[0]
+        elif "tstate.exc_state" in L:
+            item = tstate + L["tstate.exc_state"]
+        else:
+            return False
+        value_off = L.get("err_stackitem.exc_value", 0)
+        prev_off = L.get("err_stackitem.previous_item", 8)
+        # The innermost item may belong to a generator that handles nothing; look outwards.
+        for _ in range(8):
+            if not item:
+                return False
+            rel = item - tstate
+            if 0 <= rel and rel + self.err_item_size <= len(tbuf):
+                ibuf, base = tbuf, rel
+            else:
+                ibuf, base = self.memory.read(item, self.err_item_size), 0
+            value = u64(ibuf, base + value_off)[0]
+            if value not in (0, none):
+                return True
+            item = u64(ibuf, base + prev_off)[0]
+        return False
+
+    def _thread(
+        self, interp: int, interp_id: int, tstate: int, tbuf: bytes, holder: int, main_tstate: int
+    ) -> ThreadSample | None:
+        L = self.L
+        status = 0
+        if holder == -1:
+            if "tstate.holds_gil" in L and i32(tbuf, L["tstate.holds_gil"])[0]:
+                status |= HAS_GIL
+        elif holder and holder == tstate:
+            status |= HAS_GIL
+        if self._is_main(tstate, tbuf, main_tstate):
+            status |= MAIN_THREAD
+        tid = self._native_tid(tbuf) or u64(tbuf, L["tstate.thread_id"])[0]
+        on_cpu = self.cpu.on_cpu(tid)
+        if on_cpu is None:
+            status |= UNKNOWN
+        elif on_cpu:
+            status |= ON_CPU
+        if self.mode in ("wall", "exception"):
+            if self._has_exception(tstate, tbuf):
+                status |= HAS_EXCEPTION
+        if not mode_accepts(self.mode, status):
+            return None
+        frames = self._frames(tstate, tbuf)
+        if self.launcher_file:
+            frames = self._strip_launcher(frames)
+        return ThreadSample(tid, status, frames, interp_id)
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def _frames(self, tstate: int, tbuf: bytes) -> tuple[Frame, ...]:
+        if self.t.frame_kind == "object":
+            return self._object_frames(u64(tbuf, self.L["tstate.frame"])[0])
+        return self._interp_frames(tstate, tbuf)
+
+    def _object_frames(self, f: int) -> tuple[Frame, ...]:
+        L = self.L
+        prev_off, code_off, lasti_off = L["frame.previous"], L["frame.code"], L["frame.lasti"]
+        scale = self.t.lasti_scale
+        frames = []
+        while f:
+            if len(frames) >= MAX_DEPTH:
+                raise ReadError("too many stack frames")
+            fb = self.memory.read(f, self.frame_read)
+            info = self.codes.get(u64(fb, code_off)[0])
+            lasti = i32(fb, lasti_off)[0]
+            frames.append(info.frame_at(lasti * scale if lasti >= 0 else -1))
+            f = u64(fb, prev_off)[0]
+        return tuple(frames)
+
+    def _interp_frames(self, tstate: int, tbuf: bytes) -> tuple[Frame, ...]:
+        L = self.L
+        t = self.t
+        mem = self.memory
+        if t.frame_root == "cframe":
+            cf = u64(tbuf, L["tstate.cframe"])[0]
+            if not cf:
+                return ()
+            rel = cf - tstate + L["cframe.current_frame"]
+            if 0 <= rel <= len(tbuf) - 8:
+                f = u64(tbuf, rel)[0]
+            else:
+                f = mem.read_u64(cf + L["cframe.current_frame"])
+        else:
+            f = u64(tbuf, L["tstate.current_frame"])[0]
+        if not f:
+            return ()
+        chunk = u64(tbuf, L["tstate.datastack_chunk"])[0]
+        top = u64(tbuf, L["tstate.datastack_top"])[0]
+        if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
+            cbuf = mem.read(chunk, top - chunk)
+        else:
+            chunk, cbuf = 0, b""
+        clen = len(cbuf)
+        prev_off, code_off, ip_off, owner_off = L["frame.previous"], L["frame.code"], L["frame.instr_ptr"], L["frame.owner"]
+        need = self.frame_read
+        mask = ~t.code_tag_mask
+        skip = t.skip_owners
+        codes = self.codes
+        frames = []
+        depth = 0
+        while f:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ReadError("too many stack frames")
+            rel = f - chunk
+            if chunk and 0 <= rel and rel + need <= clen:
+                fb, base = cbuf, rel
+            else:
+                fb, base = mem.read(f, need), 0
+            prev = u64(fb, base + prev_off)[0]
+            owner = fb[base + owner_off]
+            if owner in skip:
+                f = prev
+                continue
+            code = u64(fb, base + code_off)[0] & mask
+            if not code:
+                f = prev
+                continue
+            info = codes.get(code)
+            ip = u64(fb, base + ip_off)[0]
+            frames.append(info.frame_at(ip - info.code_start))
+            f = prev
+        return tuple(frames)
+
+    def _strip_launcher(self, frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+        """Drop `heatline run`'s own frames (the coordinator and runpy) from the root end."""
+        end = len(frames)
+        launcher = self.launcher_file
+        while end and frames[end - 1].filename == launcher:
+            end -= 1
+            while end and _is_runpy(frames[end - 1].filename):
+                end -= 1
+        return frames[:end]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        if not process_exists(self.pid):
+            return False
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as fh:
+                data = fh.read()
+            return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] not in (b"Z", b"X")
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        self.cpu.close()
+        self.memory.close()
+
+
+def _is_runpy(filename: str) -> bool:
+    return filename == "<frozen runpy>" or os.path.basename(filename) == "runpy.py"
+
+
+__all__ = ["Unwinder", "ProcessGoneError"]

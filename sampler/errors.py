@@ -1,0 +1,68 @@
+"""Errors a user can meet. Each message is one line meant for the user, never a traceback."""
+
+from __future__ import annotations
+
+
+class HeatlineError(Exception):
+    """Base class: the CLI prints `str(err)` on one line and exits with `exit_status`."""
+
+    exit_status = 1
+
+
+class UsageError(HeatlineError):
+    """Bad command-line arguments (argparse-style exit status)."""
+
+    exit_status = 2
+
+
+class ProcessNotFoundError(HeatlineError):
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"heatline cannot find the process: no process with PID {pid} exists.")
+        self.pid = pid
+
+
+class ProcessPermissionError(HeatlineError):
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"heatline was denied access to the memory of process {pid}: run heatline as the same "
+            "user with ptrace rights, e.g. `sudo heatline ...`, grant CAP_SYS_PTRACE "
+            "(`docker run --cap-add SYS_PTRACE`), or relax Yama with "
+            "`echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope`."
+        )
+        self.pid = pid
+
+
+class NotPythonError(HeatlineError):
+    def __init__(self, pid: int, detail: str = "") -> None:
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"process {pid} is not a CPython process heatline can read{extra}.")
+        self.pid = pid
+
+
+class UnsupportedVersionError(HeatlineError):
+    def __init__(self, version: str, pid: int | None = None) -> None:
+        who = f"process {pid} runs" if pid is not None else "the target runs"
+        super().__init__(
+            f"{who} Python {version}, which heatline does not support (supported: CPython 3.9 to 3.15)."
+        )
+        self.version = version
+
+
+class TargetNotFoundError(HeatlineError):
+    """The script or module given to `heatline run` does not exist."""
+
+
+class TargetExitedError(HeatlineError):
+    """The target exited before heatline could take a first sample."""
+
+
+class ProcessGoneError(HeatlineError):
+    """The target exited while being read; sampling loops treat this as the end of the run."""
+
+
+class ReadError(HeatlineError):
+    """A single remote read failed or returned inconsistent data (a torn or stale sample)."""
+
+
+class ProfileFileError(HeatlineError):
+    """A profile file is corrupt, truncated or of an unknown kind."""

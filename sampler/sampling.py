@@ -1,0 +1,151 @@
+"""The sampling loop: ticks at the requested rate, feeds samples to a `Profile`, measures itself.
+
+Sleeps are scheduled against absolute deadlines so the rate does not drift; a late tick fires at
+once with no catch-up burst, and the shortfall is reported as missed samples. Ctrl-C and the
+target exiting both end the loop normally, so the caller always gets a profile to write.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import time
+from typing import Callable, Protocol, TextIO
+
+from sampler.errors import ProcessGoneError, ReadError
+from sampler.model import Profile, RunStats, ThreadSample
+
+
+class SampleSource(Protocol):
+    def sample(self) -> list[ThreadSample]: ...
+
+    def alive(self) -> bool: ...
+
+
+def _tighten_timer_slack() -> None:
+    """Ask for 1 ns timer slack so short sleeps end on time (default slack is 50 us)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_TIMERSLACK = 29
+        libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class SamplingLoop:
+    def __init__(
+        self,
+        source: SampleSource,
+        profile: Profile,
+        *,
+        interval_usec: int,
+        duration_s: float | None = None,
+        alive: Callable[[], bool] | None = None,
+        realtime_stats: TextIO | None = None,
+    ) -> None:
+        self.source = source
+        self.profile = profile
+        self.interval = interval_usec / 1e6
+        self.duration_s = duration_s
+        self.alive = alive or source.alive
+        self.realtime = realtime_stats
+        self.stopped = False
+        self.sample_cost_min = float("inf")
+        self.sample_cost_max = 0.0
+        self.sample_cost_total = 0.0
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def run(self) -> RunStats:
+        stats = self.profile.stats
+        stats.interval_usec = int(self.interval * 1e6)
+        _tighten_timer_slack()
+        add = self.profile.add
+        sample = self.source.sample
+        clock = time.perf_counter
+        start = clock()
+        stats.start_time = time.time()
+        deadline = start + self.duration_s if self.duration_s else None
+        next_tick = start
+        next_report = start + 1.0
+        consecutive_errors = 0
+        try:
+            while not self.stopped:
+                now = clock()
+                if deadline is not None and now >= deadline:
+                    break
+                if now < next_tick:
+                    time.sleep(next_tick - now)
+                    continue
+                next_tick += self.interval
+                if next_tick < now:
+                    # Too late for this tick already: re-anchor rather than bursting to catch up.
+                    next_tick = now
+                stats.attempts += 1
+                t0 = clock()
+                try:
+                    threads = sample()
+                except ProcessGoneError:
+                    stats.attempts -= 1
+                    stats.target_exited = True
+                    break
+                except (ReadError, OSError, ValueError, IndexError, UnicodeDecodeError):
+                    stats.errors += 1
+                    consecutive_errors += 1
+                    # A dead target can look like a stream of read errors (e.g. a zombie child).
+                    if consecutive_errors >= 5 and not self.alive():
+                        stats.attempts -= consecutive_errors
+                        stats.errors -= consecutive_errors
+                        stats.target_exited = True
+                        break
+                    continue
+                cost = clock() - t0
+                consecutive_errors = 0
+                self.sample_cost_total += cost
+                if cost < self.sample_cost_min:
+                    self.sample_cost_min = cost
+                if cost > self.sample_cost_max:
+                    self.sample_cost_max = cost
+                stats.samples += 1
+                for t in threads:
+                    add(t)
+                if self.realtime is not None and t0 >= next_report:
+                    next_report = t0 + 1.0
+                    self._report(clock() - start)
+        except KeyboardInterrupt:
+            stats.interrupted = True
+        stats.duration_s = clock() - start
+        stats.missed = max(0, stats.expected_samples - stats.attempts)
+        if self.realtime is not None:
+            self.realtime.write("\n")
+        return stats
+
+    def _report(self, elapsed: float) -> None:
+        stats = self.profile.stats
+        rate = stats.samples / elapsed if elapsed > 0 else 0.0
+        mean = self.sample_cost_total / stats.samples * 1e6 if stats.samples else 0.0
+        line = (
+            f"\rStats: {rate:,.0f}Hz ({mean:.1f}µs per sample) Min: {self.sample_cost_min * 1e6:.1f}µs "
+            f"Max: {self.sample_cost_max * 1e6:.1f}µs N={stats.samples:,} errors={stats.errors:,}"
+        )
+        assert self.realtime is not None
+        self.realtime.write(line)
+        self.realtime.flush()
+
+
+def format_summary(stats: RunStats) -> str:
+    lines = [
+        f"Captured {stats.samples:,} samples in {stats.duration_s:,.2f} seconds",
+        f"Sample rate: {stats.sample_rate:,.2f} samples/sec",
+        f"Error rate: {stats.error_rate:,.2f}",
+    ]
+    expected = stats.expected_samples
+    if stats.missed and expected and not stats.interrupted:
+        pct = 100.0 * stats.missed / expected
+        lines.append(f"Warning: missed {stats.missed:,} samples from the expected total of {expected:,} ({pct:.2f}%)")
+    return "\n".join(lines)
+
+
+def print_summary(stats: RunStats, stream: TextIO = sys.stdout) -> None:
+    print(format_summary(stats), file=stream)

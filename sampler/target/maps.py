@@ -1,0 +1,65 @@
+"""Parsing /proc/PID/maps and checking that a process exists."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sampler.errors import ProcessNotFoundError, ProcessPermissionError
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    inode: int
+    path: str
+
+    @property
+    def deleted(self) -> bool:
+        return self.path.endswith(" (deleted)")
+
+    @property
+    def clean_path(self) -> str:
+        return self.path[: -len(" (deleted)")] if self.deleted else self.path
+
+
+def process_exists(pid: int) -> bool:
+    return pid > 0 and os.path.exists(f"/proc/{pid}/stat")
+
+
+def read_maps(pid: int) -> list[Mapping]:
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ProcessNotFoundError(pid) from None
+    except PermissionError:
+        raise ProcessPermissionError(pid) from None
+    maps = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        lo, hi = parts[0].split("-")
+        maps.append(
+            Mapping(
+                start=int(lo, 16),
+                end=int(hi, 16),
+                perms=parts[1],
+                offset=int(parts[2], 16),
+                inode=int(parts[4]),
+                path=parts[5] if len(parts) > 5 else "",
+            )
+        )
+    return maps
+
+
+def host_path(pid: int, path: str) -> str:
+    """A path as seen by the target, reachable from here even across mount namespaces."""
+    via_root = f"/proc/{pid}/root{path}"
+    if os.path.exists(via_root):
+        return via_root
+    return path

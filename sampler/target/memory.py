@@ -1,0 +1,100 @@
+"""Reading another process's memory. Read-only by construction: the file is opened O_RDONLY.
+
+`RemoteMemory` is the small interface the unwinder depends on (`read`, `read_u64`, ...), so a
+native implementation can later stand in for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+from sampler.errors import ProcessGoneError, ProcessNotFoundError, ProcessPermissionError, ReadError
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+
+
+class RemoteMemory:
+    """`os.pread` on a kept-open /proc/PID/mem: the cheapest read available to pure Python."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.reads = 0
+        self.bytes_read = 0
+        try:
+            self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ProcessNotFoundError(pid) from None
+        except PermissionError:
+            raise ProcessPermissionError(pid) from None
+        # Opening can succeed while reading is still refused (ptrace access is checked per read).
+        self._probe()
+
+    def _probe(self) -> None:
+        try:
+            with open(f"/proc/{self.pid}/maps", encoding="utf-8", errors="replace") as fh:
+                first = fh.readline()
+        except FileNotFoundError:
+            raise ProcessNotFoundError(self.pid) from None
+        except PermissionError:
+            raise ProcessPermissionError(self.pid) from None
+        if not first:
+            return
+        start = int(first.split("-", 1)[0], 16)
+        try:
+            os.pread(self._fd, 1, start)
+        except PermissionError:
+            raise ProcessPermissionError(self.pid) from None
+        except OSError:
+            pass  # the first mapping may be unreadable; the real reads will tell
+
+    def read(self, addr: int, size: int) -> bytes:
+        if addr <= 0 or size < 0:
+            raise ReadError(f"bad remote address {addr:#x}")
+        try:
+            data = os.pread(self._fd, size, addr)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH or not os.path.exists(f"/proc/{self.pid}"):
+                raise ProcessGoneError(f"process {self.pid} exited") from None
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise ProcessPermissionError(self.pid) from None
+            raise ReadError(f"cannot read {size} bytes at {addr:#x}: {exc.strerror}") from None
+        self.reads += 1
+        self.bytes_read += len(data)
+        if len(data) != size:
+            if not data and not os.path.exists(f"/proc/{self.pid}/mem"):
+                raise ProcessGoneError(f"process {self.pid} exited")
+            raise ReadError(f"short read at {addr:#x}: {len(data)} of {size} bytes")
+        return data
+
+    def read_u64(self, addr: int) -> int:
+        return _U64.unpack(self.read(addr, 8))[0]
+
+    def read_ptr(self, addr: int) -> int:
+        return self.read_u64(addr)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "RemoteMemory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def u64(buf: bytes, off: int) -> int:
+    return _U64.unpack_from(buf, off)[0]
+
+
+def u32(buf: bytes, off: int) -> int:
+    return _U32.unpack_from(buf, off)[0]
+
+
+def i32(buf: bytes, off: int) -> int:
+    return _I32.unpack_from(buf, off)[0]

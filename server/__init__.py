@@ -1,0 +1,1 @@
+"""heatline language server (pygls). Adapts profiles to LSP; owns no profiling logic."""

@@ -1,0 +1,117 @@
+"""Shared fixtures: every CPython on the machine, and helpers to drive the real CLI."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = os.path.join(ROOT, "tests", "targets")
+SUPPORTED_MINORS = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (3, 15)]
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    label: str
+    path: str
+
+
+def _pyenv_root() -> str:
+    return os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+
+
+def find_interpreters() -> list[Interpreter]:
+    """Every supported CPython present: the one running the tests, pyenv's, and the system's."""
+    found: dict[str, Interpreter] = {}
+
+    def add(label: str, path: str) -> None:
+        real = os.path.realpath(path)
+        if os.access(real, os.X_OK) and real not in {os.path.realpath(i.path) for i in found.values()}:
+            found[label] = Interpreter(label, path)
+
+    add(f"current-{sys.version_info[0]}.{sys.version_info[1]}", sys.executable)
+    for major, minor in SUPPORTED_MINORS:
+        for exe in sorted(glob.glob(f"{_pyenv_root()}/versions/{major}.{minor}.*/bin/python{major}.{minor}")):
+            if re.search(r"/versions/\d+\.\d+\.\d+/", exe):  # skip -dev/-debug/free-threaded builds
+                add(f"pyenv-{exe.split('/versions/')[1].split('/')[0]}", exe)
+        for exe in (f"/usr/bin/python{major}.{minor}",):
+            if os.path.exists(exe):
+                add(f"system-{major}.{minor}", exe)
+    return list(found.values())
+
+
+INTERPRETERS = find_interpreters()
+
+
+@pytest.fixture(params=INTERPRETERS, ids=[i.label for i in INTERPRETERS])
+def interpreter(request) -> Interpreter:
+    return request.param
+
+
+def target(name: str) -> str:
+    return os.path.join(TARGETS, name)
+
+
+def heatline(*args: str, timeout: float = 120, cwd: str | None = None, **kw) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sampler", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env, **kw,
+    )
+
+
+def parse_collapsed(path: str) -> list[tuple[int, list[str], int]]:
+    """(tid, frames root->leaf as 'file:func:line', count) per line."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            stack, count = line.rsplit(" ", 1)
+            parts = stack.split(";")
+            rows.append((int(parts[0][4:]), parts[1:], int(count)))
+    return rows
+
+
+def weight_where(rows, predicate) -> int:
+    return sum(c for _tid, frames, c in rows if predicate(frames))
+
+
+def has_func(frames: list[str], func: str) -> bool:
+    return any(f.split(":")[1] == func for f in frames if f.count(":") >= 2)
+
+
+@pytest.fixture
+def spawn():
+    """Start target processes and make sure they are gone after the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*cmd: str, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        for s in (p.stdout, p.stderr):
+            if s:
+                s.close()
+
+
+def wait_ready(proc: subprocess.Popen, marker: str = "ready") -> None:
+    """Block until the target prints its ready line, so it is inside the code under test."""
+    line = proc.stdout.readline()
+    assert marker in line, f"target did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
