@@ -177,13 +177,13 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sampler.cpython.unwinder import Unwinder
-    from sampler.launcher import COORDINATOR, launch
+    from sampler.launcher import launch
 
     target = launch(args.target, args.args, module=args.module, python=args.python)
     unwinder = None
     try:
         unwinder = Unwinder(
-            target.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc, launcher_file=COORDINATOR
+            target.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc
         )
         profile = _profile(args, unwinder, target.alive, target.pid, on_started=target.start)
     except BaseException:

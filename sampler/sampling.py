@@ -8,6 +8,7 @@ target exiting both end the loop normally, so the caller always gets a profile t
 from __future__ import annotations
 
 import ctypes
+import struct
 import sys
 import time
 from typing import Callable, Protocol, TextIO
@@ -90,7 +91,7 @@ class SamplingLoop:
                     stats.attempts -= 1
                     stats.target_exited = True
                     break
-                except (ReadError, OSError, ValueError, IndexError, UnicodeDecodeError):
+                except (ReadError, OSError, ValueError, IndexError, UnicodeDecodeError, OverflowError, struct.error):
                     stats.errors += 1
                     consecutive_errors += 1
                     # A dead target can look like a stream of read errors (e.g. a zombie child).

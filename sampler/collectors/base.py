@@ -9,10 +9,12 @@ from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, TextIO
 from ..errors import HeatlineError
 from ..model import Frame, Profile
 
-# Files of heatline's own `run` bootstrap, which executes inside the target and calls the user's
-# code: its frames, the frames below it and the runpy frames it calls into are plumbing, never
-# shown (Tachyon does the same for its `_sync_coordinator.py`). Matched as path suffixes with "/".
-INTERNAL_FRAME_SUFFIXES: tuple[str, ...] = ("sampler/_launcher.py",)
+# Files of heatline's own `run` bootstrap (`sampler/_coordinator.py`), which executes inside the
+# target and calls the user's code: its frames, the frames below it and the runpy frames it calls
+# into are plumbing, never shown (Tachyon does the same for its `_sync_coordinator.py`). The
+# unwinder already strips them while sampling; this covers profiles from any other source.
+# Matched as path suffixes, with "/" separators.
+INTERNAL_FRAME_SUFFIXES: tuple[str, ...] = ("sampler/_coordinator.py",)
 _RUNPY_SUFFIXES = ("/runpy.py", "<frozen runpy>")
 
 

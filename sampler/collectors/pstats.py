@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, TextIO
 
 from ..errors import UsageError
+from ..model import Profile
 from .base import Collector, short_filename
 
 Key = tuple[str, int, str]  # (filename, lineno, funcname), as in the stdlib's pstats
@@ -56,7 +57,7 @@ class PstatsCollector(Collector):
     default_extension = "pstats"
     option_defaults = {"sort": "nsamples", "limit": 15, "show_summary": True}
 
-    def __init__(self, profile: Any, **options: Any) -> None:
+    def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
         if self.options["sort"] not in SORT_CHOICES:
             raise UsageError(
@@ -94,15 +95,19 @@ class PstatsCollector(Collector):
     def create_stats(self) -> dict[Key, tuple[int, int, float, float, dict[Key, tuple]]]:
         """The dict the file holds, in the shape cProfile's `Profile.create_stats` makes."""
         agg = self.aggregate()
-        interval = self.profile.stats.interval_usec / 1_000_000
+        usec = self.profile.stats.interval_usec
+
+        def seconds(n: int) -> float:
+            return n * usec / 1_000_000  # not n * (usec / 1e6): 13 x 1 ms stays 0.013
+
         stats = {}
         for key, cumul in agg.cumulative.items():
             direct = agg.direct.get(key, 0)
             callers = {
-                caller: (n, n, leaf_n * interval, n * interval)
+                caller: (n, n, seconds(leaf_n), seconds(n))
                 for caller, (n, leaf_n) in agg.callers.get(key, {}).items()
             }
-            stats[key] = (direct, cumul, direct * interval, cumul * interval, callers)
+            stats[key] = (direct, cumul, seconds(direct), seconds(cumul), callers)
         return stats
 
     def dump(self, fh: BinaryIO) -> None:

@@ -8,9 +8,9 @@ that changed under us) raises `ReadError`, which the sampling loop counts as a f
 
 from __future__ import annotations
 
-import os
 import struct
 import time
+from typing import Iterator
 
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime, locate_runtime
@@ -59,14 +59,12 @@ class Unwinder:
         all_threads: bool = False,
         mode: str = "wall",
         gc: bool = True,
-        launcher_file: str | None = None,
         memory: RemoteMemory | None = None,
     ) -> None:
         self.pid = pid
         self.all_threads = all_threads
         self.mode = mode
         self.gc = gc
-        self.launcher_file = launcher_file
         self.memory = memory or RemoteMemory(pid)
         self.runtime: Runtime = locate_runtime(pid, self.memory)
         self.codes = CodeCache(self.memory, self.runtime)
@@ -181,9 +179,9 @@ class Unwinder:
         gc_thread = None
         if not self.all_threads:
             found = self._main_thread(interp, ibuf, main_tstate)
-            candidates = [found] if found else []
+            candidates: Iterator[tuple[int, bytes]] = iter([found] if found else [])
         else:
-            candidates = self._all_threads(interp, ibuf)
+            candidates = self._iter_threads(interp, ibuf)
         for tstate, tbuf in candidates:
             sample = self._thread(interp, interp_id, tstate, tbuf, holder, main_tstate)
             if sample is None:
@@ -202,17 +200,21 @@ class Unwinder:
             raise ReadError(f"thread state {addr:#x} does not belong to interpreter {interp:#x}")
         return tbuf
 
-    def _all_threads(self, interp: int, ibuf: bytes) -> list[tuple[int, bytes]]:
+    def _iter_threads(self, interp: int, ibuf: bytes) -> Iterator[tuple[int, bytes]]:
+        """Thread states one at a time, so each is processed right after it is read."""
         L = self.L
-        result = []
         tstate = u64(ibuf, L["interp.threads_head"] - self.interp_lo)[0]
+        count = 0
         while tstate:
-            if len(result) >= MAX_THREADS:
+            count += 1
+            if count > MAX_THREADS:
                 raise ReadError("thread list does not end")
             tbuf = self._read_tstate(tstate, interp)
-            result.append((tstate, tbuf))
+            yield tstate, tbuf
             tstate = u64(tbuf, L["tstate.next"])[0]
-        return result
+
+    def _all_threads(self, interp: int, ibuf: bytes) -> list[tuple[int, bytes]]:
+        return list(self._iter_threads(interp, ibuf))
 
     def _is_main(self, tstate: int, tbuf: bytes, main_tstate: int) -> bool:
         if main_tstate:
@@ -323,7 +325,10 @@ class Unwinder:
     def _thread(
         self, interp: int, interp_id: int, tstate: int, tbuf: bytes, holder: int, main_tstate: int
     ) -> ThreadSample | None:
+        # Order matters: the target runs on while we read, so the state taken from `tbuf` must
+        # be paired with a stack read right after it; the slower /proc read comes last.
         L = self.L
+        mode = self.mode
         status = 0
         if holder == -1:
             if "tstate.holds_gil" in L and i32(tbuf, L["tstate.holds_gil"])[0]:
@@ -332,28 +337,65 @@ class Unwinder:
             status |= HAS_GIL
         if self._is_main(tstate, tbuf, main_tstate):
             status |= MAIN_THREAD
+        if mode in ("wall", "exception") and self._has_exception(tstate, tbuf):
+            status |= HAS_EXCEPTION
         tid = self._native_tid(tbuf) or u64(tbuf, L["tstate.thread_id"])[0]
-        on_cpu = self.cpu.on_cpu(tid)
-        if on_cpu is None:
-            status |= UNKNOWN
-        elif on_cpu:
-            status |= ON_CPU
-        if self.mode in ("wall", "exception"):
-            if self._has_exception(tstate, tbuf):
-                status |= HAS_EXCEPTION
-        if not mode_accepts(self.mode, status):
+        if mode == "cpu":
+            status |= self._cpu_status(tid)
+        if not mode_accepts(mode, status):
             return None
         frames = self._frames(tstate, tbuf)
-        if self.launcher_file:
-            frames = self._strip_launcher(frames)
+        if mode == "exception" and not self._has_exception(tstate, self._read_tstate(tstate, interp)):
+            # The exception ended while the stack was read, so the stack may already be from
+            # code after the handler (same frame addresses, other functions): leave it out.
+            return None
+        if mode != "cpu":
+            status |= self._cpu_status(tid)
         return ThreadSample(tid, status, frames, interp_id)
+
+    def _cpu_status(self, tid: int) -> int:
+        on_cpu = self.cpu.on_cpu(tid)
+        if on_cpu is None:
+            return UNKNOWN
+        return ON_CPU if on_cpu else 0
 
     # -- frames ---------------------------------------------------------------------------------
 
     def _frames(self, tstate: int, tbuf: bytes) -> tuple[Frame, ...]:
+        """The thread's stack, leaf first, checked for consistency.
+
+        The target keeps running while we read. Frames below the top one are suspended and
+        cannot change while the top frame stays the same, so the stack is consistent if the top
+        frame pointer is unchanged after the walk; otherwise re-read it, then give up.
+        """
+        for attempt in range(3):
+            top = self._top_frame(tstate, tbuf, fresh=attempt > 0)
+            if not top:
+                return ()
+            frames = self._walk(tstate, tbuf, top, fresh=attempt > 0)
+            if self._top_frame(tstate, tbuf, fresh=True) == top:
+                return frames
+        raise ReadError("the stack kept changing while it was read")
+
+    def _top_frame(self, tstate: int, tbuf: bytes, fresh: bool) -> int:
+        L = self.L
+        mem = self.memory
+        root = self.t.frame_root
+        if root == "cframe":
+            cf = mem.read_u64(tstate + L["tstate.cframe"]) if fresh else u64(tbuf, L["tstate.cframe"])[0]
+            if not cf:
+                return 0
+            rel = cf - tstate + L["cframe.current_frame"]
+            if not fresh and 0 <= rel <= len(tbuf) - 8:
+                return u64(tbuf, rel)[0]
+            return mem.read_u64(cf + L["cframe.current_frame"])
+        off = L[root]
+        return mem.read_u64(tstate + off) if fresh else u64(tbuf, off)[0]
+
+    def _walk(self, tstate: int, tbuf: bytes, top: int, fresh: bool) -> tuple[Frame, ...]:
         if self.t.frame_kind == "object":
-            return self._object_frames(u64(tbuf, self.L["tstate.frame"])[0])
-        return self._interp_frames(tstate, tbuf)
+            return self._object_frames(top)
+        return self._interp_frames(tstate, tbuf, top, fresh)
 
     def _object_frames(self, f: int) -> tuple[Frame, ...]:
         L = self.L
@@ -370,23 +412,12 @@ class Unwinder:
             f = u64(fb, prev_off)[0]
         return tuple(frames)
 
-    def _interp_frames(self, tstate: int, tbuf: bytes) -> tuple[Frame, ...]:
+    def _interp_frames(self, tstate: int, tbuf: bytes, f: int, fresh: bool) -> tuple[Frame, ...]:
         L = self.L
         t = self.t
         mem = self.memory
-        if t.frame_root == "cframe":
-            cf = u64(tbuf, L["tstate.cframe"])[0]
-            if not cf:
-                return ()
-            rel = cf - tstate + L["cframe.current_frame"]
-            if 0 <= rel <= len(tbuf) - 8:
-                f = u64(tbuf, rel)[0]
-            else:
-                f = mem.read_u64(cf + L["cframe.current_frame"])
-        else:
-            f = u64(tbuf, L["tstate.current_frame"])[0]
-        if not f:
-            return ()
+        if fresh:
+            tbuf = mem.read(tstate, self.tstate_size)
         chunk = u64(tbuf, L["tstate.datastack_chunk"])[0]
         top = u64(tbuf, L["tstate.datastack_top"])[0]
         if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
@@ -425,16 +456,6 @@ class Unwinder:
             f = prev
         return tuple(frames)
 
-    def _strip_launcher(self, frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
-        """Drop `heatline run`'s own frames (the coordinator and runpy) from the root end."""
-        end = len(frames)
-        launcher = self.launcher_file
-        while end and frames[end - 1].filename == launcher:
-            end -= 1
-            while end and _is_runpy(frames[end - 1].filename):
-                end -= 1
-        return frames[:end]
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     def alive(self) -> bool:
@@ -450,10 +471,6 @@ class Unwinder:
     def close(self) -> None:
         self.cpu.close()
         self.memory.close()
-
-
-def _is_runpy(filename: str) -> bool:
-    return filename == "<frozen runpy>" or os.path.basename(filename) == "runpy.py"
 
 
 __all__ = ["Unwinder", "ProcessGoneError"]

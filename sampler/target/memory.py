@@ -12,6 +12,9 @@ import struct
 
 from sampler.errors import ProcessGoneError, ProcessNotFoundError, ProcessPermissionError, ReadError
 
+_USER_SPACE_END = 1 << 56
+_MAX_READ = 64 << 20
+
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
@@ -52,7 +55,9 @@ class RemoteMemory:
             pass  # the first mapping may be unreadable; the real reads will tell
 
     def read(self, addr: int, size: int) -> bytes:
-        if addr <= 0 or size < 0:
+        # User-space addresses on 64-bit Linux are below 2**47 (2**56 with 5-level paging);
+        # anything else is a torn or stale pointer, not something to hand to the kernel.
+        if not 0 < addr < _USER_SPACE_END or not 0 <= size <= _MAX_READ:
             raise ReadError(f"bad remote address {addr:#x}")
         try:
             data = os.pread(self._fd, size, addr)

@@ -1,0 +1,251 @@
+"""End to end: real targets under every CPython on the machine, profiled through the real CLI.
+
+Every assertion checks what the target is known to do: which functions run, on which lines,
+in which threads and states, and in what proportions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import has_func, heatline, parse_collapsed, target, wait_ready, weight_where
+
+MAIN_LINES = tuple(f"known_lines.py:main:{n}" for n in range(18, 22))
+
+
+def _collapsed(tmp_path, *args: str) -> list:
+    out = tmp_path / "out.txt"
+    res = heatline(*args[:1], *(["--collapsed", "-o", str(out)]), *args[1:])
+    assert res.returncode == 0, res.stderr
+    return parse_collapsed(str(out))
+
+
+def _attach(tmp_path, pid: int, *opts: str, duration: str = "1.5") -> list:
+    out = tmp_path / "out.txt"
+    res = heatline("attach", str(pid), "-d", duration, "--collapsed", "-o", str(out), *opts)
+    assert res.returncode == 0, res.stderr
+    assert "Captured" in res.stdout
+    return parse_collapsed(str(out))
+
+
+def test_run_known_functions_and_lines(interpreter, tmp_path):
+    out = tmp_path / "out.txt"
+    res = heatline("run", "--python", interpreter.path, "-d", "1.5", "--collapsed", "-o", str(out),
+                   target("known_lines.py"), "30")
+    assert res.returncode == 0, res.stderr
+    rows = parse_collapsed(str(out))
+    total = sum(c for *_x, c in rows)
+    assert total > 1000  # 1.5 s at 1 kHz
+    # Every stack is <module> -> main -> inner, and nothing of the launcher shows.
+    for _tid, frames, _c in rows:
+        assert frames[0] == "known_lines.py:<module>:25", frames
+        assert frames[1] in MAIN_LINES
+        assert "_coordinator" not in ";".join(frames) and "runpy" not in ";".join(frames)
+    inner = weight_where(rows, lambda f: f[-1].startswith("known_lines.py:inner:"))
+    assert inner / total > 0.95
+    hot = weight_where(rows, lambda f: f[-1] in ("known_lines.py:inner:7", "known_lines.py:inner:8"))
+    assert hot / total > 0.8
+
+
+def test_run_module_strips_launcher(tmp_path):
+    out = tmp_path / "out.txt"
+    res = heatline("run", "-d", "1", "--collapsed", "-o", str(out), "-m", "known_lines", "30",
+                   cwd=os.path.dirname(target("known_lines.py")))
+    assert res.returncode == 0, res.stderr
+    rows = parse_collapsed(str(out))
+    assert rows
+    for _tid, frames, _c in rows:
+        assert frames[0].startswith("known_lines.py:<module>:"), frames
+        assert not any("runpy" in f or "_coordinator" in f for f in frames)
+
+
+def test_attach_known_functions(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("known_lines.py"))
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid)
+    total = sum(c for *_x, c in rows)
+    assert total > 1000
+    assert weight_where(rows, lambda f: f[-1].startswith("known_lines.py:inner:")) / total > 0.95
+    assert all(f[0] == "known_lines.py:<module>:25" for _t, f, _c in rows)
+    assert all(f[1] in MAIN_LINES for _t, f, _c in rows)
+    # The loop condition is cheap next to the call: nearly all time is below line 21.
+    assert weight_where(rows, lambda f: f[1] == "known_lines.py:main:21") / total > 0.95
+
+
+def test_deep_recursion(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("recursion.py"), "150")
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid, duration="1")
+    deepest = max(sum(1 for f in frames if ":recurse:" in f) for _t, frames, _c in rows)
+    assert deepest == 151
+    total = sum(c for *_x, c in rows)
+    full = weight_where(rows, lambda f: sum(1 for x in f if ":recurse:" in x) == 151)
+    assert full / total > 0.8  # most time is spent at the bottom of the recursion
+    for _t, frames, _c in rows:
+        assert all(x == "recursion.py:recurse:10" for x in frames[2:-1] if ":recurse:" in x)
+
+
+def test_threads_all_vs_main(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("threads.py"))
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid, "-a")
+    tids_by_worker: dict[str, set[int]] = {}
+    for tid, frames, _c in rows:
+        for i in range(8):
+            if has_func(frames, f"worker_{i}"):
+                tids_by_worker.setdefault(f"worker_{i}", set()).add(tid)
+    assert sorted(tids_by_worker) == [f"worker_{i}" for i in range(8)]
+    all_tids = [next(iter(t)) for t in tids_by_worker.values()]
+    assert all(len(t) == 1 for t in tids_by_worker.values()) and len(set(all_tids)) == 8
+    # Thread ids are the OS thread ids, so they match /proc/PID/task.
+    tasks = {int(t) for t in os.listdir(f"/proc/{p.pid}/task")}
+    assert set(all_tids) <= tasks
+    main_rows = [r for r in rows if has_func(r[1], "main_loop")]
+    assert main_rows and {r[0] for r in main_rows} == {p.pid}
+    # Without -a only the main thread is sampled.
+    rows = _attach(tmp_path, p.pid, duration="1")
+    assert {tid for tid, *_x in rows} == {p.pid}
+    assert all(has_func(f, "main_loop") for _t, f, _c in rows)
+
+
+def test_generators_and_coroutines(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("gen_coro.py"))
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid, duration="2")
+    gen = [f for _t, f, _c in rows if f[-1] == "gen_coro.py:produce:8"]
+    assert gen, "generator body never seen"
+    assert all(f[-2].startswith("gen_coro.py:consume_generator:") for f in gen)
+    coro = [f for _t, f, _c in rows if f[-1] == "gen_coro.py:coro_work:24"]
+    assert coro, "coroutine body never seen"
+    assert all(any(":coro_driver:" in x for x in f) for f in coro)
+
+
+def test_wall_vs_cpu_mode(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("io_vs_cpu.py"))
+    wait_ready(p)
+    wall = _attach(tmp_path, p.pid, "-a", "--mode", "wall")
+    blocked = weight_where(wall, lambda f: has_func(f, "blocked_in_io"))
+    busy = weight_where(wall, lambda f: has_func(f, "busy"))
+    assert blocked > 0.3 * (blocked + busy) and busy > 0.3 * (blocked + busy)
+    assert any(f[-1] == "io_vs_cpu.py:blocked_in_io:6" for _t, f, _c in wall)
+    cpu = _attach(tmp_path, p.pid, "-a", "--mode", "cpu")
+    assert weight_where(cpu, lambda f: has_func(f, "blocked_in_io")) == 0
+    assert weight_where(cpu, lambda f: has_func(f, "busy")) > 500
+
+
+def test_gil_mode(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("io_vs_cpu.py"))
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid, "-a", "--mode", "gil")
+    # The busy thread holds the GIL; the one blocked in read() released it.
+    assert weight_where(rows, lambda f: has_func(f, "blocked_in_io")) == 0
+    assert weight_where(rows, lambda f: has_func(f, "busy")) > 500
+
+
+def test_exception_mode(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("exceptions.py"))
+    wait_ready(p)
+    wall = _attach(tmp_path, p.pid)
+    assert weight_where(wall, lambda f: has_func(f, "plain")) > 200
+    rows = _attach(tmp_path, p.pid, "--mode", "exception")
+    handling = weight_where(rows, lambda f: has_func(f, "handling"))
+    plain = weight_where(rows, lambda f: has_func(f, "plain"))
+    assert handling > 200
+    assert plain <= 0.02 * handling
+    assert any(f[-2] == "exceptions.py:handling:12" for _t, f, _c in rows if len(f) >= 2)
+
+
+def test_unicode_names(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("unicode_💩.py"))
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid, duration="1")
+    stacks = [f for _t, f, _c in rows]
+    assert any(f[-1].startswith("unicode_💩.py:function1:") and f[-2] == "unicode_💩.py:кириллица:9" for f in stacks)
+
+
+def test_accuracy_70_30(interpreter, tmp_path):
+    """A target spending a known 70/30 split of CPU is measured within 3 percentage points."""
+    out = tmp_path / "out.txt"
+    example = os.path.join(os.path.dirname(target("x")), "..", "..", "examples", "hotspots.py")
+    res = heatline("run", "--python", interpreter.path, "--collapsed", "-o", str(out), example, "4")
+    assert res.returncode == 0, res.stderr
+    rows = parse_collapsed(str(out))
+    parse = weight_where(rows, lambda f: has_func(f, "parse_records"))
+    check = weight_where(rows, lambda f: has_func(f, "checksum"))
+    share = parse / (parse + check)
+    assert abs(share - 0.70) <= 0.03, f"parse_records share {share:.3f}"
+
+
+def test_pstats_table_and_file(tmp_path):
+    res = heatline("run", "-d", "1", target("known_lines.py"), "30")
+    assert res.returncode == 0, res.stderr
+    assert "Profile Stats:" in res.stdout
+    assert "known_lines.py:8(inner)" in res.stdout
+    out = tmp_path / "p.pstats"
+    res = heatline("run", "-d", "1", "-o", str(out), target("known_lines.py"), "30")
+    assert res.returncode == 0, res.stderr
+    import pstats
+
+    st = pstats.Stats(str(out))
+    inner_direct = sum(v[0] for k, v in st.stats.items() if k[2] == "inner")
+    total_direct = sum(v[0] for v in st.stats.values())
+    assert inner_direct / total_direct > 0.95
+    main_cum = max(v[1] for k, v in st.stats.items() if k[2] == "main")
+    assert main_cum / total_direct > 0.95
+
+
+def test_dump(interpreter, spawn):
+    p = spawn(interpreter.path, target("threads.py"))
+    wait_ready(p)
+    res = heatline("dump", str(p.pid), "-a")
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    assert f"Stack dump for PID {p.pid}, thread {p.pid} (main thread" in text
+    assert "most recent call last):" in text
+    assert "in main_loop" in text and "time.sleep(0.01)" in text
+    assert sum(f"in worker_{i}" in text for i in range(8)) == 8
+
+
+def test_target_exit_mid_run_still_writes(interpreter, tmp_path):
+    out = tmp_path / "out.txt"
+    res = heatline("run", "--python", interpreter.path, "--collapsed", "-o", str(out), target("exits_mid_run.py"))
+    assert res.returncode == 0, res.stderr
+    rows = parse_collapsed(str(out))
+    assert weight_where(rows, lambda f: has_func(f, "short_lived")) > 300
+    assert "exited with status 3" in res.stderr
+
+
+def test_ctrl_c_still_writes(tmp_path):
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sampler", "run", "--collapsed", "-o", str(out), target("known_lines.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "Interrupted by user." in stderr
+    rows = parse_collapsed(str(out))
+    assert weight_where(rows, lambda f: has_func(f, "inner")) > 500
+
+
+def test_summary_and_realtime_stats(tmp_path):
+    res = heatline("run", "-d", "1.5", "-r", "500", "--realtime-stats", "--collapsed", "-o", str(tmp_path / "o.txt"),
+                   target("known_lines.py"), "30")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    captured = next(line for line in lines if line.startswith("Captured"))
+    n = int(captured.split()[1].replace(",", ""))
+    assert 600 <= n <= 760  # 1.5 s at 500 Hz
+    assert any(line.startswith("Sample rate:") for line in lines)
+    assert any(line.startswith("Error rate:") for line in lines)
+    assert "Stats:" in res.stderr and "Hz" in res.stderr
