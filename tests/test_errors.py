@@ -1,0 +1,121 @@
+"""Bad input: one clear line on stderr, the right exit status, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, heatline, target, wait_ready
+
+
+def _one_line_error(res: subprocess.CompletedProcess, status: int, *fragments: str) -> str:
+    assert res.returncode == status, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    last = lines[-1]
+    for fragment in fragments:
+        assert fragment in last, last
+    return last
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.parametrize("command", ["attach", "dump"])
+def test_unknown_pid(command):
+    pid = _dead_pid()
+    res = heatline(command, str(pid), *(["-d", "1"] if command == "attach" else []))
+    _one_line_error(res, 1, f"no process with PID {pid} exists")
+
+
+def test_not_a_python_process(spawn):
+    p = spawn("sleep", "30")
+    res = heatline("attach", str(p.pid), "-d", "1")
+    _one_line_error(res, 1, f"process {p.pid} is not a CPython process")
+
+
+def test_unsupported_version(spawn):
+    py38 = os.path.expanduser("~/.pyenv/versions/3.8.18/bin/python3.8")
+    if not os.path.exists(py38):
+        pytest.skip("no CPython 3.8 on this machine to stand for an unsupported version")
+    p = spawn(py38, target("known_lines.py"))
+    wait_ready(p)
+    res = heatline("attach", str(p.pid), "-d", "1")
+    _one_line_error(res, 1, "Python 3.8.18", "does not support")
+
+
+def test_permission_denied(spawn):
+    """A non-root user may not read a root-owned process: the message says how to fix it."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run heatline as an unprivileged user")
+    p = spawn(sys.executable, target("known_lines.py"))
+    wait_ready(p)
+    nobody = pwd.getpwnam("nobody")
+    env = dict(os.environ, PYTHONPATH=ROOT, HOME="/tmp")
+    res = subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+         sys.executable, "-m", "sampler", "attach", str(p.pid), "-d", "1"],
+        capture_output=True, text=True, env=env, cwd="/", timeout=60,
+    )
+    if "Permission denied" in res.stderr and "sampler" in res.stderr and "heatline" not in res.stderr:
+        pytest.skip("the unprivileged user cannot read heatline's own files here")
+    _one_line_error(res, 1, "denied access", "ptrace_scope", "CAP_SYS_PTRACE")
+
+
+def test_script_not_found(tmp_path):
+    res = heatline("run", str(tmp_path / "nope.py"))
+    _one_line_error(res, 1, "cannot find the target", "nope.py")
+
+
+def test_module_not_found():
+    res = heatline("run", "-m", "no_such_module_xyz")
+    _one_line_error(res, 1, "cannot find the target", "no_such_module_xyz")
+
+
+def test_target_exits_before_first_sample():
+    # An "interpreter" that exits at once never reaches heatline's start-up handshake.
+    res = heatline("run", "--python", shutil.which("true"), target("known_lines.py"))
+    _one_line_error(res, 1, "exited", "before heatline could sample it")
+
+
+def test_unknown_interpreter():
+    res = heatline("run", "--python", "/no/such/python", target("known_lines.py"))
+    _one_line_error(res, 1, "cannot find the interpreter")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["attach", "1", "-r", "10 khz"], "Invalid sampling rate format"),
+        (["attach", "1", "-r", "0"], "Sampling rate must be positive"),
+        (["attach", "1", "-r", "2000khz"], "Sampling rate too high"),
+        (["attach", "1", "-d", "-3"], "duration must be positive"),
+        (["attach", "notapid"], "invalid int value"),
+        (["attach", "1", "--mode", "bogus"], "invalid choice"),
+        (["attach", "1", "--collapsed", "--sort", "name"], "only valid with --pstats"),
+        (["attach", "1", "--collapsed", "--pstats"], "not allowed with argument"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_argument_errors(args, fragment):
+    res = heatline(*args)
+    _one_line_error(res, 2, fragment)
+
+
+def test_rate_parsing():
+    from sampler.cli import parse_sampling_rate
+
+    assert parse_sampling_rate("1000") == 1000
+    assert parse_sampling_rate("10khz") == 100
+    assert parse_sampling_rate("10k") == 100
+    assert parse_sampling_rate("10KHz") == 100
+    assert parse_sampling_rate("100hz") == 10000
+    assert parse_sampling_rate("1.5k") == 666
