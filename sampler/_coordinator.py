@@ -30,7 +30,7 @@ def _run_script(path, argv):
 
 
 def _run_module(name, argv):
-    import runpy
+    import runpy  # already imported before the profiler started sampling
 
     sys.argv = [name] + argv  # runpy replaces argv[0] with the module's file
     runpy.run_module(name, run_name="__main__", alter_sys=True)
@@ -43,6 +43,7 @@ def main():
     if kind == "module":
         sys.path[0] = cwd
         import importlib.util
+        import runpy  # noqa: F401 - import now, so its loading is not sampled as the target's
 
         try:
             found = importlib.util.find_spec(target) is not None

@@ -365,16 +365,27 @@ class Unwinder:
         """The thread's stack, leaf first, checked for consistency.
 
         The target keeps running while we read. Frames below the top one are suspended and
-        cannot change while the top frame stays the same, so the stack is consistent if the top
-        frame pointer is unchanged after the walk; otherwise re-read it, then give up.
+        cannot change while the top frame stays the same, so a stack copy is consistent if the
+        top frame pointer is unchanged right after it was taken. The check must follow the copy
+        closely: a slow walk gives a recursing target time to unwind and rebuild its stack at the
+        same addresses, which the pointer alone cannot tell. Retry twice, then give up.
         """
         for attempt in range(3):
-            top = self._top_frame(tstate, tbuf, fresh=attempt > 0)
+            fresh = attempt > 0
+            top = self._top_frame(tstate, tbuf, fresh)
             if not top:
                 return ()
-            frames = self._walk(tstate, tbuf, top, fresh=attempt > 0)
+            if self.t.frame_kind == "object":
+                # A live frame object holds its f_back alive, and suspended frames do not
+                # change: if the old top frame is still the same live activation after the walk,
+                # everything below it was stable while we read it (whatever it called since).
+                frames, head = self._object_frames(top)
+                if self._same_frame_object(top, head):
+                    return frames
+                continue
+            chunk = self._read_chunk(tstate, tbuf, fresh)
             if self._top_frame(tstate, tbuf, fresh=True) == top:
-                return frames
+                return self._interp_frames(top, chunk)
         raise ReadError("the stack kept changing while it was read")
 
     def _top_frame(self, tstate: int, tbuf: bytes, fresh: bool) -> int:
@@ -392,38 +403,53 @@ class Unwinder:
         off = L[root]
         return mem.read_u64(tstate + off) if fresh else u64(tbuf, off)[0]
 
-    def _walk(self, tstate: int, tbuf: bytes, top: int, fresh: bool) -> tuple[Frame, ...]:
-        if self.t.frame_kind == "object":
-            return self._object_frames(top)
-        return self._interp_frames(tstate, tbuf, top, fresh)
+    def _same_frame_object(self, addr: int, head: bytes) -> bool:
+        L = self.L
+        now = self.memory.read(addr, self.frame_read)
+        return (
+            u64(now, 0)[0] > 0
+            and now[L["frame.previous"] : L["frame.previous"] + 8] == head[L["frame.previous"] : L["frame.previous"] + 8]
+            and now[L["frame.code"] : L["frame.code"] + 8] == head[L["frame.code"] : L["frame.code"] + 8]
+        )
 
-    def _object_frames(self, f: int) -> tuple[Frame, ...]:
+    def _object_frames(self, f: int) -> tuple[tuple[Frame, ...], bytes]:
         L = self.L
         prev_off, code_off, lasti_off = L["frame.previous"], L["frame.code"], L["frame.lasti"]
         scale = self.t.lasti_scale
-        frames = []
+        frames: list[Frame] = []
+        head = b""
         while f:
             if len(frames) >= MAX_DEPTH:
                 raise ReadError("too many stack frames")
             fb = self.memory.read(f, self.frame_read)
+            if not head:
+                head = fb
+            if not u64(fb, 0)[0]:
+                raise ReadError("walked into a freed frame object")
             info = self.codes.get(u64(fb, code_off)[0])
             lasti = i32(fb, lasti_off)[0]
+            if lasti < 0 and frames:
+                raise ReadError("a frame with callees has not started: the stack changed")
             frames.append(info.frame_at(lasti * scale if lasti >= 0 else -1))
             f = u64(fb, prev_off)[0]
-        return tuple(frames)
+        return tuple(frames), head
 
-    def _interp_frames(self, tstate: int, tbuf: bytes, f: int, fresh: bool) -> tuple[Frame, ...]:
+    def _read_chunk(self, tstate: int, tbuf: bytes, fresh: bool) -> tuple[int, bytes]:
+        """The used part of the thread's current stack chunk, in one read: (address, bytes)."""
         L = self.L
-        t = self.t
-        mem = self.memory
         if fresh:
-            tbuf = mem.read(tstate, self.tstate_size)
+            tbuf = self.memory.read(tstate, self.tstate_size)
         chunk = u64(tbuf, L["tstate.datastack_chunk"])[0]
         top = u64(tbuf, L["tstate.datastack_top"])[0]
         if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
-            cbuf = mem.read(chunk, top - chunk)
-        else:
-            chunk, cbuf = 0, b""
+            return chunk, self.memory.read(chunk, top - chunk)
+        return 0, b""
+
+    def _interp_frames(self, f: int, snapshot: tuple[int, bytes]) -> tuple[Frame, ...]:
+        L = self.L
+        t = self.t
+        mem = self.memory
+        chunk, cbuf = snapshot
         clen = len(cbuf)
         prev_off, code_off, ip_off, owner_off = L["frame.previous"], L["frame.code"], L["frame.instr_ptr"], L["frame.owner"]
         need = self.frame_read
@@ -451,8 +477,12 @@ class Unwinder:
                 f = prev
                 continue
             info = codes.get(code)
-            ip = u64(fb, base + ip_off)[0]
-            frames.append(info.frame_at(ip - info.code_start))
+            offset = u64(fb, base + ip_off)[0] - info.code_start
+            # A frame that called another must be past its first instruction (RESUME); one
+            # that is not was pushed after our copy's top frame, i.e. the copy is torn.
+            if frames and offset <= 0:
+                raise ReadError("a frame with callees has not started: the stack changed")
+            frames.append(info.frame_at(offset))
             f = prev
         return tuple(frames)
 

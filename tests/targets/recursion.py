@@ -4,7 +4,7 @@ import sys
 def recurse(n):
     if n == 0:
         x = 0
-        for i in range(5000):
+        for i in range(100000):  # a leaf that outlasts a 150-frame walk on 3.9/3.10
             x += i
         return x
     return recurse(n - 1)  # line 10
