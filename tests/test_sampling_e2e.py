@@ -252,3 +252,37 @@ def test_summary_and_realtime_stats(tmp_path):
     assert any(line.startswith("Sample rate:") for line in lines)
     assert any(line.startswith("Error rate:") for line in lines)
     assert "Stats:" in res.stderr and "Hz" in res.stderr
+
+
+def test_gc_frames(interpreter, tmp_path, spawn):
+    p = spawn(interpreter.path, target("gc_heavy.py"))
+    wait_ready(p)
+    rows = _attach(tmp_path, p.pid)
+    total = sum(c for *_x, c in rows)
+    in_gc = weight_where(rows, lambda f: f[-1] == "<GC>")
+    assert in_gc > 0.2 * total
+    # <GC> sits on top of the code that triggered the collection: mostly the explicit
+    # gc.collect() on line 12, sometimes an automatic one during the allocations of line 10.
+    assert all(f.index("<GC>") == len(f) - 1 for _t, f, _c in rows if "<GC>" in f)
+    explicit = weight_where(rows, lambda f: f[-1] == "<GC>" and f[-2] == "gc_heavy.py:churn:12")
+    assert explicit > 0.5 * in_gc
+    rows = _attach(tmp_path, p.pid, "--no-gc")
+    assert weight_where(rows, lambda f: "<GC>" in f) == 0
+    assert weight_where(rows, lambda f: f[-1] == "gc_heavy.py:churn:12") > 0.2 * total
+
+
+def test_gil_mode_one_holder_per_sample(interpreter, tmp_path, spawn):
+    """Two threads compete for the GIL: each sample shows at most the one that holds it."""
+    p = spawn(interpreter.path, target("gil_contention.py"))
+    wait_ready(p)
+    out = tmp_path / "out.txt"
+    res = heatline("attach", str(p.pid), "-a", "-d", "1.5", "--mode", "gil", "--collapsed", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    samples = int(res.stdout.split("Captured ", 1)[1].split()[0].replace(",", ""))
+    rows = parse_collapsed(str(out))
+    held = sum(c for *_x, c in rows)
+    assert 0.8 * samples <= held <= samples  # one holder per sample (none while it switches)
+    a = weight_where(rows, lambda f: has_func(f, "spin_a"))
+    b = weight_where(rows, lambda f: has_func(f, "spin_b"))
+    assert a > 0.2 * held and b > 0.2 * held  # both get their turns
+    assert weight_where(rows, lambda f: f[-1].endswith(":21")) <= 0.02 * held
