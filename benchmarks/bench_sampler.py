@@ -396,40 +396,35 @@ def last_line(text: str) -> str:
 # -- measurements ------------------------------------------------------------------------------------
 
 
-def measure_rate(python: str, pyspy: str | None, duration: float, workdir: Path) -> list[Run]:
+def _measure(python: str, pyspy: str | None, duration: float, workdir: Path, *, script: Path,
+             args: list[str], rate_hz: int, all_threads: bool) -> list[Run]:
+    """heatline, py-spy --nonblocking and py-spy (blocking), each on a fresh copy of one target."""
     runs = []
     for kind in ("heatline", "pyspy-nb", "pyspy-blk"):
         if kind != "heatline" and pyspy is None:
             runs.append(Run("py-spy" + (" --nonblocking" if kind == "pyspy-nb" else ""), reason="py-spy not installed"))
             continue
-        target = Target(python, DEEP_TARGET, [str(DEEP_RECURSION)])
+        target = Target(python, script, args)
         try:
             if kind == "heatline":
-                runs.append(run_heatline(target, rate="100khz", duration=duration, all_threads=False, workdir=workdir))
+                runs.append(run_heatline(target, rate=str(rate_hz), duration=duration, all_threads=all_threads,
+                                         workdir=workdir))
             else:
-                runs.append(run_pyspy(pyspy, target, rate=100_000, duration=duration,
-                                      nonblocking=kind == "pyspy-nb", threads=False, workdir=workdir))
+                runs.append(run_pyspy(pyspy, target, rate=rate_hz, duration=duration,
+                                      nonblocking=kind == "pyspy-nb", threads=all_threads, workdir=workdir))
         finally:
             target.close()
     return runs
+
+
+def measure_rate(python: str, pyspy: str | None, duration: float, workdir: Path) -> list[Run]:
+    return _measure(python, pyspy, duration, workdir, script=DEEP_TARGET, args=[str(DEEP_RECURSION)],
+                    rate_hz=100_000, all_threads=False)
 
 
 def measure_cpu(python: str, pyspy: str | None, duration: float, workdir: Path) -> list[Run]:
-    runs = []
-    for kind in ("heatline", "pyspy-nb", "pyspy-blk"):
-        if kind != "heatline" and pyspy is None:
-            runs.append(Run("py-spy" + (" --nonblocking" if kind == "pyspy-nb" else ""), reason="py-spy not installed"))
-            continue
-        target = Target(python, THREADS_TARGET)
-        try:
-            if kind == "heatline":
-                runs.append(run_heatline(target, rate="1000", duration=duration, all_threads=True, workdir=workdir))
-            else:
-                runs.append(run_pyspy(pyspy, target, rate=1000, duration=duration,
-                                      nonblocking=kind == "pyspy-nb", threads=True, workdir=workdir))
-        finally:
-            target.close()
-    return runs
+    return _measure(python, pyspy, duration, workdir, script=THREADS_TARGET, args=[], rate_hz=1000,
+                    all_threads=True)
 
 
 # -- printing ----------------------------------------------------------------------------------------

@@ -229,7 +229,8 @@ def cmd_dump(args: argparse.Namespace) -> int:
                 last_error = exc
         else:
             raise HeatlineError(f"could not read a consistent stack from process {args.pid}: {last_error}")
-        sys.stdout.write(format_dump(args.pid, threads, SourceLines(args.pid)))
+        names = unwinder.thread_names()
+        sys.stdout.write(format_dump(args.pid, threads, SourceLines(args.pid), names))
     except ProcessGoneError:
         raise HeatlineError(
             f"No stack dump collected - process {args.pid} exited before its stack could be read."

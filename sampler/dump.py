@@ -90,7 +90,12 @@ def display_path(filename: str) -> str:
     return filename
 
 
-def format_dump(pid: int, threads: Iterable[ThreadSample], sources: SourceLines | None = None) -> str:
+def format_dump(
+    pid: int,
+    threads: Iterable[ThreadSample],
+    sources: SourceLines | None = None,
+    names: dict[int, str] | None = None,
+) -> str:
     threads = list(threads)
     if not threads:
         return f"No Python stacks found for PID {pid}\n"
@@ -99,6 +104,9 @@ def format_dump(pid: int, threads: Iterable[ThreadSample], sources: SourceLines 
     for t in threads:
         labels = status_labels(t.status)
         where = f"thread {t.thread_id}"
+        name = (names or {}).get(t.thread_id)
+        if name:
+            where += f' "{name}"'
         if several_interps:
             where = f"interpreter {t.interpreter_id}, " + where
         out.append(f"Stack dump for PID {pid}, {where} ({', '.join(labels + ['most recent call last']).replace(', most recent', '; most recent')}):")

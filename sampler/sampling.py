@@ -22,6 +22,11 @@ class SampleSource(Protocol):
 
     def alive(self) -> bool: ...
 
+    def thread_names(self) -> dict[int, str]: ...
+
+
+NAMES_REFRESH_S = 1.0
+
 
 def _tighten_timer_slack() -> None:
     """Ask for 1 ns timer slack so short sleeps end on time (default slack is 50 us)."""
@@ -70,6 +75,8 @@ class SamplingLoop:
         deadline = start + self.duration_s if self.duration_s else None
         next_tick = start
         next_report = start + 1.0
+        names_due = start  # when a new thread may next trigger a (costly) name look-up
+        known_threads = self.profile.thread_names
         consecutive_errors = 0
         try:
             while not self.stopped:
@@ -109,18 +116,37 @@ class SamplingLoop:
                 if cost > self.sample_cost_max:
                     self.sample_cost_max = cost
                 stats.samples += 1
+                unnamed = False
                 for t in threads:
                     add(t)
+                    if t.thread_id not in known_threads:
+                        unnamed = True
+                if unnamed and t0 >= names_due:
+                    names_due = t0 + NAMES_REFRESH_S
+                    self._refresh_names()
                 if self.realtime is not None and t0 >= next_report:
                     next_report = t0 + 1.0
                     self._report(clock() - start)
         except KeyboardInterrupt:
             stats.interrupted = True
         stats.duration_s = clock() - start
+        if not stats.target_exited:
+            self._refresh_names()
         stats.missed = max(0, stats.expected_samples - stats.attempts)
         if self.realtime is not None:
             self.realtime.write("\n")
         return stats
+
+    def _refresh_names(self) -> None:
+        try:
+            names = self.source.thread_names()
+        except (ReadError, ProcessGoneError, OSError):
+            return
+        for tid, name in names.items():
+            self.profile.thread_names[tid] = name
+        # Threads without a name (e.g. started from C) are not looked up again and again.
+        for tid in self.profile.status_counts:
+            self.profile.thread_names.setdefault(tid, "")
 
     def _report(self, elapsed: float) -> None:
         stats = self.profile.stats

@@ -209,10 +209,15 @@ def test_dump(interpreter, spawn):
     res = heatline("dump", str(p.pid), "-a")
     assert res.returncode == 0, res.stderr
     text = res.stdout
-    assert f"Stack dump for PID {p.pid}, thread {p.pid} (main thread" in text
+    assert f'Stack dump for PID {p.pid}, thread {p.pid} "MainThread" (main thread' in text
     assert "most recent call last):" in text
     assert "in main_loop" in text and "time.sleep(0.01)" in text
     assert sum(f"in worker_{i}" in text for i in range(8)) == 8
+    # Each worker's stack is headed by its own thread's name.
+    for block in text.split("Stack dump for PID")[1:]:
+        for i in range(8):
+            if f"in worker_{i}\n" in block:
+                assert f'"worker-{i}"' in block.splitlines()[0]
 
 
 def test_target_exit_mid_run_still_writes(interpreter, tmp_path):
@@ -264,8 +269,9 @@ def test_gc_frames(interpreter, tmp_path, spawn):
     # <GC> sits on top of the code that triggered the collection: mostly the explicit
     # gc.collect() on line 12, sometimes an automatic one during the allocations of line 10.
     assert all(f.index("<GC>") == len(f) - 1 for _t, f, _c in rows if "<GC>" in f)
-    explicit = weight_where(rows, lambda f: f[-1] == "<GC>" and f[-2] == "gc_heavy.py:churn:12")
+    explicit = weight_where(rows, lambda f: f[-2:] == ["gc_heavy.py:churn:12", "<GC>"])
     assert explicit > 0.5 * in_gc
+    assert all(len(f) > 1 for _t, f, _c in rows if "<GC>" in f)  # never a bare <GC>
     rows = _attach(tmp_path, p.pid, "--no-gc")
     assert weight_where(rows, lambda f: "<GC>" in f) == 0
     assert weight_where(rows, lambda f: f[-1] == "gc_heavy.py:churn:12") > 0.2 * total

@@ -27,11 +27,19 @@ _I32 = struct.Struct("<i")
 
 
 class CodeInfo:
-    __slots__ = ("filename", "name", "table", "code_start", "fingerprint", "epoch", "memo")
+    __slots__ = ("filename", "name", "table", "code_start", "fingerprint", "epoch", "memo", "is_shim")
 
     def __init__(
-        self, filename: str, name: str, table: LineTable, code_start: int, fingerprint: tuple, epoch: int
+        self,
+        filename: str,
+        name: str,
+        table: LineTable,
+        code_start: int,
+        fingerprint: tuple,
+        epoch: int,
+        is_shim: bool = False,
     ) -> None:
+        self.is_shim = is_shim
         self.filename = filename
         self.name = name
         self.table = table
@@ -108,6 +116,7 @@ class CodeCache:
         self.code_adaptive = L.get("code.code_adaptive")
         self.code_type = runtime.code_type_addr
         self.parse = PARSERS[t.linetable]
+        self.shim_codes = t.shim_codes
         self.entries: dict[int, CodeInfo] = {}
         self.epoch = 0
         self.hits = 0
@@ -139,7 +148,9 @@ class CodeCache:
         name = self.strings.read_str(name_ptr)
         table = self.parse(self.strings.read_bytes(lt_ptr), first)
         code_start = addr + self.code_adaptive if self.code_adaptive is not None else 0
-        info = CodeInfo(filename, name, table, code_start, fingerprint, self.epoch)
+        info = CodeInfo(
+            filename, name, table, code_start, fingerprint, self.epoch, (filename, name) in self.shim_codes
+        )
         if len(self.entries) > 65536:
             self.entries.clear()
         self.entries[addr] = info

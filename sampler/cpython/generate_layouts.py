@@ -82,6 +82,8 @@ HEADERS: tuple[Header, ...] = (
     Header("internal/pycore_gc.h"),
     Header("internal/pycore_code.h"),
     Header("internal/pycore_frame.h", since=11),
+    Header("internal/pycore_moduleobject.h", since=10),
+    Header("internal/pycore_dict.h", since=11),
 )
 
 
@@ -115,6 +117,8 @@ FIELDS: tuple[Field, ...] = (
     Field("interp.gil_holder", _off(_IS, "_gil.last_holder"), since=12),
     Field("interp.gil_locked", _off(_IS, "_gil.locked"), since=12),
     Field("interp.ceval_gil", _off(_IS, "ceval.gil"), since=12),
+    Field("interp.modules", _off(_IS, "modules"), until=11),
+    Field("interp.modules", _off(_IS, "imports.modules"), since=12),
     # PyThreadState
     Field("tstate.size", _size(_TS)),
     Field("tstate.next", _off(_TS, "next")),
@@ -169,6 +173,38 @@ FIELDS: tuple[Field, ...] = (
     Field("bytes.ob_sval", _off("PyBytesObject", "ob_sval")),
     Field("object.ob_type", _off("PyObject", "ob_type")),
     Field("type.tp_name", _off("PyTypeObject", "tp_name")),
+    Field("type.tp_basicsize", _off("PyTypeObject", "tp_basicsize")),
+    Field("type.tp_flags", _off("PyTypeObject", "tp_flags")),
+    Field("type.tp_dictoffset", _off("PyTypeObject", "tp_dictoffset")),
+    Field("heaptype.ht_cached_keys", _off("PyHeapTypeObject", "ht_cached_keys")),
+    # module (PyModuleObject is private to moduleobject.c in 3.9; see thread_names.py)
+    Field("module.md_dict", _off("PyModuleObject", "md_dict"), since=10),
+    # int
+    Field("long.ob_size", _off("PyLongObject", "ob_base.ob_size"), until=11),
+    Field("long.lv_tag", _off("PyLongObject", "long_value.lv_tag"), since=12),
+    Field("long.ob_digit", _off("PyLongObject", "ob_digit"), until=11),
+    Field("long.ob_digit", _off("PyLongObject", "long_value.ob_digit"), since=12),
+    # dict (PyDictKeysObject and its entries are private to dictobject.c before 3.11; see
+    # thread_names.py for those versions)
+    Field("dict.ma_version_tag", _off("PyDictObject", "ma_version_tag")),
+    Field("dict.ma_keys", _off("PyDictObject", "ma_keys")),
+    Field("dict.ma_values", _off("PyDictObject", "ma_values")),
+    Field("dictkeys.dk_log2_size", _off("PyDictKeysObject", "dk_log2_size"), since=11),
+    Field("dictkeys.dk_log2_index_bytes", _off("PyDictKeysObject", "dk_log2_index_bytes"), since=11),
+    Field("dictkeys.dk_kind", _off("PyDictKeysObject", "dk_kind"), since=11),
+    Field("dictkeys.dk_usable", _off("PyDictKeysObject", "dk_usable"), since=11),
+    Field("dictkeys.dk_nentries", _off("PyDictKeysObject", "dk_nentries"), since=11),
+    Field("dictkeys.dk_indices", _off("PyDictKeysObject", "dk_indices"), since=11),
+    Field("dictentry.size", _size("PyDictKeyEntry"), since=11),
+    Field("dictentry.me_hash", _off("PyDictKeyEntry", "me_hash"), since=11),
+    Field("dictentry.me_key", _off("PyDictKeyEntry", "me_key"), since=11),
+    Field("dictentry.me_value", _off("PyDictKeyEntry", "me_value"), since=11),
+    Field("dictunicodeentry.size", _size("PyDictUnicodeEntry"), since=11),
+    Field("dictunicodeentry.me_key", _off("PyDictUnicodeEntry", "me_key"), since=11),
+    Field("dictunicodeentry.me_value", _off("PyDictUnicodeEntry", "me_value"), since=11),
+    Field("dictvalues.values", _off("PyDictValues", "values"), since=11),
+    Field("dictvalues.capacity", _off("PyDictValues", "capacity"), since=13),
+    Field("dictvalues.valid", _off("PyDictValues", "valid"), since=13),
     # _PyStackChunk (the per-thread frame stack, 3.11+)
     Field("stack_chunk.previous", _off("_PyStackChunk", "previous"), since=11),
     Field("stack_chunk.size", _off("_PyStackChunk", "size"), since=11),

@@ -10,7 +10,7 @@ Each decoder turns a whole table into sorted ranges once, so lookups are a bisec
 from __future__ import annotations
 
 import bisect
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 
 class Location(NamedTuple):
@@ -49,17 +49,20 @@ class LineTable:
         return Location(self.firstlineno)
 
 
+def _pairs(table: bytes) -> Iterator[tuple[int, int]]:
+    """(unsigned byte, signed byte) pairs: the shape of both pre-3.11 tables."""
+    for i in range(0, len(table) - 1, 2):
+        second = table[i + 1]
+        yield table[i], second - 0x100 if second >= 0x80 else second
+
+
 def parse_lnotab(table: bytes, firstlineno: int) -> LineTable:
     """3.9 and earlier. Line increments are signed bytes (since 3.8)."""
     ranges: list[tuple[int, int, Location]] = []
     addr = 0
     line = firstlineno
     start = 0
-    for i in range(0, len(table) - 1, 2):
-        addr_incr = table[i]
-        line_incr = table[i + 1]
-        if line_incr >= 0x80:
-            line_incr -= 0x100
+    for addr_incr, line_incr in _pairs(table):
         if addr_incr:
             ranges.append((start, addr + addr_incr, Location(line)))
             start = addr + addr_incr
@@ -74,11 +77,7 @@ def parse_linetable_310(table: bytes, firstlineno: int) -> LineTable:
     ranges: list[tuple[int, int, Location]] = []
     line = firstlineno
     end = 0
-    for i in range(0, len(table) - 1, 2):
-        sdelta = table[i]
-        ldelta = table[i + 1]
-        if ldelta >= 0x80:
-            ldelta -= 0x100
+    for sdelta, ldelta in _pairs(table):
         start = end
         end = start + sdelta
         if ldelta == -128:

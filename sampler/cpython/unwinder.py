@@ -14,6 +14,7 @@ from typing import Iterator
 
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime, locate_runtime
+from sampler.cpython.thread_names import ThreadNames, read_comm_names
 from sampler.errors import ProcessGoneError, ReadError
 from sampler.model import (
     GC_FRAME,
@@ -384,9 +385,47 @@ class Unwinder:
                     return frames
                 continue
             chunk = self._read_chunk(tstate, tbuf, fresh)
-            if self._top_frame(tstate, tbuf, fresh=True) == top:
-                return self._interp_frames(top, chunk)
+            # The copy is trustworthy if the top frame is still live right after it...
+            now = self._top_frame(tstate, tbuf, fresh=True)
+            if now != top and not self._descends_from(now, top):
+                continue
+            frames, starts = self._interp_frames(top, chunk)
+            # ...and entry frames on the C stack and generator frames, read during the walk,
+            # were live only if the stack has not unwound past them afterwards.
+            settled = self._settle(tstate, tbuf, top, frames, starts)
+            if settled is not None:
+                return settled
         raise ReadError("the stack kept changing while it was read")
+
+    def _descends_from(self, frame: int, ancestor: int, hops: int = 3) -> bool:
+        """Whether `ancestor` is among the first `hops` callers of `frame` (a leaf that called on)."""
+        prev_off = self.L["frame.previous"]
+        for _ in range(hops):
+            if frame < 4096:
+                return False
+            try:
+                frame = self.memory.read_u64(frame + prev_off)
+            except ReadError:
+                return False  # a C-stack entry frame caught half-built: not a live callee
+            if frame == ancestor:
+                return True
+        return False
+
+    def _settle(
+        self, tstate: int, tbuf: bytes, top: int, frames: tuple[Frame, ...], starts: dict[int, int]
+    ) -> tuple[Frame, ...] | None:
+        """The walked stack as it stands now, or None if the thread moved to other code.
+
+        Same top, or a callee of it: the walk holds. The top returned to one of the walked
+        frames: the stack from there down is the thread's true stack now. Anything else: torn.
+        """
+        now = self._top_frame(tstate, tbuf, fresh=True)
+        if now == top:
+            return frames
+        index = starts.get(now)
+        if index is not None:
+            return frames[index:]
+        return frames if self._descends_from(now, top) else None
 
     def _top_frame(self, tstate: int, tbuf: bytes, fresh: bool) -> int:
         L = self.L
@@ -445,7 +484,9 @@ class Unwinder:
             return chunk, self.memory.read(chunk, top - chunk)
         return 0, b""
 
-    def _interp_frames(self, f: int, snapshot: tuple[int, bytes]) -> tuple[Frame, ...]:
+    def _interp_frames(self, f: int, snapshot: tuple[int, bytes]) -> tuple[tuple[Frame, ...], dict[int, int]]:
+        """Frames from `f` down, leaf first, and for each walked frame address the index of the
+        first reported frame at or below it (entry and shim frames are walked, not reported)."""
         L = self.L
         t = self.t
         mem = self.memory
@@ -456,9 +497,11 @@ class Unwinder:
         mask = ~t.code_tag_mask
         skip = t.skip_owners
         codes = self.codes
-        frames = []
+        frames: list[Frame] = []
+        starts: dict[int, int] = {}
         depth = 0
         while f:
+            starts[f] = len(frames)
             depth += 1
             if depth > MAX_DEPTH:
                 raise ReadError("too many stack frames")
@@ -477,14 +520,19 @@ class Unwinder:
                 f = prev
                 continue
             info = codes.get(code)
+            if info.is_shim:
+                f = prev
+                continue
             offset = u64(fb, base + ip_off)[0] - info.code_start
             # A frame that called another must be past its first instruction (RESUME); one
             # that is not was pushed after our copy's top frame, i.e. the copy is torn.
             if frames and offset <= 0:
-                raise ReadError("a frame with callees has not started: the stack changed")
+                raise ReadError(
+                    f"{info.name} has not started yet calls {frames[-1].funcname}: the stack changed"
+                )
             frames.append(info.frame_at(offset))
             f = prev
-        return tuple(frames)
+        return tuple(frames), starts
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -501,6 +549,42 @@ class Unwinder:
     def close(self) -> None:
         self.cpu.close()
         self.memory.close()
+
+    # -- thread names ---------------------------------------------------------------------------
+
+    _thread_name_reader: ThreadNames | None = None
+
+    def thread_names(self) -> dict[int, str]:
+        """`threading.Thread.name` of the target's Python threads, keyed like `ThreadSample.thread_id`.
+
+        3.9-3.13: read from each interpreter's `threading._active`; {} for an interpreter that
+        never imported threading. 3.14+: the OS thread names CPython gives the threads it starts
+        (`/proc/PID/task/TID/comm`, cut to 15 bytes), without the main thread. {} if the target's
+        memory cannot be read consistently right now.
+        """
+        reader = self._thread_name_reader
+        if reader is None:
+            reader = self._thread_name_reader = ThreadNames(self.memory, self.runtime)
+        L = self.L
+        names: dict[int, str] = {}
+        tids: list[int] = []
+        try:
+            interp = self.memory.read_u64(self.runtime.runtime_addr + L["runtime.interpreters_head"])
+            for _ in range(256):
+                if not interp:
+                    break
+                by_ident = reader.read(interp) if reader.supported else {}
+                ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+                for _tstate, tbuf in self._iter_threads(interp, ibuf):
+                    ident = u64(tbuf, L["tstate.thread_id"])[0]
+                    tid = self._native_tid(tbuf) or ident
+                    tids.append(tid)
+                    if ident in by_ident:
+                        names[tid] = by_ident[ident]
+                interp = u64(ibuf, L["interp.next"] - self.interp_lo)[0] if "interp.next" in L else 0
+        except ReadError:
+            return {}
+        return names if reader.supported else read_comm_names(self.pid, tids)
 
 
 __all__ = ["Unwinder", "ProcessGoneError"]

@@ -32,6 +32,9 @@ class VersionTraits:
     gil: str = "interp"
     # Code objects carry co_qualname (3.11+); older versions only co_name.
     qualname: bool = True
+    # Internal code objects the interpreter runs as frames of their own, as (filename, name):
+    # they are plumbing, not user code, and are skipped like shim frames.
+    shim_codes: frozenset[tuple[str, str]] = frozenset()
     # Offsets the debug table does not carry; used only when a key is missing.
     supplement: dict[str, int] = field(default_factory=dict)
 
@@ -60,7 +63,10 @@ TRAITS: dict[tuple[int, int], VersionTraits] = {
     (3, 10): VersionTraits("object", "linetable310", 2, "tstate.frame", gil="runtime", qualname=False),
     (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime"),
     (3, 12): VersionTraits("interp", "locations311", frame_root="cframe", skip_owners=frozenset({3})),
-    (3, 13): VersionTraits("interp", "locations311", skip_owners=frozenset({3})),
+    # 3.13 runs `cls()` with a thread-owned "init cleanup" shim frame below `__init__`.
+    (3, 13): VersionTraits(
+        "interp", "locations311", skip_owners=frozenset({3}), shim_codes=frozenset({("__init__", "__init__")})
+    ),
     # 3.14: FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     (3, 14): VersionTraits(
         "interp", "locations311", skip_owners=frozenset({3, 4}), code_tag_mask=3, supplement=_SUPPLEMENT_314
