@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from conftest import has_func, heatline, parse_collapsed, target, wait_ready, weight_where
 

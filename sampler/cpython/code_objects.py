@@ -8,22 +8,17 @@ target at most once per `epoch` (about a second) by comparing their header's poi
 
 from __future__ import annotations
 
-import struct
 
 from sampler.cpython.linetable import PARSERS, LineTable
 from sampler.cpython.runtime import Runtime
 from sampler.errors import ReadError
 from sampler.model import Frame
-from sampler.target.memory import RemoteMemory
+from sampler.target.memory import I32, I64, U32, U64, RemoteMemory
 
 MAX_STRING_CHARS = 4096
 MAX_LINETABLE_BYTES = 1 << 20
 MAX_MEMO = 4096
 
-_I64 = struct.Struct("<q")
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
 
 
 class CodeInfo:
@@ -75,8 +70,8 @@ class StringReader:
         if not addr:
             raise ReadError("NULL string")
         head = self.memory.read(addr, self.compact_size)
-        length = _I64.unpack_from(head, self.length)[0]
-        state = _U32.unpack_from(head, self.state)[0]
+        length = I64.unpack_from(head, self.length)[0]
+        state = U32.unpack_from(head, self.state)[0]
         kind = (state >> 2) & 7
         compact = (state >> 5) & 1
         ascii_ = (state >> 6) & 1
@@ -95,7 +90,7 @@ class StringReader:
     def read_bytes(self, addr: int) -> bytes:
         if not addr:
             return b""
-        size = _I64.unpack_from(self.memory.read(addr + self.bytes_size, 8), 0)[0]
+        size = I64.unpack_from(self.memory.read(addr + self.bytes_size, 8), 0)[0]
         if not 0 <= size <= MAX_LINETABLE_BYTES:
             raise ReadError(f"implausible bytes length {size} at {addr:#x}")
         return self.memory.read(addr + self.bytes_data, size) if size else b""
@@ -132,13 +127,13 @@ class CodeCache:
             return info
         self.misses += 1
         head = self.memory.read(addr, self.size)
-        if self.code_type and _U64.unpack_from(head, self.ob_type)[0] != self.code_type:
+        if self.code_type and U64.unpack_from(head, self.ob_type)[0] != self.code_type:
             raise ReadError(f"no code object at {addr:#x}")
         fingerprint = (
-            _U64.unpack_from(head, self.filename)[0],
-            _U64.unpack_from(head, self.name)[0],
-            _U64.unpack_from(head, self.linetable)[0],
-            _I32.unpack_from(head, self.firstlineno)[0],
+            U64.unpack_from(head, self.filename)[0],
+            U64.unpack_from(head, self.name)[0],
+            U64.unpack_from(head, self.linetable)[0],
+            I32.unpack_from(head, self.firstlineno)[0],
         )
         if info is not None and info.fingerprint == fingerprint:
             info.epoch = self.epoch

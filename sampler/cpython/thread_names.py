@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from sampler.cpython.code_objects import StringReader
 from sampler.cpython.runtime import Runtime
 from sampler.errors import HeatlineError, ReadError
-from sampler.target.memory import RemoteMemory
+from sampler.target.memory import I64, U32, U64, RemoteMemory
 
 MAX_THREADS = 4096  # entries of `_active` looked at
 MAX_DICT_ENTRIES = 1 << 18  # larger dicts are taken for garbage
@@ -40,12 +40,9 @@ MAX_PAGES = 128  # pages kept during one call
 MAX_VERSIONS = 256  # dicts whose version tag is remembered per interpreter
 PAGE = 4096
 
-_U64 = struct.Struct("<Q")
-_I64 = struct.Struct("<q")
-_U32 = struct.Struct("<I")
-u64 = _U64.unpack_from
-i64 = _I64.unpack_from
-u32 = _U32.unpack_from
+u64 = U64.unpack_from
+i64 = I64.unpack_from
+u32 = U32.unpack_from
 
 # Offsets of structs that the installed headers do not define: PyDictKeysObject and
 # PyDictKeyEntry before 3.11 (Objects/dict-common.h: dk_refcnt, dk_size, dk_lookup, dk_usable,

@@ -8,7 +8,6 @@ that changed under us) raises `ReadError`, which the sampling loop counts as a f
 
 from __future__ import annotations
 
-import struct
 import time
 from typing import Iterator
 
@@ -28,7 +27,7 @@ from sampler.model import (
     mode_accepts,
 )
 from sampler.target.maps import process_exists
-from sampler.target.memory import RemoteMemory
+from sampler.target.memory import I32, U64, RemoteMemory
 from sampler.target.threads import CpuStates, task_ids
 
 MAX_THREADS = 4096
@@ -36,11 +35,8 @@ MAX_DEPTH = 2048
 MAX_CHUNK_BYTES = 16 << 20
 EPOCH_SECONDS = 1.0
 
-_U64 = struct.Struct("<Q")
-_I32 = struct.Struct("<i")
-_U32 = struct.Struct("<I")
-u64 = _U64.unpack_from
-i32 = _I32.unpack_from
+u64 = U64.unpack_from
+i32 = I32.unpack_from
 
 
 def _span(layout: dict[str, int], keys: list[str], width: int = 8) -> tuple[int, int]:
@@ -256,7 +252,7 @@ class Unwinder:
         if self._tid_offset < 0 or not pthread:
             return 0
         try:
-            return _I32.unpack(self.memory.read(pthread + self._tid_offset, 4))[0]
+            return I32.unpack(self.memory.read(pthread + self._tid_offset, 4))[0]
         except ReadError:
             return 0
 
@@ -282,7 +278,7 @@ class Unwinder:
             ok = True
             for p in pthreads:
                 try:
-                    if _I32.unpack(self.memory.read(p + off, 4))[0] not in tasks:
+                    if I32.unpack(self.memory.read(p + off, 4))[0] not in tasks:
                         ok = False
                         break
                 except ReadError:

@@ -15,9 +15,11 @@ from sampler.errors import ProcessGoneError, ProcessNotFoundError, ProcessPermis
 _USER_SPACE_END = 1 << 56
 _MAX_READ = 64 << 20
 
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
+# Target-side integer layouts (x86_64/aarch64 Linux: little-endian, LP64), shared by every reader.
+U64 = struct.Struct("<Q")
+I64 = struct.Struct("<q")
+U32 = struct.Struct("<I")
+I32 = struct.Struct("<i")
 
 
 class RemoteMemory:
@@ -76,7 +78,7 @@ class RemoteMemory:
         return data
 
     def read_u64(self, addr: int) -> int:
-        return _U64.unpack(self.read(addr, 8))[0]
+        return U64.unpack(self.read(addr, 8))[0]
 
     def read_ptr(self, addr: int) -> int:
         return self.read_u64(addr)
@@ -94,12 +96,12 @@ class RemoteMemory:
 
 
 def u64(buf: bytes, off: int) -> int:
-    return _U64.unpack_from(buf, off)[0]
+    return U64.unpack_from(buf, off)[0]
 
 
 def u32(buf: bytes, off: int) -> int:
-    return _U32.unpack_from(buf, off)[0]
+    return U32.unpack_from(buf, off)[0]
 
 
 def i32(buf: bytes, off: int) -> int:
-    return _I32.unpack_from(buf, off)[0]
+    return I32.unpack_from(buf, off)[0]
