@@ -1,7 +1,8 @@
 """The sampling loop: ticks at the requested rate, feeds samples to a `Profile`, measures itself.
 
 Sleeps are scheduled against absolute deadlines so the rate does not drift; a late tick fires at
-once with no catch-up burst, and the shortfall is reported as missed samples. Ctrl-C and the
+once and the schedule is kept, unless the loop fell more than MAX_CATCH_UP_S behind (sampling
+slower than the requested rate, or a stall), where it re-anchors and reports missed samples. Ctrl-C and the
 target exiting both end the loop normally, so the caller always gets a profile to write.
 """
 
@@ -26,6 +27,9 @@ class SampleSource(Protocol):
 
 
 NAMES_REFRESH_S = 1.0
+# Ticks that come late (a busy machine wakes us late) are taken at once, keeping the schedule;
+# only a backlog longer than this is dropped.
+MAX_CATCH_UP_S = 0.05
 
 
 def _tighten_timer_slack() -> None:
@@ -87,8 +91,9 @@ class SamplingLoop:
                     time.sleep(next_tick - now)
                     continue
                 next_tick += self.interval
-                if next_tick < now:
-                    # Too late for this tick already: re-anchor rather than bursting to catch up.
+                if now - next_tick > MAX_CATCH_UP_S:
+                    # A real stall (the machine or this process was suspended): do not burst
+                    # through the backlog; the shortfall shows as missed samples instead.
                     next_tick = now
                 stats.attempts += 1
                 t0 = clock()
