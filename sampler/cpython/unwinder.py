@@ -389,7 +389,9 @@ class Unwinder:
             # ...and entry frames on the C stack and generator frames, read during the walk,
             # were live only if the stack has not unwound past them afterwards.
             settled = self._settle(tstate, tbuf, top, frames, starts)
-            if settled is not None:
+            # A thread with a current frame runs Python code: no frames at all means the walk
+            # met frames half-built or half-cleared.
+            if settled:
                 return settled
         raise ReadError("the stack kept changing while it was read")
 
