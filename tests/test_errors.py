@@ -119,3 +119,22 @@ def test_rate_parsing():
     assert parse_sampling_rate("10KHz") == 100
     assert parse_sampling_rate("100hz") == 10000
     assert parse_sampling_rate("1.5k") == 666
+
+
+def test_deleted_interpreter_binary(tmp_path, spawn):
+    """A Python whose binary was replaced or deleted while running is still readable."""
+    system = "/usr/bin/python3.11"
+    if not os.path.exists(system) or "libpython" in subprocess.run(
+        ["ldd", system], capture_output=True, text=True
+    ).stdout:
+        pytest.skip("needs a statically linked system python3.11 to copy")
+    copy = tmp_path / "python3.11"
+    shutil.copy2(system, copy)
+    p = spawn(str(copy), target("known_lines.py"))
+    wait_ready(p)
+    copy.unlink()
+    assert os.readlink(f"/proc/{p.pid}/exe").endswith("(deleted)")
+    out = tmp_path / "out.txt"
+    res = heatline("attach", str(p.pid), "-d", "1", "--collapsed", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "known_lines.py:inner:" in out.read_text()
