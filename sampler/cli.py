@@ -14,8 +14,6 @@ from sampler.errors import HeatlineError, ProcessGoneError, ProcessNotFoundError
 from sampler.model import MODES, Profile, RunStats
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
-OUTPUT_FORMATS = ("pstats", "collapsed")
-SORT_CHOICES = ("nsamples", "tottime", "cumtime", "sample-pct", "cumul-pct", "nsamples-cumul", "name")
 
 
 def parse_sampling_rate(text: str) -> int:
@@ -67,19 +65,43 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--realtime-stats", action="store_true", help="show the achieved rate while sampling")
 
 
-def _add_output_options(p: argparse.ArgumentParser) -> None:
+class _FormatWithValue(argparse.Action):
+    """`--diff-flamegraph BASELINE`: chooses the format and keeps its value as an option."""
+
+    def __init__(self, *args, format_name: str, value_option: str, **kwargs) -> None:
+        self.format_name = format_name
+        self.value_option = value_option
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.format = self.format_name
+        setattr(namespace, self.value_option, values)
+
+
+def _add_output_options(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
+    from sampler.collectors import COLLECTORS
+
     g = p.add_argument_group("output format")
     fmt = g.add_mutually_exclusive_group()
-    fmt.add_argument("--pstats", dest="format", action="store_const", const="pstats",
-                     help="table on stdout, or with -o a file pstats/snakeviz load (default)")
-    fmt.add_argument("--collapsed", dest="format", action="store_const", const="collapsed",
-                     help="collapsed stacks for flamegraph.pl and speedscope")
+    for name, collector in COLLECTORS.items():
+        if replay and not collector.replayable:
+            continue
+        if collector.cli_value_option:
+            fmt.add_argument(
+                collector.cli_flag, action=_FormatWithValue, format_name=name,
+                value_option=collector.cli_value_option, metavar=collector.cli_metavar, help=collector.cli_help,
+            )
+        else:
+            fmt.add_argument(collector.cli_flag, dest="format", action="store_const", const=name,
+                             help=collector.cli_help)
     p.set_defaults(format="pstats")
     g.add_argument("-o", "--output", metavar="PATH", help="output file (default: <format>_<pid>.<ext>)")
-    s = p.add_argument_group("pstats options")
-    s.add_argument("--sort", choices=SORT_CHOICES, default=None, help="table sort order (default: nsamples)")
-    s.add_argument("-l", "--limit", type=int, default=None, help="table rows (default: 15)")
-    s.add_argument("--no-summary", action="store_true", help="leave out the summary after the table")
+    g.add_argument("--browser", action="store_true", help="open HTML output in a web browser")
+    for name, collector in COLLECTORS.items():
+        if replay and not collector.replayable:
+            continue
+        if collector.cli_options:
+            collector.add_arguments(p.add_argument_group(f"{name} options"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(attach)
     _add_output_options(attach)
 
+    replay = sub.add_parser("replay", help="convert a --binary profile to another format")
+    replay.add_argument("input_file", metavar="FILE", help="a profile written with --binary")
+    _add_output_options(replay, replay=True)
+
     dump = sub.add_parser("dump", help="print the stacks of a running process once")
     dump.add_argument("pid", type=int)
     dump.add_argument("-a", "--all-threads", action="store_true", help="every thread, not only the main one")
@@ -113,43 +139,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.format != "pstats":
-        used = [name for name, value in (("--sort", args.sort), ("--limit", args.limit)) if value is not None]
-        if args.no_summary:
-            used.append("--no-summary")
-        if used:
+    from sampler.collectors import COLLECTORS
+
+    chosen = COLLECTORS[args.format]
+    for name, collector in COLLECTORS.items():
+        if collector is chosen:
+            continue
+        given = collector.flags_given(args)
+        if given:
             raise UsageError(
-                f"heatline: error: Options {', '.join(used)} are only valid with --pstats, not --{args.format}"
+                f"heatline: error: Options {', '.join(given)} are only valid with {collector.cli_flag}, "
+                f"not {chosen.cli_flag}"
             )
-    if args.limit is not None and args.limit <= 0:
-        raise UsageError("heatline: error: --limit must be a positive number of rows")
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 
-def _collector_options(args: argparse.Namespace) -> dict:
-    if args.format != "pstats":
-        return {}
-    return {
-        "sort": args.sort or "nsamples",
-        "limit": args.limit or 15,
-        "show_summary": not args.no_summary,
-    }
-
-
-def _write_output(profile: Profile, args: argparse.Namespace, pid: int) -> None:
+def _make_collector(profile: Profile, args: argparse.Namespace):
     from sampler.collectors import COLLECTORS
 
-    collector = COLLECTORS[args.format](profile, **_collector_options(args))
-    if args.format == "pstats" and not args.output:
+    cls = COLLECTORS[args.format]
+    return cls(profile, **cls.options_from_args(args))
+
+
+def _write_output(collector, args: argparse.Namespace, pid: int | str) -> None:
+    if collector.writes_stdout and not args.output:
         collector.write_stdout(sys.stdout)
         return
     path = collector.write(args.output or collector.default_output(pid))
-    print(f"{args.format} profile written to {path}", file=sys.stderr)
+    print(f"{collector.format_name} profile written to {path}", file=sys.stderr)
+    if args.browser:
+        if not collector.opens_in_browser:
+            print(f"note: --browser has no effect for {collector.cli_flag} output", file=sys.stderr)
+        else:
+            import webbrowser
+
+            webbrowser.open("file://" + os.path.abspath(collector.browser_target(path)))
 
 
-def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=None) -> Profile:
+def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=None):
+    """Sample until done; returns the collector holding the profile, ready to write."""
     from sampler.sampling import SamplingLoop, print_summary
 
     stats = RunStats(
@@ -160,9 +190,11 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
         interval_usec=args.interval_usec,
     )
     profile = Profile(stats)
+    collector = _make_collector(profile, args)
     loop = SamplingLoop(
         unwinder, profile, interval_usec=args.interval_usec, duration_s=args.duration, alive=alive,
         realtime_stats=sys.stderr if args.realtime_stats else None,
+        sinks=[collector] if collector.streaming else [],
     )
     if on_started is not None:
         on_started()
@@ -171,8 +203,8 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
         print("Interrupted by user.", file=sys.stderr)
     if stats.samples == 0 and stats.target_exited:
         raise TargetExitedError(f"the target (PID {pid}) exited before heatline could take a first sample.")
-    print_summary(stats, sys.stderr if args.format == "pstats" and not args.output else sys.stdout)
-    return profile
+    print_summary(stats, sys.stderr if collector.writes_stdout and not args.output else sys.stdout)
+    return collector
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,7 +217,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         unwinder = Unwinder(
             target.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc
         )
-        profile = _profile(args, unwinder, target.alive, target.pid, on_started=target.start)
+        collector = _profile(args, unwinder, target.alive, target.pid, on_started=target.start)
+        profile = collector.profile
     except BaseException:
         target.abandon()
         raise
@@ -195,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if profile.stats.interrupted or not profile.stats.target_exited:
         target.stop()
     status = target.wait(timeout=5)
-    _write_output(profile, args, target.pid)
+    _write_output(collector, args, target.pid)
     if status not in (None, 0) and not profile.stats.interrupted and profile.stats.target_exited:
         print(f"note: the target exited with status {status}", file=sys.stderr)
     return 0
@@ -206,10 +239,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     unwinder = Unwinder(args.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc)
     try:
-        profile = _profile(args, unwinder, unwinder.alive, args.pid)
+        collector = _profile(args, unwinder, unwinder.alive, args.pid)
     finally:
         unwinder.close()
-    _write_output(profile, args, args.pid)
+    _write_output(collector, args, args.pid)
     return 0
 
 
@@ -240,14 +273,43 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "attach": cmd_attach, "dump": cmd_dump}
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sampler.progress import ProgressBar
+    from sampler.replay import open_binary_profile
+
+    reader = open_binary_profile(args.input_file)
+    profile = Profile(reader.run_stats())
+    collector = _make_collector(profile, args)
+    sinks = [profile, collector] if collector.streaming else [profile]
+    total = reader.sample_count
+    print(f"Replaying {total:,} samples from {args.input_file}", file=sys.stderr)
+    print(f"  Sample interval: {profile.stats.interval_usec} us", file=sys.stderr)
+    print(f"  Compression: {reader.compression}", file=sys.stderr)
+    bar = ProgressBar(total, sys.stderr)
+    done = 0
+    # Aggregating formats need no per-sample timestamps: batched runs replay 1.5-2x faster.
+    for timestamp_us, threads, weight in reader.samples(batch=not collector.streaming):
+        for sink in sinks:
+            sink.collect(timestamp_us, threads, weight)
+        done += weight
+        bar.update(done)
+    bar.finish()
+    reader.check_complete(done)
+    print(f"Replayed {done:,} samples", file=sys.stderr)
+    # Binary files carry no PID: name default outputs after the input (`run1.bin` -> `pstats_run1.pstats`).
+    stem = os.path.splitext(os.path.basename(args.input_file))[0] or "replay"
+    _write_output(collector, args, stem)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "attach": cmd_attach, "dump": cmd_dump, "replay": cmd_replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command != "dump":
+        if args.command not in ("dump",):
             _validate(args)
         if args.command == "attach" and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)

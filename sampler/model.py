@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 # Thread status bits; the values match Tachyon's so files and tools can be compared.
 HAS_GIL = 1 << 0
@@ -53,6 +53,13 @@ class ThreadSample(NamedTuple):
     interpreter_id: int = 0
 
 
+class SampleSink(Protocol):
+    """Receives every sample as it is taken or replayed: in time order within each thread (a
+    replay delivers runs of one thread as blocks, so threads may interleave out of time order)."""
+
+    def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None: ...
+
+
 def mode_accepts(mode: str, status: int) -> bool:
     """Whether a thread in `status` belongs in a profile taken in `mode`."""
     if mode == "wall":
@@ -75,7 +82,8 @@ class RunStats:
     mode: str = "wall"
     all_threads: bool = False
     interval_usec: int = 1000
-    start_time: float = field(default_factory=time.time)
+    start_time: float = field(default_factory=time.time)  # wall clock, for people
+    start_monotonic_us: int = 0  # time.monotonic() in µs: the origin of sample timestamps
     duration_s: float = 0.0
     attempts: int = 0  # sampling ticks
     samples: int = 0  # ticks that produced a stack read without error
@@ -131,6 +139,11 @@ class Profile:
     def add_all(self, samples: Iterable[ThreadSample]) -> None:
         for s in samples:
             self.add(s)
+
+    def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
+        """`SampleSink` interface: the profile keeps only the aggregate, not the timeline."""
+        for t in threads:
+            self.add(t, weight)
 
     def iter_stacks(self) -> Iterator[tuple[int, tuple[Frame, ...], int]]:
         """(thread_id, frames leaf first, weight) for every distinct stack."""

@@ -12,10 +12,11 @@ import ctypes
 import struct
 import sys
 import time
-from typing import Callable, Protocol, TextIO
+from random import random
+from typing import Callable, Protocol, Sequence, TextIO
 
 from sampler.errors import ProcessGoneError, ReadError
-from sampler.model import Profile, RunStats, ThreadSample
+from sampler.model import Profile, RunStats, SampleSink, ThreadSample
 
 
 class SampleSource(Protocol):
@@ -52,7 +53,9 @@ class SamplingLoop:
         duration_s: float | None = None,
         alive: Callable[[], bool] | None = None,
         realtime_stats: TextIO | None = None,
+        sinks: Sequence[SampleSink] = (),
     ) -> None:
+        self.sinks = list(sinks)
         self.source = source
         self.profile = profile
         self.interval = interval_usec / 1e6
@@ -76,6 +79,7 @@ class SamplingLoop:
         clock = time.perf_counter
         start = clock()
         stats.start_time = time.time()
+        stats.start_monotonic_us = time.monotonic_ns() // 1000
         deadline = start + self.duration_s if self.duration_s else None
         next_tick = start
         next_report = start + 1.0
@@ -90,7 +94,9 @@ class SamplingLoop:
                 if now < next_tick:
                     time.sleep(next_tick - now)
                     continue
-                next_tick += self.interval
+                # Jitter each interval (mean unchanged) so that a target doing periodic work in
+                # step with the sampling clock is not always caught at the same phase (aliasing).
+                next_tick += self.interval * (0.5 + random())
                 if now - next_tick > MAX_CATCH_UP_S:
                     # A real stall (the machine or this process was suspended): do not burst
                     # through the backlog; the shortfall shows as missed samples instead.
@@ -121,6 +127,10 @@ class SamplingLoop:
                 if cost > self.sample_cost_max:
                     self.sample_cost_max = cost
                 stats.samples += 1
+                if self.sinks:
+                    now_us = time.monotonic_ns() // 1000
+                    for sink in self.sinks:
+                        sink.collect(now_us, threads)
                 unnamed = False
                 for t in threads:
                     add(t)

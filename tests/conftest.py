@@ -115,3 +115,37 @@ def wait_ready(proc: subprocess.Popen, marker: str = "ready") -> None:
     """Block until the target prints its ready line, so it is inside the code under test."""
     line = proc.stdout.readline()
     assert marker in line, f"target did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+
+
+# -- a real browser for HTML outputs ----------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven through Playwright (its own browser download unused)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: run tests/install-system-deps.sh (the README's test command does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; console errors and uncaught exceptions are collected in `page.errors`."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("console", lambda msg: pg.errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
+    yield pg
+    context.close()

@@ -55,9 +55,15 @@ def table_rows(text):
 
 
 def test_registry():
-    assert COLLECTORS == {"pstats": PstatsCollector, "collapsed": CollapsedCollector}
+    assert list(COLLECTORS) == [
+        "pstats", "collapsed", "flamegraph", "diff_flamegraph", "gecko", "heatmap", "jsonl", "speedscope", "binary",
+    ]
+    assert COLLECTORS["pstats"] is PstatsCollector and COLLECTORS["collapsed"] is CollapsedCollector
+    flags = set()
     for name, cls in COLLECTORS.items():
         assert issubclass(cls, Collector) and cls.format_name == name
+        assert cls.cli_flag.startswith("--") and cls.cli_flag not in flags and cls.cli_help
+        flags.add(cls.cli_flag)
 
 
 def test_default_output_names():

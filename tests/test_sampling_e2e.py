@@ -43,9 +43,11 @@ def test_run_known_functions_and_lines(interpreter, tmp_path):
     assert total > 1000  # 1.5 s at 1 kHz
     # Every stack is <module> -> main -> inner, and nothing of the launcher shows.
     for _tid, frames, _c in rows:
-        assert frames[0] == "known_lines.py:<module>:25", frames
-        assert frames[1] in MAIN_LINES
+        assert frames[0].startswith("known_lines.py:<module>:"), frames
         assert "_coordinator" not in ";".join(frames) and "runpy" not in ";".join(frames)
+    # Right after start-up a sample may still catch the module on its imports; then main().
+    in_main = weight_where(rows, lambda f: f[0] == "known_lines.py:<module>:25" and f[1:2] and f[1] in MAIN_LINES)
+    assert in_main / total > 0.98
     inner = weight_where(rows, lambda f: f[-1].startswith("known_lines.py:inner:"))
     assert inner / total > 0.95
     hot = weight_where(rows, lambda f: f[-1] in ("known_lines.py:inner:7", "known_lines.py:inner:8"))
@@ -155,10 +157,12 @@ def test_exception_mode(interpreter, tmp_path, spawn):
     wait_ready(p)
     wall = _attach(tmp_path, p.pid)
     assert weight_where(wall, lambda f: has_func(f, "plain")) > 200
-    rows = _attach(tmp_path, p.pid, "--mode", "exception")
+    rows = _attach(tmp_path, p.pid, "--mode", "exception", duration="2.5")
     handling = weight_where(rows, lambda f: has_func(f, "handling"))
     plain = weight_where(rows, lambda f: has_func(f, "plain"))
-    assert handling > 200
+    # A sample is kept only if the exception is seen in flight on both sides of the stack copy,
+    # so exception mode keeps a share of those moments; what it keeps must be right.
+    assert handling > 150
     assert plain <= 0.02 * handling
     assert any(f[-2] == "exceptions.py:handling:12" for _t, f, _c in rows if len(f) >= 2)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
-from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, TextIO
+from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 
 from ..errors import HeatlineError
-from ..model import Frame, Profile
+from ..model import Frame, Profile, ThreadSample
 
 # Files of heatline's own `run` bootstrap (`sampler/_coordinator.py`), which executes inside the
 # target and calls the user's code: its frames, the frames below it and the runpy frames it calls
@@ -50,6 +51,24 @@ class Collector:
     format_name: ClassVar[str] = ""
     default_extension: ClassVar[str] = ""
     option_defaults: ClassVar[Mapping[str, Any]] = {}
+    # Command line: the flag choosing this format (`--pstats`), its help, and for flags that take
+    # a value (`--diff-flamegraph BASELINE`) the metavar and the option the value goes to.
+    cli_flag: ClassVar[str] = ""
+    cli_help: ClassVar[str] = ""
+    cli_metavar: ClassVar[str | None] = None
+    cli_value_option: ClassVar[str | None] = None
+    # Options (keys of option_defaults) set from the command line -> the flag that sets them.
+    # `add_arguments` adds those flags with `dest` = the option and default None (= not given).
+    cli_options: ClassVar[Mapping[str, str]] = {}
+    # `replay` can produce it (everything but the binary format itself).
+    replayable: ClassVar[bool] = True
+    # Without -o the output goes to stdout rather than a default file name.
+    writes_stdout: ClassVar[bool] = False
+    # Formats that keep the timeline (timestamps, per-sample states) receive every sample through
+    # `collect`; the others are built from the aggregated Profile when written.
+    streaming: ClassVar[bool] = False
+    # HTML outputs that `--browser` opens.
+    opens_in_browser: ClassVar[bool] = False
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.option_defaults))
@@ -65,8 +84,34 @@ class Collector:
             if frames and weight > 0:
                 yield tid, frames, weight
 
+    @classmethod
+    def add_arguments(cls, group: "argparse._ArgumentGroup") -> None:
+        """Add this format's own flags (one per `cli_options` entry)."""
+
+    @classmethod
+    def options_from_args(cls, args: "argparse.Namespace") -> dict[str, Any]:
+        options = {}
+        for option in cls.cli_options:
+            value = getattr(args, option, None)
+            if value is not None:
+                options[option] = value
+        if cls.cli_value_option:
+            options[cls.cli_value_option] = getattr(args, cls.cli_value_option)
+        return options
+
+    @classmethod
+    def flags_given(cls, args: "argparse.Namespace") -> list[str]:
+        return [flag for option, flag in cls.cli_options.items() if getattr(args, option, None) is not None]
+
+    def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
+        """Every sample, in time order; only formats with `streaming = True` are sent them."""
+
     def default_output(self, pid: int) -> str:
         return f"{self.format_name}_{pid}.{self.default_extension}"
+
+    def browser_target(self, written: str) -> str:
+        """The file `--browser` opens for what `write` returned (a directory's index page, say)."""
+        return written
 
     def dump(self, fh: BinaryIO) -> None:
         """Write the file form of this format to the binary file `fh`."""

@@ -18,6 +18,8 @@ _UNSAFE = str.maketrans({";": ",", "\n": " ", "\r": " "})
 class CollapsedCollector(Collector):
     format_name = "collapsed"
     default_extension = "txt"
+    cli_flag = "--collapsed"
+    cli_help = "collapsed stacks (one line per stack) for flamegraph.pl and speedscope"
 
     def lines(self) -> list[str]:
         """Lines without newlines, heaviest first, then in text order; equal stacks merged."""

@@ -13,6 +13,8 @@ which snakeviz and other cProfile readers cannot load; heatline writes neither.
 
 from __future__ import annotations
 
+import argparse
+
 import marshal
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, TextIO
@@ -56,6 +58,17 @@ class PstatsCollector(Collector):
     format_name = "pstats"
     default_extension = "pstats"
     option_defaults = {"sort": "nsamples", "limit": 15, "show_summary": True}
+    cli_flag = "--pstats"
+    cli_help = "table on stdout, or with -o a file pstats and snakeviz load (default)"
+    cli_options = {"sort": "--sort", "limit": "--limit", "show_summary": "--no-summary"}
+    writes_stdout = True
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--sort", choices=SORT_CHOICES, default=None, help="table sort order (default: nsamples)")
+        group.add_argument("-l", "--limit", type=_positive_int, default=None, help="table rows (default: 15)")
+        group.add_argument("--no-summary", dest="show_summary", action="store_const", const=False, default=None,
+                           help="leave out the summary after the table")
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
@@ -289,3 +302,13 @@ def _can_encode(stream: TextIO, text: str) -> bool:
     except (UnicodeEncodeError, LookupError):
         return False
     return True
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("--limit must be a positive number of rows")
+    return value

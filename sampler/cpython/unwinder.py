@@ -9,7 +9,7 @@ that changed under us) raises `ReadError`, which the sampling loop counts as a f
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime, locate_runtime
@@ -34,6 +34,7 @@ MAX_THREADS = 4096
 MAX_DEPTH = 2048
 MAX_CHUNK_BYTES = 16 << 20
 EPOCH_SECONDS = 1.0
+GUARD_WINDOW_S = 100e-6
 
 u64 = U64.unpack_from
 i32 = I32.unpack_from
@@ -341,11 +342,19 @@ class Unwinder:
             status |= self._cpu_status(tid)
         if not mode_accepts(mode, status):
             return None
-        frames = self._frames(tstate, tbuf)
-        if mode == "exception" and not self._has_exception(tstate, self._read_tstate(tstate, interp)):
-            # The exception ended while the stack was read, so the stack may already be from
-            # code after the handler (same frame addresses, other functions): leave it out.
-            return None
+        if mode == "exception":
+            # The stack must be copied while the exception is in flight. A handler and the code
+            # after it reuse the same frame addresses, so the pointer checks cannot tell them
+            # apart: bracket the copy itself with two reads of the exception state instead.
+            def in_flight() -> bytes | None:
+                fresh = self._read_tstate(tstate, interp)
+                return fresh if self._has_exception(tstate, fresh) else None
+
+            frames = self._frames(tstate, tbuf, guard=in_flight)
+            if frames is None:
+                return None
+        else:
+            frames = self._frames(tstate, tbuf)
         if mode != "cpu":
             status |= self._cpu_status(tid)
         return ThreadSample(tid, status, frames, interp_id)
@@ -358,7 +367,9 @@ class Unwinder:
 
     # -- frames ---------------------------------------------------------------------------------
 
-    def _frames(self, tstate: int, tbuf: bytes) -> tuple[Frame, ...]:
+    def _frames(
+        self, tstate: int, tbuf: bytes, guard: Callable[[], bytes | None] | None = None
+    ) -> tuple[Frame, ...] | None:
         """The thread's stack, leaf first, checked for consistency.
 
         The target keeps running while we read. Frames below the top one are suspended and
@@ -366,9 +377,19 @@ class Unwinder:
         top frame pointer is unchanged right after it was taken. The check must follow the copy
         closely: a slow walk gives a recursing target time to unwind and rebuild its stack at the
         same addresses, which the pointer alone cannot tell. Retry twice, then give up.
+
+        `guard`, if given, must hold right before and right after the copy (within
+        GUARD_WINDOW_S); if it does not, the thread is left out of this sample (None). It
+        returns the thread state it read, from which the copy is then taken.
         """
         for attempt in range(3):
             fresh = attempt > 0
+            if guard is not None:
+                opened = time.perf_counter()
+                guarded = guard()
+                if guarded is None:
+                    return None
+                tbuf, fresh = guarded, False
             top = self._top_frame(tstate, tbuf, fresh)
             if not top:
                 return ()
@@ -377,10 +398,12 @@ class Unwinder:
                 # change: if the old top frame is still the same live activation after the walk,
                 # everything below it was stable while we read it (whatever it called since).
                 frames, head = self._object_frames(top)
-                if self._same_frame_object(top, head):
+                if self._same_frame_object(top, head) and self._guard_holds(guard, opened if guard else 0.0):
                     return frames
                 continue
             chunk = self._read_chunk(tstate, tbuf, fresh)
+            if guard is not None and not self._guard_holds(guard, opened):
+                continue
             # The copy is trustworthy if the top frame is still live right after it...
             now = self._top_frame(tstate, tbuf, fresh=True)
             if now != top and not self._descends_from(now, top):
@@ -394,6 +417,12 @@ class Unwinder:
             if settled:
                 return settled
         raise ReadError("the stack kept changing while it was read")
+
+    @staticmethod
+    def _guard_holds(guard: Callable[[], bytes | None] | None, opened: float) -> bool:
+        if guard is None:
+            return True
+        return guard() is not None and time.perf_counter() - opened <= GUARD_WINDOW_S
 
     def _descends_from(self, frame: int, ancestor: int, hops: int = 3) -> bool:
         """Whether `ancestor` is among the first `hops` callers of `frame` (a leaf that called on)."""
