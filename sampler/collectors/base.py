@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from array import array
 from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 
 from ..errors import HeatlineError
@@ -169,3 +170,39 @@ def _mode_for(path: str) -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+class StringTable:
+    """Strings interned to dense ids in first-seen order: the string table several formats carry."""
+
+    def __init__(self, initial: Sequence[str] = ()) -> None:
+        self.strings: list[str] = []
+        self._ids: dict[str, int] = {}
+        for text in initial:
+            self.intern(text)
+
+    def intern(self, text: str) -> int:
+        sid = self._ids.get(text)
+        if sid is None:
+            sid = self._ids[text] = len(self.strings)
+            self.strings.append(text)
+        return sid
+
+
+class TickClock:
+    """Sample times relative to the first sample seen, and each distinct sampling tick (µs).
+
+    Replay delivers threads in blocks, so ticks may arrive out of order; writers sort them.
+    """
+
+    def __init__(self) -> None:
+        self.origin: int | None = None
+        self.ticks = array("q")
+
+    def tick(self, timestamp_us: int) -> int:
+        if self.origin is None:
+            self.origin = timestamp_us
+        now = timestamp_us - self.origin
+        if not self.ticks or self.ticks[-1] != now:
+            self.ticks.append(now)
+        return now

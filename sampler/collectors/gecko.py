@@ -54,7 +54,7 @@ from ..model import (
     Frame,
     ThreadSample,
 )
-from .base import Collector, short_filename, strip_internal_frames
+from .base import Collector, StringTable, TickClock, short_filename, strip_internal_frames
 
 GECKO_FORMAT_VERSION = 32  # meta.version: the Gecko (raw) format version, as Tachyon writes
 PROCESSED_PROFILE_VERSION = 57  # meta.preprocessedProfileVersion
@@ -145,34 +145,20 @@ class GeckoCollector(Collector):
 
     def __init__(self, profile, **options: Any) -> None:
         super().__init__(profile, **options)
-        self._strings: list[str] = ["(root)"]
-        self._string_ids: dict[str, int] = {"(root)": 0}
-        self._marker_names = [self._intern(name) for name, _cat, _desc in MARKERS]
+        self._table = StringTable(["(root)"])
+        self._marker_names = [self._table.intern(name) for name, _cat, _desc in MARKERS]
         self._threads: dict[int, _Thread] = {}
         # µs since the first sample collected, one per sampling tick: in time order while
         # sampling; a replay interleaves threads by blocks, so it may need sorting at the end.
-        self._ticks = array("q")
-        self._origin: int | None = None
+        self._clock = TickClock()
 
     # -- collecting -------------------------------------------------------------------------
-
-    def _intern(self, text: str) -> int:
-        sid = self._string_ids.get(text)
-        if sid is None:
-            sid = self._string_ids[text] = len(self._strings)
-            self._strings.append(text)
-        return sid
 
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
         """Append to each thread's arrays; markers and CPU estimates are derived when writing."""
         if weight <= 0:
             return
-        if self._origin is None:
-            self._origin = timestamp_us
-        now = timestamp_us - self._origin
-        ticks = self._ticks
-        if not ticks or ticks[-1] != now:
-            ticks.append(now)
+        now = self._clock.tick(timestamp_us)
         for sample in threads:
             th = self._threads.get(sample.thread_id)
             if th is None:
@@ -221,13 +207,13 @@ class GeckoCollector(Collector):
         if func is None:
             func = th.func_ids[fkey] = len(th.funcs)
             if frame.is_synthetic:
-                th.funcs.append((self._intern(frame.funcname), False, -1, None))
+                th.funcs.append((self._table.intern(frame.funcname), False, -1, None))
             else:
                 res = th.resource_ids.get(frame.filename)
                 if res is None:
                     res = th.resource_ids[frame.filename] = len(th.resources)
-                    th.resources.append(self._intern(short_filename(frame.filename)))
-                th.funcs.append((self._intern(frame.funcname), True, res, self._intern(frame.filename)))
+                    th.resources.append(self._table.intern(short_filename(frame.filename)))
+                th.funcs.append((self._table.intern(frame.funcname), True, res, self._table.intern(frame.filename)))
         key = (func, frame.lineno, frame.col)
         fidx = th.frame_ids.get(key)
         if fidx is None:
@@ -242,7 +228,7 @@ class GeckoCollector(Collector):
     # -- writing ----------------------------------------------------------------------------
 
     def _sorted_ticks(self) -> array:
-        ticks = self._ticks
+        ticks = self._clock.ticks
         if any(ticks[i] >= ticks[i + 1] for i in range(len(ticks) - 1)):
             ticks = array("q", sorted(set(ticks)))
         return ticks
@@ -274,8 +260,8 @@ class GeckoCollector(Collector):
             th.last_time = now
             th.last_weight = weight
             now += weight * interval
-        self._origin = 0
-        self._ticks = array("q", [0])
+        self._clock.origin = 0
+        self._clock.ticks = array("q", [0])
 
     def build(self) -> dict[str, Any]:
         """The whole profile as plain Python objects (for tests and small profiles)."""
@@ -284,7 +270,7 @@ class GeckoCollector(Collector):
         return json.loads(out.getvalue())
 
     def dump(self, fh: BinaryIO) -> None:
-        if self._origin is None and not self._threads:
+        if self._clock.origin is None and not self._threads:
             self._from_profile()
         ticks = self._sorted_ticks()
         shift = ticks[0] if ticks else 0  # a replay may bring a thread's earlier samples later
@@ -293,7 +279,7 @@ class GeckoCollector(Collector):
         # the profile ends where the last sample ends: one interval (times its weight) later
         end_us = max([th.last_time + interval_us * th.last_weight for th in threads], default=0.0) - shift
         for th in threads:
-            self._intern(self._thread_name(th))
+            self._table.intern(self._thread_name(th))
         meta = self._meta(interval_us, end_us, threads, shift)
         w = _Writer(fh)
         w.raw(b'{"meta":')
@@ -304,7 +290,7 @@ class GeckoCollector(Collector):
                 w.raw(b",")
             self._write_thread(w, th, ticks, shift, interval_us)
         w.raw(b'],"shared":{"stringArray":')
-        w.value(self._strings)
+        w.value(self._table.strings)
         w.raw(b"}}")
 
     def _thread_name(self, th: _Thread) -> str:
@@ -313,8 +299,8 @@ class GeckoCollector(Collector):
     def _meta(self, interval_us: float, end_us: float, threads: list[_Thread], shift: int) -> dict[str, Any]:
         stats = self.profile.stats
         start_ms = stats.start_time * 1000.0
-        if self._origin is not None and stats.start_monotonic_us:
-            start_ms += (self._origin + shift - stats.start_monotonic_us) / 1000.0
+        if self._clock.origin is not None and stats.start_monotonic_us:
+            start_ms += (self._clock.origin + shift - stats.start_monotonic_us) / 1000.0
         cpus = os.cpu_count() or 0
         main = [i for i, th in enumerate(threads) if th.is_main]
         schema = [

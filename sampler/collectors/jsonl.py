@@ -30,7 +30,7 @@ import uuid
 from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from ..model import HAS_GIL, ON_CPU, Frame, Profile, ThreadSample
-from .base import Collector, strip_internal_frames
+from .base import Collector, StringTable, strip_internal_frames
 
 CHUNK_SIZE = 256
 SCHEMA_VERSION = 0
@@ -50,8 +50,7 @@ class JsonlCollector(Collector):
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
         self.run_id: str = self.options["run_id"] or uuid.uuid4().hex
-        self._strings: list[str] = []
-        self._string_ids: dict[str, int] = {}
+        self._table = StringTable()
         self._frames: list[dict[str, int]] = []
         self._frame_keys: dict[tuple, int] = {}
         self._frame_cache: dict[Frame, int] = {}
@@ -94,20 +93,13 @@ class JsonlCollector(Collector):
         for fid in distinct:
             cumulative[fid] += weight
 
-    def _intern(self, text: str) -> int:
-        sid = self._string_ids.get(text)
-        if sid is None:
-            sid = self._string_ids[text] = len(self._strings)
-            self._strings.append(text)
-        return sid
-
     def _frame_id(self, frame: Frame) -> int:
         fid = self._frame_cache.get(frame)
         if fid is not None:
             return fid
         location = location_fields(frame)
-        func = self._intern(str(frame.funcname))
-        path = self._intern(str(frame.filename))
+        func = self._table.intern(str(frame.funcname))
+        path = self._table.intern(str(frame.filename))
         key = (path, func, location["line"], location.get("end_line"), location.get("col"),
                location.get("end_col"))
         fid = self._frame_keys.get(key)
@@ -138,7 +130,7 @@ class JsonlCollector(Collector):
         if mode is not None:
             meta["mode"] = mode
         yield meta
-        strings = [{"str_id": i, "value": s} for i, s in enumerate(self._strings)]
+        strings = [{"str_id": i, "value": s} for i, s in enumerate(self._table.strings)]
         for chunk in _chunks(strings):
             yield {"type": "string_table", **base, "strings": chunk}
         for chunk in _chunks(self._frames):

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Sequence
 
 from .. import __version__
 from ..model import MAIN_THREAD, Frame, Profile, ThreadSample
-from .base import Collector, short_filename, strip_internal_frames
+from .base import Collector, TickClock, short_filename, strip_internal_frames
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNIT = "microseconds"
@@ -61,8 +61,7 @@ class SpeedscopeCollector(Collector):
         self._stacks: list[tuple[int, ...]] = []  # frame indexes, root first
         self._stack_ids: dict[tuple[Frame, ...], int] = {}
         self._threads: dict[int, _Thread] = {}
-        self._origin: int | None = None
-        self._ticks = array("q")  # sampling tick times (see GeckoCollector: sorted when writing)
+        self._clock = TickClock()
         self._weights: dict[int, list[tuple[int, int]]] | None = None  # from a Profile alone
 
     # -- collecting -------------------------------------------------------------------------
@@ -70,12 +69,7 @@ class SpeedscopeCollector(Collector):
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
         if weight <= 0:
             return
-        if self._origin is None:
-            self._origin = timestamp_us
-        now = timestamp_us - self._origin
-        ticks = self._ticks
-        if not ticks or ticks[-1] != now:
-            ticks.append(now)
+        now = self._clock.tick(timestamp_us)
         for sample in threads:
             th = self._threads.get(sample.thread_id)
             if th is None:
@@ -174,10 +168,10 @@ class SpeedscopeCollector(Collector):
         return json.loads(out.getvalue())
 
     def dump(self, fh: BinaryIO) -> None:
-        if self._origin is None and self._weights is None:
+        if self._clock.origin is None and self._weights is None:
             self._from_profile()
         interval = self.profile.stats.interval_usec
-        ticks = self._ticks
+        ticks = self._clock.ticks
         if any(ticks[i] >= ticks[i + 1] for i in range(len(ticks) - 1)):
             ticks = array("q", sorted(set(ticks)))  # a replay interleaves threads by blocks
         shift = ticks[0] if ticks else 0
