@@ -376,3 +376,14 @@ def test_no_samples():
         "No samples were collected.\nThis can happen in CPU mode when all threads are idle.\n"
     )
     assert CollapsedCollector(Profile()).lines() == []
+
+
+def test_launcher_only_gc_is_dropped():
+    from sampler.collectors.base import strip_internal_frames
+    from sampler.launcher import COORDINATOR
+    from sampler.model import GC_FRAME, Frame
+
+    launcher = Frame(COORDINATOR, "main", 60)
+    user = Frame("/app/x.py", "work", 3)
+    assert strip_internal_frames((GC_FRAME, launcher)) == ()
+    assert strip_internal_frames((GC_FRAME, user, launcher)) == (GC_FRAME, user)

@@ -34,7 +34,9 @@ def strip_internal_frames(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
         if is_internal_frame(frame):
             while i > 0 and frames[i - 1].filename.replace("\\", "/").endswith(_RUNPY_SUFFIXES):
                 i -= 1
-            return frames[:i]
+            kept = frames[:i]
+            # A <GC> on top of launcher code alone is the launcher's, not the user's.
+            return kept if any(not f.is_synthetic for f in kept) else ()
     return frames
 
 

@@ -190,7 +190,9 @@ class Unwinder:
         if collecting and self.gc and len(out) > first:
             idx = gc_thread if gc_thread is not None else first
             s = out[idx]
-            out[idx] = s._replace(frames=(GC_FRAME,) + s.frames)
+            # No Python frames (e.g. the collections of interpreter shutdown): nothing to blame.
+            if s.frames:
+                out[idx] = s._replace(frames=(GC_FRAME,) + s.frames)
 
     def _read_tstate(self, addr: int, interp: int) -> bytes:
         tbuf = self.memory.read(addr, self.tstate_size)
