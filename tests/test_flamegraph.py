@@ -869,7 +869,9 @@ def test_diff_page_marks_growth_new_and_disappeared(page, diff_html):
     frames = frames_of(page)
     slow = next(f for f in frames if f["funcname"] == "slow")
     spin = next(f for f in frames if f["funcname"] == "spin" and f["depth"] == 4 and f["x"] == slow["x"])
-    assert slow["diffPct"] == 0 and spin["diffPct"] > 50
+    # (slow's own line is the leaf only in the odd sample around its call, so its self change
+    # is 0, or +100% off a zero baseline; either way far from the spin under it, which grew.)
+    assert slow["diffPct"] in (0, 100) and spin["diffPct"] > 50
     page.click("#hl-diffby")
     assert page.errors == [] and page.evaluate("window.__csp") == []
 
