@@ -14,6 +14,7 @@ from sampler.model import (
     UNKNOWN,
     ThreadSample,
 )
+from sampler.target.maps import process_start_time
 
 _LABELS = (
     (MAIN_THREAD, "main thread"),
@@ -31,24 +32,12 @@ def status_labels(status: int) -> list[str]:
     return labels
 
 
-def _process_start_epoch(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        start_ticks = int(fields[19])
-        with open("/proc/stat", "rb") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime"))
-        return btime + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
 class SourceLines:
     """Source lines as the target sees its files (its root and cwd), flagged when edited since."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.started = _process_start_epoch(pid)
+        self.started = process_start_time(pid)
         self._cache: dict[str, list[str] | None] = {}
         try:
             self.target_cwd = os.readlink(f"/proc/{pid}/cwd")

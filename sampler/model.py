@@ -159,12 +159,17 @@ class Profile:
     def thread_ids(self) -> list[int]:
         return sorted(self.status_counts)
 
-    def status_share(self, flag: int) -> float:
-        """Share (0..1) of thread samples whose status has `flag`."""
-        total = hits = 0
+    def status_totals(self) -> dict[int, int]:
+        """Thread samples per status, all threads together."""
+        totals: dict[int, int] = {}
         for counts in self.status_counts.values():
             for status, n in counts.items():
-                total += n
-                if status & flag:
-                    hits += n
+                totals[status] = totals.get(status, 0) + n
+        return totals
+
+    def status_share(self, flag: int) -> float:
+        """Share (0..1) of thread samples whose status has `flag`."""
+        totals = self.status_totals()
+        total = sum(totals.values())
+        hits = sum(n for status, n in totals.items() if status & flag)
         return hits / total if total else 0.0

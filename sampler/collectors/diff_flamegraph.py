@@ -182,10 +182,7 @@ def diff_flamegraph_data(
         {"id": tid, "name": current.thread_names.get(tid), "samples": 0, "main": False}
         for tid in current.thread_ids
     ]
-    all_counts: dict[int, int] = {}
-    for per_thread in current.status_counts.values():
-        for status_bits, n in per_thread.items():
-            all_counts[status_bits] = all_counts.get(status_bits, 0) + n
+    all_counts = current.status_totals()
     frame_columns, files = table.export()
     return {
         "format": DATA_FORMAT,

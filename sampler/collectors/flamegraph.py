@@ -394,10 +394,7 @@ def flamegraph_data(
     ]
     threads.sort(key=lambda t: (not t["main"], -t["samples"], t["id"]))
 
-    all_counts: dict[int, int] = {}
-    for counts in profile.status_counts.values():
-        for status, n in counts.items():
-            all_counts[status] = all_counts.get(status, 0) + n
+    all_counts = profile.status_totals()
 
     frame_columns, files = table.export()
     return {

@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from .. import __version__
 from ..errors import HeatlineError
+from ..target.maps import process_start_time
 from ..model import Frame, Profile
 from .base import Collector, _mode_for
 
@@ -290,16 +291,10 @@ def _live_cwd(profile: Profile) -> str | None:
         return None
     try:
         cwd = os.readlink(f"/proc/{stats.pid}/cwd")
-        with open(f"/proc/{stats.pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        started_ticks = int(fields[19])  # field 22, starttime, counting from field 3
-        with open("/proc/stat", "rb") as fh:
-            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        started = boot + started_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+    except OSError:
         return None
-    # `btime` is truncated to the second, so `started` is never later than the truth.
-    if started > stats.start_time + 0.05 or not os.path.isabs(cwd) or cwd.endswith(" (deleted)"):
+    started = process_start_time(stats.pid)
+    if started is None or started > stats.start_time + 0.05 or not os.path.isabs(cwd) or cwd.endswith(" (deleted)"):
         return None
     return cwd
 

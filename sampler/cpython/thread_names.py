@@ -28,6 +28,7 @@ from sampler.cpython.code_objects import StringReader
 from sampler.cpython.runtime import Runtime
 from sampler.errors import HeatlineError, ReadError
 from sampler.target.memory import I64, U32, U64, RemoteMemory
+from sampler.target.threads import comm
 
 MAX_THREADS = 4096  # entries of `_active` looked at
 MAX_DICT_ENTRIES = 1 << 18  # larger dicts are taken for garbage
@@ -558,20 +559,12 @@ def read_comm_names(pid: int, tids: list[int]) -> dict[int, str]:
     main thread's is the process's, so neither is reported.
     """
 
-    def comm(path: str) -> str | None:
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(64)
-        except OSError:
-            return None
-        return raw.rstrip(b"\n").decode("utf-8", "replace").rstrip("\ufffd")
-
-    process = comm(f"/proc/{pid}/comm")
+    process = comm(pid)
     names = {}
     for tid in tids:
         if tid == pid or tid <= 0:
             continue
-        name = comm(f"/proc/{pid}/task/{tid}/comm")
+        name = comm(pid, tid)
         if name and name != process:
             names[tid] = name
     return names

@@ -30,6 +30,22 @@ def process_exists(pid: int) -> bool:
     return pid > 0 and os.path.exists(f"/proc/{pid}/stat")
 
 
+def process_start_time(pid: int) -> float | None:
+    """When the process started, in seconds since the epoch (None if it cannot be told).
+
+    /proc/stat's `btime` is truncated to the second, so this is never later than the truth.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        started_ticks = int(fields[19])  # field 22, starttime, counting from field 3
+        with open("/proc/stat", "rb") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        return boot + started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def read_maps(pid: int) -> list[Mapping]:
     try:
         with open(f"/proc/{pid}/maps", encoding="utf-8", errors="surrogateescape") as fh:

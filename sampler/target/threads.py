@@ -53,12 +53,18 @@ class CpuStates:
             self._forget(tid)
 
 
-def thread_name(pid: int, tid: int) -> str | None:
+def comm(pid: int, tid: int | None = None) -> str | None:
+    """The kernel's name for a process (or one of its threads): /proc/PID[/task/TID]/comm.
+
+    At most 15 bytes, so a multi-byte character may be cut: its remains are dropped.
+    """
+    path = f"/proc/{pid}/comm" if tid is None else f"/proc/{pid}/task/{tid}/comm"
     try:
-        with open(f"/proc/{pid}/task/{tid}/comm", encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip() or None
+        with open(path, "rb") as fh:
+            raw = fh.read(64)
     except OSError:
         return None
+    return raw.rstrip(b"\n").decode("utf-8", "replace").rstrip("\ufffd")
 
 
 def task_ids(pid: int) -> list[int]:
