@@ -90,6 +90,13 @@ def synthesise(path: str, n_samples: int, seed: int = 1):
     return reader, ticks, sum(len(s) for s in per_thread.values())
 
 
+def learned_ticks(tmp: str, n_samples: int, duration: float = 2.0):
+    """A real run of the target in `tmp`, extended to n_samples: (reader, ticks, real samples)."""
+    real = os.path.join(tmp, "real.bin")
+    real_profile(real, duration)
+    return synthesise(real, n_samples)
+
+
 def write_binary(path: str, ticks, run: RunStats, compression: str) -> tuple[BinaryCollector, float]:
     collector = BinaryCollector(Profile(run), compression=compression)
     t0 = time.perf_counter()
@@ -125,8 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as tmp:
         real = os.path.join(tmp, "real.bin")
-        real_profile(real, args.duration)
-        reader, ticks, real_samples = synthesise(real, args.samples)
+        reader, ticks, real_samples = learned_ticks(tmp, args.samples, args.duration)
         run = reader.run_stats()
         n = sum(len(t) for _, t in ticks)
         distinct = len({t.frames for _, threads in ticks for t in threads})

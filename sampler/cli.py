@@ -7,11 +7,13 @@ import os
 import re
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from sampler import __version__
 from sampler.errors import HeatlineError, ProcessGoneError, ProcessNotFoundError, TargetExitedError, UsageError
 from sampler.model import MODES, Profile, RunStats
+
+T = TypeVar("T")
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
 
@@ -104,6 +106,23 @@ def _add_output_options(p: argparse.ArgumentParser, *, replay: bool = False) -> 
             collector.add_arguments(p.add_argument_group(f"{name} options"))
 
 
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Everything `heatline run` takes; shared with `python -m sampler.live run`."""
+    run.add_argument("-m", "--module", action="store_true", help="TARGET is a module name, as with python -m")
+    run.add_argument("--python", metavar="PATH", help="interpreter for the target (default: this one)")
+    run.add_argument("target", help="script path, or module name with -m")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the target")
+    _add_sampling_options(run)
+    _add_output_options(run)
+
+
+def add_attach_arguments(attach: argparse.ArgumentParser) -> None:
+    """Everything `heatline attach` takes; shared with `python -m sampler.live attach`."""
+    attach.add_argument("pid", type=int)
+    _add_sampling_options(attach)
+    _add_output_options(attach)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="heatline",
@@ -114,18 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
     sub.required = True
 
-    run = sub.add_parser("run", help="launch a script or module and profile it from its first line")
-    run.add_argument("-m", "--module", action="store_true", help="TARGET is a module name, as with python -m")
-    run.add_argument("--python", metavar="PATH", help="interpreter for the target (default: this one)")
-    run.add_argument("target", help="script path, or module name with -m")
-    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the target")
-    _add_sampling_options(run)
-    _add_output_options(run)
-
-    attach = sub.add_parser("attach", help="profile a running process")
-    attach.add_argument("pid", type=int)
-    _add_sampling_options(attach)
-    _add_output_options(attach)
+    add_run_arguments(sub.add_parser("run", help="launch a script or module and profile it from its first line"))
+    add_attach_arguments(sub.add_parser("attach", help="profile a running process"))
 
     replay = sub.add_parser("replay", help="convert a --binary profile to another format")
     replay.add_argument("input_file", metavar="FILE", help="a profile written with --binary")
@@ -163,10 +172,11 @@ def _make_collector(profile: Profile, args: argparse.Namespace):
     return cls(profile, **cls.options_from_args(args))
 
 
-def _write_output(collector, args: argparse.Namespace, pid: int | str) -> None:
+def _write_output(collector, args: argparse.Namespace, pid: int | str) -> str | None:
+    """Write the profile; returns the file written (None when it went to stdout)."""
     if collector.writes_stdout and not args.output:
         collector.write_stdout(sys.stdout)
-        return
+        return None
     path = collector.write(args.output or collector.default_output(pid))
     print(f"{collector.format_name} profile written to {path}", file=sys.stderr)
     if args.browser:
@@ -176,6 +186,7 @@ def _write_output(collector, args: argparse.Namespace, pid: int | str) -> None:
             import webbrowser
 
             webbrowser.open("file://" + os.path.abspath(collector.browser_target(path)))
+    return path
 
 
 def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=None):
@@ -207,27 +218,38 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
     return collector
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T],
+                    stats_of: Callable[[T], RunStats]) -> tuple[T, int | None]:
+    """Sample a target `launch` started: `sample(unwinder)` does the sampling; then the target is
+    stopped if it is still running (Ctrl-C, --duration) and reaped. Returns what `sample`
+    returned and the target's exit status. A failure leaves no target behind."""
     from sampler.cpython.unwinder import Unwinder
-    from sampler.launcher import launch
 
-    target = launch(args.target, args.args, module=args.module, python=args.python)
     unwinder = None
     try:
-        unwinder = Unwinder(
-            target.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc
-        )
-        collector = _profile(args, unwinder, target.alive, target.pid, on_started=target.start)
-        profile = collector.profile
+        unwinder = Unwinder(target.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc)
+        result = sample(unwinder)
     except BaseException:
         target.abandon()
         raise
     finally:
         if unwinder is not None:
             unwinder.close()
-    if profile.stats.interrupted or not profile.stats.target_exited:
+    stats = stats_of(result)
+    if stats.interrupted or not stats.target_exited:
         target.stop()
-    status = target.wait(timeout=5)
+    return result, target.wait(timeout=5)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sampler.launcher import launch
+
+    target = launch(args.target, args.args, module=args.module, python=args.python)
+    collector, status = sample_launched(
+        target, args, lambda unwinder: _profile(args, unwinder, target.alive, target.pid, on_started=target.start),
+        lambda collector: collector.profile.stats,
+    )
+    profile = collector.profile
     _write_output(collector, args, target.pid)
     if status not in (None, 0) and not profile.stats.interrupted and profile.stats.target_exited:
         print(f"note: the target exited with status {status}", file=sys.stderr)

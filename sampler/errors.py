@@ -66,3 +66,7 @@ class ReadError(HeatlineError):
 
 class ProfileFileError(HeatlineError):
     """A profile file is corrupt, truncated or of an unknown kind."""
+
+
+class LiveStreamError(HeatlineError):
+    """A line of a live profile stream (`python -m sampler.live`) is malformed or out of order."""

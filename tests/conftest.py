@@ -126,9 +126,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium, headless, driven through Playwright (its own browser download unused)."""
+    """Debian's Chromium, headless, driven through Playwright (its own browser download unused).
+
+    Per module, not per session: Playwright's sync API keeps an event loop running on the main
+    thread while it is open, and the asyncio tests (the language server's) cannot run beside it.
+    """
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: run tests/install-system-deps.sh (the README's test command does)")
     from playwright.sync_api import sync_playwright

@@ -213,21 +213,9 @@ def diff_flamegraph_data(
 
 def load_baseline(path: str) -> Profile:
     """Replay a `--binary` file into a Profile; every failure is one `HeatlineError` line."""
-    reader = open_baseline(path)
-    profile = Profile(reader.run_stats())
-    done = 0
-    try:
-        for timestamp_us, threads, weight in reader.samples():
-            profile.collect(timestamp_us, threads, weight)
-            done += weight
-        check = getattr(reader, "check_complete", None)
-        if check is not None:
-            check(done)
-    except HeatlineError:
-        raise
-    except Exception as err:  # the reader's own checks should raise ProfileFileError already
-        raise ProfileFileError(f"cannot read the baseline profile {path}: {err}") from err
-    return profile
+    from ..loaders import replay_binary
+
+    return replay_binary(open_baseline(path))
 
 
 def open_baseline(path: str):

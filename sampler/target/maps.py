@@ -1,4 +1,4 @@
-"""Parsing /proc/PID/maps and checking that a process exists."""
+"""Parsing /proc/PID/maps, checking that a process exists, and its other /proc facts."""
 
 from __future__ import annotations
 
@@ -44,6 +44,26 @@ def process_start_time(pid: int) -> float | None:
         return boot + started_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def read_cwd(pid: int) -> str | None:
+    """The process's working directory (None if it cannot be read, e.g. another user's)."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
+def read_cmdline(pid: int) -> list[str] | None:
+    """The process's argv (None if unreadable or empty: kernel threads, zombies)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    if not raw:
+        return None
+    return [arg.decode("utf-8", "replace") for arg in raw.rstrip(b"\0").split(b"\0")]
 
 
 def read_maps(pid: int) -> list[Mapping]:

@@ -34,6 +34,9 @@
  *   search(text)             sets the search box; returns {text, frames, samples, share}
  *   zoomTo(name)             zooms to the heaviest frame whose name ("func (file:line)") or
  *                            else function name equals `name`; returns whether one was found
+ *   focus({funcname, filename}) zooms to the heaviest frame of that function (filename
+ *                            optional); returns whether one was found. The data's optional
+ *                            `focus` member (same shape) is applied this way on load.
  *   back(), reset()          one zoom step back (returns false at the top); show everything
  *   state()                  {zoom, inverted, thread, theme, labels, search, matchShare,
  *                             matchSamples, showGone, diffBy, embedded}
@@ -1328,6 +1331,27 @@
     return info;
   }
 
+  function heaviest(test) {
+    var best = null;
+    for (var i = 0; i < view.order.length; i++) {
+      var n = view.order[i];
+      if (n.f >= 0 && test(frames[n.f]) && (!best || n.lv > best.lv)) best = n;
+    }
+    return best;
+  }
+
+  // Zooms to the heaviest frame of one function (a host's "show this function" request):
+  // {funcname, filename} as the profile names them; false when the profile has no such frame.
+  function focusOn(spec) {
+    if (!spec || typeof spec.funcname !== "string") return false;
+    var node = heaviest(function (fr) {
+      return fr.funcname === spec.funcname && (typeof spec.filename !== "string" || fr.filename === spec.filename);
+    });
+    if (!node) return false;
+    zoomInto(node);
+    return true;
+  }
+
   var api = {
     version: 1,
     kind: isDiff ? "diff" : "flamegraph",
@@ -1345,17 +1369,13 @@
     zoomTo: function (name) {
       var best = null;
       for (var pass = 0; pass < 2 && !best; pass++) {
-        for (var i = 0; i < view.order.length; i++) {
-          var n = view.order[i];
-          if (n.f < 0) continue;
-          var hit = pass === 0 ? frames[n.f].name === name : frames[n.f].funcname === name;
-          if (hit && (!best || n.lv > best.lv)) best = n;
-        }
+        best = heaviest(function (fr) { return pass === 0 ? fr.name === name : fr.funcname === name; });
       }
       if (!best) return false;
       zoomInto(best);
       return true;
     },
+    focus: focusOn,
     back: zoomBack,
     reset: function () {
       resetZoom();
@@ -1408,5 +1428,5 @@
   rebuild(false);
   lastWidth = chartSize().w;
   lastHeight = chartSize().h;
-  refresh(true);
+  if (!(D.focus && focusOn(D.focus))) refresh(true);
 })();

@@ -1,0 +1,409 @@
+"""`workspace/executeCommand` handlers: run, attach, stop, list processes, open, diff, flame
+graphs, clear, hottest, status.
+
+Every handler validates its arguments (server/arguments.py) and turns the sampler's one-line
+errors into a `window/showMessage` plus an LSP error response, so a bad request never stops
+the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from lsprotocol import types
+from pygls.uris import from_fs_path
+
+from sampler.errors import HeatlineError
+from sampler.target.maps import read_cmdline
+
+from .arguments import (
+    AttachArgs, DiffArgs, FlamegraphArgs, HottestArgs, NoArgs, PathArgs, RunArgs, SamplingArgs, parse,
+)
+from .errors import CommandFailed, InvalidArguments
+from .profile_view import ProfileView
+from .runs import ActiveRun
+
+if TYPE_CHECKING:
+    from .app import HeatlineServer
+
+COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {}
+STOP_TIMEOUT_S = 30.0
+
+
+def command(name: str):
+    def register(fn):
+        # Unannotated on purpose: pygls reads the handler's signature and type hints to convert
+        # arguments, and these must reach the validator exactly as the client sent them.
+        async def handler(ls, *args):
+            try:
+                return await fn(ls, name, list(args))
+            except (InvalidArguments, CommandFailed) as err:
+                ls.show_error(err.message)
+                raise
+            except HeatlineError as err:
+                ls.show_error(str(err))
+                raise CommandFailed(str(err)) from None
+
+        handler.__name__ = fn.__name__
+        COMMANDS[name] = handler
+        return handler
+
+    return register
+
+
+def _require_view(ls: HeatlineServer) -> ProfileView:
+    if ls.view is None:
+        raise CommandFailed("no profile is loaded: run a script, attach to a process or open a profile first")
+    return ls.view
+
+
+def _sampling_flags(ls: HeatlineServer, a: SamplingArgs) -> list[str]:
+    s = ls.settings
+    rate = a.rate or s.sampling_rate
+    flags = ["-r", str(rate), "--mode", a.mode or s.mode]
+    if a.all_threads if a.all_threads is not None else s.all_threads:
+        flags.append("-a")
+    if a.duration:
+        flags += ["-d", repr(a.duration)]
+    if a.gc is False:
+        flags.append("--no-gc")
+    if a.output:
+        flags += ["--binary", "-o", ls.user_path(a.output)]
+    return flags
+
+
+async def _start(ls: HeatlineServer, run: ActiveRun) -> dict[str, Any]:
+    if ls.active_run is not None:
+        raise CommandFailed(f"a profiling run is already active ({ls.active_run.label}): stop it first with heatline.stop")
+    ls.active_run = run
+    try:
+        return await run.start()
+    except BaseException:
+        if ls.active_run is run:
+            ls.active_run = None
+        raise
+
+
+@command("heatline.run")
+async def run(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    a = parse(name, RunArgs, args)
+    if (a.script is None) == (a.module is None):
+        raise InvalidArguments(f"{name} needs exactly one of 'script' (a path) or 'module' (a module name)")
+    cwd = ls.user_path(a.cwd) if a.cwd else (ls.roots[0] if ls.roots else None)
+    if cwd is not None and not os.path.isdir(cwd):
+        raise CommandFailed(f"the working directory {cwd} does not exist")
+    flags = _sampling_flags(ls, a)
+    python = a.python or ls.settings.python_path
+    if python:
+        flags += ["--python", python]
+    if a.script is not None:
+        script = os.path.normpath(os.path.join(cwd or os.getcwd(), os.path.expanduser(a.script)))
+        if not os.path.isfile(script):
+            raise CommandFailed(f"no such script: {script}")
+        target, label = [script], os.path.basename(script)
+        if cwd is None:
+            cwd = os.path.dirname(script)
+    else:
+        target, label = ["-m", a.module], f"-m {a.module}"
+    sampler_args = ["run", *flags, *target, *a.args]
+    ls.log(f"heatline: profiling {shlex.join([*target, *a.args])} in {cwd}", types.MessageType.Info)
+    return await _start(ls, ActiveRun(ls, "run", label, sampler_args, cwd, a.duration))
+
+
+@command("heatline.attach")
+async def attach(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    a = parse(name, AttachArgs, args)
+    label = f"PID {a.pid}"
+    argv = read_cmdline(a.pid)  # None for a bad pid: the sampler says precisely what is wrong
+    if argv:
+        label += f" ({os.path.basename(argv[1] if len(argv) > 1 else argv[0])})"
+    sampler_args = ["attach", *_sampling_flags(ls, a), str(a.pid)]
+    return await _start(ls, ActiveRun(ls, "attach", label, sampler_args, None, a.duration))
+
+
+@command("heatline.stop")
+async def stop(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    parse(name, NoArgs, args)
+    active = ls.active_run
+    if active is None:
+        raise CommandFailed("no profiling run is active")
+    active.stop()
+    try:
+        return await asyncio.wait_for(asyncio.shield(active.finished), STOP_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        active.session.kill()
+        raise CommandFailed("the profiler did not stop in time and was killed") from None
+
+
+@command("heatline.listProcesses")
+async def list_processes(ls: HeatlineServer, name: str, args: list) -> list[dict[str, Any]]:
+    parse(name, NoArgs, args)
+    from sampler.processes import list_python_processes
+
+    exclude = {os.getpid()}
+    if ls.active_run is not None and ls.active_run.session.pid:
+        exclude.add(ls.active_run.session.pid)
+    found = await asyncio.to_thread(list_python_processes, exclude=exclude)
+    return [
+        {
+            "pid": p.pid, "command": p.command, "executable": p.executable, "pythonVersion": p.python_version,
+            "needsPrivileges": p.needs_privileges, "reason": p.reason, "cwd": p.cwd,
+        }
+        for p in found
+    ]
+
+
+class _LoadProgress:
+    """Work-done progress for loading a file; reports come from the loading thread."""
+
+    def __init__(self, ls: HeatlineServer, title: str) -> None:
+        self.ls = ls
+        self.title = title
+        self.token: str | None = None
+        self.last_pct = -1
+
+    async def begin(self) -> None:
+        if not self.ls.supports_progress:
+            return
+        token = f"heatline-load-{uuid.uuid4()}"
+        try:
+            await self.ls.work_done_progress.create_async(token)
+        except Exception:
+            return
+        self.token = token
+        self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="heatline", message=self.title, percentage=0))
+
+    def from_thread(self, done: int, total: int) -> None:
+        pct = min(100, int(100 * done / total)) if total else 0
+        if self.token is None or pct == self.last_pct or self.ls.loop is None:
+            return
+        self.last_pct = pct
+        self.ls.loop.call_soon_threadsafe(
+            self.ls.work_done_progress.report, self.token,
+            types.WorkDoneProgressReport(message=f"{done:,} of {total:,} samples", percentage=pct),
+        )
+
+    def end(self, message: str) -> None:
+        if self.token is not None:
+            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+
+
+async def _load(ls: HeatlineServer, path: str) -> ProfileView:
+    from sampler.loaders import load_profile
+
+    path = ls.user_path(path)
+    progress = _LoadProgress(ls, f"loading {os.path.basename(path)}")
+    await progress.begin()
+    try:
+        loaded = await asyncio.to_thread(load_profile, path, progress.from_thread)
+        stats = loaded.profile.stats
+        try:
+            written = os.stat(path).st_mtime
+        except OSError:
+            written = time.time()
+        view = ProfileView(
+            profile=loaded.profile, source="file", label=os.path.basename(path),
+            # Sources saved after the run began may not be what ran; without a recorded start,
+            # the profile file's own time is the latest the run can have begun.
+            started_at=stats.start_time if loaded.kind == "binary" and stats.start_time else written,
+            exact_totals=loaded.exact_totals, line_totals=loaded.line_totals,
+        )
+        await asyncio.to_thread(view.index)  # built off the loop: big profiles take a while
+    finally:
+        progress.end("loaded")
+    return view
+
+
+@command("heatline.open")
+async def open_profile(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    a = parse(name, PathArgs, args)
+    view = await _load(ls, a.path)
+    ls.set_view(view)
+    return view.describe()
+
+
+@command("heatline.diff")
+async def diff(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    a = parse(name, DiffArgs, args)
+    if a.current is not None:
+        current = await _load(ls, a.current)
+    else:
+        current = _require_view(ls)
+        if current.live:
+            raise CommandFailed("the profile is still being recorded: stop the run before comparing it")
+    baseline = await _load(ls, a.baseline)
+    current.baseline = baseline
+    current.changed()
+    if ls.view is current:
+        ls.publish()
+    else:
+        ls.set_view(current)
+    return {"current": current.describe(), "baseline": baseline.describe(), "changes": _biggest_changes(current)}
+
+
+def _biggest_changes(view: ProfileView, count: int = 10) -> list[dict[str, Any]]:
+    """The lines whose self share moved most between the baseline and the current profile."""
+    assert view.baseline is not None
+    cur, base = view.index(), view.baseline.index()
+    shares: dict[tuple[str, int], list[float]] = {}
+    for index, slot in ((cur, 0), (base, 1)):
+        for filename in index.filenames():
+            for line, heat in index.lines(filename).items():
+                entry = shares.setdefault((filename, line), [0.0, 0.0])
+                entry[slot] = 100.0 * heat.self_samples / index.total_samples if index.total_samples else 0.0
+    ranked = sorted(shares.items(), key=lambda item: -abs(item[1][0] - item[1][1]))[:count]
+    return [
+        {"file": f, "line": line - 1, "selfPct": round(now, 2), "baselineSelfPct": round(before, 2),
+         "deltaSelfPct": round(now - before, 2)}
+        for (f, line), (now, before) in ranked if now != before
+    ]
+
+
+def _focus(ls: HeatlineServer, view: ProfileView, a: FlamegraphArgs) -> dict[str, str] | None:
+    """The profile's own names for the function a client asked about."""
+    if a.function is None:
+        return None
+    filename = view.matcher(ls.roots).filename_for(ls.user_path(a.file)) if a.file else None
+    wanted = a.function
+    short = wanted.rsplit(".", 1)[-1]
+    best = None
+    for frame in view.profile.frames:
+        if filename is not None and frame.filename != filename:
+            continue
+        # 3.11+ profiles name methods by qualname ("Worker.run"), older ones by name ("run").
+        if frame.funcname == wanted:
+            best = frame
+            break
+        if best is None and frame.funcname.rsplit(".", 1)[-1] == short:
+            best = frame
+    if best is None:
+        return None
+    return {"funcname": best.funcname, "filename": best.filename}
+
+
+def _output_path(ls: HeatlineServer, requested: str | None, stem: str) -> str:
+    if requested:
+        return ls.user_path(requested)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    directory = os.path.join(cache, "heatline")
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, f"{stem}.html")
+
+
+async def _write_page(ls: HeatlineServer, a: FlamegraphArgs, data: dict[str, Any], stem: str) -> dict[str, Any]:
+    from sampler.collectors.flamegraph import render_html
+
+    path = _output_path(ls, a.output, stem)
+    html = await asyncio.to_thread(render_html, data, data.get("title"))
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise CommandFailed(f"cannot write {path}: {err.strerror or err}") from None
+    uri = from_fs_path(path)
+    if a.show:
+        await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, external=True))
+    result: dict[str, Any] = {"path": path, "uri": uri, "focused": bool(data.get("focus"))}
+    if a.return_data:
+        result["data"] = data
+    return result
+
+
+@command("heatline.flamegraph")
+async def flamegraph(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    from sampler.collectors.flamegraph import default_title, flamegraph_data
+
+    a = parse(name, FlamegraphArgs, args)
+    view = _require_view(ls)
+    data = await asyncio.to_thread(flamegraph_data, view.profile, title=default_title(view.profile))
+    focus = _focus(ls, view, a)
+    if focus is not None:
+        data["focus"] = focus
+    return await _write_page(ls, a, data, f"flamegraph-{view.id}")
+
+
+@command("heatline.diffFlamegraph")
+async def diff_flamegraph(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    from sampler.collectors.diff_flamegraph import diff_flamegraph_data
+    from sampler.collectors.flamegraph import default_title
+
+    a = parse(name, FlamegraphArgs, args)
+    view = _require_view(ls)
+    if view.baseline is None:
+        raise CommandFailed("no baseline to compare with: run heatline.diff with a baseline profile first")
+    data = await asyncio.to_thread(
+        diff_flamegraph_data, view.profile, view.baseline.profile,
+        title=default_title(view.profile, "differential flame graph"),
+    )
+    focus = _focus(ls, view, a)
+    if focus is not None:
+        data["focus"] = focus
+    return await _write_page(ls, a, data, f"diff-flamegraph-{view.id}")
+
+
+@command("heatline.clear")
+async def clear(ls: HeatlineServer, name: str, args: list) -> None:
+    parse(name, NoArgs, args)
+    if ls.active_run is not None:
+        ls.active_run.stop()
+    ls.set_view(None)
+
+
+@command("heatline.hottest")
+async def hottest(ls: HeatlineServer, name: str, args: list) -> list[dict[str, Any]]:
+    a = parse(name, HottestArgs, args)
+    view = _require_view(ls)
+    index = view.index()
+    matcher = view.matcher(ls.roots)
+    total = index.total_samples
+    out = []
+    if a.kind == "lines":
+        for filename, heat, funcname in index.hottest_lines(a.count, by=a.by):
+            out.append(_location(ls, matcher, filename, heat.line, funcname, heat.self_samples,
+                                 view.line_totals.get((filename, heat.line), heat.total_samples), total))
+    else:
+        for filename, funcname, line, self_n, total_n in index.hottest_functions(a.count, by=a.by):
+            out.append(_location(ls, matcher, filename, line, funcname, self_n, total_n, total))
+    return out
+
+
+def _location(ls: HeatlineServer, matcher, filename: str, line: int, funcname: str, self_n: int, total_n: int,
+              total: int) -> dict[str, Any]:
+    """One hot spot, with where it is now in the editor when the file is open there."""
+    path = matcher.doc_path_for(filename)
+    uri = from_fs_path(path) if path else None
+    now_line, stale = line - 1, False
+    if uri is not None and uri in ls.workspace.text_documents:
+        heat = ls.document_heat(uri)
+        for entry in heat.lines.values():
+            if entry.profiled_line == line:
+                now_line, stale = entry.line, entry.stale
+                break
+    return {
+        "file": filename, "path": path, "uri": uri, "line": now_line, "function": funcname,
+        "self": self_n, "total": total_n,
+        "selfPct": round(100.0 * self_n / total, 2) if total else 0.0,
+        "totalPct": round(100.0 * total_n / total, 2) if total else 0.0,
+        "stale": stale,
+    }
+
+
+@command("heatline.status")
+async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
+    parse(name, NoArgs, args)
+    s = ls.settings
+    return {
+        "version": ls.version,
+        "profile": ls.view.describe() if ls.view else None,
+        "running": ls.active_run is not None,
+        "settings": {"samplingRate": s.sampling_rate, "mode": s.mode, "allThreads": s.all_threads,
+                     "inlayHintThreshold": s.inlay_hint_threshold, "codeLens": s.code_lens,
+                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path},
+    }

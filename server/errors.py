@@ -1,0 +1,25 @@
+"""Errors the server reports to the client. Each message is one line for the user."""
+
+from __future__ import annotations
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+
+
+class InvalidArguments(JsonRpcInvalidParams):
+    """A command's arguments are malformed: an LSP InvalidParams error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message)
+
+
+class CommandFailed(JsonRpcException):
+    """A well-formed command that could not be done (no such process, corrupt file, ...).
+
+    LSP's RequestFailed code: the request was valid, the server could not carry it out.
+    """
+
+    CODE = -32803
+    MESSAGE = "Request Failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message)

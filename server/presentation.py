@@ -1,0 +1,141 @@
+"""What the client receives: the `heatline/heat` payload, code lenses, inlay hints, hovers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+
+from .documents import DocumentHeat, FunctionEntry, LineEntry
+from .heat import Neighbor
+from .settings import Settings
+
+HEAT_NOTIFICATION = "heatline/heat"
+FLAMEGRAPH_COMMAND = "heatline.flamegraph"
+
+
+def heat_payload(uri: str, version: int | None, heat: DocumentHeat) -> dict[str, Any]:
+    """`heatline/heat` params for one document. Lines are 0-based, as everywhere in LSP."""
+    lines = []
+    max_self = max_total = 0.0
+    for entry in sorted(heat.lines.values(), key=lambda e: e.line):
+        item: dict[str, Any] = {
+            "line": entry.line,
+            "self": entry.self_samples,
+            "total": entry.total_samples,
+            "selfPct": entry.self_pct,
+            "totalPct": entry.total_pct,
+            "stale": entry.stale,
+        }
+        if entry.baseline_self_pct is not None:
+            item["baselineSelfPct"] = entry.baseline_self_pct
+            item["baselineTotalPct"] = entry.baseline_total_pct
+            item["deltaSelfPct"] = round(entry.self_pct - entry.baseline_self_pct, 2)
+            item["deltaTotalPct"] = round(entry.total_pct - (entry.baseline_total_pct or 0.0), 2)
+        lines.append(item)
+        max_self = max(max_self, entry.self_pct)
+        max_total = max(max_total, entry.total_pct)
+    return {
+        "uri": uri,
+        "version": version,
+        "profile": heat.view.describe() if heat.view is not None else None,
+        "stale": heat.stale,
+        "staleReason": heat.stale_reason,
+        "lines": lines,
+        "maxSelfPct": max_self,
+        "maxTotalPct": max_total,
+    }
+
+
+def _samples(n: int) -> str:
+    return f"{n:,} sample{'s' if n != 1 else ''}"
+
+
+def lens_title(fn: FunctionEntry) -> str:
+    title = f"self {fn.self_pct:.1f}% · total {fn.total_pct:.1f}% · {_samples(fn.heat.total_samples)}"
+    return f"{title} (stale)" if fn.stale else title
+
+
+def code_lenses(uri_path: str | None, functions: list[FunctionEntry]) -> list[types.CodeLens]:
+    lenses = []
+    for fn in functions:
+        pos = types.Position(line=fn.line, character=0)
+        focus = {"file": uri_path, "function": fn.heat.qualname, "line": fn.line, "show": True}
+        lenses.append(types.CodeLens(
+            range=types.Range(start=pos, end=pos),
+            command=types.Command(title=lens_title(fn), command=FLAMEGRAPH_COMMAND, arguments=[focus]),
+        ))
+    return lenses
+
+
+def hint_label(entry: LineEntry) -> str:
+    label = f"{entry.self_pct:.1f}% self · {entry.total_pct:.1f}% total"
+    if entry.baseline_self_pct is not None:
+        label += f" · Δ {entry.self_pct - entry.baseline_self_pct:+.1f}%"
+    return f"{label} (stale)" if entry.stale else label
+
+
+def inlay_hints(heat: DocumentHeat, line_ends: dict[int, int], first: int, last: int,
+                settings: Settings) -> list[types.InlayHint]:
+    """Hints at the end of lines whose self share reaches the threshold, within [first, last].
+    `line_ends` gives each line's length in the client's position units."""
+    hints = []
+    for line in sorted(heat.lines):
+        entry = heat.lines[line]
+        if not first <= line <= last or entry.self_pct < settings.inlay_hint_threshold or entry.self_samples == 0:
+            continue
+        if line not in line_ends:
+            continue
+        hints.append(types.InlayHint(
+            position=types.Position(line=line, character=line_ends[line]),
+            label=hint_label(entry),
+            padding_left=True,
+            tooltip=f"heatline: {_samples(entry.self_samples)} on this line, "
+                    f"{_samples(entry.total_samples)} with it on the stack",
+        ))
+    return hints
+
+
+def _md_escape(text: str) -> str:
+    """Text from the target (function names can be anything) shown literally in Markdown."""
+    out = []
+    for ch in text:
+        if ch in "\\`*_{}[]()#+-.!|<>&~":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _neighbor_rows(title: str, rows: list[Neighbor], total: int, short) -> list[str]:
+    if not rows:
+        return []
+    out = [f"**{title}**", "", "| samples | share | function | location |", "|---:|---:|---|---|"]
+    for n in rows:
+        share = 100.0 * n.samples / total if total else 0.0
+        out.append(f"| {n.samples:,} | {share:.1f}% | {_md_escape(n.funcname)} | {_md_escape(short(n.filename))}:{n.line} |")
+    out.append("")
+    return out
+
+
+def hover_markdown(entry: LineEntry, heat: DocumentHeat, callers: list[Neighbor], callees: list[Neighbor],
+                   short) -> str:
+    total = heat.view.total_samples() if heat.view is not None else 0
+    parts = [
+        f"**heatline** · self **{entry.self_pct:.1f}%** ({_samples(entry.self_samples)}) · "
+        f"total **{entry.total_pct:.1f}%** ({_samples(entry.total_samples)})",
+        "",
+    ]
+    if entry.baseline_self_pct is not None:
+        parts += [
+            f"vs baseline: self {entry.baseline_self_pct:.1f}% → {entry.self_pct:.1f}% "
+            f"({entry.self_pct - entry.baseline_self_pct:+.1f}), total {entry.baseline_total_pct:.1f}% → "
+            f"{entry.total_pct:.1f}%",
+            "",
+        ]
+    if entry.stale:
+        reason = heat.stale_reason or "this line was edited after profiling"
+        parts += [f"*Stale: {_md_escape(reason)}.*", ""]
+    parts += _neighbor_rows("Called from", callers, total, short)
+    parts += _neighbor_rows("Calls into", callees, total, short)
+    return "\n".join(parts).rstrip() + "\n"

@@ -1,0 +1,78 @@
+"""The profile the server shows: a sampler `Profile` plus what the editor needs around it."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from sampler.model import Profile
+
+from .heat import HeatIndex
+from .paths import PathMatcher
+
+_ids = itertools.count(1)
+
+
+def new_profile_id() -> str:
+    return f"p{next(_ids)}"
+
+
+@dataclass(eq=False)
+class ProfileView:
+    profile: Profile
+    source: str  # "run", "attach" or "file"
+    label: str  # what the user profiled: a script, "PID 1234", a file name
+    started_at: float  # epoch seconds: sources changed on disk after this may not match the samples
+    cwd: str | None = None  # the target's working directory, for relative file names
+    live: bool = False
+    id: str = field(default_factory=new_profile_id)
+    exact_totals: bool = True
+    line_totals: dict[tuple[str, int], int] = field(default_factory=dict)  # overrides (pstats files)
+    baseline: ProfileView | None = None
+    version: int = 0  # bumped whenever the profile or its baseline changes
+    _index: tuple[int, HeatIndex] | None = None
+    _matcher: tuple[tuple, PathMatcher] | None = None
+    _totals_by_file: dict[str, dict[int, int]] | None = None
+
+    def changed(self) -> None:
+        self.version += 1
+
+    def index(self) -> HeatIndex:
+        if self._index is None or self._index[0] != self.version:
+            self._index = (self.version, HeatIndex(self.profile))
+        return self._index[1]
+
+    def matcher(self, roots: tuple[str, ...]) -> PathMatcher:
+        key = (self.version, roots)
+        if self._matcher is None or self._matcher[0] != key:
+            self._matcher = (key, PathMatcher(self.index().filenames(), cwd=self.cwd, roots=roots))
+        return self._matcher[1]
+
+    def stated_totals(self, filename: str) -> dict[int, int]:
+        """Line totals the profile file stated for `filename` (pstats), by line."""
+        if self._totals_by_file is None:
+            by_file: dict[str, dict[int, int]] = {}
+            for (name, line), total in self.line_totals.items():
+                by_file.setdefault(name, {})[line] = total
+            self._totals_by_file = by_file
+        return self._totals_by_file.get(filename, {})
+
+    def total_samples(self) -> int:
+        return self.index().total_samples
+
+    def describe(self) -> dict:
+        """The profile's identity, as clients receive it with every heat notification."""
+        s = self.profile.stats
+        return {
+            "id": self.id,
+            "source": self.source,
+            "label": self.label,
+            "totalSamples": self.total_samples(),
+            "mode": s.mode,
+            "live": self.live,
+            "pid": s.pid or None,
+            "pythonVersion": s.python_version or None,
+            "durationS": round(s.duration_s, 3),
+            "exactTotals": self.exact_totals,
+            "baseline": self.baseline.describe() if self.baseline is not None else None,
+        }
