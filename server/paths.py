@@ -110,9 +110,13 @@ class PathMatcher:
             return None
         doc_real = self._realpath(doc_path)
         best, best_len, tie = None, 0, False
-        for name, parts in self._by_basename.get(doc_parts[-1], ()):
+        candidates = self._by_basename.get(doc_parts[-1], ())
+        for name, parts in candidates:
             n = _common_suffix(doc_parts, parts)
-            if n < _MIN_SUFFIX or n < best_len:
+            # A profile that kept only file names (collapsed stacks) cannot say more: a bare
+            # name matches on its own, but only when no other profile file has that name.
+            need = 1 if len(parts) == 1 and len(candidates) == 1 else _MIN_SUFFIX
+            if n < need or n < best_len:
                 continue
             # A name that is a real local file is that file and no other (rules 1-3 decide).
             local = self._local(name)

@@ -274,6 +274,18 @@ async def test_open_binary_then_diff_and_hover(client: LanguageClient, profiles,
     assert os.path.exists(page["path"]) and page["data"]["kind"] == "diff"
 
 
+@pytest.mark.parametrize("flag", ["--collapsed", "--pstats"])
+async def test_open_collapsed_and_pstats_files(client: LanguageClient, profiles, tmp_path, flag):
+    saved = str(tmp_path / f"saved{flag}")
+    result = heatline("replay", profiles["current"], flag, "-o", saved)
+    assert result.returncode == 0, result.stderr
+    uri = open_doc(client, target("two_paths.py"))
+    await execute(client, "heatline.open", saved)
+    note = await wait_until(lambda: heat_for(client, uri), "heat")
+    assert hottest(note)["line"] == 16 and hottest(note)["selfPct"] > 40
+    assert line_of(note, 24)["totalPct"] > 40  # main's call of slow_path: totals survive too
+
+
 async def test_edits_move_heat_or_mark_it_stale(client: LanguageClient, profiles):
     path = target("two_paths.py")
     uri = open_doc(client, path)

@@ -86,6 +86,16 @@ def test_opened_from_another_root(tmp_path) -> None:
     assert m.doc_path_for("/app/main.py") is None  # no local copy anywhere
 
 
+def test_bare_file_names_of_collapsed_profiles(tmp_path) -> None:
+    doc = touch(tmp_path / "proj" / "pkg" / "mod.py")
+    # Collapsed stacks keep only file names: a bare name is all the evidence there is.
+    m = PathMatcher(["mod.py", "other.py"], roots=[str(tmp_path / "proj")])
+    assert m.filename_for(doc) == "mod.py"
+    # ...unless two profile files share it.
+    m = PathMatcher(["mod.py", "/app/x/mod.py"], roots=[str(tmp_path / "proj")])
+    assert m.filename_for(doc) is None
+
+
 def test_longest_suffix_wins_and_a_tie_is_no_match(tmp_path) -> None:
     doc = touch(tmp_path / "proj" / "a" / "pkg" / "mod.py")
     plain = touch(tmp_path / "proj" / "pkg" / "mod.py")
