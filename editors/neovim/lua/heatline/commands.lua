@@ -1,0 +1,192 @@
+-- :Heatline {subcommand} and its completion.
+local client = require('heatline.client')
+
+local M = {}
+
+local function notify(msg, level)
+  client.notify(msg, level)
+end
+
+local function full_path(path)
+  return vim.fn.fnamemodify(vim.fn.expand(path), ':p')
+end
+
+local function fmt_seconds(value)
+  return string.format('%.1f s', tonumber(value) or 0)
+end
+
+M.subcommands = {}
+
+M.subcommands.run = function(args)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local file = vim.api.nvim_buf_get_name(bufnr)
+  if file == '' or vim.bo[bufnr].buftype ~= '' then
+    return notify('run needs a Python file in the current buffer', vim.log.levels.ERROR)
+  end
+  if vim.bo[bufnr].modified then
+    notify('the buffer has unsaved changes: profiling the file as saved (heat will be stale)',
+      vim.log.levels.WARN)
+  end
+  local params = { script = file, args = args, cwd = vim.fn.getcwd() }
+  client.exec('heatline.run', params, function(result)
+    result = type(result) == 'table' and result or {}
+    notify(string.format('profiling %s (pid %s, Python %s)', vim.fn.fnamemodify(file, ':t'),
+      tostring(result.pid or '?'), tostring(result.pythonVersion or '?')))
+  end)
+end
+
+local function attach(pid)
+  client.exec('heatline.attach', { pid = pid }, function(result)
+    result = type(result) == 'table' and result or {}
+    notify(string.format('attached to pid %s (Python %s)', tostring(result.pid or pid),
+      tostring(result.pythonVersion or '?')))
+  end)
+end
+
+M.subcommands.attach = function(args)
+  if args[1] then
+    local pid = tonumber(args[1])
+    if not pid then
+      return notify('attach: not a process id: ' .. args[1], vim.log.levels.ERROR)
+    end
+    return attach(pid)
+  end
+  require('heatline.picker').processes(attach)
+end
+
+M.subcommands.stop = function()
+  client.exec('heatline.stop', {}, function(result)
+    result = type(result) == 'table' and result or {}
+    notify(string.format('stopped: %s samples in %s', tostring(result.samples or 0), fmt_seconds(result.durationS)))
+  end)
+end
+
+M.subcommands.open = function(args)
+  if not args[1] then
+    return notify('open needs a profile file', vim.log.levels.ERROR)
+  end
+  client.exec('heatline.open', { path = full_path(args[1]) })
+end
+
+M.subcommands.diff = function(args)
+  if not args[1] then
+    return notify('diff needs a baseline profile file', vim.log.levels.ERROR)
+  end
+  client.exec('heatline.diff', { baseline = full_path(args[1]) })
+end
+
+M.subcommands.flame = function(args)
+  local params = {}
+  if args[1] then
+    params.output = full_path(args[1])
+  end
+  client.exec('heatline.flamegraph', params, function(result)
+    local path = type(result) == 'table' and result.path
+    if not path or path == vim.NIL then
+      return notify('no flame graph was written', vim.log.levels.WARN)
+    end
+    if vim.ui.open then
+      local ok, obj, err = pcall(vim.ui.open, path)
+      if not ok or (obj == nil and err) then
+        return notify('flame graph: ' .. path .. ' (could not open: ' .. tostring(ok and err or obj) .. ')',
+          vim.log.levels.WARN)
+      end
+    end
+    notify('flame graph: ' .. path)
+  end)
+end
+
+M.subcommands.hottest = function(args)
+  local opts = {}
+  for _, a in ipairs(args) do
+    if tonumber(a) then
+      opts.count = tonumber(a)
+    elseif a == 'functions' or a == 'lines' then
+      opts.kind = a
+    elseif a == 'self' or a == 'total' then
+      opts.by = a
+    end
+  end
+  require('heatline.picker').hottest(opts)
+end
+
+M.subcommands.toggle = function()
+  local visible = require('heatline').toggle()
+  notify(visible and 'heat shown' or 'heat hidden')
+end
+
+M.subcommands.clear = function()
+  require('heatline.render').clear_all()
+  client.exec('heatline.clear', {})
+end
+
+M.subcommands.status = function()
+  client.exec('heatline.status', {}, function(result)
+    result = type(result) == 'table' and result or {}
+    local parts = {}
+    local profile = result.profile
+    if type(profile) == 'table' then
+      table.insert(parts, string.format('profile %s (%s, %s samples, %s)', tostring(profile.label or profile.id or '?'),
+        tostring(profile.source or '?'), tostring(profile.totalSamples or '?'), tostring(profile.mode or '?')))
+    else
+      table.insert(parts, 'no profile')
+    end
+    table.insert(parts, result.running == true and 'running' or 'idle')
+    if not require('heatline.render').visible then
+      table.insert(parts, 'hidden')
+    end
+    local ok, progress = pcall(vim.lsp.status)
+    if ok and type(progress) == 'string' and progress ~= '' then
+      table.insert(parts, progress)
+    end
+    notify(table.concat(parts, '; '))
+  end)
+end
+
+function M.names()
+  local names = vim.tbl_keys(M.subcommands)
+  table.sort(names)
+  return names
+end
+
+--- Entry point of :Heatline.
+function M.run(opts)
+  local fargs = opts.fargs or {}
+  local name = fargs[1]
+  if not name then
+    return notify('usage: :Heatline {' .. table.concat(M.names(), '|') .. '}', vim.log.levels.ERROR)
+  end
+  local sub = M.subcommands[name]
+  if not sub then
+    return notify('unknown subcommand: ' .. name, vim.log.levels.ERROR)
+  end
+  local ok, err = pcall(sub, vim.list_slice(fargs, 2))
+  if not ok then
+    notify(err, vim.log.levels.ERROR)
+  end
+end
+
+local file_args = { run = true, open = true, diff = true, flame = true }
+
+function M.complete(arglead, cmdline, _)
+  local words = vim.split(cmdline, '%s+', { trimempty = true })
+  -- The word being completed is not yet a complete word when the line ends without a space.
+  local index = #words + ((cmdline:match('%s$') and 1) or 0)
+  if index <= 2 then
+    return vim.tbl_filter(function(n)
+      return vim.startswith(n, arglead)
+    end, M.names())
+  end
+  local sub = words[2]
+  if file_args[sub] then
+    return vim.fn.getcompletion(arglead, 'file')
+  end
+  if sub == 'hottest' then
+    return vim.tbl_filter(function(n)
+      return vim.startswith(n, arglead)
+    end, { 'lines', 'functions', 'self', 'total' })
+  end
+  return {}
+end
+
+return M

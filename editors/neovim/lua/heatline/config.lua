@@ -1,0 +1,86 @@
+-- Options for heatline.nvim: defaults, merging, and the LSP settings derived from them.
+local M = {}
+
+local function default_cmd()
+  if vim.fn.executable('heatline-lsp') == 1 then
+    return { 'heatline-lsp' }
+  end
+  local python = vim.fn.exepath('python3')
+  if python == '' then
+    python = 'python'
+  end
+  return { python, '-m', 'server' }
+end
+
+M.defaults = {
+  -- Server command; nil means "heatline-lsp" if executable, else {python3, "-m", "server"}.
+  cmd = nil,
+  -- Sampling rate (Hz), "wall" or "cpu", and whether to sample every thread.
+  sampling_rate = 1000,
+  mode = 'wall',
+  all_threads = false,
+  -- Interpreter heatline.run uses (nil: the server's own).
+  python = nil,
+  -- Lines whose self or total share (percent) reaches this get end-of-line text / inlay hints.
+  threshold = 1.0,
+  -- Gradient endpoints {coolest, hottest} for 'background' dark and light.
+  colours = {
+    dark = { '#2b2222', '#8c2a1c' },
+    light = { '#fbf0ec', '#f0907a' },
+    stale = { dark = '#33333d', light = '#e4e4ec' },
+  },
+  -- Number of gradient steps (highlight groups HeatlineHeat1..N).
+  steps = 8,
+  renderers = {
+    line_highlight = true,
+    virtual_text = true,
+    sign = false,
+    code_lens = true,
+    inlay_hints = false, -- the end-of-line text already shows the same numbers
+  },
+  -- Start/attach the client to python buffers automatically.
+  auto_start = true,
+  -- Files whose presence marks the project root.
+  root_markers = { 'pyproject.toml', 'setup.py', 'setup.cfg', '.git' },
+}
+
+M.options = vim.deepcopy(M.defaults)
+
+function M.setup(opts)
+  M.options = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
+  return M.options
+end
+
+function M.get()
+  return M.options
+end
+
+function M.cmd()
+  local cmd = M.options.cmd
+  if type(cmd) == 'string' then
+    return { cmd }
+  end
+  if type(cmd) == 'table' and #cmd > 0 then
+    return cmd
+  end
+  return default_cmd()
+end
+
+--- The `heatline` section served to workspace/configuration.
+function M.lsp_settings()
+  local o = M.options
+  local section = {
+    samplingRate = o.sampling_rate,
+    mode = o.mode,
+    allThreads = o.all_threads,
+    inlayHintThreshold = o.threshold,
+    codeLens = o.renderers.code_lens,
+    inlayHints = o.renderers.inlay_hints,
+  }
+  if o.python then
+    section.pythonPath = o.python
+  end
+  return { heatline = section }
+end
+
+return M

@@ -1,0 +1,87 @@
+-- vim.ui.select pickers: processes to attach to, and the hottest lines/functions to jump to.
+local client = require('heatline.client')
+
+local M = {}
+
+function M.process_label(proc)
+  local label = string.format('%-8s %s', tostring(proc.pid), tostring(proc.command or ''))
+  if proc.pythonVersion and proc.pythonVersion ~= vim.NIL then
+    label = label .. '  [' .. tostring(proc.pythonVersion) .. ']'
+  end
+  if proc.needsPrivileges == true then
+    local why = (proc.reason and proc.reason ~= vim.NIL) and (': ' .. tostring(proc.reason)) or ''
+    label = label .. '  (needs privileges' .. why .. ')'
+  end
+  return label
+end
+
+--- Pick a Python process and call `on_pick(pid)`.
+function M.processes(on_pick)
+  client.exec('heatline.listProcesses', {}, function(result)
+    if type(result) ~= 'table' or #result == 0 then
+      return client.notify('no Python processes found', vim.log.levels.WARN)
+    end
+    vim.ui.select(result, { prompt = 'Attach to', format_item = M.process_label }, function(choice)
+      if choice then
+        on_pick(choice.pid)
+      end
+    end)
+  end)
+end
+
+function M.hot_label(item, kind)
+  local where = vim.fn.fnamemodify(tostring(item.path or item.file or '?'), ':~:.')
+  local line = (tonumber(item.line) or 0) + 1
+  local fn = (item['function'] and item['function'] ~= vim.NIL) and tostring(item['function']) or ''
+  local label = string.format('%6.1f%% %6.1f%%  %s:%d', tonumber(item.selfPct) or 0, tonumber(item.totalPct) or 0,
+    where, line)
+  if fn ~= '' then
+    label = kind == 'functions' and string.format('%6.1f%% %6.1f%%  %s  %s:%d', tonumber(item.selfPct) or 0,
+      tonumber(item.totalPct) or 0, fn, where, line) or (label .. '  ' .. fn)
+  end
+  if item.stale == true then
+    label = label .. '  (stale)'
+  end
+  return label
+end
+
+--- Open the location of a hottest entry.
+function M.jump(item)
+  local path = item.path
+  if (not path or path == vim.NIL) and item.uri and item.uri ~= vim.NIL then
+    path = vim.uri_to_fname(item.uri)
+  end
+  if not path or path == vim.NIL or path == '' then
+    return client.notify('no file for this entry', vim.log.levels.WARN)
+  end
+  local ok, err = pcall(vim.cmd.edit, vim.fn.fnameescape(path))
+  if not ok then
+    return client.notify(err, vim.log.levels.ERROR)
+  end
+  local row = math.max(1, math.min((tonumber(item.line) or 0) + 1, vim.api.nvim_buf_line_count(0)))
+  pcall(vim.api.nvim_win_set_cursor, 0, { row, 0 })
+end
+
+--- Pick among the hottest lines (or functions) and jump to the choice.
+function M.hottest(opts)
+  opts = opts or {}
+  local kind = opts.kind or 'lines'
+  local args = { count = opts.count or 30, kind = kind, by = opts.by or 'self' }
+  client.exec('heatline.hottest', args, function(result)
+    if type(result) ~= 'table' or #result == 0 then
+      return client.notify('no profile samples to show', vim.log.levels.WARN)
+    end
+    vim.ui.select(result, {
+      prompt = 'Hottest ' .. kind .. ' (self, total)',
+      format_item = function(item)
+        return M.hot_label(item, kind)
+      end,
+    }, function(choice)
+      if choice then
+        M.jump(choice)
+      end
+    end)
+  end)
+end
+
+return M
