@@ -1,0 +1,38 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ENTER_PID_LABEL, processItems, validatePid } from "../src/processes";
+import { errorLine, serverCommand } from "../src/server";
+
+test("process items show pid, command line, version and a privileges note; Enter PID last", () => {
+  const items = processItems([
+    { pid: 101, command: "python3  app.py\n--serve", pythonVersion: "3.12.1", needsPrivileges: false },
+    { pid: 7, command: "/usr/bin/python3 daemon.py", pythonVersion: "3.11.2", needsPrivileges: true, reason: "owned by root" },
+  ]);
+  assert.equal(items.length, 3);
+  assert.deepEqual(items[0], { label: "$(terminal) 101", description: "Python 3.12.1", detail: "python3 app.py --serve", pid: 101 });
+  assert.equal(items[1].label, "$(lock) 7");
+  assert.equal(items[1].description, "Python 3.11.2 · needs privileges");
+  assert.equal(items[1].detail, "/usr/bin/python3 daemon.py — owned by root");
+  assert.equal(items[2].label, ENTER_PID_LABEL);
+  assert.equal(items[2].pid, undefined);
+  assert.deepEqual(processItems([]).map((i) => i.label), [ENTER_PID_LABEL]);
+});
+
+test("PID validation", () => {
+  assert.equal(validatePid("1234"), undefined);
+  assert.equal(validatePid(" 42 "), undefined);
+  for (const bad of ["", "abc", "-3", "0", "1.5", "99999999"]) assert.ok(validatePid(bad), bad);
+});
+
+test("server command: setting, then heatline-lsp, then python -m server", () => {
+  assert.deepEqual(serverCommand(["/venv/bin/heatline-lsp", "--log"], "", true), { command: "/venv/bin/heatline-lsp", args: ["--log"] });
+  assert.deepEqual(serverCommand([], "/venv/bin/python", true), { command: "heatline-lsp", args: [] });
+  assert.deepEqual(serverCommand([], "/venv/bin/python", false), { command: "/venv/bin/python", args: ["-m", "server"] });
+  assert.deepEqual(serverCommand(undefined, "", false), { command: "python3", args: ["-m", "server"] });
+});
+
+test("errors become one line", () => {
+  assert.equal(errorLine(new Error("no profile loaded\nTraceback ...")), "heatline: no profile loaded");
+  assert.equal(errorLine({ message: "process 5 is gone" }), "heatline: process 5 is gone");
+  assert.equal(errorLine("\n  bad pid  "), "heatline: bad pid");
+});
