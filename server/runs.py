@@ -127,7 +127,8 @@ class ActiveRun:
             self.server.show_error(message)
         elif error:
             self.server.show_error(error)
-        elif reader.target_exit_status not in (None, 0):
+        elif reader.target_exit_status not in (None, 0) and not reader.profile.stats.interrupted:
+            # (A run the user stopped ends its target on purpose: no news in that.)
             self.server.show_info(f"{self.label} exited with status {reader.target_exit_status}")
         if self.server.active_run is self:
             self.server.active_run = None

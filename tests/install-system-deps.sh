@@ -1,9 +1,18 @@
 #!/bin/sh
-# System packages the test suite drives for real: Debian's Chromium (for the HTML outputs).
+# System packages the test suite drives for real: Debian's Chromium (for the HTML outputs and the
+# VS Code UI), and what code-server (the VS Code end-to-end test) needs to build its native modules
+# and to search (ripgrep, fed to its @vscode/ripgrep dependency instead of a download).
 set -e
-if ! command -v chromium >/dev/null 2>&1; then
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v rg >/dev/null 2>&1 || missing="$missing ripgrep"
+command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+command -v krb5-config >/dev/null 2>&1 || missing="$missing libkrb5-dev"
+dpkg -s build-essential >/dev/null 2>&1 || missing="$missing build-essential"
+if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq build-essential python3 pkg-config libkrb5-dev ripgrep chromium >/dev/null
 fi

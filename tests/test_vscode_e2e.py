@@ -1,0 +1,297 @@
+"""The VS Code extension in a real VS Code: code-server (VS Code's own workbench, whose extension
+host runs in node and spawns the real language server) driven in Debian's Chromium.
+
+A user opens known_lines.py from the explorer, runs "Heatline: Profile Current File" from the
+palette, stops the run, and sees the hot line, the code lens above the hot function and the flame
+graph beside the code. Everything is asserted on what the page shows.
+
+code-server is installed once into a cache directory outside the repository (about 40 s cold).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, TARGETS
+
+EXT = os.path.join(ROOT, "editors", "vscode")
+CODE_SERVER_VERSION = "4.100.3"
+RIPGREP_CACHE = "vscode-ripgrep-cache-1.15.11"
+RIPGREP_TARBALL = "ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz"
+
+SETTINGS = {
+    "workbench.startupEditor": "none",
+    "security.workspace.trust.enabled": False,
+    "telemetry.telemetryLevel": "off",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "workbench.tips.enabled": False,
+    "chat.disableAIFeatures": True,
+    "workbench.colorTheme": "Default Dark Modern",
+    "editor.minimap.enabled": False,
+    "heatline.serverCommand": [sys.executable, "-m", "server"],
+    "heatline.pythonPath": sys.executable,
+    "heatline.codeLens": True,
+}
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "heatline-tests", f"code-server-{CODE_SERVER_VERSION}")
+
+
+def _run(cmd: list[str], what: str, timeout: float, **kw) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{what} timed out after {timeout:.0f} s:\n{(err.stdout or b'')[-3000:]!r}\n{(err.stderr or b'')[-3000:]!r}")
+    if proc.returncode != 0:
+        pytest.fail(f"{what} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def _npm_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, CI="1", NO_UPDATE_NOTIFIER="1", npm_config_fund="false", npm_config_audit="false", **extra)
+
+
+def _install_code_server(dest: str) -> str:
+    """code-server from npm into `dest` (once); its ripgrep dependency is fed Debian's rg."""
+    binary = os.path.join(dest, "node_modules", ".bin", "code-server")
+    marker = os.path.join(dest, ".installed")
+    if os.path.exists(marker) and os.access(binary, os.X_OK):
+        return binary
+    rg = shutil.which("rg")
+    if rg is None:
+        pytest.fail("ripgrep (rg) is missing, code-server needs it: run tests/install-system-deps.sh")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp = os.path.join(dest, ".tmp")
+    stage = os.path.join(tmp, RIPGREP_CACHE, "stage")
+    os.makedirs(stage)
+    shutil.copy(rg, os.path.join(stage, "rg"))
+    with tarfile.open(os.path.join(tmp, RIPGREP_CACHE, RIPGREP_TARBALL), "w:gz") as tar:
+        tar.add(os.path.join(stage, "rg"), arcname="rg")
+    env = _npm_env(TMPDIR=tmp, npm_config_unsafe_perm="true", npm_config_yes="true", npm_config_nodedir="/usr")
+    try:
+        _run(["npm", "install", "--foreground-scripts", "--no-fund", "--no-audit", f"code-server@{CODE_SERVER_VERSION}"],
+             f"installing code-server {CODE_SERVER_VERSION} into {dest} (needs tests/install-system-deps.sh's packages)",
+             timeout=600, cwd=dest, env=env)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"code-server installed but {binary} is missing")
+    open(marker, "w").close()
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _exthost_logs(user: str) -> str:
+    out = []
+    for path in sorted(glob.glob(os.path.join(user, "logs", "*", "**", "*.log"), recursive=True)):
+        if "exthost" in path:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                out.append(f"--- {os.path.relpath(path, user)}\n{fh.read()[-3000:]}")
+    return "\n".join(out)[-12000:]
+
+
+@pytest.fixture(scope="module")
+def code_server(tmp_path_factory):
+    """A running code-server with the freshly built .vsix installed; yields (url, user_dir, workspace)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed: VS Code (code-server) cannot run here")
+    dest = _cache_dir()
+    os.makedirs(dest, exist_ok=True)
+    binary = _install_code_server(dest)
+
+    run = tmp_path_factory.mktemp("vscode")
+    if not os.path.exists(os.path.join(EXT, "node_modules", ".package-lock.json")):
+        _run(["npm", "ci", "--no-fund", "--no-audit"], "npm ci", timeout=300, cwd=EXT, env=_npm_env())
+    _run(["npm", "run", "build"], "npm run build", timeout=240, cwd=EXT, env=_npm_env())
+    vsix = str(run / "heatline.vsix")
+    _run(["npx", "--no-install", "vsce", "package", "--no-dependencies", "--allow-missing-repository", "-o", vsix],
+         "vsce package", timeout=180, cwd=EXT, env=_npm_env())
+
+    user, exts, workspace = run / "user", run / "ext", run / "workspace"
+    (user / "User").mkdir(parents=True)
+    exts.mkdir()
+    workspace.mkdir()
+    (user / "User" / "settings.json").write_text(json.dumps(SETTINGS, indent=2), encoding="utf-8")
+    shutil.copy(os.path.join(TARGETS, "known_lines.py"), workspace / "known_lines.py")
+    base = [binary, "--config", "/dev/null", "--user-data-dir", str(user), "--extensions-dir", str(exts)]
+    _run([*base, "--install-extension", vsix], "code-server --install-extension", timeout=120)
+    assert glob.glob(str(exts / "heatline.heatline-*")), os.listdir(exts)
+
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")  # `-m server` and `-m sampler`
+    log = open(run / "code-server.log", "w")
+    proc = subprocess.Popen(
+        [*base, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
+         "--disable-update-check", "--disable-workspace-trust", str(workspace)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"code-server did not come up:\n{(run / 'code-server.log').read_text()[-4000:]}")
+            time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}/?folder={workspace}", str(user), str(workspace)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        log.close()
+
+
+def _palette(page, title: str) -> None:
+    page.keyboard.press("F1")
+    box = page.locator(".quick-input-widget input")
+    box.wait_for(state="visible", timeout=10_000)
+    box.fill(f">{title}")
+    # Enter runs the focused row, and fuzzy matching can rank a longer title first
+    # ("Show Diff Flame Graph" for "Show Flame Graph"): walk down to the exact title.
+    page.locator(".quick-input-list .monaco-list-row").first.wait_for(state="visible", timeout=10_000)
+    for _ in range(20):
+        focused = page.locator(".quick-input-list .monaco-list-row.focused .label-name")
+        if focused.count() and re.sub(r"\s+", " ", focused.first.inner_text()).strip() == title:
+            break
+        page.keyboard.press("ArrowDown")
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"{title!r} is not in the command palette")
+    page.keyboard.press("Enter")
+    page.locator(".quick-input-widget").wait_for(state="hidden", timeout=10_000)
+
+
+# Every view-line of the visible editor: its text and the ::after content of its decoration spans.
+LINES_JS = r"""() => {
+  const editor = document.querySelector('.editor-instance .monaco-editor .view-lines');
+  if (!editor) return [];
+  return [...editor.querySelectorAll('.view-line')].map(line => {
+    const after = [...line.querySelectorAll('span')]
+      .map(s => getComputedStyle(s, '::after').content)
+      .filter(c => c && c !== 'none' && c !== 'normal');
+    const r = line.getBoundingClientRect();
+    return {text: line.textContent.replace(/\u00a0/g, ' '), after, top: r.top, bottom: r.bottom};
+  });
+}"""
+
+LENSES_JS = r"""() => [...document.querySelectorAll('.editor-instance .codelens-decoration')].map(el => {
+  const r = el.getBoundingClientRect();
+  return {text: el.textContent.replace(/\u00a0/g, ' '), top: r.top, bottom: r.bottom};
+})"""
+
+
+def _self_pct(after: list[str]) -> float | None:
+    for content in after:
+        m = re.search(r"(\d+(?:\.\d+)?)%", content)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def test_profile_current_file_shows_heat_lens_and_flamegraph(code_server, page, tmp_path):
+    url, user, workspace = code_server
+    try:
+        page.goto(url)
+        page.locator(".monaco-workbench").wait_for(timeout=60_000)
+        page.locator(".explorer-folders-view").wait_for(timeout=30_000)
+        page.locator(".monaco-workbench").click(position={"x": 700, "y": 400})
+        page.locator(".explorer-folders-view .monaco-list-row", has_text="known_lines.py").click()
+        page.locator(".editor-instance .view-line", has_text="def inner").wait_for(timeout=30_000)
+        page.locator(".editor-instance .view-lines").click()
+
+        _palette(page, "Heatline: Profile Current File")
+        # live heat arrives about once a second while the script runs
+        page.wait_for_function(
+            f"() => ({LINES_JS})().some(l => /x \\+= i \\* i/.test(l.text) && l.after.some(c => /%/.test(c)))",
+            timeout=60_000,
+        )
+        time.sleep(3)  # a few seconds of samples
+        _palette(page, "Heatline: Stop Profiling")
+
+        def settled():
+            lines = page.evaluate(LINES_JS)
+            hot = next(l for l in lines if re.search(r"x \+= i \* i", l["text"]))
+            return lines, hot
+
+        deadline = time.time() + 15
+        while True:
+            lines, hot = settled()
+            pct = _self_pct(hot["after"])
+            if pct is not None and pct > 50 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert pct is not None and pct > 50, (hot, lines)
+        others = [(l["text"], _self_pct(l["after"])) for l in lines if l is not hot and _self_pct(l["after"]) is not None]
+        assert all(p < pct for _t, p in others), (pct, others)
+
+        # the code lens right above `def inner` gives its self time
+        page.wait_for_function(f"() => ({LENSES_JS})().some(l => /self/.test(l.text))", timeout=30_000)
+        lenses = page.evaluate(LENSES_JS)
+        inner = next(l for l in page.evaluate(LINES_JS) if l["text"].startswith("def inner"))
+        above = [l for l in lenses if l["bottom"] <= inner["top"] + 1]
+        assert above, (lenses, inner)
+        lens = max(above, key=lambda l: l["bottom"])
+        assert inner["top"] - lens["bottom"] < 30, (lens, inner)
+        assert re.search(r"self\s+\d+(\.\d+)?%", lens["text"]), lens
+
+        _palette(page, "Heatline: Show Flame Graph")
+        frame = None
+        deadline = time.time() + 30
+        while frame is None and time.time() < deadline:
+            for f in page.frames:
+                try:
+                    if f.evaluate("() => !!window.heatline"):
+                        frame = f
+                        break
+                except Exception:
+                    pass
+            else:
+                time.sleep(0.5)
+        assert frame is not None, [f.url for f in page.frames]
+        names = frame.evaluate("() => window.heatline.visibleFrames().map(f => f.funcname)")
+        assert "inner" in names and "main" in names, names
+        inner_frame = frame.evaluate("() => window.heatline.visibleFrames().find(f => f.funcname === 'inner')")
+        assert inner_frame["width"] > 0 and inner_frame["share"] > 0.5, inner_frame
+        assert frame.locator("body").inner_text(timeout=5_000).count("inner") >= 1
+        time.sleep(1)
+        page.screenshot(path=str(tmp_path / "vscode.png"))
+    except BaseException:
+        try:
+            page.screenshot(path=str(tmp_path / "vscode-failure.png"))
+        except Exception:
+            pass
+        print(f"screenshot: {tmp_path}\nextension host logs:\n{_exthost_logs(user)}")
+        raise
