@@ -213,6 +213,9 @@ LENSES_JS = r"""() => [...document.querySelectorAll('.editor-instance .codelens-
 })"""
 
 
+STATUS_JS = "[...document.querySelectorAll('.part.statusbar .statusbar-item')].map(e => e.textContent)"
+
+
 def _self_pct(after: list[str]) -> float | None:
     for content in after:
         m = re.search(r"(\d+(?:\.\d+)?)%", content)
@@ -238,8 +241,11 @@ def test_profile_current_file_shows_heat_lens_and_flamegraph(code_server, page, 
             f"() => ({LINES_JS})().some(l => /x \\+= i \\* i/.test(l.text) && l.after.some(c => /%/.test(c)))",
             timeout=60_000,
         )
+        # the status-bar item of the live run: samples and elapsed time
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples · [\\d.]+ s/.test(t))", timeout=15_000)
         time.sleep(3)  # a few seconds of samples
         _palette(page, "Heatline: Stop Profiling")
+        page.wait_for_function("() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=20_000)
 
         def settled():
             lines = page.evaluate(LINES_JS)

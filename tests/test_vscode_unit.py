@@ -1,4 +1,4 @@
-"""The VS Code extension (editors/vscode): it installs from its lockfile, builds, its node unit
+"""The VS Code extension (editors/vscode): it installs from its lockfile, builds, its mocha unit
 tests pass, and its flame graph page holds under a strict CSP in the real Chromium, even when a
 function's name is an attempt to break out of the data element."""
 
@@ -39,12 +39,13 @@ def built() -> subprocess.CompletedProcess:
     return _npm("test", timeout=120)
 
 
-def test_build_and_node_unit_tests_pass(built):
+def test_build_and_mocha_unit_tests_pass(built):
     _check(built, "npm test")
     out = built.stdout
-    counts = {k: int(v) for k, v in re.findall(r"^# (tests|pass|fail|cancelled) (\d+)$", out, re.M)}
-    assert counts.get("tests", 0) >= 10 and counts["pass"] == counts["tests"], counts
-    assert counts["fail"] == 0 and counts.get("cancelled", 0) == 0, counts
+    # mocha's summary: "N passing (12ms)", and "N failing" / "N pending" when there are any
+    counts = {k: int(v) for v, k in re.findall(r"^\s*(\d+) (passing|failing|pending)\b", out, re.M)}
+    assert counts.get("passing", 0) >= 20, (counts, out[-2000:])
+    assert counts.get("failing", 0) == 0 and counts.get("pending", 0) == 0, (counts, out[-4000:])
     assert os.path.isfile(os.path.join(EXT, "out", "extension.js"))
     for name in ("flamegraph.js", "flamegraph.css"):
         with open(os.path.join(EXT, "media", name), "rb") as a, open(
@@ -70,6 +71,15 @@ def test_manifest_commands_and_settings():
     colors = {c["id"] for c in manifest["contributes"]["colors"]}
     assert {"heatline.heat", "heatline.stale"} <= colors
     assert manifest["main"] == "./out/extension.js" and manifest["engines"]["vscode"] == "^1.91.0"
+    assert {"heatline.runModule", "heatline.openWith"} <= commands and props["heatline.serverPath"]["default"] == ""
+    menus = manifest["contributes"]["menus"]
+    assert {"command": "heatline.runFile", "when": "resourceLangId == python"}.items() <= menus["editor/title"][0].items()
+    assert any(m["command"] == "heatline.openWith" and ".bin" in m["when"] for m in menus["explorer/context"])
+    editor = manifest["contributes"]["customEditors"][0]
+    assert editor["viewType"] == "heatline.profile" and editor["priority"] == "option"
+    assert editor["selector"] == [{"filenamePattern": "*.bin"}]
+    assert {"onWebviewPanel:heatline.flamegraph", "onWebviewPanel:heatline.diff"} <= set(manifest["activationEvents"])
+    assert "mocha" in manifest["devDependencies"] and manifest["scripts"]["test"].endswith("mocha")
 
 
 def _hostile_profile() -> Profile:

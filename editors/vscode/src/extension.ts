@@ -4,8 +4,10 @@ import { LanguageClient, LanguageClientOptions, ServerOptions } from "vscode-lan
 import { HeatDecorations } from "./decorations";
 import { HeatPayload } from "./heat";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, processItems, validatePid } from "./processes";
-import { errorLine, serverCommand } from "./server";
-import { FlamegraphKind, FlamegraphPanels } from "./webview";
+import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
+import { errorLine, serverCommand, startFailureMessage } from "./server";
+import { LiveProfile, liveStatus, parseArgs, validateArgs, validateModule } from "./status";
+import { FlamegraphKind, FlamegraphPanels, openAt } from "./webview";
 
 let client: LanguageClient | undefined;
 
@@ -24,18 +26,102 @@ function onPath(name: string): boolean {
   return false;
 }
 
+/** The interpreter selected in the Python extension, when it is installed (optional, feature-detected). */
+async function pythonExtensionInterpreter(resource?: vscode.Uri): Promise<string | undefined> {
+  try {
+    const ext = vscode.extensions.getExtension("ms-python.python");
+    if (!ext) return undefined;
+    const api = (ext.isActive ? ext.exports : await ext.activate()) as {
+      environments?: { getActiveEnvironmentPath?: (r?: vscode.Uri) => { path?: string } | undefined; resolveEnvironment?: (e: unknown) => Promise<{ executable?: { uri?: vscode.Uri } } | undefined> };
+      settings?: { getExecutionDetails?: (r?: vscode.Uri) => { execCommand?: string[] } | undefined };
+    } | undefined;
+    const envs = api?.environments;
+    if (envs?.getActiveEnvironmentPath) {
+      const active = envs.getActiveEnvironmentPath(resource);
+      if (active && envs.resolveEnvironment) {
+        const resolved = await envs.resolveEnvironment(active);
+        const exe = resolved?.executable?.uri?.fsPath;
+        if (exe) return exe;
+      }
+      if (active?.path) return active.path;
+    }
+    const exec = api?.settings?.getExecutionDetails?.(resource)?.execCommand;
+    if (exec && exec[0]) return exec[0];
+  } catch {
+    /* optional */
+  }
+  return undefined;
+}
+
+/** The checkout this extension sits in (editors/vscode), for the install hint; undefined when installed. */
+function repoRoot(extensionPath: string): string | undefined {
+  const path = require("path") as typeof import("path");
+  const fs = require("fs") as typeof import("fs");
+  const root = path.resolve(extensionPath, "..", "..");
+  return fs.existsSync(path.join(root, "server")) && fs.existsSync(path.join(root, "sampler")) ? root : undefined;
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const config = vscode.workspace.getConfiguration("heatline");
-  const cmd = serverCommand(config.get("serverCommand"), config.get("pythonPath"), onPath("heatline-lsp"));
+  const cmd = serverCommand(config.get("serverCommand"), config.get("pythonPath"), onPath("heatline-lsp"), {
+    serverPath: config.get("serverPath"),
+    // never let a slow Python extension hold up the server: 5 s, then without it
+    interpreter: await Promise.race([
+      pythonExtensionInterpreter(vscode.workspace.workspaceFolders?.[0]?.uri),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5000)),
+    ]),
+  });
   const serverOptions: ServerOptions = { command: cmd.command, args: cmd.args }; // no `transport`: it adds --stdio
   const decorations = new HeatDecorations();
-  const panels = new FlamegraphPanels(context.extensionUri);
+  const panels = new FlamegraphPanels(context.extensionUri, async (kind, args) => {
+    const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
+    const result = (await server(command, { ...args, show: false, returnData: true })) as { data?: unknown } | undefined;
+    return result?.data;
+  });
   context.subscriptions.push(decorations, panels);
+
+  // The status-bar item of a live run: samples and elapsed time; a click stops the run.
+  const statusItem = vscode.window.createStatusBarItem("heatline.run", vscode.StatusBarAlignment.Left, 50);
+  statusItem.name = "heatline run";
+  statusItem.command = "heatline.stopProfiling";
+  statusItem.tooltip = "heatline is profiling: click to stop";
+  context.subscriptions.push(statusItem);
+  let runStartedAt: number | undefined;
+  let poll: ReturnType<typeof setInterval> | undefined;
+  const showLive = (profile: LiveProfile | null | undefined) => {
+    const text = liveStatus(profile, runStartedAt, Date.now());
+    if (text) {
+      statusItem.text = text;
+      statusItem.show();
+    } else {
+      statusItem.hide();
+      runStartedAt = undefined;
+      if (poll) clearInterval(poll);
+      poll = undefined;
+    }
+  };
+  // heat only arrives for open documents: also ask the server once a second while a run is live
+  const watchRun = () => {
+    runStartedAt = Date.now();
+    showLive({ live: true, totalSamples: 0 });
+    if (poll) clearInterval(poll);
+    poll = setInterval(async () => {
+      try {
+        const status = (await server("heatline.status")) as { profile?: LiveProfile | null; running?: boolean } | undefined;
+        if (!status) return;
+        if (status.running && status.profile && status.profile.live !== false) showLive({ ...status.profile, live: true });
+        else if (!status.running) showLive(undefined);
+      } catch {
+        /* the next tick tries again */
+      }
+    }, 1000);
+  };
+  context.subscriptions.push({ dispose: () => poll && clearInterval(poll) });
 
   const showFlamegraph = async (kind: FlamegraphKind, args: Record<string, unknown> = {}) => {
     const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
     const result = (await server(command, { ...args, show: false, returnData: true })) as { data?: unknown } | undefined;
-    if (result && result.data) panels.show(kind, result.data);
+    if (result && result.data) panels.show(kind, result.data, args);
   };
 
   const clientOptions: LanguageClientOptions = {
@@ -60,7 +146,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   };
 
   client = new LanguageClient("heatline", "heatline", serverOptions, clientOptions);
-  context.subscriptions.push(client.onNotification("heatline/heat", (payload: HeatPayload) => decorations.update(payload)));
+  context.subscriptions.push(client.onNotification("heatline/heat", (payload: HeatPayload) => {
+    decorations.update(payload);
+    if (payload.profile?.live) {
+      if (runStartedAt === undefined) watchRun();
+      showLive(payload.profile);
+    } else if (payload.profile && runStartedAt !== undefined) {
+      showLive(undefined);
+    }
+  }));
 
   async function server(command: string, args?: Record<string, unknown>): Promise<unknown> {
     if (!client) throw new Error("the language server is not running");
@@ -91,8 +185,42 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const folder = vscode.workspace.getWorkspaceFolder(target);
     const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
     await server("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python, ...sampling() });
-    vscode.window.setStatusBarMessage(`heatline: profiling ${vscode.workspace.asRelativePath(target)}`, 5000);
+    watchRun();
   });
+
+  register("heatline.runModule", async () => {
+    const module = await vscode.window.showInputBox({
+      title: "heatline: profile a module (python -m)",
+      prompt: "Module name",
+      placeHolder: "http.server, mypkg.cli",
+      validateInput: validateModule,
+    });
+    if (module === undefined) return;
+    const argText = await vscode.window.showInputBox({
+      title: `heatline: arguments for ${module.trim()}`,
+      prompt: "Arguments (optional; quote with ' or \")",
+      validateInput: validateArgs,
+    });
+    if (argText === undefined) return;
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
+    await server("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python, ...sampling() });
+    watchRun();
+  });
+
+  register("heatline.openWith", async (uri?: unknown) => {
+    const target = uri instanceof vscode.Uri ? uri : undefined;
+    if (!target) return vscode.commands.executeCommand("heatline.openProfile");
+    await vscode.commands.executeCommand("vscode.openWith", target, PROFILE_VIEW_TYPE);
+  });
+
+  context.subscriptions.push(
+    vscode.window.registerCustomEditorProvider(
+      PROFILE_VIEW_TYPE,
+      new ProfileEditorProvider(context.extensionUri, server, (file, line) => openAt({ file, line }, undefined)),
+      { supportsMultipleEditorsPerDocument: true },
+    ),
+  );
 
   register("heatline.attachProcess", async () => {
     const list = (await server("heatline.listProcesses")) as ProcessInfo[];
@@ -110,9 +238,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       pid = Number(text.trim());
     }
     await server("heatline.attach", { pid, ...sampling() });
+    watchRun();
   });
 
-  register("heatline.stopProfiling", () => server("heatline.stop"));
+  register("heatline.stopProfiling", async () => {
+    const result = await server("heatline.stop");
+    showLive(undefined);
+    return result;
+  });
   register("heatline.clearProfile", async () => {
     await server("heatline.clear");
     decorations.clear();
@@ -166,9 +299,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   try {
     await client.start();
   } catch (err) {
-    void vscode.window.showErrorMessage(
-      `${errorLine(err)} (server: ${[cmd.command, ...cmd.args].join(" ")}; install heatline with \`pip install heatline\` or set heatline.serverCommand)`,
-    );
+    void vscode.window.showErrorMessage(startFailureMessage(err, cmd, repoRoot(context.extensionPath)));
   }
 }
 

@@ -1,4 +1,3 @@
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BUCKETS, HeatPayload, bucketAlpha, bucketHeat, bucketOf, isCurrent, lineText } from "../src/heat";
 

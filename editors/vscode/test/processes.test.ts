@@ -1,7 +1,6 @@
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ENTER_PID_LABEL, processItems, validatePid } from "../src/processes";
-import { errorLine, serverCommand } from "../src/server";
+import { errorLine, serverCommand, startFailureMessage } from "../src/server";
 
 test("process items show pid, command line, version and a privileges note; Enter PID last", () => {
   const items = processItems([
@@ -35,4 +34,19 @@ test("errors become one line", () => {
   assert.equal(errorLine(new Error("no profile loaded\nTraceback ...")), "heatline: no profile loaded");
   assert.equal(errorLine({ message: "process 5 is gone" }), "heatline: process 5 is gone");
   assert.equal(errorLine("\n  bad pid  "), "heatline: bad pid");
+});
+
+test("server discovery: serverCommand, then serverPath, then heatline-lsp, then the Python extension's interpreter", () => {
+  assert.deepEqual(serverCommand(["x", "-y"], "", true, { serverPath: "/opt/heatline-lsp" }), { command: "x", args: ["-y"] });
+  assert.deepEqual(serverCommand([], "", true, { serverPath: " /opt/heatline-lsp " }), { command: "/opt/heatline-lsp", args: [] });
+  assert.deepEqual(serverCommand([], "", true, { interpreter: "/venv/bin/python" }), { command: "heatline-lsp", args: [] });
+  assert.deepEqual(serverCommand([], "", false, { interpreter: "/venv/bin/python" }), { command: "/venv/bin/python", args: ["-m", "server"] });
+  assert.deepEqual(serverCommand([], "/usr/bin/python3.12", false, { interpreter: "/venv/bin/python" }), { command: "/usr/bin/python3.12", args: ["-m", "server"] });
+});
+
+test("a server that cannot start: one message with what ran and the install command", () => {
+  const msg = startFailureMessage(new Error("spawn heatline-lsp ENOENT"), { command: "heatline-lsp", args: [] }, "/src/heatline");
+  assert.match(msg, /^heatline: spawn heatline-lsp ENOENT/);
+  assert.ok(msg.includes("pip install heatline") && msg.includes("pip install -e /src/heatline") && msg.includes("heatline.serverPath"), msg);
+  assert.ok(startFailureMessage("x", { command: "python3", args: ["-m", "server"] }).includes("python3 -m server"));
 });

@@ -1,7 +1,6 @@
 import "./vscode-mock";
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { contentSecurityPolicy, flamegraphHtml, jsonForScript, makeNonce, routeMessage } from "../src/webview";
+import { NO_PROFILE, contentSecurityPolicy, flamegraphHtml, isPanelState, jsonForScript, makeNonce, messageHtml, routeMessage, themeFor } from "../src/webview";
 
 const OPTS = { nonce: "abc123XYZ", cspSource: "https://file+.vscode-resource.vscode-cdn.net", scriptUri: "https://r/flamegraph.js", styleUri: "https://r/flamegraph.css" };
 const HOSTILE = "</script><script>alert(1)</script>";
@@ -53,4 +52,28 @@ test("messages: open requests become 0-based locations, anything else is dropped
     { type: "open", file: 5, line: 1 }, { type: "open", file: "<frozen importlib._bootstrap>", line: 1 }]) {
     assert.equal(routeMessage(bad), undefined, JSON.stringify(bad));
   }
+});
+
+test("restore state and theme: kept by setState, theme messages and the body class reach the viewer", () => {
+  const html = flamegraphHtml(dataWith("f"), { ...OPTS, state: { kind: "flamegraph", args: { function: "</script>" } }, theme: "light" });
+  assert.ok(html.includes("window.heatlineHost.setState(state)"));
+  assert.ok(!html.includes('"</script>"') && html.includes("\\u003c/script\\u003e"));
+  assert.ok(html.includes('m.type === "theme"') && html.includes('apply("light")'));
+  assert.equal(html.match(/<script\b[^>]*>/g)!.length, 4);
+  assert.equal(themeFor(1), "light");
+  assert.equal(themeFor(4), "light");
+  assert.equal(themeFor(2), "dark");
+  assert.equal(themeFor(3), "dark");
+  assert.equal(themeFor(undefined), "dark");
+  assert.ok(isPanelState({ kind: "diff" }) && isPanelState({ kind: "flamegraph", args: {} }));
+  assert.ok(!isPanelState(undefined) && !isPanelState({ kind: "x" }) && !isPanelState({ kind: "diff", args: 3 }));
+});
+
+test("message page and summary: escaped, no scripts", () => {
+  const page = messageHtml(NO_PROFILE, { ...OPTS, summary: [["Profile", "<b>x</b>"]] });
+  assert.ok(page.includes("no longer loaded") && !/<script/.test(page));
+  assert.ok(page.includes("<dt>Profile</dt><dd>&lt;b&gt;x&lt;/b&gt;</dd>"));
+  assert.ok(page.includes("default-src 'none'"));
+  const graph = flamegraphHtml(dataWith("f"), { ...OPTS, summary: [["Samples", "1,234"]] });
+  assert.ok(graph.includes('<dl class="heatline-summary"><dt>Samples</dt><dd>1,234</dd></dl>'));
 });

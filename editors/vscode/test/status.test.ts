@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { formatSeconds, liveStatus, parseArgs, profileSummary, statusText, validateArgs, validateModule } from "../src/status";
+
+suite("status bar", () => {
+  test("text: grouped samples and elapsed seconds with one decimal", () => {
+    assert.equal(statusText(12345, 4.25), "$(flame) heatline: 12,345 samples · 4.2 s");
+    assert.equal(statusText(1, 0.05), "$(flame) heatline: 1 sample · 0.0 s");
+    assert.equal(statusText(undefined, undefined), "$(flame) heatline: 0 samples · 0.0 s");
+    assert.equal(statusText(-3, Number.NaN), "$(flame) heatline: 0 samples · 0.0 s");
+  });
+
+  test("long runs: minutes, then hours", () => {
+    assert.equal(formatSeconds(59.99), "59.9 s");
+    assert.equal(formatSeconds(125), "2 m 05 s");
+    assert.equal(formatSeconds(3725), "1 h 02 m");
+  });
+
+  test("shown only while the profile is live; server duration wins over the local clock", () => {
+    assert.equal(liveStatus(undefined, 0, 0), undefined);
+    assert.equal(liveStatus({ live: false, totalSamples: 9 }, 1000, 5000), undefined);
+    assert.equal(liveStatus({ live: true, totalSamples: 2000, durationS: 2 }, 1000, 9000), "$(flame) heatline: 2,000 samples · 2.0 s");
+    assert.equal(liveStatus({ live: true, totalSamples: 10 }, 1000, 4500), "$(flame) heatline: 10 samples · 3.5 s");
+  });
+});
+
+suite("run module", () => {
+  test("arguments split like a shell: quotes and backslashes", () => {
+    assert.deepEqual(parseArgs(""), []);
+    assert.deepEqual(parseArgs("  --port  8000 "), ["--port", "8000"]);
+    assert.deepEqual(parseArgs(`-c 'a b' "x \\"y\\"" z\\ w ""`), ["-c", "a b", 'x "y"', "z w", ""]);
+    assert.throws(() => parseArgs("'open"), /unterminated/);
+    assert.equal(validateArgs("a 'b"), "unterminated ' quote");
+    assert.equal(validateArgs("a b"), undefined);
+  });
+
+  test("module names are dotted identifiers", () => {
+    assert.equal(validateModule("http.server"), undefined);
+    assert.equal(validateModule(" pkg._cli "), undefined);
+    assert.match(validateModule("")!, /module name/);
+    assert.match(validateModule("my-pkg")!, /not a dotted/);
+    assert.match(validateModule("a..b")!, /not a dotted/);
+  });
+});
+
+suite("saved profile summary", () => {
+  test("label, samples, mode, python, duration", () => {
+    assert.deepEqual(profileSummary({ label: "app.py", totalSamples: 4321, mode: "cpu", pythonVersion: "3.13.1", durationS: 4.31, pid: 7 }), [
+      ["Profile", "app.py"], ["Samples", "4,321"], ["Mode", "cpu"], ["Python", "3.13.1"], ["Duration", "4.3 s"], ["PID", "7"],
+    ]);
+    assert.deepEqual(profileSummary({}), [["Samples", "?"]]);
+  });
+});
