@@ -62,6 +62,13 @@ class HeatlineServer(LanguageServer):
         return bool(self._capability("window", "work_done_progress"))
 
     @property
+    def wants_run_progress(self) -> bool:
+        """A client that draws its own run indicator (VS Code's status-bar item, which also stops
+        the run) sends `{"runProgress": false}` in initializationOptions to avoid a second one."""
+        opts = self.init_settings if isinstance(self.init_settings, dict) else {}
+        return self.supports_progress and opts.get("runProgress", True) is not False
+
+    @property
     def supports_configuration(self) -> bool:
         return bool(self._capability("workspace", "configuration"))
 

@@ -67,7 +67,8 @@ class ProfileView:
             "id": self.id,
             "source": self.source,
             "label": self.label,
-            "totalSamples": self.total_samples(),
+            "totalSamples": self.total_samples(),  # samples with a Python stack: the base of every %
+            "capturedSamples": s.samples or self.total_samples(),  # as the CLI's "Captured N samples"
             "mode": s.mode,
             "live": self.live,
             "pid": s.pid or None,

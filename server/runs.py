@@ -111,7 +111,7 @@ class ActiveRun:
         self.server.set_view(self.view)
         if not self.started.done():
             self.started.set_result(None)
-        if self.server.supports_progress:
+        if self.server.wants_run_progress:
             asyncio.ensure_future(self._begin_progress())
 
     def _on_output(self, stream: str, text: str) -> None:

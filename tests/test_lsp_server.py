@@ -189,6 +189,25 @@ async def test_run_streams_live_heat_then_lenses_and_hints(client: LanguageClien
     assert ("inlayHint" in client.refreshes) == bool(ws.inlay_hint and ws.inlay_hint.refresh_support)
 
 
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER, client_factory=make_client))
+async def own_indicator_client(lsp_client: LanguageClient):
+    params = init_params()
+    params.initialization_options = {"runProgress": False}
+    await lsp_client.initialize_session(params)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_client_with_its_own_run_indicator_gets_no_run_progress(own_indicator_client: LanguageClient):
+    client = own_indicator_client
+    path = target("known_lines.py")
+    uri = open_doc(client, path)
+    await execute(client, "heatline.run", {"script": path, "args": ["1.5"]})
+    final = await wait_until(lambda: heat_for(client, uri, live=False), "the final heat")
+    assert hottest(final)["line"] == 7
+    assert not any(client.progress_reports.values()), client.progress_reports
+
+
 def interpreter_version(interpreter) -> str:
     out = subprocess.run([interpreter.path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                          capture_output=True, text=True, check=True)

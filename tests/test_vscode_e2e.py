@@ -301,3 +301,147 @@ def test_profile_current_file_shows_heat_lens_and_flamegraph(code_server, page, 
             pass
         print(f"screenshot: {tmp_path}\nextension host logs:\n{_exthost_logs(user)}")
         raise
+
+
+
+def _load_workbench(page, url: str) -> None:
+    page.goto(url)
+    page.locator(".monaco-workbench").wait_for(timeout=60_000)
+    page.locator(".explorer-folders-view").wait_for(timeout=30_000)
+    page.locator(".monaco-workbench").click(position={"x": 700, "y": 400})
+
+
+def _open_known_lines(page) -> None:
+    page.locator(".explorer-folders-view .monaco-list-row", has_text="known_lines.py").click()
+    page.locator(".editor-instance .view-line", has_text="def inner").wait_for(timeout=30_000)
+
+
+def _hot_pct(page, timeout: float) -> tuple[float | None, list[dict]]:
+    """The percentage drawn after `x += i * i`, once it is above 50 % or the time is up."""
+    deadline = time.time() + timeout
+    while True:
+        lines = page.evaluate(LINES_JS)
+        hot = next((l for l in lines if re.search(r"x \+= i \* i", l["text"])), None)
+        pct = _self_pct(hot["after"]) if hot else None
+        if pct is not None and pct > 50 or time.time() > deadline:
+            return pct, lines
+        time.sleep(0.5)
+
+
+def _heatline_frame(page, timeout: float = 30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for f in page.frames:
+            try:
+                if f.evaluate("() => !!window.heatline"):
+                    return f
+            except Exception:
+                pass
+        time.sleep(0.5)
+    return None
+
+
+def _fail_artifacts(page, tmp_path, user: str, name: str) -> None:
+    try:
+        page.screenshot(path=str(tmp_path / f"{name}-failure.png"))
+    except Exception:
+        pass
+    print(f"screenshot: {tmp_path}\nextension host logs:\n{_exthost_logs(user)}")
+
+
+def test_attach_from_palette_shows_heat_and_stop_leaves_target_running(code_server, page, tmp_path):
+    url, user, workspace = code_server
+    target = subprocess.Popen(
+        [sys.executable, os.path.join(workspace, "known_lines.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, cwd=workspace,
+    )
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        _load_workbench(page, url)
+        _open_known_lines(page)
+        page.locator(".editor-instance .view-lines").click()
+
+        _palette(page, "Heatline: Attach to Process\u2026")
+        # the process quick pick: one row per Python process, labelled with its pid; filter on the pid
+        # and check the focused row is the target before choosing it
+        page.locator(".quick-input-widget .quick-input-title", has_text="attach to a Python process").wait_for(timeout=30_000)
+        page.locator(".quick-input-widget input").fill(str(target.pid))
+        focused = page.locator(".quick-input-list .monaco-list-row.focused")
+        deadline = time.time() + 20
+        while not (focused.count() and re.search(rf"(?<!\d){target.pid}(?!\d).*known_lines\.py", focused.first.inner_text(), re.S)):
+            assert time.time() < deadline, page.locator(".quick-input-list").inner_text()
+            time.sleep(0.2)
+        page.keyboard.press("Enter")
+        page.locator(".quick-input-widget").wait_for(state="hidden", timeout=10_000)
+
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=30_000)
+        pct, lines = _hot_pct(page, timeout=30)
+        assert pct is not None and pct > 50, lines
+        page.screenshot(path=str(tmp_path / "attach.png"))
+
+        _palette(page, "Heatline: Stop Profiling")
+        page.wait_for_function("() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=20_000)
+        time.sleep(1)
+        assert target.poll() is None, "stopping the profiler ended the attached process"
+        os.kill(target.pid, 0)
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "attach")
+        raise
+    finally:
+        target.kill()
+        target.wait(timeout=10)
+
+
+def test_saved_profile_opens_in_custom_editor_and_heats_source(code_server, page, tmp_path):
+    url, user, workspace = code_server
+    profile = os.path.join(workspace, "known.bin")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    made = _run([sys.executable, "-m", "sampler", "run", "--binary", "-o", profile, os.path.join(workspace, "known_lines.py"), "1.5"],
+                "recording known.bin", timeout=60, cwd=ROOT, env=env)
+    captured = re.search(r"Captured ([\d,]+) samples", made.stdout + made.stderr)
+    assert captured and os.path.getsize(profile) > 0, made.stdout + made.stderr
+    samples = captured.group(1)
+    try:
+        _load_workbench(page, url)
+        row = page.locator(".explorer-folders-view .monaco-list-row", has_text="known.bin")
+        row.wait_for(timeout=30_000)
+        # extension menus register once the extension host has scanned the extensions, which can
+        # come after the explorer shows: reopen the context menu until the item is there
+        item = page.locator(".context-view .action-item", has_text="Open with heatline")
+        deadline = time.time() + 60
+        while True:
+            row.click(button="right")
+            try:
+                item.first.wait_for(state="visible", timeout=3_000)
+                break
+            except Exception:
+                assert time.time() < deadline, page.locator(".context-view").inner_text()
+                page.keyboard.press("Escape")
+                time.sleep(1)
+        # monaco menus act on the focused entry: hover to focus it, then Enter
+        item.first.hover()
+        page.wait_for_timeout(300)
+        page.keyboard.press("Enter")
+        page.locator(".context-view .monaco-menu").wait_for(state="hidden", timeout=10_000)
+
+        frame = _heatline_frame(page)
+        assert frame is not None, [f.url for f in page.frames]
+        names = frame.evaluate("() => window.heatline.visibleFrames().map(f => f.funcname)")
+        assert "inner" in names, names
+        # the graph sits below the summary and its frames are in the window, not scrolled off
+        inner = frame.evaluate("() => ({...window.heatline.visibleFrames().find(f => f.funcname === 'inner'),"
+                               " viewport: window.innerHeight})")
+        assert inner["onScreen"] and 0 <= inner["y"] and inner["y"] + inner["height"] <= inner["viewport"], inner
+        summary = frame.locator(".heatline-summary").inner_text(timeout=5_000)
+        assert re.search(rf"Samples\s*{re.escape(samples)}", summary), (samples, summary)
+        # the custom editor's tab is the profile's
+        assert page.locator(".tabs-container .tab.active", has_text="known.bin").count() == 1
+        time.sleep(1)
+        page.screenshot(path=str(tmp_path / "profile-editor.png"))
+
+        _open_known_lines(page)
+        pct, lines = _hot_pct(page, timeout=20)
+        assert pct is not None and pct > 50, lines
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "profile-editor")
+        raise

@@ -127,6 +127,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file", language: "python" }],
     outputChannelName: "heatline",
+    // the status-bar item below shows a live run (and stops it on click): no second indicator
+    initializationOptions: { runProgress: false },
     middleware: {
       // A code lens asks the server to open the page in a browser; show it beside the code instead.
       executeCommand: async (command, args, next) => {

@@ -72,6 +72,7 @@ export function validateArgs(text: string): string | undefined {
 export interface LiveProfile {
   live?: boolean;
   totalSamples?: number;
+  capturedSamples?: number;
   durationS?: number;
 }
 
@@ -79,13 +80,14 @@ export interface LiveProfile {
 export function liveStatus(profile: LiveProfile | null | undefined, startedAt: number | undefined, now: number): string | undefined {
   if (!profile || !profile.live) return undefined;
   const seconds = typeof profile.durationS === "number" && profile.durationS > 0 ? profile.durationS : startedAt ? (now - startedAt) / 1000 : 0;
-  return statusText(profile.totalSamples, seconds);
+  return statusText(profile.capturedSamples ?? profile.totalSamples, seconds);
 }
 
 export interface ProfileDescription {
   label?: string | null;
   source?: string | null;
   totalSamples?: number | null;
+  capturedSamples?: number | null;
   mode?: string | null;
   pythonVersion?: string | null;
   durationS?: number | null;
@@ -96,7 +98,9 @@ export interface ProfileDescription {
 export function profileSummary(d: ProfileDescription): Array<[string, string]> {
   const rows: Array<[string, string]> = [];
   if (d.label || d.source) rows.push(["Profile", String(d.label || d.source)]);
-  rows.push(["Samples", typeof d.totalSamples === "number" ? d.totalSamples.toLocaleString("en-US") : "?"]);
+  // the run's own count (what the CLI printed); heat percentages are of the samples with a Python stack
+  const samples = typeof d.capturedSamples === "number" ? d.capturedSamples : d.totalSamples;
+  rows.push(["Samples", typeof samples === "number" ? samples.toLocaleString("en-US") : "?"]);
   if (d.mode) rows.push(["Mode", d.mode]);
   if (d.pythonVersion) rows.push(["Python", d.pythonVersion]);
   if (typeof d.durationS === "number" && d.durationS > 0) rows.push(["Duration", formatSeconds(d.durationS)]);

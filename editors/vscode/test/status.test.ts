@@ -20,6 +20,7 @@ suite("status bar", () => {
     assert.equal(liveStatus({ live: false, totalSamples: 9 }, 1000, 5000), undefined);
     assert.equal(liveStatus({ live: true, totalSamples: 2000, durationS: 2 }, 1000, 9000), "$(flame) heatline: 2,000 samples · 2.0 s");
     assert.equal(liveStatus({ live: true, totalSamples: 10 }, 1000, 4500), "$(flame) heatline: 10 samples · 3.5 s");
+    assert.equal(liveStatus({ live: true, totalSamples: 10, capturedSamples: 12 }, 1000, 4500), "$(flame) heatline: 12 samples · 3.5 s");
   });
 });
 
@@ -48,5 +49,7 @@ suite("saved profile summary", () => {
       ["Profile", "app.py"], ["Samples", "4,321"], ["Mode", "cpu"], ["Python", "3.13.1"], ["Duration", "4.3 s"], ["PID", "7"],
     ]);
     assert.deepEqual(profileSummary({}), [["Samples", "?"]]);
+    // the run's own count, as the CLI printed it, when the server gives it
+    assert.deepEqual(profileSummary({ totalSamples: 1496, capturedSamples: 1500 })[0], ["Samples", "1,500"]);
   });
 });

@@ -127,7 +127,7 @@ M.subcommands.status = function()
     local profile = result.profile
     if type(profile) == 'table' then
       table.insert(parts, string.format('profile %s (%s, %s samples, %s)', tostring(profile.label or profile.id or '?'),
-        tostring(profile.source or '?'), tostring(profile.totalSamples or '?'), tostring(profile.mode or '?')))
+        tostring(profile.source or '?'), tostring(profile.capturedSamples or profile.totalSamples or '?'), tostring(profile.mode or '?')))
     else
       table.insert(parts, 'no profile')
     end
