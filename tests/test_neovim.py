@@ -397,3 +397,59 @@ def test_attach_to_a_dead_pid_is_one_readable_error(tmp_path):
     assert "\n" not in first and first.startswith("heatline") and "999999" in first, first
     assert "stack traceback" not in "".join(errs)
     assert "notapid" in errs[1] and "nosuchthing" in errs[2]
+
+
+def test_attach_without_a_pid_picks_from_the_process_list(tmp_path, spawn):
+    proc = spawn(sys.executable, target("known_lines.py"))
+    wait_ready(proc)
+    result = run_nvim(tmp_path, """
+        local buf = open_target('known_lines.py')
+        local want = tonumber(vim.env.TARGET_PID)
+        -- the picker: record what it offers, choose the target's row like a user would
+        vim.ui.select = function(items, opts, on_choice)
+          R.prompt = opts.prompt
+          R.labels = vim.tbl_map(opts.format_item, items)
+          for _, item in ipairs(items) do
+            if item.pid == want then return on_choice(item) end
+          end
+          on_choice(nil)
+        end
+        vim.cmd('Heatline attach')
+        wait_for('live heat', function()
+          return last_heat(buf, function(h) return has_profile(h) and h.profile.live end)
+        end)
+        R.live = last_heat(buf)
+        vim.cmd('Heatline stop')
+        wait_for('the final heat', function()
+          return last_heat(buf, function(h) return has_profile(h) and h.profile.live == false end)
+        end)
+        R.final = last_heat(buf)
+    """, {"TARGET_PID": str(proc.pid)})
+    mine = [label for label in result["labels"] if label.split()[0] == str(proc.pid)]
+    assert len(mine) == 1 and "known_lines.py" in mine[0], result["labels"]
+    assert "[3." in mine[0], mine  # the target's Python version
+    assert result["live"]["profile"]["pid"] == proc.pid
+    assert hottest_line(result["final"])["line"] == HOT_ROW
+    assert not errors(result), errors(result)
+    assert proc.poll() is None
+
+
+@pytest.mark.parametrize("server", ["missing", "exits"])
+def test_a_failing_server_is_one_readable_error(tmp_path, server):
+    cmd = ["/nonexistent/heatline-lsp"] if server == "missing" else [sys.executable, "-c", "import sys; sys.exit(3)"]
+    result = run_nvim(tmp_path, """
+        vim.cmd.edit(vim.fn.fnameescape(T .. '/known_lines.py'))
+        vim.cmd('Heatline run')
+        wait_for('an error', function()
+          for _, n in ipairs(R.notifies) do if n.level == vim.log.levels.ERROR then return true end end
+        end, 40000)
+        vim.wait(1000)
+    """, {"HEATLINE_TEST_CMD": json.dumps(cmd)})
+    errs = errors(result)
+    assert errs, result["notifies"]
+    assert all("\n" not in e and e.startswith("heatline") for e in errs), errs
+    assert "stack traceback" not in "".join(n["msg"] for n in result["notifies"])
+    if server == "missing":
+        assert "/nonexistent/heatline-lsp is not an executable" in errs[0], errs
+    else:
+        assert "language server has stopped (exit code 3)" in errs[0], errs

@@ -32,6 +32,15 @@ function M.notify(message, level)
   vim.notify(message, level or vim.log.levels.INFO, { title = 'heatline' })
 end
 
+--- An error shown once even when two paths report it (a failed start, then the command it broke).
+local function error_once(message)
+  message = M.one_line(message)
+  if not seen(message) then
+    M.notify(message, vim.log.levels.ERROR)
+  end
+  return message
+end
+
 local function on_heat(err, result, ctx)
   if err or type(result) ~= 'table' then
     return
@@ -78,6 +87,9 @@ function M.lsp_config(bufnr)
     root_markers = config.get().root_markers,
     settings = config.lsp_settings(),
     handlers = M.handlers,
+    on_exit = function(code, signal)
+      M.last_exit = { code = code, signal = signal }
+    end,
     -- One server for the whole editor: it holds one profile, shown in every buffer.
     reuse_client = function(client, cfg)
       return client.name == cfg.name
@@ -95,14 +107,19 @@ function M.start(bufnr)
   local cfg = M.lsp_config(bufnr)
   cfg.root_markers = nil
   cfg.filetypes = nil
+  local exe = type(cfg.cmd) == 'table' and cfg.cmd[1] or nil
+  if type(exe) == 'string' and vim.fn.executable(exe) ~= 1 then
+    -- vim.lsp.start would only log this: say it where the user looks
+    return nil, error_once(string.format(
+      'cannot start the language server: %s is not an executable (set cmd in setup(); see :checkhealth heatline)', exe))
+  end
   local ok, id = pcall(vim.lsp.start, cfg, {
     bufnr = bufnr,
     attach = valid_buffer(bufnr),
     reuse_client = cfg.reuse_client,
   })
   if not ok then
-    M.notify('could not start the server: ' .. tostring(id), vim.log.levels.ERROR)
-    return nil
+    return nil, error_once('could not start the language server: ' .. tostring(id))
   end
   M.client_id = id or M.client_id
   return id
@@ -132,8 +149,8 @@ function M.get(bufnr, start)
   if start == false then
     return nil
   end
-  local id = M.start(bufnr)
-  return id and vim.lsp.get_client_by_id(id) or nil
+  local id, why = M.start(bufnr)
+  return id and vim.lsp.get_client_by_id(id) or nil, why
 end
 
 local function request(client, method, params, handler, bufnr)
@@ -147,19 +164,16 @@ end
 --- an error becomes a single-line vim.notify ERROR (and `on_error(message)` if given).
 function M.exec(command, args, callback, on_error)
   local function fail(message)
-    message = M.one_line(message)
     -- The server reports most failures with window/showMessage too: say it once.
-    if not seen(message) then
-      M.notify(message, vim.log.levels.ERROR)
-    end
+    message = error_once(message)
     if on_error then
       pcall(on_error, message)
     end
   end
   local bufnr = vim.api.nvim_get_current_buf()
-  local client = M.get(bufnr)
+  local client, why = M.get(bufnr)
   if not client then
-    return fail('the language server is not running (see :checkhealth heatline)')
+    return fail(why or 'the language server is not running (see :checkhealth heatline)')
   end
   if args == nil or (type(args) == 'table' and next(args) == nil) then
     args = vim.empty_dict() -- an empty Lua table would be sent as [] (the server wants an object)
@@ -170,7 +184,9 @@ function M.exec(command, args, callback, on_error)
     if type(client.is_stopped) == 'function' then
       local got, stopped = pcall(client.is_stopped, client)
       if got and stopped then
-        return fail('the language server has stopped')
+        local e = M.last_exit
+        local how = e and ((e.signal or 0) ~= 0 and (' (signal ' .. e.signal .. ')') or (' (exit code ' .. tostring(e.code) .. ')')) or ''
+        return fail('the language server has stopped' .. how .. '; see :LspLog and :checkhealth heatline')
       end
     end
     if not client.initialized then
