@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from typing import Sequence
 
@@ -31,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = build_server()
     if args.tcp:
         host, port = args.tcp
+        # bind here first, so a taken port is a one-line error rather than a traceback from pygls
+        try:
+            socket.create_server((host, port)).close()
+        except OSError as err:
+            print(f"heatline-lsp: cannot listen on {host}:{port}: {os.strerror(err.errno) if err.errno else err}", file=sys.stderr)
+            return 1
         print(f"heatline-lsp listening on {host}:{port}", file=sys.stderr)
         server.start_tcp(host, port)
     else:

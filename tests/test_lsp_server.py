@@ -491,3 +491,55 @@ def test_code_lens_opens_the_flame_graph_focused_on_its_function(profiles, tmp_p
     root = page.evaluate("window.heatline.root()")
     assert root["funcname"] == "fast_path", root
     assert page.errors == []
+
+
+# -- TCP (for debugging a server started by hand) --------------------------------------------------
+
+
+def test_tcp_transport_answers_initialize(tmp_path):
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*SERVER, "--tcp", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        assert f"listening on 127.0.0.1:{port}" in proc.stderr.readline()
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as conn:
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                               "params": {"processId": None, "rootUri": None, "capabilities": {}}}).encode()
+            conn.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                    data.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0]):
+                chunk = conn.recv(65536)
+                assert chunk, data
+                data += chunk
+        reply = json.loads(data.split(b"\r\n\r\n", 1)[1])
+        assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "heatline-lsp"
+        commands = reply["result"]["capabilities"]["executeCommandProvider"]["commands"]
+        assert {"heatline.run", "heatline.attach", "heatline.open", "heatline.hottest"} <= set(commands)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("bad", ["2087", "host:port", "127.0.0.1:0"])
+def test_tcp_address_errors_are_one_line(bad):
+    result = subprocess.run([*SERVER, "--tcp", bad], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and "expected HOST:PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tcp_port_in_use_is_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([*SERVER, "--tcp", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=ROOT,
+                                timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == f"heatline-lsp: cannot listen on 127.0.0.1:{port}: Address already in use"

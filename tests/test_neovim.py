@@ -453,3 +453,24 @@ def test_a_failing_server_is_one_readable_error(tmp_path, server):
         assert "/nonexistent/heatline-lsp is not an executable" in errs[0], errs
     else:
         assert "language server has stopped (exit code 3)" in errs[0], errs
+
+
+@pytest.mark.skipif(VERSION is not None and VERSION < (0, 11), reason="vim.lsp.enable is Neovim 0.11+")
+def test_vim_lsp_enable_uses_the_plugins_lsp_config(tmp_path, binary_profile):
+    result = run_nvim(tmp_path, """
+        -- no auto start: the client must come from lsp/heatline.lua through vim.lsp.enable
+        require('heatline').setup({ cmd = vim.json.decode(vim.env.HEATLINE_TEST_CMD), auto_start = false })
+        vim.lsp.enable('heatline')
+        R.config_cmd = vim.lsp.config.heatline.cmd
+        R.filetypes = vim.lsp.config.heatline.filetypes
+        local buf = open_target('known_lines.py')
+        vim.cmd('Heatline open ' .. vim.fn.fnameescape(vim.env.PROFILE))
+        wait_for('heat', function() return #marks(buf) > 0 end)
+        R.clients = #vim.lsp.get_clients({ name = 'heatline' })
+        R.marks = marks(buf)
+    """, {"PROFILE": binary_profile})
+    assert result["config_cmd"] == [sys.executable, "-m", "server"]
+    assert result["filetypes"] == ["python"]
+    assert result["clients"] == 1
+    assert marks_at(result, HOT_ROW)
+    assert not errors(result), errors(result)
