@@ -612,7 +612,9 @@ def test_real_run_replays_to_collapsed_and_pstats(tmp_path, interp):
     assert "Compression: zstd" in res.stderr and f"Replayed {reader.sample_count:,} samples" in res.stderr
     rows = parse_collapsed(str(collapsed))
     total = sum(c for *_x, c in rows)
-    assert reader.sample_count - 3 <= total <= reader.sample_count  # (samples all in the launcher: no stack)
+    # samples taken while only heatline's launcher ran have no stack: a few ms of start-up, more on
+    # a busy machine
+    assert reader.sample_count - max(3, reader.sample_count // 100) <= total <= reader.sample_count
     assert not any(has_func(f, "_run_script") for _t, f, _c in rows)  # heatline's launcher is left out
     inner = weight_where(rows, lambda f: f[-1] in ("known_lines.py:inner:7", "known_lines.py:inner:8"))
     assert inner / total > 0.95  # the loop in inner() is where the time goes

@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 import pytest
@@ -507,7 +508,16 @@ def test_tcp_transport_answers_initialize(tmp_path):
                             stdin=subprocess.DEVNULL, cwd=ROOT)
     try:
         assert f"listening on 127.0.0.1:{port}" in proc.stderr.readline()
-        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as conn:
+        # the line comes just before pygls binds the port: try until it does
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.05)
+        with conn:
             body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
                                "params": {"processId": None, "rootUri": None, "capabilities": {}}}).encode()
             conn.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
