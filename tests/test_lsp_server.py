@@ -209,6 +209,22 @@ async def test_a_client_with_its_own_run_indicator_gets_no_run_progress(own_indi
     assert not any(client.progress_reports.values()), client.progress_reports
 
 
+async def test_run_saves_a_binary_profile_that_reopens_the_same(client: LanguageClient, tmp_path):
+    path = target("known_lines.py")
+    uri = open_doc(client, path)
+    saved = tmp_path / "run.bin"
+    await execute(client, "heatline.run", {"script": path, "args": ["1.5"], "output": str(saved)})
+    final = await wait_until(lambda: heat_for(client, uri, live=False), "the final heat")
+    assert saved.stat().st_size > 0
+    before = len(client.heat)
+    described = await execute(client, "heatline.open", {"path": str(saved)})
+    reopened = await wait_until(lambda: heat_for(client, uri, after=before), "heat of the saved file")
+    assert described["source"] == "file" and reopened["profile"]["source"] == "file"
+    assert reopened["profile"]["totalSamples"] == final["profile"]["totalSamples"]
+    assert [(n["line"], n["self"], n["total"]) for n in reopened["lines"]] == [
+        (n["line"], n["self"], n["total"]) for n in final["lines"]]
+
+
 def interpreter_version(interpreter) -> str:
     out = subprocess.run([interpreter.path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                          capture_output=True, text=True, check=True)

@@ -328,6 +328,14 @@ def _open_known_lines(page) -> None:
     page.locator(".editor-instance .view-line", has_text="def inner").wait_for(timeout=30_000)
 
 
+def _start_clean(page) -> None:
+    """Clear what an earlier test left shown: the window remembers its profile across reloads,
+    and each test must see only the heat it makes."""
+    _palette(page, "Heatline: Clear Profile")
+    page.wait_for_function(
+        f"() => !({LINES_JS})().some(l => l.after.some(c => /%/.test(c)))", timeout=20_000)
+
+
 def _hot_pct(page, timeout: float) -> tuple[float | None, list[dict]]:
     """The percentage drawn after `x += i * i`, once it is above 50 % or the time is up."""
     deadline = time.time() + timeout
@@ -372,6 +380,7 @@ def test_attach_from_palette_shows_heat_and_stop_leaves_target_running(code_serv
         _load_workbench(page, url)
         _open_known_lines(page)
         page.locator(".editor-instance .view-lines").click()
+        _start_clean(page)
 
         _palette(page, "Heatline: Attach to Process\u2026")
         # the process quick pick: one row per Python process, labelled with its pid; filter on the pid
@@ -415,6 +424,9 @@ def test_saved_profile_opens_in_custom_editor_and_heats_source(code_server, page
     samples = captured.group(1)
     try:
         _load_workbench(page, url)
+        _open_known_lines(page)
+        page.locator(".editor-instance .view-lines").click()
+        _start_clean(page)
         row = page.locator(".explorer-folders-view .monaco-list-row", has_text="known.bin")
         row.wait_for(timeout=30_000)
         # extension menus register once the extension host has scanned the extensions, which can
@@ -456,4 +468,50 @@ def test_saved_profile_opens_in_custom_editor_and_heats_source(code_server, page
         assert pct is not None and pct > 50, lines
     except BaseException:
         _fail_artifacts(page, tmp_path, user, "profile-editor")
+        raise
+
+
+def test_flame_graph_click_opens_the_line_and_a_reload_brings_the_profile_back(code_server, page, tmp_path):
+    url, user, workspace = code_server
+    try:
+        _load_workbench(page, url)
+        _open_known_lines(page)
+        page.locator(".editor-instance .view-lines").click()
+        _start_clean(page)
+        _palette(page, "Heatline: Profile Current File")
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=30_000)
+        time.sleep(2)
+        _palette(page, "Heatline: Stop Profiling")
+        page.wait_for_function("() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=20_000)
+        pct, lines = _hot_pct(page, timeout=20)
+        assert pct is not None and pct > 50, lines
+
+        # move the cursor away from line 8, then click inner()'s line-8 frame in the flame graph
+        page.locator(".editor-instance .view-line", has_text="import sys").click()
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /Ln 1, Col/.test(t))", timeout=10_000)
+        _palette(page, "Heatline: Show Flame Graph")
+        frame = _heatline_frame(page)
+        assert frame is not None, [f.url for f in page.frames]
+        hot = frame.evaluate("() => window.heatline.visibleFrames().find(f => f.funcname === 'inner' && f.line === 8)")
+        assert hot and hot["onScreen"], frame.evaluate("() => window.heatline.visibleFrames()")
+        frame.locator("body").click(position={"x": hot["x"] + hot["width"] / 2, "y": hot["y"] + hot["height"] / 2})
+        # the source editor beside the graph now has the cursor on that line
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /Ln 8, Col 1/.test(t))", timeout=15_000)
+        assert page.locator(".tabs-container .tab.active", has_text="known_lines.py").count() >= 1
+
+        # a window reload restarts the extension host and the server: the profile comes back,
+        # in the restored flame graph panel and as heat on the source
+        page.reload()
+        page.locator(".monaco-workbench").wait_for(timeout=60_000)
+        frame = _heatline_frame(page, timeout=60)
+        assert frame is not None, [f.url for f in page.frames]
+        names = frame.evaluate("() => window.heatline.visibleFrames().map(f => f.funcname)")
+        assert "inner" in names and "main" in names, names
+        page.locator(".tabs-container .tab", has_text="known_lines.py").first.click()
+        page.locator(".editor-instance .view-line", has_text="def inner").wait_for(timeout=30_000)
+        pct_after, lines = _hot_pct(page, timeout=30)
+        assert pct_after is not None and abs(pct_after - pct) < 0.05, (pct, pct_after, lines)
+        _screenshot(page, tmp_path, "reload.png")
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "reload")
         raise

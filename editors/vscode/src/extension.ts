@@ -1,4 +1,6 @@
 // heatline for VS Code: starts the heatline language server and maps palette commands onto it.
+import * as fs from "fs";
+import * as path from "path";
 import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions } from "vscode-languageclient/node";
 import { HeatDecorations } from "./decorations";
@@ -7,13 +9,12 @@ import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, processItems, validatePid } 
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
 import { LiveProfile, liveStatus, parseArgs, validateArgs, validateModule } from "./status";
+import { ShownProfile } from "./shown";
 import { FlamegraphKind, FlamegraphPanels, openAt } from "./webview";
 
 let client: LanguageClient | undefined;
 
 function onPath(name: string): boolean {
-  const path = require("path") as typeof import("path");
-  const fs = require("fs") as typeof import("fs");
   for (const dir of (process.env.PATH || "").split(path.delimiter)) {
     if (!dir) continue;
     try {
@@ -55,8 +56,6 @@ async function pythonExtensionInterpreter(resource?: vscode.Uri): Promise<string
 
 /** The checkout this extension sits in (editors/vscode), for the install hint; undefined when installed. */
 function repoRoot(extensionPath: string): string | undefined {
-  const path = require("path") as typeof import("path");
-  const fs = require("fs") as typeof import("fs");
   const root = path.resolve(extensionPath, "..", "..");
   return fs.existsSync(path.join(root, "server")) && fs.existsSync(path.join(root, "sampler")) ? root : undefined;
 }
@@ -73,7 +72,34 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   const serverOptions: ServerOptions = { command: cmd.command, args: cmd.args }; // no `transport`: it adds --stdio
   const decorations = new HeatDecorations();
+  // `started`: the client is up (requests can go); `ready`: the profile shown before a window
+  // reload is back too (panels restored by VS Code wait for it before asking for their data).
+  let markStarted!: () => void;
+  let markReady!: () => void;
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  const shown = new ShownProfile(context.workspaceState);
+  // Runs and attaches also save a binary profile here, so the window can reopen it after a reload.
+  const runOutput = (): string => {
+    const dir = (context.storageUri ?? context.globalStorageUri).fsPath;
+    fs.mkdirSync(dir, { recursive: true });
+    return path.join(dir, "last-run.bin");
+  };
+  let pendingOutput: string | undefined; // the live run's binary, shown once the run has ended
+  const runEnded = () => {
+    const output = pendingOutput;
+    pendingOutput = undefined;
+    if (!output) return;
+    // the profiler writes the file as it exits, which can trail the last heat a little
+    const deadline = Date.now() + 10_000;
+    const check = () => {
+      if (fs.existsSync(output)) void shown.set(output);
+      else if (Date.now() < deadline) setTimeout(check, 200);
+    };
+    check();
+  };
   const panels = new FlamegraphPanels(context.extensionUri, async (kind, args) => {
+    await ready;
     const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
     const result = (await server(command, { ...args, show: false, returnData: true })) as { data?: unknown } | undefined;
     return result?.data;
@@ -95,6 +121,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       statusItem.show();
     } else {
       statusItem.hide();
+      runEnded();
       runStartedAt = undefined;
       if (poll) clearInterval(poll);
       poll = undefined;
@@ -159,6 +186,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   }));
 
   async function server(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    await started;
     if (!client) throw new Error("the language server is not running");
     return client.sendRequest("workspace/executeCommand", { command, arguments: args ? [args] : [] });
   }
@@ -174,6 +202,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }),
     );
 
+  // A new run replaces what was shown; its file is remembered when it ends.
+  const startedRun = async (output: string) => {
+    await shown.clear();
+    pendingOutput = output;
+    watchRun();
+  };
+
   const sampling = () => {
     const c = vscode.workspace.getConfiguration("heatline");
     return { rate: c.get<number>("samplingRate"), mode: c.get<string>("mode"), allThreads: c.get<boolean>("allThreads") };
@@ -186,8 +221,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (doc?.isDirty) await doc.save();
     const folder = vscode.workspace.getWorkspaceFolder(target);
     const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-    await server("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python, ...sampling() });
-    watchRun();
+    const output = runOutput();
+    await server("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python, output, ...sampling() });
+    await startedRun(output);
   });
 
   register("heatline.runModule", async () => {
@@ -206,8 +242,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (argText === undefined) return;
     const folder = vscode.workspace.workspaceFolders?.[0];
     const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-    await server("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python, ...sampling() });
-    watchRun();
+    const output = runOutput();
+    await server("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python, output, ...sampling() });
+    await startedRun(output);
   });
 
   register("heatline.openWith", async (uri?: unknown) => {
@@ -219,7 +256,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     vscode.window.registerCustomEditorProvider(
       PROFILE_VIEW_TYPE,
-      new ProfileEditorProvider(context.extensionUri, server, (file, line) => openAt({ file, line }, undefined)),
+      new ProfileEditorProvider(context.extensionUri, server, (file, line) => openAt({ file, line }, undefined), (file) => shown.set(file)),
       { supportsMultipleEditorsPerDocument: true },
     ),
   );
@@ -239,8 +276,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (text === undefined) return;
       pid = Number(text.trim());
     }
-    await server("heatline.attach", { pid, ...sampling() });
-    watchRun();
+    const output = runOutput();
+    await server("heatline.attach", { pid, output, ...sampling() });
+    await startedRun(output);
   });
 
   register("heatline.stopProfiling", async () => {
@@ -250,6 +288,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   register("heatline.clearProfile", async () => {
     await server("heatline.clear");
+    await shown.clear();
     decorations.clear();
   });
 
@@ -259,7 +298,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       canSelectMany: false,
       filters: { Profiles: ["bin", "txt", "collapsed", "pstats", "prof"], "All files": ["*"] },
     });
-    if (files && files[0]) await server("heatline.open", { path: files[0].fsPath });
+    if (files && files[0]) {
+      await server("heatline.open", { path: files[0].fsPath });
+      await shown.set(files[0].fsPath);
+    }
   });
 
   register("heatline.diffProfile", async () => {
@@ -269,7 +311,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       canSelectMany: false,
       filters: { Profiles: ["bin", "txt", "collapsed", "pstats", "prof"], "All files": ["*"] },
     });
-    if (files && files[0]) await server("heatline.diff", { baseline: files[0].fsPath });
+    if (files && files[0]) {
+      await server("heatline.diff", { baseline: files[0].fsPath });
+      await shown.setBaseline(files[0].fsPath);
+    }
   });
 
   register("heatline.showFlamegraph", () => showFlamegraph("flamegraph"));
@@ -302,6 +347,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     await client.start();
   } catch (err) {
     void vscode.window.showErrorMessage(startFailureMessage(err, cmd, repoRoot(context.extensionPath)));
+  } finally {
+    markStarted();
+  }
+  try {
+    if (client.isRunning()) await shown.restore(server, (p) => fs.existsSync(p));
+  } finally {
+    markReady();
   }
 }
 

@@ -9,7 +9,12 @@ export const PROFILE_VIEW_TYPE = "heatline.profile";
 type Server = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
 
 export class ProfileEditorProvider implements vscode.CustomReadonlyEditorProvider {
-  constructor(private readonly extensionUri: vscode.Uri, private readonly server: Server, private readonly open: (file: string, line: number) => Promise<void>) {}
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly server: Server,
+    private readonly open: (file: string, line: number) => Promise<void>,
+    private readonly opened: (file: string) => Promise<void> | void = () => undefined,
+  ) {}
 
   openCustomDocument(uri: vscode.Uri): vscode.CustomDocument {
     return { uri, dispose: () => undefined };
@@ -32,6 +37,7 @@ export class ProfileEditorProvider implements vscode.CustomReadonlyEditorProvide
     });
     try {
       const described = (await this.server("heatline.open", { path: document.uri.fsPath })) as ProfileDescription | undefined;
+      await this.opened(document.uri.fsPath);
       const summary = profileSummary(described ?? {});
       const result = (await this.server("heatline.flamegraph", { show: false, returnData: true })) as { data?: unknown } | undefined;
       if (!result || !result.data) {
