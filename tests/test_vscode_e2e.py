@@ -115,7 +115,9 @@ def _free_port() -> int:
 
 def _exthost_logs(user: str) -> str:
     out = []
-    for path in sorted(glob.glob(os.path.join(user, "logs", "*", "**", "*.log"), recursive=True)):
+    # heatline's own channel last, so the cut below keeps it
+    paths = sorted(glob.glob(os.path.join(user, "logs", "*", "**", "*.log"), recursive=True))
+    for path in sorted(paths, key=lambda p: ("heatline" in p, p)):
         if "exthost" in path:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 out.append(f"--- {os.path.relpath(path, user)}\n{fh.read()[-3000:]}")
@@ -184,7 +186,22 @@ def code_server(tmp_path_factory):
         log.close()
 
 
-def _palette(page, title: str) -> None:
+def _palette(page, title: str, wait_hidden: bool = True) -> None:
+    # The extension's commands join the palette once the extension host has scanned the
+    # extensions, which can come after the workbench shows: reopen the palette until it is there.
+    deadline = time.time() + 60
+    while not _palette_pick(page, title):
+        if time.time() > deadline:
+            pytest.fail(f"{title!r} is not in the command palette")
+        page.keyboard.press("Escape")
+        time.sleep(1)
+    page.keyboard.press("Enter")
+    if wait_hidden:
+        page.locator(".quick-input-widget").wait_for(state="hidden", timeout=10_000)
+
+
+def _palette_pick(page, title: str) -> bool:
+    """Open the palette with `title` typed and focus its exact row; False when it has none."""
     page.keyboard.press("F1")
     box = page.locator(".quick-input-widget input")
     box.wait_for(state="visible", timeout=10_000)
@@ -192,16 +209,14 @@ def _palette(page, title: str) -> None:
     # Enter runs the focused row, and fuzzy matching can rank a longer title first
     # ("Show Diff Flame Graph" for "Show Flame Graph"): walk down to the exact title.
     page.locator(".quick-input-list .monaco-list-row").first.wait_for(state="visible", timeout=10_000)
-    for _ in range(20):
+    rows = page.locator(".quick-input-list .monaco-list-row").count()
+    for _ in range(min(rows, 20)):
         focused = page.locator(".quick-input-list .monaco-list-row.focused .label-name")
         if focused.count() and re.sub(r"\s+", " ", focused.first.inner_text()).strip() == title:
-            break
+            return True
         page.keyboard.press("ArrowDown")
         time.sleep(0.1)
-    else:
-        pytest.fail(f"{title!r} is not in the command palette")
-    page.keyboard.press("Enter")
-    page.locator(".quick-input-widget").wait_for(state="hidden", timeout=10_000)
+    return False
 
 
 # Every view-line of the visible editor: its text and the ::after content of its decoration spans.
@@ -332,6 +347,7 @@ def _start_clean(page) -> None:
     """Clear what an earlier test left shown: the window remembers its profile across reloads,
     and each test must see only the heat it makes."""
     _palette(page, "Heatline: Clear Profile")
+    page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: profile cleared/.test(t))", timeout=30_000)
     page.wait_for_function(
         f"() => !({LINES_JS})().some(l => l.after.some(c => /%/.test(c)))", timeout=20_000)
 
@@ -364,6 +380,12 @@ def _heatline_frame(page, timeout: float = 30):
 def _fail_artifacts(page, tmp_path, user: str, name: str) -> None:
     try:
         _screenshot(page, tmp_path, f"{name}-failure.png")
+    except Exception:
+        pass
+    try:  # what the notification centre holds (an error toast can hide before the screenshot)
+        page.keyboard.press("Escape")
+        _palette(page, "Notifications: Show Notifications")
+        print("notifications:", page.locator(".notifications-center").inner_text(timeout=5_000))
     except Exception:
         pass
     print(f"screenshot: {tmp_path}\nextension host logs:\n{_exthost_logs(user)}")
@@ -500,8 +522,10 @@ def test_flame_graph_click_opens_the_line_and_a_reload_brings_the_profile_back(c
         assert page.locator(".tabs-container .tab.active", has_text="known_lines.py").count() >= 1
 
         # a window reload restarts the extension host and the server: the profile comes back,
-        # in the restored flame graph panel and as heat on the source
-        page.reload()
+        # in the restored flame graph panel and as heat on the source. (Reload Window, not the
+        # browser's reload: it waits for the workbench to save its layout before reloading.)
+        with page.expect_navigation(timeout=60_000):
+            _palette(page, "Developer: Reload Window", wait_hidden=False)
         page.locator(".monaco-workbench").wait_for(timeout=60_000)
         frame = _heatline_frame(page, timeout=60)
         assert frame is not None, [f.url for f in page.frames]

@@ -99,7 +99,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     check();
   };
   const panels = new FlamegraphPanels(context.extensionUri, async (kind, args) => {
-    await ready;
     const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
     const result = (await server(command, { ...args, show: false, returnData: true })) as { data?: unknown } | undefined;
     return result?.data;
@@ -185,7 +184,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }
   }));
 
+  // Every command waits until the profile of before a reload is back, so that a user's run or
+  // open is never overtaken (and replaced) by that reopening.
   async function server(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    await ready;
+    return request(command, args);
+  }
+
+  async function request(command: string, args?: Record<string, unknown>): Promise<unknown> {
     await started;
     if (!client) throw new Error("the language server is not running");
     return client.sendRequest("workspace/executeCommand", { command, arguments: args ? [args] : [] });
@@ -290,6 +296,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     await server("heatline.clear");
     await shown.clear();
     decorations.clear();
+    vscode.window.setStatusBarMessage("heatline: profile cleared", 3000);
   });
 
   register("heatline.openProfile", async () => {
@@ -351,7 +358,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     markStarted();
   }
   try {
-    if (client.isRunning()) await shown.restore(server, (p) => fs.existsSync(p));
+    if (client.isRunning()) await shown.restore(request, (p) => fs.existsSync(p));
   } finally {
     markReady();
   }
