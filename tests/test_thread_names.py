@@ -200,3 +200,41 @@ def test_garbage_raises_only_read_error(interpreter, spawn):
                 assert all(isinstance(k, int) and isinstance(v, str) for k, v in result.items())
     finally:
         u.close()
+
+
+def test_native_ids_survive_a_field_that_holds_the_pid_in_every_thread(interpreter, spawn):
+    """3.9/3.10 find the kernel TID inside glibc's `struct pthread` by inference. A field that
+    holds the PID in every thread (seen once in CI) must not pass for the TID field: every
+    sampled thread would be the main thread."""
+    t = NamedThreads(spawn, interpreter)
+    u = Unwinder(t.proc.pid, all_threads=True)
+    try:
+        if "tstate.native_thread_id" in u.L:
+            pytest.skip("this CPython stores the native thread id itself")
+        true_off = u._infer_tid_offset()
+        assert true_off >= 0
+        pthreads = {ident for ident, _native, _name in t.threads}
+        main_buf = u.memory.read(u._main_pthread, 2048)
+        fake = next(off for off in range(0, true_off, 4)
+                    if int.from_bytes(main_buf[off:off + 4], "little", signed=True) != t.proc.pid)
+        real_read = u.memory.read
+        pid = t.proc.pid.to_bytes(4, "little")
+
+        def read(addr: int, size: int) -> bytes:
+            data = real_read(addr, size)
+            for p in pthreads:  # the field at `fake` reads as the PID in every thread
+                at = p + fake - addr
+                if 0 <= at and at + 4 <= len(data):
+                    data = data[:at] + pid + data[at + 4:]
+            return data
+
+        u.memory.read = read
+        u._tid_offset = None
+        assert u._infer_tid_offset() == true_off  # distinct TIDs rule the field out
+
+        u._tid_offset = fake  # as if inferred while the threads happened to agree
+        ids = sorted(s.thread_id for s in u.sample())
+        assert ids == sorted(native for _ident, native, _name in t.threads), ids
+        assert u._tid_offset == true_off
+    finally:
+        u.close()

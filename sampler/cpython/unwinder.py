@@ -71,6 +71,7 @@ class Unwinder:
         self._main_tstate = 0
         self._main_pthread = self._read_main_pthread()
         self._tid_offset: int | None = None
+        self._wrong_tid_offsets: set[int] = set()
         self._epoch_started = time.monotonic()
         self._generation = -1
 
@@ -250,20 +251,28 @@ class Unwinder:
         if "tstate.native_thread_id" in L:
             return u64(tbuf, L["tstate.native_thread_id"])[0]
         pthread = u64(tbuf, L["tstate.thread_id"])[0]
-        if self._tid_offset is None:
-            self._tid_offset = self._infer_tid_offset()
-        if self._tid_offset < 0 or not pthread:
-            return 0
-        try:
-            return I32.unpack(self.memory.read(pthread + self._tid_offset, 4))[0]
-        except ReadError:
-            return 0
+        for _ in range(2):
+            if self._tid_offset is None:
+                self._tid_offset = self._infer_tid_offset()
+            if self._tid_offset < 0 or not pthread:
+                return 0
+            try:
+                tid = I32.unpack(self.memory.read(pthread + self._tid_offset, 4))[0]
+            except ReadError:
+                return 0
+            if tid != self.pid or not self._main_pthread or pthread == self._main_pthread:
+                return tid
+            # Only the main thread's TID is the PID: the offset, inferred while the other threads
+            # happened to agree, is some other field that held the PID. Infer again without it.
+            self._wrong_tid_offsets.add(self._tid_offset)
+            self._tid_offset = None
+        return 0
 
     def _infer_tid_offset(self) -> int:
         """Where glibc keeps the kernel TID inside `struct pthread` (3.9/3.10 have no native id).
 
         The main thread's `struct pthread` holds the PID as its TID; the first offset where it
-        does, and where every other thread's value is one of the process's tasks, is the one.
+        does, and where the threads' values are distinct tasks of the process, is the one.
         """
         if not self._main_pthread:
             return -1
@@ -276,18 +285,19 @@ class Unwinder:
         ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
         pthreads = [u64(tb, self.L["tstate.thread_id"])[0] for _, tb in self._all_threads(interp, ibuf)]
         for off in range(0, len(buf) - 4, 4):
-            if i32(buf, off)[0] != self.pid:
+            if i32(buf, off)[0] != self.pid or off in self._wrong_tid_offsets:
                 continue
-            ok = True
+            seen: set[int] = set()
             for p in pthreads:
                 try:
-                    if I32.unpack(self.memory.read(p + off, 4))[0] not in tasks:
-                        ok = False
-                        break
+                    tid = I32.unpack(self.memory.read(p + off, 4))[0]
                 except ReadError:
-                    ok = False
                     break
-            if ok:
+                # every thread's TID is one of the process's tasks, and no two threads share one
+                if tid not in tasks or tid in seen:
+                    break
+                seen.add(tid)
+            else:
                 return off
         return -1
 
