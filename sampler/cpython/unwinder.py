@@ -33,6 +33,10 @@ from sampler.target.threads import CpuStates, task_ids
 MAX_THREADS = 4096
 MAX_DEPTH = 2048
 MAX_CHUNK_BYTES = 16 << 20
+MAX_CHUNKS = 64  # stack chunks followed per thread: 16 KiB each at first, then larger
+# _PyStackChunk (3.11-3.15): previous, size, top (slots in use, saved when a newer chunk is
+# pushed), then the data slots.
+CHUNK_PREVIOUS, CHUNK_TOP, CHUNK_DATA = 0, 16, 24
 EPOCH_SECONDS = 1.0
 GUARD_WINDOW_S = 100e-6
 
@@ -413,14 +417,16 @@ class Unwinder:
                 if self._same_frame_object(top, head) and self._guard_holds(guard, opened if guard else 0.0):
                     return frames
                 continue
-            chunk = self._read_chunk(tstate, tbuf, fresh)
+            chunks = self._read_chunks(tstate, tbuf, fresh)
             if guard is not None and not self._guard_holds(guard, opened):
                 continue
             # The copy is trustworthy if the top frame is still live right after it...
             now = self._top_frame(tstate, tbuf, fresh=True)
             if now != top and not self._descends_from(now, top):
                 continue
-            frames, starts = self._interp_frames(top, chunk)
+            if not self._suspended_unchanged(chunks, top, now):
+                continue
+            frames, starts = self._interp_frames(top, chunks)
             # ...and entry frames on the C stack and generator frames, read during the walk,
             # were live only if the stack has not unwound past them afterwards.
             settled = self._settle(tstate, tbuf, top, frames, starts)
@@ -429,6 +435,29 @@ class Unwinder:
             if settled:
                 return settled
         raise ReadError("the stack kept changing while it was read")
+
+    def _suspended_unchanged(self, chunks: list[tuple[int, bytes]], top: int, now: int) -> bool:
+        """Whether the copied frames below the live one read the same again.
+
+        Suspended frames do not change, so a difference means the stack unwound and was rebuilt
+        at the same addresses while it was being copied: the copy then holds frames caught
+        mid-rebuild (a caller seen before it made its call) under a top frame whose pointer
+        checks out. Frames from the live one up are left out: they may run on. Older chunks
+        hold only suspended frames.
+        """
+        try:
+            for i, (chunk, cbuf) in enumerate(chunks):
+                length = len(cbuf)
+                if i == 0:
+                    edge = now if chunk <= now < top else top
+                    if not chunk <= edge <= chunk + length:
+                        continue  # the live frame is elsewhere (a generator, a C-stack shim)
+                    length = edge - chunk
+                if length > 0 and self.memory.read(chunk, length) != cbuf[:length]:
+                    return False
+        except ReadError:
+            return False
+        return True
 
     @staticmethod
     def _guard_holds(guard: Callable[[], bytes | None] | None, opened: float) -> bool:
@@ -512,25 +541,42 @@ class Unwinder:
             f = u64(fb, prev_off)[0]
         return tuple(frames), head
 
-    def _read_chunk(self, tstate: int, tbuf: bytes, fresh: bool) -> tuple[int, bytes]:
-        """The used part of the thread's current stack chunk, in one read: (address, bytes)."""
+    def _read_chunks(self, tstate: int, tbuf: bytes, fresh: bool) -> list[tuple[int, bytes]]:
+        """The used part of each of the thread's stack chunks, one read each, newest first:
+        [(address, bytes)]. A deep stack spans several chunks; reading them whole (rather than
+        frame by frame) keeps the copy short, so a stack rebuilt meanwhile is rarer and caught."""
         L = self.L
         if fresh:
             tbuf = self.memory.read(tstate, self.tstate_size)
         chunk = u64(tbuf, L["tstate.datastack_chunk"])[0]
         top = u64(tbuf, L["tstate.datastack_top"])[0]
-        if chunk and chunk < top <= chunk + MAX_CHUNK_BYTES:
-            return chunk, self.memory.read(chunk, top - chunk)
-        return 0, b""
+        if not (chunk and chunk < top <= chunk + MAX_CHUNK_BYTES):
+            return [(0, b"")]
+        cbuf = self.memory.read(chunk, top - chunk)
+        chunks = [(chunk, cbuf)]
+        previous = u64(cbuf, CHUNK_PREVIOUS)[0] if len(cbuf) >= CHUNK_DATA else 0
+        while previous and len(chunks) < MAX_CHUNKS:
+            try:
+                head = self.memory.read(previous, CHUNK_DATA)
+                used = CHUNK_DATA + 8 * u64(head, CHUNK_TOP)[0]
+                if not CHUNK_DATA < used <= MAX_CHUNK_BYTES:
+                    break
+                older = self.memory.read(previous, used)
+            except ReadError:
+                break  # frames there are read one by one, as any frame outside the copies
+            chunks.append((previous, older))
+            previous = u64(older, CHUNK_PREVIOUS)[0]
+        return chunks
 
-    def _interp_frames(self, f: int, snapshot: tuple[int, bytes]) -> tuple[tuple[Frame, ...], dict[int, int]]:
+    def _interp_frames(self, f: int, chunks: list[tuple[int, bytes]]) -> tuple[tuple[Frame, ...], dict[int, int]]:
         """Frames from `f` down, leaf first, and for each walked frame address the index of the
         first reported frame at or below it (entry and shim frames are walked, not reported)."""
         L = self.L
         t = self.t
         mem = self.memory
-        chunk, cbuf = snapshot
+        chunk, cbuf = chunks[0]
         clen = len(cbuf)
+        older = chunks[1:]
         prev_off, code_off, ip_off, owner_off = L["frame.previous"], L["frame.code"], L["frame.instr_ptr"], L["frame.owner"]
         need = self.frame_read
         mask = ~t.code_tag_mask
@@ -548,7 +594,12 @@ class Unwinder:
             if chunk and 0 <= rel and rel + need <= clen:
                 fb, base = cbuf, rel
             else:
-                fb, base = mem.read(f, need), 0
+                for start, buf in older:
+                    if 0 <= f - start and f - start + need <= len(buf):
+                        fb, base = buf, f - start
+                        break
+                else:
+                    fb, base = mem.read(f, need), 0
             prev = u64(fb, base + prev_off)[0]
             owner = fb[base + owner_off]
             if owner in skip:
