@@ -299,29 +299,28 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.window.setStatusBarMessage("heatline: profile cleared", 3000);
   });
 
-  register("heatline.openProfile", async () => {
+  const pickProfile = async (title: string, openLabel?: string): Promise<string | undefined> => {
     const files = await vscode.window.showOpenDialog({
-      title: "heatline: open a saved profile",
+      title,
+      openLabel,
       canSelectMany: false,
       filters: { Profiles: ["bin", "txt", "collapsed", "pstats", "prof"], "All files": ["*"] },
     });
-    if (files && files[0]) {
-      await server("heatline.open", { path: files[0].fsPath });
-      await shown.set(files[0].fsPath);
-    }
+    return files && files[0] ? files[0].fsPath : undefined;
+  };
+
+  register("heatline.openProfile", async () => {
+    const file = await pickProfile("heatline: open a saved profile");
+    if (!file) return;
+    await server("heatline.open", { path: file });
+    await shown.set(file);
   });
 
   register("heatline.diffProfile", async () => {
-    const files = await vscode.window.showOpenDialog({
-      title: "heatline: compare the shown profile with a baseline",
-      openLabel: "Use as baseline",
-      canSelectMany: false,
-      filters: { Profiles: ["bin", "txt", "collapsed", "pstats", "prof"], "All files": ["*"] },
-    });
-    if (files && files[0]) {
-      await server("heatline.diff", { baseline: files[0].fsPath });
-      await shown.setBaseline(files[0].fsPath);
-    }
+    const file = await pickProfile("heatline: compare the shown profile with a baseline", "Use as baseline");
+    if (!file) return;
+    await server("heatline.diff", { baseline: file });
+    await shown.setBaseline(file);
   });
 
   register("heatline.showFlamegraph", () => showFlamegraph("flamegraph"));
