@@ -413,8 +413,12 @@ class Unwinder:
                 # A live frame object holds its f_back alive, and suspended frames do not
                 # change: if the old top frame is still the same live activation after the walk,
                 # everything below it was stable while we read it (whatever it called since).
-                frames, head = self._object_frames(top)
-                if self._same_frame_object(top, head) and self._guard_holds(guard, opened if guard else 0.0):
+                frames, head, walked = self._object_frames(top)
+                if (
+                    self._same_frame_object(top, head)
+                    and self._object_frames_unchanged(walked)
+                    and self._guard_holds(guard, opened if guard else 0.0)
+                ):
                     return frames
                 continue
             chunks = self._read_chunks(tstate, tbuf, fresh)
@@ -519,11 +523,14 @@ class Unwinder:
             and now[L["frame.code"] : L["frame.code"] + 8] == head[L["frame.code"] : L["frame.code"] + 8]
         )
 
-    def _object_frames(self, f: int) -> tuple[tuple[Frame, ...], bytes]:
+    def _object_frames(self, f: int) -> tuple[tuple[Frame, ...], bytes, list[tuple[int, bytes]]]:
+        """The walk from frame object `f`: frames leaf first, the top frame's bytes, and each
+        caller's (address, bytes) for `_object_frames_unchanged`."""
         L = self.L
         prev_off, code_off, lasti_off = L["frame.previous"], L["frame.code"], L["frame.lasti"]
         scale = self.t.lasti_scale
         frames: list[Frame] = []
+        walked: list[tuple[int, bytes]] = []
         head = b""
         while f:
             if len(frames) >= MAX_DEPTH:
@@ -531,6 +538,8 @@ class Unwinder:
             fb = self.memory.read(f, self.frame_read)
             if not head:
                 head = fb
+            else:
+                walked.append((f, fb))
             if not u64(fb, 0)[0]:
                 raise ReadError("walked into a freed frame object")
             info = self.codes.get(u64(fb, code_off)[0])
@@ -539,7 +548,23 @@ class Unwinder:
                 raise ReadError("a frame with callees has not started: the stack changed")
             frames.append(info.frame_at(lasti * scale if lasti >= 0 else -1))
             f = u64(fb, prev_off)[0]
-        return tuple(frames), head
+        return tuple(frames), head, walked
+
+    def _object_frames_unchanged(self, walked: list[tuple[int, bytes]]) -> bool:
+        """Whether the callers read the same again: suspended frames do not change, but 3.9/3.10
+        reuse a code object's frame object for its next call, so a stack unwound and rebuilt
+        during a walk frame by frame can splice stale and new frames into one that never was."""
+        L = self.L
+        fields = [(L[k], L[k] + 8) for k in ("frame.previous", "frame.code")]
+        fields.append((L["frame.lasti"], L["frame.lasti"] + 4))
+        try:
+            for addr, before in walked:
+                now = self.memory.read(addr, self.frame_read)
+                if any(now[a:b] != before[a:b] for a, b in fields):
+                    return False
+        except ReadError:
+            return False
+        return True
 
     def _read_chunks(self, tstate: int, tbuf: bytes, fresh: bool) -> list[tuple[int, bytes]]:
         """The used part of each of the thread's stack chunks, one read each, newest first:
