@@ -37,6 +37,7 @@ MAX_CHUNKS = 64  # stack chunks followed per thread: 16 KiB each at first, then 
 # _PyStackChunk (3.11-3.15): previous, size, top (slots in use, saved when a newer chunk is
 # pushed), then the data slots.
 CHUNK_PREVIOUS, CHUNK_TOP, CHUNK_DATA = 0, 16, 24
+CHUNK_MIN_BYTES = 16 << 10  # _PY_DATA_STACK_CHUNK_SIZE: no chunk is smaller
 EPOCH_SECONDS = 1.0
 GUARD_WINDOW_S = 100e-6
 
@@ -582,11 +583,13 @@ class Unwinder:
         previous = u64(cbuf, CHUNK_PREVIOUS)[0] if len(cbuf) >= CHUNK_DATA else 0
         while previous and len(chunks) < MAX_CHUNKS:
             try:
-                head = self.memory.read(previous, CHUNK_DATA)
-                used = CHUNK_DATA + 8 * u64(head, CHUNK_TOP)[0]
+                # an older chunk is full (a newer one was pushed): read the smallest chunk size
+                # whole, and again only for a bigger chunk
+                older = self.memory.read(previous, CHUNK_MIN_BYTES)
+                used = CHUNK_DATA + 8 * u64(older, CHUNK_TOP)[0]
                 if not CHUNK_DATA < used <= MAX_CHUNK_BYTES:
                     break
-                older = self.memory.read(previous, used)
+                older = older[:used] if used <= len(older) else self.memory.read(previous, used)
             except ReadError:
                 break  # frames there are read one by one, as any frame outside the copies
             chunks.append((previous, older))
