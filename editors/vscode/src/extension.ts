@@ -208,16 +208,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }),
     );
 
-  // A new run replaces what was shown; its file is remembered when it ends.
-  const startedRun = async (output: string) => {
-    await shown.clear();
-    pendingOutput = output;
-    watchRun();
-  };
-
   const sampling = () => {
     const c = vscode.workspace.getConfiguration("heatline");
     return { rate: c.get<number>("samplingRate"), mode: c.get<string>("mode"), allThreads: c.get<boolean>("allThreads") };
+  };
+
+  // Run or attach with the sampling settings, saving the samples for a reload; the new run
+  // replaces what was shown, and its file is remembered when it ends.
+  const startProfiling = async (command: "heatline.run" | "heatline.attach", args: Record<string, unknown>) => {
+    const output = runOutput();
+    await server(command, { ...args, output, ...sampling() });
+    await shown.clear();
+    pendingOutput = output;
+    watchRun();
   };
 
   register("heatline.runFile", async (uri?: unknown) => {
@@ -227,9 +230,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (doc?.isDirty) await doc.save();
     const folder = vscode.workspace.getWorkspaceFolder(target);
     const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-    const output = runOutput();
-    await server("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python, output, ...sampling() });
-    await startedRun(output);
+    await startProfiling("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python });
   });
 
   register("heatline.runModule", async () => {
@@ -248,9 +249,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (argText === undefined) return;
     const folder = vscode.workspace.workspaceFolders?.[0];
     const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-    const output = runOutput();
-    await server("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python, output, ...sampling() });
-    await startedRun(output);
+    await startProfiling("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python });
   });
 
   register("heatline.openWith", async (uri?: unknown) => {
@@ -282,9 +281,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (text === undefined) return;
       pid = Number(text.trim());
     }
-    const output = runOutput();
-    await server("heatline.attach", { pid, output, ...sampling() });
-    await startedRun(output);
+    await startProfiling("heatline.attach", { pid });
   });
 
   register("heatline.stopProfiling", async () => {
