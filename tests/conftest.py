@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
+import sid_root
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = os.path.join(ROOT, "tests", "targets")
 SUPPORTED_MINORS = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (3, 15)]
@@ -18,8 +20,27 @@ SUPPORTED_MINORS = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (3, 15)
 
 @dataclass(frozen=True)
 class Interpreter:
+    """A CPython to start targets with: on the host, or inside the sid root (`rooted`), where
+    `path` is the interpreter's path inside the root and `heatline run --python` cannot reach it
+    (targets are started there and attached to, the container case)."""
+
     label: str
     path: str
+    rooted: bool = False
+
+    def command(self, script: str, *args: str) -> list[str]:
+        """The argv that starts `script` (a host path) under this interpreter."""
+        if self.rooted:
+            return sid_root.in_root(self.path, sid_root.path_in_root(script), *args)
+        return [self.path, script, *args]
+
+    def python(self, *args: str) -> list[str]:
+        """The argv that runs this interpreter with `args` (e.g. `-c CODE`)."""
+        return sid_root.in_root(self.path, *args) if self.rooted else [self.path, *args]
+
+    def script_path(self, script: str) -> str:
+        """The path the target sees for a host script (its co_filename)."""
+        return sid_root.path_in_root(script) if self.rooted else script
 
 
 def _pyenv_root() -> str:
@@ -46,11 +67,34 @@ def find_interpreters() -> list[Interpreter]:
     return list(found.values())
 
 
+def rooted_interpreters() -> list[Interpreter]:
+    """The sid root's 3.14 and 3.15 (whatever patch versions sid has today)."""
+    return [Interpreter(f"sid-{minor}", f"/usr/bin/python{minor}", rooted=True) for minor in sid_root.VERSIONS]
+
+
+def _interpreter_params() -> list:
+    reason = sid_root.unavailable_reason()
+    params = [pytest.param(i, id=i.label) for i in INTERPRETERS]
+    for i in rooted_interpreters():
+        if reason is None and sid_root.version_of(i.path.rsplit("python", 1)[1]) is None:
+            reason = f"{i.path} does not run in the sid root {sid_root.root_path()}"
+        marks = [pytest.mark.skip(reason=f"CPython in the sid root: {reason}")] if reason else []
+        params.append(pytest.param(i, id=i.label, marks=marks))
+    return params
+
+
 INTERPRETERS = find_interpreters()
+ALL_INTERPRETERS = _interpreter_params()  # the host's, then the sid root's 3.14 and 3.15
 
 
-@pytest.fixture(params=INTERPRETERS, ids=[i.label for i in INTERPRETERS])
+@pytest.fixture(params=ALL_INTERPRETERS)
 def interpreter(request) -> Interpreter:
+    return request.param
+
+
+@pytest.fixture(params=[p for p in ALL_INTERPRETERS if not p.values[0].rooted])
+def host_interpreter(request) -> Interpreter:
+    """Only the host's interpreters: for what `heatline run --python` must launch itself."""
     return request.param
 
 
@@ -96,7 +140,10 @@ def spawn():
     """Start target processes and make sure they are gone after the test."""
     procs: list[subprocess.Popen] = []
 
-    def start(*cmd: str, **kw) -> subprocess.Popen:
+    def start(*cmd, **kw) -> subprocess.Popen:
+        """`start(interpreter, script, *args)` or `start(*argv)`."""
+        if cmd and isinstance(cmd[0], Interpreter):
+            cmd = cmd[0].command(*cmd[1:])
         p = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
         procs.append(p)
         return p

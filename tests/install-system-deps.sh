@@ -3,6 +3,8 @@
 # VS Code UI), and what code-server (the VS Code end-to-end test) needs to build its native modules
 # and to search (ripgrep, fed to its @vscode/ripgrep dependency instead of a download).
 set -e
+# CPython 3.14 and 3.15 (and Tachyon) in a Debian sid root; never fails, see the script.
+sh "$(dirname "$0")/make-sid-root.sh"
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v rg >/dev/null 2>&1 || missing="$missing ripgrep"
