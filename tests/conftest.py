@@ -200,3 +200,13 @@ def page(browser):
     pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
     yield pg
     context.close()
+
+
+def start_ready(spawn, interpreter: Interpreter, script: str, *args: str, **kw) -> subprocess.Popen:
+    """Start `script` under `interpreter` through tests/targets/announce.py, which prints "ready"
+    once the interpreter is up and then runs the script as __main__: for scripts that print no
+    ready line of their own but must be attached to (the sid root's interpreters cannot be
+    launched by `heatline run`)."""
+    p = spawn(interpreter, target("announce.py"), interpreter.script_path(script), *args, **kw)
+    wait_ready(p)
+    return p

@@ -42,8 +42,9 @@ print(json.dumps(out))
 '''
 
 
-def _parser_for(label: str, exe: str):
-    ver = subprocess.run([exe, "-c", "import sys; print(sys.version_info[1])"], capture_output=True, text=True)
+def _parser_for(interpreter):
+    ver = subprocess.run(interpreter.python("-c", "import sys; print(sys.version_info[1])"),
+                         capture_output=True, text=True)
     minor = int(ver.stdout)
     if minor >= 11:
         return parse_locations_311, True
@@ -53,8 +54,8 @@ def _parser_for(label: str, exe: str):
 
 
 def test_line_tables_match_cpython(interpreter):
-    parse, with_columns = _parser_for(interpreter.label, interpreter.path)
-    res = subprocess.run([interpreter.path, "-c", DUMP], capture_output=True, text=True, timeout=120)
+    parse, with_columns = _parser_for(interpreter)
+    res = subprocess.run(interpreter.python("-c", DUMP), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     codes = json.loads(res.stdout)
     assert len(codes) > 300

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+import sid_root
 from conftest import ROOT, target, wait_ready
 from sampler.collectors.flamegraph import profile_stacks
 from sampler.errors import LiveStreamError
@@ -110,8 +111,8 @@ def live(tmp_path):
         child.close()
 
 
-def _version(interpreter_path: str) -> str:
-    out = subprocess.run([interpreter_path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+def _version(interpreter) -> str:
+    out = subprocess.run(interpreter.python("-c", "import sys; print('%d.%d' % sys.version_info[:2])"),
                          capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
@@ -134,11 +135,13 @@ def _pid_gone(pid: int) -> bool:
         return True
 
 
-def test_run_streams_the_growing_profile(interpreter, live, tmp_path):
+def test_run_streams_the_growing_profile(host_interpreter, live, tmp_path):
+    # `run` launches the interpreter; the sid root's are covered by the attach test below.
+    interpreter = host_interpreter
     child = live("run", "--python", interpreter.path, "-d", "2", KNOWN_LINES, "30", flush=0.5, cwd=str(tmp_path))
     start = child.next_message()
     assert start["type"] == "start", child.stderr()
-    assert start["python_version"].startswith(_version(interpreter.path) + ".")
+    assert start["python_version"].startswith(_version(interpreter) + ".")
     assert start["cwd"] == str(tmp_path)
     assert start["argv"][-2:] == [KNOWN_LINES, "30"]
     assert start["mode"] == "wall" and start["interval_usec"] == 1000 and start["all_threads"] is False
@@ -169,13 +172,15 @@ def test_run_streams_the_growing_profile(interpreter, live, tmp_path):
 
 
 def test_attach_then_sigint_ends_cleanly(interpreter, live, spawn, tmp_path):
-    p = spawn(interpreter.path, KNOWN_LINES, cwd=str(tmp_path))
+    p = spawn(interpreter, KNOWN_LINES, cwd=str(tmp_path))
     wait_ready(p)
     child = live("attach", str(p.pid), flush=0.3)
     start = child.next_message()
     assert start["type"] == "start", child.stderr()
-    assert start["pid"] == p.pid and start["cwd"] == str(tmp_path)
-    assert start["argv"] == [interpreter.path, KNOWN_LINES]
+    assert start["pid"] == p.pid
+    assert start["cwd"] == (sid_root.root_path() if interpreter.rooted else str(tmp_path))
+    assert start["argv"] == [interpreter.path, interpreter.script_path(KNOWN_LINES)]
+    assert start["python_version"].startswith(_version(interpreter) + ".")
     assert child.next_message()["type"] == "delta"
     child.proc.send_signal(signal.SIGINT)
     child.read_all()

@@ -18,7 +18,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from conftest import INTERPRETERS, ROOT, heatline, target, wait_ready
+from conftest import ALL_INTERPRETERS, ROOT, heatline, target, wait_ready
 
 SERVER = [sys.executable, "-m", "server"]
 WAIT_S = 90.0  # a guard against hanging, not a performance bound
@@ -147,12 +147,20 @@ def profiles(tmp_path_factory) -> dict[str, str]:
 # -- run -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("interpreter", INTERPRETERS, ids=[i.label for i in INTERPRETERS])
-async def test_run_streams_live_heat_then_lenses_and_hints(client: LanguageClient, interpreter):
+@pytest.mark.parametrize("interpreter", ALL_INTERPRETERS)
+async def test_run_streams_live_heat_then_lenses_and_hints(client: LanguageClient, interpreter, spawn):
     path = target("known_lines.py")
     uri = open_doc(client, path)
-    started = await execute(client, "heatline.run",
-                            {"script": path, "args": ["3"], "python": interpreter.path, "rate": 1000})
+    if interpreter.rooted:
+        # A target in another root (a container): attached to, its file known only as the
+        # root sees it (/opt/heatline-tests/...), matched to the document by its trailing path.
+        proc = spawn(interpreter, path, "3")
+        wait_ready(proc)
+        started = await execute(client, "heatline.attach", {"pid": proc.pid, "rate": 1000})
+        assert started["pid"] == proc.pid
+    else:
+        started = await execute(client, "heatline.run",
+                                {"script": path, "args": ["3"], "python": interpreter.path, "rate": 1000})
     assert started["pid"] > 0
     assert started["pythonVersion"].startswith(interpreter_version(interpreter))
 
@@ -162,7 +170,8 @@ async def test_run_streams_live_heat_then_lenses_and_hints(client: LanguageClien
     # inner()'s loop body (line 8) is where the time goes.
     top = hottest(final)
     assert top["line"] == 7 and top["selfPct"] > 50, final["lines"]
-    assert final["profile"]["source"] == "run" and final["profile"]["totalSamples"] > 500
+    assert final["profile"]["source"] == ("attach" if interpreter.rooted else "run")
+    assert final["profile"]["totalSamples"] > 500
     assert not final["stale"] and not any(line["stale"] for line in final["lines"])
 
     # Progress: begun, reported while running, ended.
@@ -226,7 +235,7 @@ async def test_run_saves_a_binary_profile_that_reopens_the_same(client: Language
 
 
 def interpreter_version(interpreter) -> str:
-    out = subprocess.run([interpreter.path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+    out = subprocess.run(interpreter.python("-c", "import sys; print('%d.%d' % sys.version_info[:2])"),
                          capture_output=True, text=True, check=True)
     return out.stdout.strip()
 

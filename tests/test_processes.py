@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import sid_root
 from conftest import ROOT, target, wait_ready
 from sampler.processes import list_python_processes
 
@@ -19,8 +20,8 @@ NOBODY = 65534
 SHARED_PYTHONS = [p for p in ("/usr/bin/python3", "/usr/bin/python3.11") if os.path.exists(p)]
 
 
-def _version(interpreter_path: str) -> str:
-    out = subprocess.run([interpreter_path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+def _version(interpreter) -> str:
+    out = subprocess.run(interpreter.python("-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"),
                          capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
@@ -30,15 +31,19 @@ def _by_pid(pid: int):
 
 
 def test_lists_a_running_python(interpreter, spawn, tmp_path):
-    p = spawn(interpreter.path, KNOWN_LINES, cwd=str(tmp_path))
+    p = spawn(interpreter, KNOWN_LINES, cwd=str(tmp_path))
     wait_ready(p)
     found = _by_pid(p.pid)
     assert found is not None
-    assert found.python_version == _version(interpreter.path)  # read from the process: "3.12.1"
+    assert found.python_version == _version(interpreter)  # read from the process: "3.12.1"
     assert found.needs_privileges is False and found.reason is None
-    assert found.cwd == str(tmp_path)
-    assert found.command == f"{interpreter.path} {KNOWN_LINES}"
-    assert found.executable == os.path.realpath(interpreter.path)
+    assert found.command == f"{interpreter.path} {interpreter.script_path(KNOWN_LINES)}"
+    if interpreter.rooted:  # in another root (a container): where the host reaches its files
+        assert found.cwd == sid_root.root_path()
+        assert found.executable == os.path.realpath(sid_root.host_path(interpreter.path))
+    else:
+        assert found.cwd == str(tmp_path)
+        assert found.executable == os.path.realpath(interpreter.path)
 
 
 def test_skips_other_programs_and_itself(spawn, tmp_path):
@@ -94,7 +99,7 @@ def test_another_users_process_needs_privileges(interpreter, spawn):
         pytest.skip("no interpreter outside /root that an unprivileged user may run")
     if not all(os.stat(d).st_mode & 0o005 == 0o005 for d in (ROOT, os.path.join(ROOT, "sampler"))):
         pytest.skip(f"{ROOT} is not readable by other users")
-    p = spawn(interpreter.path, KNOWN_LINES)
+    p = spawn(interpreter, KNOWN_LINES)
     wait_ready(p)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ROOT, "PYTHONDONTWRITEBYTECODE": "1"}
     out = subprocess.run(
@@ -106,9 +111,9 @@ def test_another_users_process_needs_privileges(interpreter, spawn):
     assert found["needs_privileges"] is True
     assert "owned by another user (uid 0)" in found["reason"]
     assert found["executable"] is None and found["cwd"] is None  # hidden from nobody
-    assert found["command"] == f"{interpreter.path} {KNOWN_LINES}"
+    assert found["command"] == f"{interpreter.path} {interpreter.script_path(KNOWN_LINES)}"
     # Only a guess from the program's name is possible: major.minor when the name carries it.
-    major_minor = ".".join(_version(interpreter.path).split(".")[:2])
+    major_minor = ".".join(_version(interpreter).split(".")[:2])
     if os.path.basename(interpreter.path) == f"python{major_minor}":
         assert found["python_version"] == major_minor
     else:

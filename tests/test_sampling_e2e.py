@@ -13,7 +13,7 @@ import sys
 import time
 
 
-from conftest import has_func, heatline, parse_collapsed, target, wait_ready, weight_where
+from conftest import has_func, heatline, parse_collapsed, start_ready, target, wait_ready, weight_where
 
 MAIN_LINES = tuple(f"known_lines.py:main:{n}" for n in range(18, 22))
 
@@ -33,9 +33,10 @@ def _attach(tmp_path, pid: int, *opts: str, duration: str = "1.5") -> list:
     return parse_collapsed(str(out))
 
 
-def test_run_known_functions_and_lines(interpreter, tmp_path):
+def test_run_known_functions_and_lines(host_interpreter, tmp_path):
+    # `run` launches the interpreter itself; the sid root's ones are covered by the attach tests.
     out = tmp_path / "out.txt"
-    res = heatline("run", "--python", interpreter.path, "-d", "1.5", "--collapsed", "-o", str(out),
+    res = heatline("run", "--python", host_interpreter.path, "-d", "1.5", "--collapsed", "-o", str(out),
                    target("known_lines.py"), "30")
     assert res.returncode == 0, res.stderr
     rows = parse_collapsed(str(out))
@@ -70,7 +71,7 @@ def test_run_module_strips_launcher(tmp_path):
 
 
 def test_attach_known_functions(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("known_lines.py"))
+    p = spawn(interpreter, target("known_lines.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid)
     total = sum(c for *_x, c in rows)
@@ -83,7 +84,7 @@ def test_attach_known_functions(interpreter, tmp_path, spawn):
 
 
 def test_deep_recursion(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("recursion.py"), "150")
+    p = spawn(interpreter, target("recursion.py"), "150")
     wait_ready(p)
     rows = _attach(tmp_path, p.pid, duration="1")
     deepest = max(sum(1 for f in frames if ":recurse:" in f) for _t, frames, _c in rows)
@@ -96,7 +97,7 @@ def test_deep_recursion(interpreter, tmp_path, spawn):
 
 
 def test_threads_all_vs_main(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("threads.py"))
+    p = spawn(interpreter, target("threads.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid, "-a")
     tids_by_worker: dict[str, set[int]] = {}
@@ -119,7 +120,7 @@ def test_threads_all_vs_main(interpreter, tmp_path, spawn):
 
 
 def test_generators_and_coroutines(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("gen_coro.py"))
+    p = spawn(interpreter, target("gen_coro.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid, duration="2")
     gen = [f for _t, f, _c in rows if f[-1] == "gen_coro.py:produce:8"]
@@ -131,7 +132,7 @@ def test_generators_and_coroutines(interpreter, tmp_path, spawn):
 
 
 def test_wall_vs_cpu_mode(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("io_vs_cpu.py"))
+    p = spawn(interpreter, target("io_vs_cpu.py"))
     wait_ready(p)
     wall = _attach(tmp_path, p.pid, "-a", "--mode", "wall")
     blocked = weight_where(wall, lambda f: has_func(f, "blocked_in_io"))
@@ -144,7 +145,7 @@ def test_wall_vs_cpu_mode(interpreter, tmp_path, spawn):
 
 
 def test_gil_mode(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("io_vs_cpu.py"))
+    p = spawn(interpreter, target("io_vs_cpu.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid, "-a", "--mode", "gil")
     # The busy thread holds the GIL; the one blocked in read() released it.
@@ -153,7 +154,7 @@ def test_gil_mode(interpreter, tmp_path, spawn):
 
 
 def test_exception_mode(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("exceptions.py"))
+    p = spawn(interpreter, target("exceptions.py"))
     wait_ready(p)
     wall = _attach(tmp_path, p.pid)
     assert weight_where(wall, lambda f: has_func(f, "plain")) > 200
@@ -168,18 +169,22 @@ def test_exception_mode(interpreter, tmp_path, spawn):
 
 
 def test_unicode_names(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("unicode_💩.py"))
+    p = spawn(interpreter, target("unicode_💩.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid, duration="1")
     stacks = [f for _t, f, _c in rows]
     assert any(f[-1].startswith("unicode_💩.py:function1:") and f[-2] == "unicode_💩.py:кириллица:9" for f in stacks)
 
 
-def test_accuracy_70_30(interpreter, tmp_path):
+def test_accuracy_70_30(interpreter, tmp_path, spawn):
     """A target spending a known 70/30 split of CPU is measured within 3 percentage points."""
     out = tmp_path / "out.txt"
     example = os.path.join(os.path.dirname(target("x")), "..", "..", "examples", "hotspots.py")
-    res = heatline("run", "--python", interpreter.path, "--collapsed", "-o", str(out), example, "4")
+    if interpreter.rooted:  # attach until it exits: the same profile, without the launcher
+        p = start_ready(spawn, interpreter, example, "4")
+        res = heatline("attach", str(p.pid), "--collapsed", "-o", str(out))
+    else:
+        res = heatline("run", "--python", interpreter.path, "--collapsed", "-o", str(out), example, "4")
     assert res.returncode == 0, res.stderr
     rows = parse_collapsed(str(out))
     parse = weight_where(rows, lambda f: has_func(f, "parse_records"))
@@ -207,7 +212,7 @@ def test_pstats_table_and_file(tmp_path):
 
 
 def test_dump(interpreter, spawn):
-    p = spawn(interpreter.path, target("threads.py"))
+    p = spawn(interpreter, target("threads.py"))
     wait_ready(p)
     res = heatline("dump", str(p.pid), "-a")
     assert res.returncode == 0, res.stderr
@@ -223,13 +228,18 @@ def test_dump(interpreter, spawn):
                 assert f'"worker-{i}"' in block.splitlines()[0]
 
 
-def test_target_exit_mid_run_still_writes(interpreter, tmp_path):
+def test_target_exit_mid_run_still_writes(interpreter, tmp_path, spawn):
     out = tmp_path / "out.txt"
-    res = heatline("run", "--python", interpreter.path, "--collapsed", "-o", str(out), target("exits_mid_run.py"))
+    if interpreter.rooted:  # an attached target that exits mid-run
+        p = start_ready(spawn, interpreter, target("exits_mid_run.py"), "2")  # outlives attaching
+        res = heatline("attach", str(p.pid), "--collapsed", "-o", str(out))
+    else:
+        res = heatline("run", "--python", interpreter.path, "--collapsed", "-o", str(out), target("exits_mid_run.py"))
     assert res.returncode == 0, res.stderr
     rows = parse_collapsed(str(out))
     assert weight_where(rows, lambda f: has_func(f, "short_lived")) > 300
-    assert "exited with status 3" in res.stderr
+    if not interpreter.rooted:
+        assert "exited with status 3" in res.stderr
 
 
 def test_ctrl_c_still_writes(tmp_path):
@@ -264,7 +274,7 @@ def test_summary_and_realtime_stats(tmp_path):
 
 
 def test_gc_frames(interpreter, tmp_path, spawn):
-    p = spawn(interpreter.path, target("gc_heavy.py"))
+    p = spawn(interpreter, target("gc_heavy.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid)
     total = sum(c for *_x, c in rows)
@@ -283,7 +293,7 @@ def test_gc_frames(interpreter, tmp_path, spawn):
 
 def test_gil_mode_one_holder_per_sample(interpreter, tmp_path, spawn):
     """Two threads compete for the GIL: each sample shows at most the one that holds it."""
-    p = spawn(interpreter.path, target("gil_contention.py"))
+    p = spawn(interpreter, target("gil_contention.py"))
     wait_ready(p)
     out = tmp_path / "out.txt"
     res = heatline("attach", str(p.pid), "-a", "-d", "1.5", "--mode", "gil", "--collapsed", "-o", str(out))

@@ -18,7 +18,7 @@ class NamedThreads:
     """tests/targets/named_threads.py, driven over its stdin."""
 
     def __init__(self, spawn, interpreter, *args: str) -> None:
-        self.proc = spawn(interpreter.path, target("named_threads.py"), *args, stdin=subprocess.PIPE)
+        self.proc = spawn(interpreter, target("named_threads.py"), *args, stdin=subprocess.PIPE)
         wait_ready(self.proc)
         self.threads = []  # (ident, native id, name), main thread first
         while (line := self.proc.stdout.readline().rstrip("\n")) != "done":
@@ -96,11 +96,6 @@ def test_names_of_every_thread(interpreter, spawn):
     try:
         expected = t.expected(u)
         names = names_of(u)
-        if u.runtime.minor >= (3, 14):
-            # OS names, set at thread start: cut to 15 bytes, renames not seen, no main thread.
-            workers = {native: f"worker-{n}" for n, (_ident, native, _name) in enumerate(t.threads[1:])}
-            assert names == {i: _comm(n) for i, n in workers.items()}
-            return
         assert expected[t.proc.pid] == "MainThread"  # the main thread's id is the PID
         assert names == expected
         assert sorted(names.values()) == sorted(
@@ -121,8 +116,6 @@ def test_names_follow_changes(interpreter, spawn):
     t = NamedThreads(spawn, interpreter)
     u = Unwinder(t.proc.pid, all_threads=True)
     try:
-        if u.runtime.minor >= (3, 14):
-            pytest.skip("3.14+ names come from /proc comm, which renames do not reach")
         assert names_of(u) == t.expected(u)
         t.rename(0, "again-\u00e9")  # latin-1
         t.rename(1, "wide-\U0001f4a9-" + "x" * 300)  # 4-byte chars, long
@@ -146,7 +139,7 @@ def test_names_follow_changes(interpreter, spawn):
 
 
 def test_comm_fallback(interpreter, spawn):
-    """Where names cannot be read from memory (3.14+), the OS thread names stand in."""
+    """Where names cannot be read from memory, the OS thread names stand in."""
     t = NamedThreads(spawn, interpreter, "--comm")
     u = Unwinder(t.proc.pid, all_threads=True)
     try:
@@ -165,14 +158,13 @@ def test_comm_fallback(interpreter, spawn):
 
 def test_no_threading_module(interpreter, spawn):
     # -S: a site .pth file may import threading on its own.
-    p = spawn(interpreter.path, "-S", target("no_threading.py"))
+    p = spawn(*interpreter.python("-S", interpreter.script_path(target("no_threading.py"))))
     wait_ready(p)
     u = Unwinder(p.pid, all_threads=True)
     try:
         assert u.thread_names() == {}
         assert u.thread_names() == {}  # again, through the "absent" shortcut
-        if u.runtime.minor <= (3, 13):
-            assert ThreadNames(u.memory, u.runtime).read(_interp(u)) == {}
+        assert ThreadNames(u.memory, u.runtime).read(_interp(u)) == {}
     finally:
         u.close()
 
