@@ -14,6 +14,7 @@ from sampler.model import (
     UNKNOWN,
     ThreadSample,
 )
+from sampler.target.files import TargetFiles
 from sampler.target.maps import process_start_time
 
 _LABELS = (
@@ -39,15 +40,10 @@ class SourceLines:
         self.pid = pid
         self.started = process_start_time(pid)
         self._cache: dict[str, list[str] | None] = {}
-        try:
-            self.target_cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            self.target_cwd = os.getcwd()
+        self._files = TargetFiles(pid)
 
     def _path(self, filename: str) -> str:
-        path = filename if os.path.isabs(filename) else os.path.join(self.target_cwd, filename)
-        via_root = f"/proc/{self.pid}/root{path}"
-        return via_root if os.path.exists(via_root) else path
+        return self._files.path(filename)
 
     def line(self, filename: str, lineno: int) -> str | None:
         if filename.startswith("<") or lineno <= 0:

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from conftest import INTERPRETERS, heatline, target
+from conftest import ALL_INTERPRETERS, INTERPRETERS, heatline, target, wait_ready
 from sampler.collectors import COLLECTORS
 from sampler.collectors import heatmap as heatmap_module
 from sampler.collectors.heatmap import (
@@ -614,3 +614,37 @@ def test_source_read_never_blocks_on_special_files(tmp_path):
     with open(os.path.join(written, "file_0000.html"), encoding="utf-8") as fh:
         assert "not a regular file" in fh.read()
     shutil.rmtree(written)
+
+
+@pytest.mark.parametrize("interpreter", [p for p in ALL_INTERPRETERS if p.values[0].rooted])
+def test_target_in_another_root_shows_its_source(interpreter, tmp_path, spawn):
+    """A target in a container names its files inside its own root (/opt/heatline-tests/...,
+    no such path on the host): the pages still show their source, read through the target's
+    root, even though the target exits before the heatmap is written."""
+    script = tmp_path / "contained.py"
+    script.write_text(textwrap.dedent("""\
+        import sys, time
+
+        def spin():
+            x = 0
+            for i in range(5000):
+                x += i  # line 6: the hot line
+            return x
+
+        print("ready", flush=True)
+        end = time.time() + float(sys.argv[1])
+        while time.time() < end:
+            spin()
+    """))
+    p = spawn(interpreter, str(script), "2")
+    wait_ready(p)
+    inside = interpreter.script_path(str(script))
+    assert not os.path.exists(inside)  # only the target's root has it
+    out = tmp_path / "out"
+    result = heatline("attach", str(p.pid), "--heatmap", "-o", str(out))  # until the target exits
+    assert result.returncode == 0, result.stderr
+    assert p.wait(timeout=30) == 0
+    rows = line_rows(page_for(str(out), "contained.py"))
+    assert [rows[n][2] for n in sorted(rows)] == script.read_text().splitlines()
+    assert max(rows, key=lambda n: rows[n][0]) in (5, 6)
+    assert rows[12][1] >= 0.9 * sum(r[0] for r in rows.values())  # everything under spin()

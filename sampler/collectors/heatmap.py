@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from .. import __version__
 from ..errors import HeatlineError
+from ..target.files import TargetFiles
 from ..target.maps import process_start_time
 from ..model import Frame, Profile
 from .base import Collector, _mode_for
@@ -280,23 +281,19 @@ def project_roots(
     )
 
 
-def _live_cwd(profile: Profile) -> str | None:
-    """The target's working directory, read when sampling starts, from /proc.
+def _live_files(profile: Profile) -> TargetFiles:
+    """The target's files and working directory, taken when sampling starts, from /proc.
 
     Only for a profile about to be sampled (nothing counted yet) from a process that started
     before the profile did: a replayed profile's PID may belong to another process by now.
     """
     stats = profile.stats
     if stats.pid <= 0 or stats.samples or stats.attempts or profile.stacks:
-        return None
-    try:
-        cwd = os.readlink(f"/proc/{stats.pid}/cwd")
-    except OSError:
-        return None
+        return TargetFiles(None)
     started = process_start_time(stats.pid)
-    if started is None or started > stats.start_time + 0.05 or not os.path.isabs(cwd) or cwd.endswith(" (deleted)"):
-        return None
-    return cwd
+    if started is None or started > stats.start_time + 0.05:
+        return TargetFiles(None)
+    return TargetFiles(stats.pid)
 
 
 # -- source text ----------------------------------------------------------------------------------
@@ -308,11 +305,9 @@ class Source:
     note: str = ""  # why not, or why the lines may not match
 
 
-def read_source(filename: str, cwd: str | None, profile_start: float) -> Source:
+def read_source(filename: str, files: TargetFiles, profile_start: float) -> Source:
     """The file as the target saw it, read now; never blocks on a FIFO or device."""
-    path = filename
-    if not os.path.isabs(path) and cwd:
-        path = os.path.join(cwd, path)
+    path = files.path(filename)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
@@ -420,8 +415,10 @@ class HeatmapCollector(Collector):
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
-        # Read now, while the target runs: RunStats does not keep the working directory.
-        self.target_cwd = _live_cwd(profile)
+        # Taken now, while the target runs: RunStats does not keep the working directory, and a
+        # target in a container names files inside its own root.
+        self.target_files = _live_files(profile)
+        self.target_cwd = self.target_files.cwd
 
     def default_output(self, pid: int) -> str:
         return f"heatmap_{pid}"
@@ -453,7 +450,7 @@ class HeatmapCollector(Collector):
                 fs.page = f"file_{number:04d}.html"
                 number += 1
         sources = {
-            fs.filename: read_source(fs.filename, self.target_cwd, self.profile.stats.start_time)
+            fs.filename: read_source(fs.filename, self.target_files, self.profile.stats.start_time)
             for fs in ordered if fs.page
         }
         finders = {name: DefinitionFinder(src.lines) for name, src in sources.items()}
