@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""heatline vs py-spy, side by side: achieved sample rate and the profiler's own CPU cost.
+"""heatline vs Tachyon vs py-spy, side by side: achieved sample rate and the profiler's own CPU cost.
 
 What it measures (figures only: nothing passes or fails):
 
@@ -16,23 +16,36 @@ What it measures (figures only: nothing passes or fails):
    The user+sys CPU of the profiler process comes from `os.wait4`'s rusage, over its whole life
    (start-up, attach, sampling, writing the output); shown as seconds, % of one core and CPU per
    sample, next to the achieved rate.
-3. `--python PATH` picks the target's interpreter (default: this one); `--all-pythons` repeats
-   measurement 1 for each CPython 3.9-3.13 under ~/.pyenv/versions and /usr/bin/python3.
+3. `--python PATH` picks the target's interpreter (default: this one); `--python sid:3.15` (or
+   `sid:3.14`) is that CPython inside the Debian sid root of tests/sid_root.py
+   (`sh tests/make-sid-root.sh` makes it). `--all-pythons` repeats measurement 1 for each
+   CPython 3.9-3.15 under ~/.pyenv/versions and /usr/bin/python3, then for the root's 3.14 and
+   3.15; a 3.15 target there also gets measurement 2.
+
+Tachyon (CPython 3.15's own `profiling.sampling`) gets a column on 3.15 targets in the sid root:
+the target is started inside the root and Tachyon runs inside it too, as
+`attach -r RATE -d D [-a] --collapsed -o FILE PID`, its samples and duration read from its own
+summary and its CPU from the rusage of its process; heatline attaches to the same kind of target
+from the host. Tachyon runs in the target's own mount namespace and root (`nsenter -t PID -m -r`):
+a target started by one `sid_root.in_root` call lives in a mount namespace of its own, whose
+`/proc/PID/maps` paths a Tachyon in another namespace cannot open ("Failed to find the PyRuntime
+section"). Tachyon's `-d` takes whole seconds, so D is rounded for it. Without the root (or on
+other targets), a line says why Tachyon was skipped.
 
 Fairness: each profiler gets a fresh copy of the same target script, started the same way and
 left to settle for a moment, and samples it for the same D seconds; the profilers never run at the
 same time. py-spy's `--duration` counts samples (rate x D) rather than seconds, so a py-spy that
 cannot keep up runs far longer than D; it is therefore started without `--duration` and stopped
 with SIGINT (its Ctrl-C, which still writes the output) D seconds after it reports that sampling
-began, and its rate is samples / that time. heatline's rate is its own summary's samples /
-duration. On a 2-core machine the target takes one core and the profiler the other, so anything
-else running skews the figures: every run also reports the target's CPU and the rest of the
-machine's load during it ("other load").
+began, and its rate is samples / that time. heatline's and Tachyon's rates are their own
+summaries' samples / duration. On a 2-core machine the target takes one core and the profiler the
+other, so anything else running skews the figures: every run also reports the target's CPU and
+the rest of the machine's load during it ("other load"). Ratios are heatline / the column before.
 
 Run from the repository root (heatline runs under this interpreter, which needs 3.10+):
 
     pip install py-spy          # or: pip install -e '.[bench]'
-    python benchmarks/bench_sampler.py [--duration 5] [--python PATH] [--all-pythons]
+    python benchmarks/bench_sampler.py [--duration 5] [--python PATH|sid:3.15] [--all-pythons]
 
 Without py-spy, heatline's figures are still printed and py-spy's columns say "n/a".
 """
@@ -64,6 +77,92 @@ EXPECTED_DEPTH = DEEP_RECURSION + 1  # + <module>
 THREADS_EXPECTED = 3
 TCK = os.sysconf("SC_CLK_TCK")
 SETTLE_S = 0.3
+SID_PREFIX = "sid:"        # --python sid:3.15: that CPython inside the sid root
+TACHYON_FROM = (3, 15)     # Tachyon ships with (and attaches to) 3.15
+
+# -- the Debian sid root (CPython 3.14/3.15, and Tachyon) -------------------------------------------
+
+_SID_ROOT = None
+
+
+def sid_root():
+    """tests/sid_root.py (the one place that knows how to make and enter the root), or None."""
+    global _SID_ROOT
+    if _SID_ROOT is None:
+        sys.path.insert(0, str(REPO / "tests"))
+        try:
+            import sid_root as module
+        except ImportError:
+            module = False
+        finally:
+            sys.path.remove(str(REPO / "tests"))
+        _SID_ROOT = module
+    return _SID_ROOT or None
+
+
+def sid_unavailable_reason() -> str | None:
+    """Why targets inside the sid root cannot be run (None when they can)."""
+    sr = sid_root()
+    if sr is None:
+        return "tests/sid_root.py is missing"
+    return sr.unavailable_reason()
+
+
+def tachyon_unavailable_reason() -> str | None:
+    """Why Tachyon cannot be run here at all (None when it can)."""
+    reason = sid_unavailable_reason()
+    if reason is not None:
+        return reason
+    if shutil.which("nsenter") is None:
+        return "nsenter (util-linux) is missing: Tachyon must join the target's mount namespace"
+    if sid_root().version_of("3.15") is None:
+        return f"python3.15 does not run in the sid root {sid_root().root_path()}"
+    return None
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A target interpreter: a host path, or a path inside the sid root (`rooted`)."""
+
+    path: str
+    version: str                 # "CPython 3.15.2"
+    rooted: bool = False
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        major, minor = self.version.split()[1].split(".")[:2]
+        return int(major), int(minor)
+
+    @property
+    def label(self) -> str:
+        return f"{self.path} (sid root)" if self.rooted else self.path
+
+    @property
+    def short_version(self) -> str:
+        return self.version.replace("CPython ", "") + (" sid" if self.rooted else "")
+
+    @property
+    def tachyon_here(self) -> bool:
+        """Tachyon is measured on this target: it only attaches to 3.15, and runs inside the root."""
+        return self.rooted and self.minor >= TACHYON_FROM
+
+    def argv(self, script: Path, args: list[str]) -> list[str]:
+        if not self.rooted:
+            return [self.path, str(script), *args]
+        sr = sid_root()
+        # Every step of in_root execs, so the target keeps the PID the host (and heatline) sees.
+        return sr.in_root(self.path, sr.path_in_root(str(script)), *args)
+
+    def same(self, other: Interpreter) -> bool:
+        return self.rooted == other.rooted and os.path.realpath(self.path) == os.path.realpath(other.path)
+
+
+def sid_interpreter(minor: str) -> Interpreter | None:
+    """python3.X inside the sid root, or None when the root or that Python is missing."""
+    if sid_unavailable_reason() is not None:
+        return None
+    full = sid_root().version_of(minor)
+    return Interpreter(f"/usr/bin/python{minor}", f"CPython {full}", rooted=True) if full else None
 
 # -- child processes -------------------------------------------------------------------------------
 
@@ -146,13 +245,15 @@ def process_cpu_s(pid: int) -> float:
 
 
 class Target:
-    def __init__(self, python: str, script: Path, args: list[str] = ()):
-        self.proc = CHILDREN.spawn([python, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    def __init__(self, python: Interpreter, script: Path, args: list[str] = ()):
+        self.python = python
+        self.proc = CHILDREN.spawn(python.argv(script, list(args)), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline() if ready else b""
         if line.strip() != b"ready":
             Children.end(self.proc)
-            raise RuntimeError(f"target {script.name} under {python} did not start (exit {self.proc.returncode})")
+            raise RuntimeError(f"target {script.name} under {python.label} did not start "
+                               f"(exit {self.proc.returncode})")
         time.sleep(SETTLE_S)
         self.pid = self.proc.pid
 
@@ -266,7 +367,7 @@ def _fill_depth(run: Run, path: Path, thread_prefixes: tuple[str, ...]) -> None:
         run.full_depth_pct = 100 * sum(n for d, n in stacks if d >= EXPECTED_DEPTH) / run.stacks
 
 
-# -- the two profilers -----------------------------------------------------------------------------
+# -- the profilers -----------------------------------------------------------------------------------
 
 
 class Measure:
@@ -325,6 +426,65 @@ def run_heatline(target: Target, *, rate: str, duration: float, all_threads: boo
         _fill_depth(run, out, ("tid:",))
     else:
         run.notes.append("heatline wrote no output file")
+    run.ok = True
+    return run
+
+
+def run_tachyon(target: Target, *, rate: str, duration: float, all_threads: bool, root_workdir: str) -> Run:
+    """Tachyon inside the sid root, attached to `target` (a 3.15 target started in the root).
+
+    root_workdir: a directory under the root's /tmp, as the root sees it (Tachyon writes there).
+    """
+    run = Run("Tachyon")
+    sr = sid_root()
+    seconds = max(1, round(duration))  # Tachyon's -d is a whole number of seconds
+    inside_out = f"{root_workdir}/tachyon_{target.pid}.txt"
+    out = Path(sr.host_path(inside_out))
+    log = Path(sr.host_path(f"{root_workdir}/tachyon_{target.pid}.log"))
+    tachyon_args = ["attach", "-r", rate, "-d", str(seconds), "--collapsed", "-o", inside_out, str(target.pid)]
+    if all_threads:
+        tachyon_args.insert(1, "-a")
+    # The target's own mount namespace (with its /proc) and root: Tachyon opens the interpreter by
+    # the path in /proc/PID/maps, which only resolves there (see the docstring). nsenter execs
+    # without forking for these namespaces, so the rusage reaped below is Tachyon's own.
+    argv = ["nsenter", "-t", str(target.pid), "-m", "-r", "-w",
+            "/usr/bin/python3.15", "-m", "profiling.sampling", *tachyon_args]
+    if seconds != duration:
+        run.notes.append(f"Tachyon: -d takes whole seconds: asked for {seconds} s instead of {duration:g}")
+    m = Measure(target)
+    with open(log, "wb") as logf:
+        p = CHILDREN.spawn(argv, stdout=logf)
+    code, cpu, t_end = wait_rusage(p, seconds * 4 + 60)
+    if code is None:
+        Children.end(p)
+        run.reason = "timed out"
+        return run
+    run.cpu_s = cpu
+    m.finish(run, t_end)
+    text = log.read_text(errors="replace")
+    if code != 0:
+        run.reason = f"exit {code}: {last_line(text)}"
+        return run
+    # Its numbers follow the locale (no grouping in the root's C locale; commas elsewhere).
+    if (mt := re.search(r"Captured ([\d,]+) samples? in ([\d,.]+) seconds", text)) is None:
+        run.reason = "no summary in its output"
+        return run
+    run.samples = int(mt.group(1).replace(",", ""))
+    run.duration = float(mt.group(2).replace(",", ""))
+    if mt := re.search(r"Error rate: ([\d,.]+)", text):
+        run.errors = f"error rate {mt.group(1)}"
+    if mt := re.search(r"Warning: missed ([\d,]+) samples from the expected total of ([\d,]+) \(([\d.]+)%\)", text):
+        run.notes.append(f"Tachyon: missed {mt.group(1)} of {mt.group(2)} expected samples ({mt.group(3)}%)")
+    for line in text.splitlines():
+        if line.strip() and not re.match(r"(Captured|Sample rate|Error rate|Warning: missed|Collapsed stack output written)",
+                                         line):
+            run.notes.append(f"Tachyon said: {line.strip()[:160]}")
+    if not target.alive():
+        run.notes.append("Tachyon: the target died during the run")
+    if out.exists():
+        _fill_depth(run, out, ("tid:",))
+    else:
+        run.notes.append("Tachyon wrote no output file")
     run.ok = True
     return run
 
@@ -395,34 +555,64 @@ def last_line(text: str) -> str:
 # -- measurements ------------------------------------------------------------------------------------
 
 
-def _measure(python: str, pyspy: str | None, duration: float, workdir: Path, *, script: Path,
+class Workdirs:
+    """Scratch directories: one on the host, and (made on first use) one under the sid root's /tmp
+    for the files Tachyon writes from inside the root."""
+
+    def __init__(self) -> None:
+        self.host = Path(tempfile.mkdtemp(prefix="bench_sampler_"))
+        self._root_host: str | None = None
+
+    def in_root(self) -> str:
+        """The root-side directory, as a process inside the root sees it."""
+        if self._root_host is None:
+            self._root_host = tempfile.mkdtemp(prefix="bench_sampler_", dir=sid_root().host_path("/tmp"))
+        return "/tmp/" + os.path.basename(self._root_host)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.host, ignore_errors=True)
+        if self._root_host is not None:
+            shutil.rmtree(self._root_host, ignore_errors=True)
+
+
+def _measure(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs, *, script: Path,
              args: list[str], rate_hz: int, all_threads: bool) -> list[Run]:
-    """heatline, py-spy --nonblocking and py-spy (blocking), each on a fresh copy of one target."""
+    """heatline, Tachyon (3.15 targets in the sid root only), py-spy --nonblocking and py-spy
+    (blocking), each on a fresh copy of one target, one after the other."""
     runs = []
-    for kind in ("heatline", "pyspy-nb", "pyspy-blk"):
-        if kind != "heatline" and pyspy is None:
+    kinds = ["heatline", "tachyon", "pyspy-nb", "pyspy-blk"]
+    if not python.tachyon_here:
+        kinds.remove("tachyon")
+    for kind in kinds:
+        if kind.startswith("pyspy") and pyspy is None:
             runs.append(Run("py-spy" + (" --nonblocking" if kind == "pyspy-nb" else ""), reason="py-spy not installed"))
+            continue
+        if kind == "tachyon" and (reason := tachyon_unavailable_reason()) is not None:
+            runs.append(Run("Tachyon", reason=reason))
             continue
         target = Target(python, script, args)
         try:
             if kind == "heatline":
                 runs.append(run_heatline(target, rate=str(rate_hz), duration=duration, all_threads=all_threads,
-                                         workdir=workdir))
+                                         workdir=work.host))
+            elif kind == "tachyon":
+                runs.append(run_tachyon(target, rate=str(rate_hz), duration=duration, all_threads=all_threads,
+                                        root_workdir=work.in_root()))
             else:
                 runs.append(run_pyspy(pyspy, target, rate=rate_hz, duration=duration,
-                                      nonblocking=kind == "pyspy-nb", threads=all_threads, workdir=workdir))
+                                      nonblocking=kind == "pyspy-nb", threads=all_threads, workdir=work.host))
         finally:
             target.close()
     return runs
 
 
-def measure_rate(python: str, pyspy: str | None, duration: float, workdir: Path) -> list[Run]:
-    return _measure(python, pyspy, duration, workdir, script=DEEP_TARGET, args=[str(DEEP_RECURSION)],
+def measure_rate(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs) -> list[Run]:
+    return _measure(python, pyspy, duration, work, script=DEEP_TARGET, args=[str(DEEP_RECURSION)],
                     rate_hz=100_000, all_threads=False)
 
 
-def measure_cpu(python: str, pyspy: str | None, duration: float, workdir: Path) -> list[Run]:
-    return _measure(python, pyspy, duration, workdir, script=THREADS_TARGET, args=[], rate_hz=1000,
+def measure_cpu(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs) -> list[Run]:
+    return _measure(python, pyspy, duration, work, script=THREADS_TARGET, args=[], rate_hz=1000,
                     all_threads=True)
 
 
@@ -439,20 +629,40 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
-def print_table(title: str, runs: list[Run], rows: list[tuple[str, str, object]]) -> None:
-    """rows: (label, format spec, attribute name or function of Run); ratios are heatline / py-spy."""
-    hl, nb, blk = runs
+HEADERS = {"heatline": "heatline", "Tachyon": "Tachyon", "py-spy --nonblocking": "py-spy nonblock",
+           "py-spy": "py-spy default"}
+
+
+def tachyon_skipped(python: Interpreter) -> str | None:
+    """The line saying why Tachyon has no column for this target (None when it has one)."""
+    if python.tachyon_here:
+        return None
+    reason = tachyon_unavailable_reason()
+    if reason is not None:
+        return f"Tachyon: skipped ({reason})"
+    hint = "" if python.rooted else "; `--python sid:3.15` (or --all-pythons) measures it"
+    return (f"Tachyon: skipped (it attaches to CPython {TACHYON_FROM[0]}.{TACHYON_FROM[1]} only; "
+            f"the target is {python.short_version}{hint})")
+
+
+def print_table(title: str, runs: list[Run], rows: list[tuple[str, str, object]], *,
+                skipped: str | None = None) -> None:
+    """rows: (label, format spec, attribute name or function of Run). runs[0] is heatline; every
+    other column is followed by the ratio heatline / that column."""
     print(title)
-    head = f"  {'':38} {'heatline':>12} {'py-spy nonblock':>16} {'ratio':>7} {'py-spy default':>15} {'ratio':>7}"
+    head = f"  {'':38} {HEADERS.get(runs[0].tool, runs[0].tool):>12}" + "".join(
+        f" {HEADERS.get(r.tool, r.tool):>16} {'ratio':>7}" for r in runs[1:])
     print(head)
     print("  " + "-" * (len(head) - 2))
     for label, spec, get in rows:
         vals = [get(r) if callable(get) else getattr(r, get) if r.ok else None for r in runs]
         vals = [v if r.ok else None for v, r in zip(vals, runs)]
-        ratios = ("", "") if spec == "ctx" else (ratio(vals[0], vals[1]), ratio(vals[0], vals[2]))
+        ratios = ["" if spec == "ctx" else ratio(vals[0], v) for v in vals[1:]]
         spec = ",.2f" if spec == "ctx" else spec
-        print(f"  {label:38} {fmt(vals[0], spec):>12} {fmt(vals[1], spec):>16} {ratios[0]:>7} "
-              f"{fmt(vals[2], spec):>15} {ratios[1]:>7}")
+        print(f"  {label:38} {fmt(vals[0], spec):>12}" + "".join(
+            f" {fmt(v, spec):>16} {q:>7}" for v, q in zip(vals[1:], ratios)))
+    if skipped:
+        print(f"  {skipped}")
     for r in runs:
         if not r.ok:
             print(f"  {r.tool}: n/a ({r.reason})")
@@ -483,8 +693,9 @@ def find_pyspy(explicit: str | None) -> str | None:
     return shutil.which("py-spy")
 
 
-def all_pythons() -> list[tuple[str, str]]:
-    """(path, 'CPython 3.x.y') for CPython 3.9-3.13 under ~/.pyenv/versions, then /usr/bin/python3."""
+def all_pythons() -> list[Interpreter]:
+    """CPython 3.9-3.15 under ~/.pyenv/versions, then /usr/bin/python3, then the sid root's 3.14 and
+    3.15 (when the root is there: `sid_unavailable_reason()` says why not)."""
     candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")),
                         key=lambda p: [int(x) if x.isdigit() else 0 for x in re.split(r"[.\-]", Path(p).parts[-3])])
     candidates.append("/usr/bin/python3")
@@ -499,9 +710,12 @@ def all_pythons() -> list[tuple[str, str]]:
         if not version or not version.startswith("CPython "):
             continue
         major_minor = tuple(int(x) for x in version.split()[1].split(".")[:2])
-        if (3, 9) <= major_minor <= (3, 13):
+        if (3, 9) <= major_minor <= (3, 15):
             seen.add(real)
-            found.append((path, version))
+            found.append(Interpreter(path, version))
+    for minor in ("3.14", "3.15"):
+        if (rooted := sid_interpreter(minor)) is not None:
+            found.append(rooted)
     return found
 
 
@@ -541,7 +755,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def print_machine(python: str, pyspy: str | None, duration: float) -> None:
+def print_machine(python: Interpreter, pyspy: str | None, duration: float) -> None:
     def version_of(argv: list[str]) -> str:
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
@@ -551,13 +765,19 @@ def print_machine(python: str, pyspy: str | None, duration: float) -> None:
             return "unknown"
 
     load = open("/proc/loadavg").read().split()[:3]
-    print("heatline vs py-spy")
+    print("heatline vs Tachyon vs py-spy")
     print(f"  machine:   {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
           f"Linux {platform.release()}, load average {' '.join(load)}")
     print(f"  heatline:  {version_of([sys.executable, '-m', 'sampler', '--version'])}, "
           f"running on {platform.python_implementation()} {platform.python_version()} ({sys.executable})")
+    reason = tachyon_unavailable_reason()
+    if reason is None:
+        print(f"  Tachyon:   profiling.sampling of CPython {sid_root().version_of('3.15')} inside the sid root "
+              f"{sid_root().root_path()}, on 3.15 targets in the root")
+    else:
+        print(f"  Tachyon:   skipped ({reason})")
     print(f"  py-spy:    {version_of([pyspy, '--version']) + ' (' + pyspy + ')' if pyspy else 'not installed'}")
-    print(f"  target:    {python_version(python) or '?'} ({python})")
+    print(f"  target:    {python.version} ({python.label})")
     print(f"  duration:  {duration:g} s of sampling per run; each profiler gets a fresh target, one at a time")
     if pyspy is None:
         print("  py-spy is not installed: `python -m pip install py-spy` (or `pip install -e '.[bench]'`) "
@@ -580,6 +800,9 @@ RATE_ROWS = [
     (f"median stack depth (expected {EXPECTED_DEPTH})", ".1f", "median_depth"),
     (f"samples at full depth (>= {EXPECTED_DEPTH}) %", ".1f", "full_depth_pct"),
     ("profiler CPU (% of one core)", ".1f", "cpu_pct"),
+    # When the machine is busy a profiler gets less than its core and its rate drops with it;
+    # the CPU each sample costs moves far less, so it is the steadier comparison.
+    ("profiler CPU per sample (us)", ",.1f", "cpu_per_sample_us"),
     ("target CPU during run (% of one core)", ".1f", "target_pct"),
     ("other load on the machine (cores)", "ctx", "other_load"),
 ]
@@ -597,31 +820,43 @@ CPU_ROWS = [
 ]
 
 
-def print_all_pythons(results: list[tuple[str, str, list[Run]]]) -> None:
+def print_all_pythons(results: list[tuple[Interpreter, list[Run]]], skipped: str | None) -> None:
     print("3. Measurement 1 (100 kHz requested, 33 frames deep) under each CPython: achieved samples/s "
           "[median depth]")
-    head = (f"  {'target':34} {'heatline':>17} {'py-spy nonblock':>17} {'ratio':>7} "
-            f"{'py-spy default':>17} {'ratio':>7}")
+    tools = ("Tachyon", "py-spy --nonblocking", "py-spy")
+    head = f"  {'target':38} {'heatline':>17}" + "".join(f" {HEADERS[t]:>17} {'ratio':>7}" for t in tools)
     print(head)
     print("  " + "-" * (len(head) - 2))
 
-    def cell(r: Run) -> str:
+    def cell(r: Run | None) -> str:
+        if r is None:
+            return "-"
         if not r.ok or r.rate is None:
             return "n/a"
         return f"{r.rate:,.0f} [{fmt(r.median_depth, '.0f')}]"
 
-    for path, version, (hl, nb, blk) in results:
-        label = f"{version.replace('CPython ', '')} {path}"
-        if len(label) > 34:
-            label = "..." + label[-31:]
-        print(f"  {label:34} {cell(hl):>17} {cell(nb):>17} {ratio(hl.rate if hl.ok else None, nb.rate if nb.ok else None):>7} "
-              f"{cell(blk):>17} {ratio(hl.rate if hl.ok else None, blk.rate if blk.ok else None):>7}")
-    for path, version, runs in results:
+    def rate_of(r: Run | None) -> float | None:
+        return r.rate if r is not None and r.ok else None
+
+    for python, runs in results:
+        by_tool = {r.tool: r for r in runs}
+        hl = by_tool.get("heatline")
+        label = f"{python.short_version} {python.path}"
+        if len(label) > 38:
+            label = "..." + label[-35:]
+        line = f"  {label:38} {cell(hl):>17}"
+        for tool in tools:
+            other = by_tool.get(tool)
+            line += f" {cell(other):>17} {ratio(rate_of(hl), rate_of(other)) if other else '':>7}"
+        print(line)
+    if skipped:
+        print(f"  {skipped}")
+    for python, runs in results:
         for r in runs:
             if not r.ok:
-                print(f"  {version} {r.tool}: n/a ({r.reason})")
+                print(f"  {python.short_version} {r.tool}: n/a ({r.reason})")
             for note in r.notes:
-                print(f"  {version}: {note}")
+                print(f"  {python.short_version}: {note}")
     print()
 
 
@@ -632,12 +867,44 @@ def _on_signal(signum, frame):  # SIGTERM / SIGHUP: unwind like Ctrl-C so childr
     raise KeyboardInterrupt
 
 
+def resolve_python(spec: str) -> tuple[Interpreter | None, str]:
+    """--python: a host interpreter, or `sid:3.X` inside the sid root. (interpreter, or None and why)."""
+    if spec.startswith(SID_PREFIX):
+        minor = spec[len(SID_PREFIX):]
+        if (reason := sid_unavailable_reason()) is not None:
+            return None, f"{spec}: the sid root is unavailable: {reason}"
+        rooted = sid_interpreter(minor)
+        return (rooted, "") if rooted else (None, f"{spec}: python{minor} does not run in the sid root")
+    path = shutil.which(spec) or spec
+    version = python_version(path)
+    return (Interpreter(path, version), "") if version else (None, f"cannot run the target interpreter {spec}")
+
+
+def measure_both(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs) -> list[Run]:
+    """Measurements 1 and 2 on one target, each table printed as soon as it is measured; returns 1's runs."""
+    where = f"{python.version}{', sid root' if python.rooted else ''}"
+    skipped = tachyon_skipped(python)
+    runs = measure_rate(python, pyspy, duration, work)
+    print_table(f"1. Achieved rate at a requested 100 kHz: deep_cpu.py, 1 thread, {EXPECTED_DEPTH} frames "
+                f"({where})", runs, RATE_ROWS, skipped=skipped)
+    sys.stdout.flush()
+    runs2 = measure_cpu(python, pyspy, duration, work)
+    threads = "heatline -a / Tachyon -a" if python.tachyon_here else "heatline -a"
+    print_table(f"2. Profiler CPU at 1 kHz: three_threads.py, 3 threads, {threads} / py-spy --threads --idle "
+                f"({where})", runs2, CPU_ROWS, skipped=skipped)
+    sys.stdout.flush()
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of sampling per run (default 5)")
-    parser.add_argument("--python", default=sys.executable, help="target interpreter (default: this one)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="target interpreter (default: this one); sid:3.14 or sid:3.15 for that CPython "
+                             "inside the sid root (3.15 adds Tachyon's column)")
     parser.add_argument("--all-pythons", action="store_true",
-                        help="repeat measurement 1 under each CPython 3.9-3.13 in ~/.pyenv/versions and /usr/bin/python3")
+                        help="repeat measurement 1 under each CPython 3.9-3.15 in ~/.pyenv/versions and "
+                             "/usr/bin/python3, then the sid root's 3.14 and 3.15 (3.15: measurement 2 as well)")
     parser.add_argument("--py-spy", dest="pyspy", help="py-spy executable (default: beside this Python, then PATH)")
     args = parser.parse_args(argv)
     if args.duration <= 0:
@@ -648,41 +915,40 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _on_signal)
 
     pyspy = find_pyspy(args.pyspy)
-    python = shutil.which(args.python) or args.python
-    target_version = python_version(python)
-    if not target_version:
-        parser.error(f"cannot run the target interpreter {args.python}")
-    workdir = Path(tempfile.mkdtemp(prefix="bench_sampler_"))
+    python, why = resolve_python(args.python)
+    if python is None:
+        parser.error(why)
+    work = Workdirs()
     try:
         print_machine(python, pyspy, args.duration)
-        runs = measure_rate(python, pyspy, args.duration, workdir)
-        print_table(f"1. Achieved rate at a requested 100 kHz: deep_cpu.py, 1 thread, {EXPECTED_DEPTH} frames "
-                    f"({target_version})", runs, RATE_ROWS)
-        sys.stdout.flush()
-        runs2 = measure_cpu(python, pyspy, args.duration, workdir)
-        print_table(f"2. Profiler CPU at 1 kHz: three_threads.py, 3 threads, heatline -a / py-spy --threads --idle "
-                    f"({target_version})", runs2, CPU_ROWS)
-        sys.stdout.flush()
+        runs = measure_both(python, pyspy, args.duration, work)
         if args.all_pythons:
             results = []
-            for path, version in all_pythons():
-                if os.path.realpath(path) == os.path.realpath(python):
-                    results.append((path, version, runs))  # measured above
+            for other in all_pythons():
+                if other.same(python):
+                    results.append((other, runs))  # measured above
                     continue
                 try:
-                    results.append((path, version, measure_rate(path, pyspy, args.duration, workdir)))
+                    if other.tachyon_here:  # Tachyon's CPU figure exists only here: measure both
+                        results.append((other, measure_both(other, pyspy, args.duration, work)))
+                    else:
+                        results.append((other, measure_rate(other, pyspy, args.duration, work)))
                 except RuntimeError as exc:
-                    failed = [Run(t, reason=str(exc)) for t in ("heatline", "py-spy --nonblocking", "py-spy")]
-                    results.append((path, version, failed))
-            print_all_pythons(results)
-        print("ratio = heatline / py-spy. 'py-spy default' stops the target for every sample; 'nonblock' reads it "
-              "running, as heatline does.")
+                    tools = ["heatline", "py-spy --nonblocking", "py-spy"]
+                    if other.tachyon_here:
+                        tools.insert(1, "Tachyon")
+                    results.append((other, [Run(t, reason=str(exc)) for t in tools]))
+            reason = sid_unavailable_reason()
+            print_all_pythons(results, f"3.14/3.15 in the sid root and Tachyon: skipped ({reason})" if reason else None)
+        print("ratio = heatline / the column before it (> 1: heatline is faster or, for CPU, costlier). "
+              "'py-spy default' stops the target for every sample; 'nonblock' reads it running, as heatline and "
+              "Tachyon do.")
     except KeyboardInterrupt:
         print("\ninterrupted: child processes ended", file=sys.stderr)
         return 130
     finally:
         CHILDREN.end_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+        work.remove()
     return 0
 
 
