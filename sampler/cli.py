@@ -339,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HeatlineError as err:
         print(str(err) if isinstance(err, UsageError) else f"heatline: {err}", file=sys.stderr)
         return err.exit_status
+    except ProcessLookupError:
+        # A target exiting while /proc is read can surface anywhere /proc/PID is touched.
+        print("heatline: the target process exited while heatline was reading it.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Interrupted by user.", file=sys.stderr)
         return 130

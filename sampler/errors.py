@@ -17,14 +17,14 @@ class UsageError(HeatlineError):
 
 class ProcessNotFoundError(HeatlineError):
     def __init__(self, pid: int) -> None:
-        super().__init__(f"heatline cannot find the process: no process with PID {pid} exists.")
+        super().__init__(f"cannot find the process: no process with PID {pid} exists.")
         self.pid = pid
 
 
 class ProcessPermissionError(HeatlineError):
     def __init__(self, pid: int) -> None:
         super().__init__(
-            f"heatline was denied access to the memory of process {pid}: run heatline as the same "
+            f"denied access to the memory of process {pid}: run heatline as the same "
             "user with ptrace rights, e.g. `sudo heatline ...`, grant CAP_SYS_PTRACE "
             "(`docker run --cap-add SYS_PTRACE`), or relax Yama with "
             "`echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope`."

@@ -69,7 +69,7 @@ def resolve_python(python: str | None) -> str:
         return sys.executable
     found = shutil.which(python) if os.sep not in python else python
     if not found or not os.access(found, os.X_OK):
-        raise HeatlineError(f"heatline cannot find the interpreter {python!r} given to --python.")
+        raise HeatlineError(f"cannot find the interpreter {python!r} given to --python.")
     return found
 
 
@@ -77,7 +77,7 @@ def launch(target: str, args: list[str], *, module: bool, python: str | None = N
     interpreter = resolve_python(python)
     cwd = os.getcwd()
     if not module and not os.path.isfile(target):
-        raise TargetNotFoundError(f"heatline cannot find the target: script {target!r} not found.")
+        raise TargetNotFoundError(f"cannot find the target: script {target!r} not found.")
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     cmd = [interpreter, COORDINATOR, str(ready_w), str(go_r), cwd, "module" if module else "script", target, *args]
@@ -86,7 +86,7 @@ def launch(target: str, args: list[str], *, module: bool, python: str | None = N
     except OSError as exc:
         for fd in (ready_r, ready_w, go_r, go_w):
             os.close(fd)
-        raise HeatlineError(f"heatline cannot start {interpreter}: {exc.strerror}.") from None
+        raise HeatlineError(f"cannot start {interpreter}: {exc.strerror}.") from None
     os.close(ready_w)
     os.close(go_r)
     launched = LaunchedTarget(proc, go_w)
@@ -99,7 +99,7 @@ def launch(target: str, args: list[str], *, module: bool, python: str | None = N
         os.close(ready_r)
     if message.startswith("error:"):
         launched.abandon()
-        raise TargetNotFoundError(f"heatline cannot find the target: {message[6:]}.")
+        raise TargetNotFoundError(f"cannot find the target: {message[6:]}.")
     return launched
 
 

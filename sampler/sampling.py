@@ -31,6 +31,9 @@ NAMES_REFRESH_S = 1.0
 # Ticks that come late (a busy machine wakes us late) are taken at once, keeping the schedule;
 # only a backlog longer than this is dropped.
 MAX_CATCH_UP_S = 0.05
+# Longest sleep between two looks at the target: at slow rates (`-r 0.5`: one tick every 2 s)
+# an exit must still end the run at once, not after several ticks' worth of failed reads.
+LIVENESS_POLL_S = 0.1
 
 
 def _tighten_timer_slack() -> None:
@@ -92,7 +95,16 @@ class SamplingLoop:
                 if deadline is not None and now >= deadline:
                     break
                 if now < next_tick:
-                    time.sleep(next_tick - now)
+                    wait = next_tick - now
+                    if deadline is not None:
+                        wait = min(wait, deadline - now)
+                    if wait > LIVENESS_POLL_S:
+                        time.sleep(LIVENESS_POLL_S)
+                        if not self.alive():
+                            stats.target_exited = True
+                            break
+                        continue
+                    time.sleep(wait)
                     continue
                 # Jitter each interval (mean unchanged) so that a target doing periodic work in
                 # step with the sampling clock is not always caught at the same phase (aliasing).
@@ -112,8 +124,9 @@ class SamplingLoop:
                 except (ReadError, OSError, ValueError, IndexError, UnicodeDecodeError, OverflowError, struct.error):
                     stats.errors += 1
                     consecutive_errors += 1
-                    # A dead target can look like a stream of read errors (e.g. a zombie child).
-                    if consecutive_errors >= 5 and not self.alive():
+                    # A dead target can look like read errors (e.g. a zombie child): look at
+                    # once, so a slow rate does not keep sampling a corpse for several ticks.
+                    if not self.alive():
                         stats.attempts -= consecutive_errors
                         stats.errors -= consecutive_errors
                         stats.target_exited = True

@@ -18,6 +18,7 @@ def _one_line_error(res: subprocess.CompletedProcess, status: int, *fragments: s
     assert "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     last = lines[-1]
+    assert not last.startswith("heatline: heatline"), last  # one prefix, not two
     for fragment in fragments:
         assert fragment in last, last
     return last
@@ -138,3 +139,18 @@ def test_deleted_interpreter_binary(tmp_path, spawn):
     res = heatline("attach", str(p.pid), "-d", "1", "--collapsed", "-o", str(out))
     assert res.returncode == 0, res.stderr
     assert "known_lines.py:inner:" in out.read_text()
+
+
+def test_dump_of_a_target_exiting_mid_read(spawn):
+    """Whatever moment the target exits at, dump prints stacks or one line, never a traceback."""
+    code = ("import sys, threading\n"
+            "for _ in range(4): threading.Thread(target=sys.stdin.read, daemon=True).start()\n"
+            "print('ready', flush=True); sys.stdin.read()\n")
+    for _ in range(15):
+        p = spawn(sys.executable, "-c", code, stdin=subprocess.PIPE)
+        wait_ready(p)
+        p.stdin.close()  # it exits now, while dump starts reading it
+        res = heatline("dump", str(p.pid), "-a")
+        if res.returncode:
+            _one_line_error(res, 1, str(p.pid))
+        assert "Traceback" not in res.stderr

@@ -582,7 +582,7 @@ def test_output_over_a_file_is_one_clear_error(tmp_path):
         HeatmapCollector(make_profile(([Frame(KNOWN_LINES, "inner", 8)], 1))).write(str(tmp_path / "taken"))
     result = heatline("run", "-d", "0.3", "--heatmap", "-o", str(tmp_path / "taken"), KNOWN_LINES, "30")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("heatline: heatline cannot write the heatmap")
+    assert result.stderr.strip().splitlines()[-1].startswith("heatline: cannot write the heatmap")
     assert "Traceback" not in result.stderr
 
 

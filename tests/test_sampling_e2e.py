@@ -306,3 +306,17 @@ def test_gil_mode_one_holder_per_sample(interpreter, tmp_path, spawn):
     b = weight_where(rows, lambda f: has_func(f, "spin_b"))
     assert a > 0.2 * held and b > 0.2 * held  # both get their turns
     assert weight_where(rows, lambda f: f[-1].endswith(":21")) <= 0.02 * held
+
+
+def test_slow_rates_end_with_the_target_and_the_duration(tmp_path, spawn):
+    """One tick every 100 s: a target that exits after 0.6 s, or a 1 s duration, still ends the
+    run then, not ticks later (the timeout is far below one tick, far above the run)."""
+    out = tmp_path / "out.txt"
+    res = heatline("run", "-r", "0.01", "--collapsed", "-o", str(out), target("exits_mid_run.py"), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "exited with status 3" in res.stderr
+    p = spawn(sys.executable, target("known_lines.py"))
+    wait_ready(p)
+    res = heatline("attach", str(p.pid), "-r", "0.01", "-d", "1", "--collapsed", "-o", str(out), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert p.poll() is None

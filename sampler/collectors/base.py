@@ -146,7 +146,7 @@ class Collector:
             os.replace(tmp, path)
             tmp = None
         except OSError as err:
-            raise HeatlineError(f"heatline cannot write {path}: {err.strerror or err}") from err
+            raise HeatlineError(f"cannot write {path}: {err.strerror or err}") from err
         finally:
             if tmp is not None:
                 try:

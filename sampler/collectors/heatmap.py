@@ -779,10 +779,10 @@ class HeatmapCollector(Collector):
             path = os.path.join(path, self.default_output(self.profile.stats.pid))
             if os.path.isdir(path) and not _is_replaceable(path):
                 raise HeatlineError(
-                    f"heatline will not replace {path}: it holds files that are not part of a heatmap."
+                    f"will not replace {path}: it holds files that are not part of a heatmap."
                 )
         if os.path.lexists(path) and not os.path.isdir(path):
-            raise HeatlineError(f"heatline cannot write the heatmap to {path}: it exists and is not a directory.")
+            raise HeatlineError(f"cannot write the heatmap to {path}: it exists and is not a directory.")
         parent = os.path.dirname(os.path.abspath(path))
         tmp = None
         try:
@@ -801,7 +801,7 @@ class HeatmapCollector(Collector):
                 os.rename(tmp, path)
                 tmp = None
         except OSError as err:
-            raise HeatlineError(f"heatline cannot write {path}: {err.strerror or err}") from err
+            raise HeatlineError(f"cannot write {path}: {err.strerror or err}") from err
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)

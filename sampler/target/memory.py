@@ -31,7 +31,7 @@ class RemoteMemory:
         self.bytes_read = 0
         try:
             self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited as we opened it
             raise ProcessNotFoundError(pid) from None
         except PermissionError:
             raise ProcessPermissionError(pid) from None
@@ -42,7 +42,7 @@ class RemoteMemory:
         try:
             with open(f"/proc/{self.pid}/maps", encoding="utf-8", errors="replace") as fh:
                 first = fh.readline()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             raise ProcessNotFoundError(self.pid) from None
         except PermissionError:
             raise ProcessPermissionError(self.pid) from None
