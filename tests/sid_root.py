@@ -96,3 +96,14 @@ def version_of(minor: str) -> str | None:
 def tachyon(*args: str) -> list[str]:
     """Tachyon (3.15's `profiling.sampling`) inside the root."""
     return in_root("/usr/bin/python3.15", "-m", "profiling.sampling", *args)
+
+
+def tachyon_beside(pid: int, *args: str) -> list[str]:
+    """Tachyon run in the mount namespace and root of target `pid` (started by `in_root`).
+
+    Each `in_root` process has a mount namespace of its own; from another one, the target's
+    /proc/PID/maps names its files by host paths that do not exist inside the root, and Tachyon
+    cannot find its interpreter. `nsenter` joins the target's namespace and root and execs (the
+    PID stays Tachyon's own)."""
+    return ["nsenter", "-t", str(pid), "-m", "-r", "-w",
+            "/usr/bin/python3.15", "-m", "profiling.sampling", *args]
