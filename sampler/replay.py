@@ -6,6 +6,13 @@ long the run was. Both byte orders ("HCAT" files from little-endian writers, "TA
 big-endian ones) and format versions 1 and 2 are read; the layout is described in
 `sampler/collectors/binary.py`.
 
+Two header layouts carry version 1: CPython 3.15.2's (and heatline's since 2026-12), with the
+string table offset at 40, and the one older heatline files have, with it at 36. They are told
+apart by that offset, for free: read in the wrong layout, the offset's u64 picks up the next
+field's low half (the frame table offset, at least 64, or a thread count) as its high half, so it
+lands at 256 GiB or beyond: past the end of any real file. The layout whose table offsets fit
+the file is the one it was written in; when neither fits, the error names the current layout.
+
 Every malformed input raises `ProfileFileError` with one line (Tachyon's wording where it has
 one) and never loops longer than the bytes present allow: each record consumes bytes, and
 counts read from the file are checked against what is left before they drive a loop.
@@ -24,14 +31,18 @@ from .collectors.binary import (
     COMPRESSION_ZSTD,
     FOOTER,
     FOOTER_SIZE,
+    CAPTURE_FEATURES,
+    CAPTURE_MASK,
+    CAPTURE_SHIFT,
+    FLAG_CAPTURE_CONFIG,
+    FLAG_MODE_MASK,
     FORMAT_VERSIONS,
     FULL,
+    HEADER,
+    HEADER_OLD,
     HEADER_SIZE,
-    HEADER_V1,
-    HEADER_V2,
     MAX_STACK_DEPTH,
     MODE_NAMES,
-    MODE_OFFSET,
     NO_LOCATION,
     POP_PUSH,
     RECORD_FIXED_SIZE,
@@ -45,7 +56,7 @@ from .collectors.binary import (
     U64_MASK,
 )
 from .errors import ProfileFileError
-from .model import SYNTHETIC_FILENAME, Frame, RunStats, ThreadSample
+from .model import Frame, RunStats, ThreadSample
 
 try:
     import zstandard as _zstd
@@ -194,12 +205,24 @@ class BinaryProfile:
                 f"the file says it was written by Python {head[8]}.{head[9]}.{head[10]})"
             )
         self.version = version
-        fields = struct.unpack_from(order + (HEADER_V1 if version == 1 else HEADER_V2), head)
+        fields = struct.unpack_from(order + HEADER, head)
+        self.old_layout = False
+        if version == 1 and not self._offsets_fit(fields[10], fields[11], size):
+            old = struct.unpack_from(order + HEADER_OLD, head)
+            if self._offsets_fit(old[10], old[11], size):
+                fields, self.old_layout = old + (fields[13],), True
         (_, _, major, minor, micro, _, self.start_time_us, self.interval_usec, self.sample_count,
-         self.thread_count, self.string_table_offset, self.frame_table_offset, compression) = fields[:13]
-        (mode_field,) = struct.unpack_from(order + "I", head, MODE_OFFSET)
-        # Low bits: mode + 1 (0 = unknown); newer writers keep feature flags above them.
-        self.mode: str | None = MODE_NAMES.get((mode_field & 0x7) - 1)
+         self.thread_count, self.string_table_offset, self.frame_table_offset, compression, flags) = fields
+        self.flags = flags
+        mode_code = (flags & FLAG_MODE_MASK) - 1
+        if mode_code >= 0 and mode_code not in MODE_NAMES:
+            raise ProfileFileError(f"Invalid profiling mode in header: {flags & FLAG_MODE_MASK}")
+        self.mode: str | None = MODE_NAMES.get(mode_code)
+        # What the run captured, when the writer recorded it (3.15.2's capture flags).
+        self.capture_config: dict[str, bool] | None = None
+        if flags & FLAG_CAPTURE_CONFIG and not self.old_layout:
+            features = (flags >> CAPTURE_SHIFT) & CAPTURE_MASK
+            self.capture_config = {name: bool(features & bit) for name, bit in CAPTURE_FEATURES.items()}
         self.python_version = f"{major}.{minor}.{micro}" if (major or minor or micro) else ""
         if compression not in COMPRESSION_NAMES:
             raise ProfileFileError(f"Unsupported compression type {compression} (0 = none and 1 = zstd are known)")
@@ -245,6 +268,10 @@ class BinaryProfile:
         self.strings = self._parse_strings(tables)
         table_end = self._parse_frames(tables, f_off - s_off) + s_off
         self.stats_extension = self._parse_stats(tables, table_end - s_off, order)
+
+    @staticmethod
+    def _offsets_fit(string_offset: int, frame_offset: int, size: int) -> bool:
+        return HEADER_SIZE <= string_offset <= frame_offset <= size
 
     def _parse_strings(self, data: bytes) -> list[str]:
         strings = []
@@ -292,8 +319,11 @@ class BinaryProfile:
                     frames.append(None)
                     continue
                 filename = strings[file_idx]
-                if filename == SYNTHETIC_FILENAME and lineno == NO_LOCATION:
-                    lineno = 0  # <GC>, <native>: heatline's synthetic frames sit on line 0
+                if lineno == NO_LOCATION:
+                    # No location: <GC> and <native> (heatline's synthetic frames sit on line 0),
+                    # and frames Tachyon keeps that have none, such as 3.15's `__init__` shim;
+                    # Tachyon's readers show all of them on line 0 too.
+                    lineno = 0
                 frames.append(Frame(filename, strings[func_idx], lineno, end_lineno, col, end_col))
         except _Malformed:
             raise ProfileFileError(f"Malformed varint in frame table ({field})") from None
@@ -329,9 +359,11 @@ class BinaryProfile:
         """The run as recorded: interval, mode, start, and duration/rate/errors/missed from the
         TACHSTAT block when the file has one (otherwise duration 0 and one sample per record)."""
         interval = int(self.interval_usec) if self.interval_usec <= 10**12 else 0
+        config = self.capture_config
+        all_threads = config["all_threads"] if config is not None else self.thread_count > 1
         stats = RunStats(
             python_version=self.python_version, mode=self.mode or "wall",
-            all_threads=self.thread_count > 1, interval_usec=interval,
+            all_threads=all_threads, interval_usec=interval,
             start_monotonic_us=self.start_time_us, samples=self.sample_count, attempts=self.sample_count,
         )
         ext = self.stats_extension or {}

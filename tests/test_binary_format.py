@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from conftest import INTERPRETERS, has_func, heatline, parse_collapsed, target, weight_where
 from sampler.collectors import COLLECTORS
-from sampler.collectors.binary import MAX_STACK_DEPTH, STATS_SIGNATURE, BinaryCollector
+from sampler.collectors.binary import HEADER, HEADER_OLD, MAX_STACK_DEPTH, STATS_SIGNATURE, BinaryCollector
 from sampler.errors import ProfileFileError, UsageError
 from sampler.model import (
     GC_FRAME,
@@ -47,10 +47,13 @@ START_US = 7_000_000_000
 LE = sys.byteorder == "little"
 NATIVE_MAGIC = b"HCAT" if LE else b"TACH"
 
-# Header offsets of each format version (see sampler/collectors/binary.py).
-V1 = {"samples": (28, "I"), "threads": (32, "I"), "strings": (36, "Q"), "frames": (44, "Q"), "compression": (52, "I")}
-V2 = {"samples": (28, "Q"), "threads": (36, "I"), "strings": (40, "Q"), "frames": (48, "Q"), "compression": (56, "I")}
-OFFSETS = {1: V1, 2: V2}
+# Header offsets (see sampler/collectors/binary.py): CPython 3.15.2's layout, which both format
+# versions use, and the one heatline's version-1 files had before 2026-12.
+WIDE = {"samples": (28, "Q"), "threads": (36, "I"), "strings": (40, "Q"), "frames": (48, "Q"), "compression": (56, "I"),
+        "flags": (60, "I")}
+OLD = {"samples": (28, "I"), "threads": (32, "I"), "strings": (36, "Q"), "frames": (44, "Q"), "compression": (52, "I"),
+       "flags": (60, "I")}
+OFFSETS = {1: WIDE, 2: WIDE}
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -70,6 +73,16 @@ def encode(path, ticks, *, compression="none", format_version=1, order="=", run=
         collector.collect(ts, threads)
     collector.write(str(path))
     return collector
+
+
+def to_old_layout(data: bytes, order: str = "=") -> bytes:
+    """The same file with the header heatline wrote before 2026-12 (version 1, sample count u32,
+    everything after it 4 bytes earlier, mode + 1 alone at 60)."""
+    fields = struct.unpack_from(order + HEADER, data)
+    assert fields[1] == 1 and fields[8] <= 0xFFFFFFFF
+    header = struct.pack(order + HEADER_OLD, *fields[:13]) + bytes(4) + struct.pack(order + "I", fields[13] & 0x7)
+    assert len(header) == 64
+    return header + data[64:]
 
 
 def decode(path, batch=False):
@@ -258,7 +271,7 @@ def test_every_position_round_trips_through_the_frame_table(tmp_path):
     assert [t[0].frames[0] for _, t, _ in items] == frames
 
 
-def test_header_footer_and_stats_layout_version_1(tmp_path):
+def test_header_footer_and_stats_layout(tmp_path):
     run = stats(python_version="3.9.18", mode="cpu", interval_usec=250, duration_s=2.0, samples=7000,
                 attempts=7100, errors=100, missed=1000)
     path = tmp_path / "v1.bin"
@@ -270,12 +283,14 @@ def test_header_footer_and_stats_layout_version_1(tmp_path):
     assert read_field(path, 12, "Q") == START_US
     assert read_field(path, 20, "Q") == 250
     reader = open_binary_profile(path)
-    assert read_field(path, 28, "I") == reader.sample_count
-    assert read_field(path, 32, "I") == 4
-    assert read_field(path, 52, "I") == 1  # zstd
-    assert data[56:60] == bytes(4)  # beyond a version-1 reader's 56 bytes ...
-    assert read_field(path, 60, "I") == 1 + 1  # ... heatline keeps mode + 1 (cpu = 1)
-    string_offset, frame_offset = read_field(path, 36, "Q"), read_field(path, 44, "Q")
+    assert not reader.old_layout
+    assert read_field(path, 28, "Q") == reader.sample_count == sum(len(t) for _, t in rich_ticks(50))
+    assert read_field(path, 36, "I") == 4
+    assert read_field(path, 56, "I") == 1  # zstd
+    assert read_field(path, 60, "I") == 1 + 1  # mode + 1 (cpu = 1); no capture configuration known
+    assert reader.capture_config is None
+    string_offset, frame_offset = read_field(path, 40, "Q"), read_field(path, 48, "Q")
+    assert (string_offset, frame_offset) == (reader.string_table_offset, reader.frame_table_offset)
     assert 64 < string_offset < frame_offset < len(data)
     strings, frames, size = struct.unpack_from("=IIQ", data, len(data) - 32)
     assert (strings, frames, size) == (reader.string_count, reader.frame_count, len(data))
@@ -307,6 +322,77 @@ def test_header_layout_version_2(tmp_path):
     assert read_field(path, 60, "I") == 4 + 1  # exception = 4
     assert reader.mode == "exception"
     assert reader.stats_extension is None  # nothing was measured
+
+
+@pytest.mark.parametrize(
+    "mode, all_threads, gc, flags",
+    [("wall", False, True, 0x49), ("cpu", True, True, 0x5A), ("gil", False, False, 0x0B),
+     ("exception", True, False, 0x1D), ("wall", False, None, 0x01)],
+)
+def test_flags_record_mode_and_capture_config(tmp_path, mode, all_threads, gc, flags):
+    """The flags word as Tachyon 3.15.2 writes it (0x49: wall, config present, gc; 0x5A: cpu,
+    all_threads + gc), and no capture configuration when the run's options are not known."""
+    path = tmp_path / "f.bin"
+    options = {} if gc is None else {"gc": gc}
+    collector = BinaryCollector(Profile(stats(mode=mode, all_threads=all_threads)), compression="none", **options)
+    collector.collect(START_US + 1, [ThreadSample(1, HAS_GIL, (F_LEAF, F_MAIN))])
+    collector.write(str(path))
+    assert read_field(path, 60, "I") == flags
+    reader = open_binary_profile(path)
+    assert reader.mode == mode
+    if gc is None:
+        assert reader.capture_config is None
+    else:
+        assert reader.capture_config == {"all_threads": all_threads, "native": False, "gc": gc, "opcodes": False,
+                                         "blocking": False}
+        assert reader.run_stats().all_threads == all_threads
+
+
+def test_capture_features_outside_the_known_five_are_ignored(tmp_path):
+    path = one_sample_file(tmp_path, 1)
+    patch(path, 60, "I", 0xFFFFFF09)  # wall, config present, features 0x...f0 -> blocking only
+    reader, _ = decode(path)
+    assert reader.mode == "wall" and reader.capture_config == {
+        "all_threads": False, "native": False, "gc": False, "opcodes": False, "blocking": True}
+    patch(path, 60, "I", 0x40)  # feature bits without bit 3: nothing is known
+    assert open_binary_profile(path).capture_config is None and open_binary_profile(path).mode is None
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_old_heatline_files_still_read(tmp_path, order, compression):
+    """Files heatline wrote before it followed 3.15.2's header (sample count u32, tables at 36 and
+    44, compression at 52, mode + 1 at 60) decode exactly, told apart by their offsets."""
+    ticks = rich_ticks(80, seed=11)
+    path = tmp_path / "new.bin"
+    run = stats(mode="gil", duration_s=1.0, samples=320, attempts=330)
+    encode(path, ticks, order=order, compression=compression, run=run)
+    old = tmp_path / "old.bin"
+    old.write_bytes(to_old_layout(path.read_bytes(), order))
+    reader, items = decode(old)
+    assert reader.old_layout and reader.version == 1
+    assert (reader.sample_count, reader.thread_count, reader.compression) == (sum(len(t) for _, t in ticks), 4, compression)
+    assert by_thread_decoded(items) == by_thread_expected(ticks)
+    assert reader.mode == "gil" and reader.capture_config is None
+    assert reader.run_stats().duration_s == 1.0
+    fresh, _ = decode(path)
+    assert not fresh.old_layout
+    assert (fresh.string_table_offset, fresh.frame_table_offset) == (reader.string_table_offset,
+                                                                      reader.frame_table_offset)
+    # An old file whose offsets are damaged is refused (in the current layout's words).
+    data = bytearray(old.read_bytes())
+    struct.pack_into(order + "Q", data, 36, len(data) + 1)
+    old.write_bytes(bytes(data))
+    assert open_error(old).startswith("Invalid string table offset: ")
+
+
+def test_old_layout_is_only_tried_for_version_1(tmp_path):
+    path = tmp_path / "v2.bin"
+    encode(path, rich_ticks(5))
+    data = bytearray(to_old_layout(path.read_bytes()))
+    data[4:8] = struct.pack("=I", 2)  # an old-layout header claiming version 2 (never written)
+    path.write_bytes(bytes(data))
+    assert open_error(path).startswith("Invalid string table offset: ")
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
@@ -420,9 +506,9 @@ def test_string_and_frame_counts_larger_than_the_file(tmp_path, version):
     assert open_error(path) == f"Invalid frame count {max_frames + 1} exceeds maximum possible {max_frames}"
 
 
-def test_version_2_sample_count_uses_64_bits(tmp_path):
+def test_sample_count_uses_64_bits(tmp_path, version):
     path = tmp_path / "big.bin"
-    encode(path, [], format_version=2)
+    encode(path, [], format_version=version)
     for value in (0xFFFFFFFF - 1, 0xFFFFFFFF, 0x1_0002_0003):
         patch(path, 28, "Q", value)
         assert open_binary_profile(path).sample_count == value
@@ -456,15 +542,16 @@ def rewrite(path, fn):
         (lambda d: d.__setitem__(slice(4, 8), struct.pack("=I", 7)),
          "Unsupported format version 7 (this reader supports versions 1 and 2; the file says it was written by "
          "Python 3.12.1)"),
-        (lambda d: d.__setitem__(slice(52, 56), struct.pack("=I", 9)),
+        (lambda d: d.__setitem__(slice(56, 60), struct.pack("=I", 9)),
          "Unsupported compression type 9 (0 = none and 1 = zstd are known)"),
-        (lambda d: d.__setitem__(slice(36, 44), struct.pack("=Q", 10**6)), "Invalid string table offset: 1000000 "),
-        (lambda d: d.__setitem__(slice(44, 52), struct.pack("=Q", 10)), "Invalid frame table offset: 10 is before"),
-        (lambda d: d.__setitem__(slice(44, 52), struct.pack("=Q", 70)), "Invalid table offsets: string table"),
+        (lambda d: d.__setitem__(slice(40, 48), struct.pack("=Q", 10**6)), "Invalid string table offset: 1000000 "),
+        (lambda d: d.__setitem__(slice(48, 56), struct.pack("=Q", 10)), "Invalid frame table offset: 10 is before"),
+        (lambda d: d.__setitem__(slice(48, 56), struct.pack("=Q", 70)), "Invalid table offsets: string table"),
+        (lambda d: d.__setitem__(slice(60, 64), struct.pack("=I", 0x4E)), "Invalid profiling mode in header: 6"),
         (lambda d: d.__delitem__(slice(-40, -32)), "File size mismatch: the footer records"),
         (lambda d: d.__setitem__(slice(64 + 12, 64 + 13), b"\x07"), "Unknown stack encoding: 7"),
     ],
-    ids=["version", "compression", "str-offset", "frame-offset", "order", "truncated", "encoding"],
+    ids=["version", "compression", "str-offset", "frame-offset", "order", "mode", "truncated", "encoding"],
 )
 def test_malformed_headers_and_records(tmp_path, damage, message):
     path = one_sample_file(tmp_path, 1)
@@ -494,7 +581,7 @@ def test_zstd_damage(tmp_path):
     path = tmp_path / "z.bin"
     encode(path, rich_ticks(100), compression="zstd")
     data = path.read_bytes()
-    str_off = read_field(path, 36, "Q")
+    str_off = read_field(path, 40, "Q")
     # Garbage in place of the zstd stream.
     bad = bytearray(data)
     bad[64:68] = b"\x00\x01\x02\x03"
@@ -503,8 +590,8 @@ def test_zstd_damage(tmp_path):
     # A stream cut short: the tables move up and the offsets follow.
     cut = 10
     short = bytearray(data[: str_off - cut] + data[str_off:])
-    short[36:44] = struct.pack("=Q", str_off - cut)
-    short[44:52] = struct.pack("=Q", read_field(path, 44, "Q") - cut)
+    short[40:48] = struct.pack("=Q", str_off - cut)
+    short[48:56] = struct.pack("=Q", read_field(path, 48, "Q") - cut)
     short[-24:-16] = struct.pack("=Q", len(short))
     path.write_bytes(bytes(short))
     assert open_error(path) == "Incomplete zstd frame: data may be truncated"
@@ -518,7 +605,7 @@ def test_what_other_writers_may_put_in_a_file(tmp_path):
     path = tmp_path / "plain.bin"
     encode(path, ticks)
     data = bytearray(path.read_bytes())
-    str_off, frame_off = read_field(path, 36, "Q"), read_field(path, 44, "Q")
+    str_off, frame_off = read_field(path, 40, "Q"), read_field(path, 48, "Q")
     assert data[frame_off:frame_off + 7] == bytes([0, 1, 10, 0, 2, 4, 255])
     data[frame_off + 6] = 90  # an opcode (Tachyon's --opcodes); heatline keeps no opcodes
     region = bytes(data[64:str_off])
@@ -528,7 +615,7 @@ def test_what_other_writers_may_put_in_a_file(tmp_path):
     tail = bytes(data[str_off:-32])
     old_stats = struct.pack("=dd8sII", 3.0, 1000.0, STATS_SIGNATURE, 1, 32)
     out = bytearray(data[:64]) + packed + tail + old_stats + bytes(32)
-    struct.pack_into("=QQI", out, 36, 64 + len(packed), 64 + len(packed) + frame_off - str_off, 1)
+    struct.pack_into("=QQI", out, 40, 64 + len(packed), 64 + len(packed) + frame_off - str_off, 1)
     struct.pack_into("=II", out, len(out) - 32, *struct.unpack_from("=II", data, len(data) - 32))  # size 0
     path.write_bytes(bytes(out))
     reader, items = decode(path)
@@ -602,6 +689,9 @@ def test_real_run_replays_to_collapsed_and_pstats(tmp_path, interp):
     if re.fullmatch(r"\d+\.\d+\.\d+", target_version):
         assert reader.python_version == target_version
     assert reader.compression == "zstd" and reader.version == 1 and reader.mode == "wall"
+    assert reader.capture_config == {"all_threads": False, "native": False, "gc": True, "opcodes": False,
+                                     "blocking": False}
+    assert read_field(binary, 60, "I") == 0x49  # what Tachyon 3.15.2 writes for the same options
     run = reader.run_stats()
     assert 1.3 < run.duration_s < 2.5 and run.interval_usec == 1000 and run.sample_rate > 500
     assert reader.sample_count > 700
@@ -641,7 +731,7 @@ def test_real_run_proportions_uncompressed(tmp_path):
                    os.path.join(EXAMPLES, "hotspots.py"), "10")
     assert res.returncode == 0, res.stderr
     reader = open_binary_profile(binary)
-    assert reader.compression == "none" and read_field(binary, 52, "I") == 0
+    assert reader.compression == "none" and read_field(binary, 56, "I") == 0
     collapsed = tmp_path / "hot.txt"
     res = replay(str(binary), "--collapsed", "-o", str(collapsed))
     assert "Compression: none" in res.stderr
@@ -661,16 +751,18 @@ def test_real_run_all_threads_and_mode(tmp_path, spawn):
     assert res.returncode == 0, res.stderr
     reader = open_binary_profile(binary)
     assert reader.mode == "cpu"
+    assert reader.capture_config["all_threads"] and reader.capture_config["gc"]
     collapsed = tmp_path / "threads.txt"
     replay(str(binary), "--collapsed", "-o", str(collapsed))
     rows = parse_collapsed(str(collapsed))
     assert weight_where(rows, lambda f: has_func(f, "busy")) > 500
     assert weight_where(rows, lambda f: has_func(f, "blocked_in_io")) == 0  # off CPU: not in a cpu profile
     # Without --mode cpu both threads are there, each with its own thread id.
-    res = heatline("attach", str(p.pid), "-a", "-d", "1", "--binary", "-o", str(binary))
+    res = heatline("attach", str(p.pid), "-a", "-d", "1", "--no-gc", "--binary", "-o", str(binary))
     assert res.returncode == 0, res.stderr
     reader = open_binary_profile(binary)
     assert reader.thread_count == 2
+    assert reader.capture_config["all_threads"] and not reader.capture_config["gc"]
     _, items = decode(binary)
     tids = {t[0].thread_id for _, t, _ in items}
     assert len(tids) == 2 and p.pid in tids
@@ -690,7 +782,7 @@ def test_replay_errors_are_one_line(tmp_path):
         assert not (tmp_path / "out.txt").exists()
     # A file that fails half-way through its samples: still one line, and no output written.
     path = one_sample_file(tmp_path, 1)
-    patch(path, 28, "I", 5)
+    patch(path, 28, "Q", 5)
     res = heatline("replay", str(path), "--collapsed", "-o", str(tmp_path / "out.txt"))
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
@@ -717,7 +809,8 @@ def _alarm(_signum, _frame):
 
 @pytest.fixture(scope="module")
 def seed_files(tmp_path_factory):
-    """Small real profiles: a real run (zstd and none), plus a big-endian version-2 file."""
+    """Small real profiles: a real run (zstd and none), a big-endian version-2 file, and a file with
+    the header older heatline versions wrote."""
     d = tmp_path_factory.mktemp("fuzz")
     files: list = []
     for compression in ("zstd", "none"):
@@ -729,6 +822,7 @@ def seed_files(tmp_path_factory):
     path = d / "rich.bin"
     encode(path, rich_ticks(40), format_version=2, order=">", run=stats(duration_s=0.1, samples=40, attempts=41))
     files.append(path.read_bytes())
+    files.append(to_old_layout(files[0]))
     return [Seed(data, d / "seed.bin") for data in files]
 
 
@@ -740,7 +834,7 @@ class Seed:
         reader = open_binary_profile(path)
         self.data = data
         self.order = "<" if reader.byte_order == "little" else ">"
-        self.offsets = OFFSETS[reader.version]
+        self.offsets = OLD if reader.old_layout else OFFSETS[reader.version]
         self.zstd = reader.compression == "zstd"
         self.string_offset, self.frame_offset = reader.string_table_offset, reader.frame_table_offset
         region = data[64:self.string_offset]

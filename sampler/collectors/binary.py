@@ -2,10 +2,16 @@
 
 Layout (all fixed-width fields in the writer's native byte order; readers byte-swap):
 
-    header      64 bytes: magic 0x54414348 ("TACH" as a u32, so "HCAT" on little-endian
-                machines), format version, the target's Python version, start time (µs,
-                monotonic), interval (µs), sample count, thread count, string/frame table
-                offsets, compression (0 none, 1 zstd), profiling mode + 1 (0 = unknown)
+    header      64 bytes, as CPython 3.15.2 writes and reads it:
+                 0 magic u32 0x54414348 ("TACH" as a u32, so "HCAT" on little-endian machines)
+                 4 format version u32        8 the target's Python version (3 bytes + 1 zero)
+                12 start time u64 (µs, monotonic)   20 sample interval u64 (µs)
+                28 sample count u64         36 thread count u32
+                40 string table offset u64  48 frame table offset u64
+                56 compression u32 (0 none, 1 zstd)
+                60 flags u32: bits 0-2 profiling mode + 1 (0 = unknown), bit 3 "capture
+                   configuration recorded", bits 4-8 the capture features (all_threads 1,
+                   native 2, gc 4, opcodes 8, blocking 16)
     samples     from offset 64 to the string table: one record per thread sample, a zstd
                 stream when compressed (level 5)
     strings     varint length + UTF-8, in first-use order
@@ -25,15 +31,13 @@ A sample record is `thread_id u64, interpreter_id u32, encoding u8` and then, ag
 
 Timestamp deltas are per thread; a thread's first delta counts from the header's start time.
 
-Format versions. CPython's reader accepts exactly its own version. Version 1 (the one in
-CPython 3.15's `profiling.sampling`) has a 56-byte header inside the 64-byte slot: sample
-count u32 at 28, thread count at 32, string table at 36, frame table at 44, compression at 52.
-Version 2 (CPython main after gh-154090) widens the sample count to u64 at 28 and moves the
-rest by 4 (threads 36, strings 40, frames 48, compression 56) to fit "mode + 1" at 60.
-heatline writes version 1 by default so that CPython 3.15's own `replay` reads its files, and
-still stores the mode at byte 60 (outside the 56 bytes a version-1 reader looks at) and the
-TACHSTAT block (which version-1 readers skip: they stop after the declared frame entries and
-find the footer from the end). `format_version=2` writes the newer layout.
+Format versions. CPython's reader accepts exactly its own version, and 3.15.2 says 1: it
+widened the header (sample count u64, the fields after it moved by 4, flags at 60) without
+raising the number. heatline writes that layout, stamped 1 by default so that 3.15's `replay`
+reads its files (`format_version=2` stamps 2, for CPython builds that moved on). heatline
+before 2026-12 wrote version 1 with a narrower header (sample count u32 at 28, thread count at
+32, string table at 36, frame table at 44, compression at 52, mode + 1 at 60); the reader still
+takes those files (see `sampler/replay.py` for how the two are told apart).
 
 Where heatline's writer differs from Tachyon's (files stay readable by both): heatline's
 launcher frames are left out, as in every other output; synthetic frames (`<GC>`) are stored
@@ -93,9 +97,21 @@ MODE_CODES = {"wall": 0, "cpu": 1, "gil": 2, "exception": 4}
 MODE_NAMES = {0: "wall", 1: "cpu", 2: "gil", 3: "wall", 4: "exception"}  # 3 = ALL: nothing filtered
 
 # Header layouts: "=" is native order with standard sizes, as the C writer's memcpy.
-HEADER_V1 = "IIBBBBQQIIQQI"  # ... samples u32, threads u32, strings u64, frames u64, compression
-HEADER_V2 = "IIBBBBQQQIQQII"  # ... samples u64, threads u32, strings u64, frames u64, compression, mode
-MODE_OFFSET = 60
+# magic, version, py major/minor/micro/0, start, interval, samples u64, threads, strings, frames,
+# compression, flags: what CPython 3.15.2 writes (and what heatline writes).
+HEADER = "IIBBBBQQQIQQII"
+# heatline's version-1 files before 2026-12: samples u32, threads, strings, frames, compression;
+# bytes 56-59 zero and mode + 1 at 60 (read, never written).
+HEADER_OLD = "IIBBBBQQIIQQI"
+FLAGS_OFFSET = 60
+
+# The flags word at 60. A file without bit 3 says nothing about how it was captured (older
+# files, or a profile heatline built in memory).
+FLAG_MODE_MASK = 0x7  # profiling mode + 1; 0 = unknown
+FLAG_CAPTURE_CONFIG = 1 << 3
+CAPTURE_SHIFT = 4
+CAPTURE_FEATURES = {"all_threads": 1 << 0, "native": 1 << 1, "gc": 1 << 2, "opcodes": 1 << 3, "blocking": 1 << 4}
+CAPTURE_MASK = 0x1F  # the five features above; higher bits are ignored, as 3.15.2 does
 FOOTER = "IIQ16s"
 STATS = "ddddII8sII"
 
@@ -163,7 +179,9 @@ class BinaryCollector(Collector):
 
     format_name = "binary"
     default_extension = "bin"
-    option_defaults = {"compression": "auto", "format_version": DEFAULT_FORMAT_VERSION}
+    # gc: whether <GC> frames were sampled (the run's --no-gc), recorded in the capture flags;
+    # None = not known (a profile built in memory), and then no capture configuration is stored.
+    option_defaults = {"compression": "auto", "format_version": DEFAULT_FORMAT_VERSION, "gc": None}
     cli_flag = "--binary"
     cli_help = "every sample, compact (Tachyon's binary format); convert it later with `heatline replay`"
     cli_options = {"compression": "--compression"}
@@ -179,6 +197,15 @@ class BinaryCollector(Collector):
             "--compression", choices=("auto", "zstd", "none"), default=None,
             help="sample data compression for --binary (default: auto = zstd)",
         )
+
+    @classmethod
+    def options_from_args(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The format's own flags, plus the run's --no-gc, which the header records."""
+        options = super().options_from_args(args)
+        gc = getattr(args, "gc", None)
+        if gc is not None:
+            options["gc"] = bool(gc)
+        return options
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
@@ -359,7 +386,7 @@ class BinaryCollector(Collector):
         try:
             self._tmp.write(self._compressor.compress(data) if self._compressor else data)
         except OSError as err:
-            raise HeatlineError(f"heatline cannot write the binary sample data: {err.strerror or err}") from err
+            raise HeatlineError(f"cannot write the binary sample data: {err.strerror or err}") from err
 
     def _synthesize_from_profile(self) -> None:
         """A profile that was never streamed (built in memory): its stacks as weighted samples.
@@ -393,30 +420,30 @@ class BinaryCollector(Collector):
 
     # -- the file ---------------------------------------------------------------------------
 
-    def _format_version(self) -> int:
-        version = self.options["format_version"]
-        return 2 if version == 1 and self.total_samples > U32_MAX else version
+    def flags(self) -> int:
+        """The header's flags word: mode + 1, and the capture configuration when the run's
+        options are known (heatline samples no native frames or opcodes and never blocks)."""
+        stats = self.profile.stats
+        mode = MODE_CODES.get(stats.mode)
+        flags = mode + 1 if mode is not None else 0
+        gc = self.options["gc"]
+        if gc is not None:
+            features = CAPTURE_FEATURES["all_threads"] if stats.all_threads else 0
+            if gc:
+                features |= CAPTURE_FEATURES["gc"]
+            flags |= FLAG_CAPTURE_CONFIG | features << CAPTURE_SHIFT
+        return flags
 
     def _header(self, string_offset: int, frame_offset: int) -> bytes:
         stats = self.profile.stats
         major, minor, micro = python_version_bytes(stats.python_version)
-        mode = MODE_CODES.get(stats.mode)
-        mode_field = mode + 1 if mode is not None else 0
         start = (self._start_us if self._start_us is not None else stats.start_monotonic_us) & U64_MASK
         interval = max(stats.interval_usec, 0) & U64_MASK
-        version = self._format_version()
-        common = (MAGIC, version, major, minor, micro, 0, start, interval)
-        if version == 1:
-            header = struct.pack(
-                self.byte_order + HEADER_V1, *common, self.total_samples, len(self._threads),
-                string_offset, frame_offset, self.compression,
-            )
-            header += bytes(MODE_OFFSET - len(header)) + struct.pack(self.byte_order + "I", mode_field)
-        else:
-            header = struct.pack(
-                self.byte_order + HEADER_V2, *common, self.total_samples, len(self._threads),
-                string_offset, frame_offset, self.compression, mode_field,
-            )
+        header = struct.pack(
+            self.byte_order + HEADER, MAGIC, self.options["format_version"], major, minor, micro, 0,
+            start, interval, self.total_samples, len(self._threads), string_offset, frame_offset,
+            self.compression, self.flags(),
+        )
         assert len(header) == HEADER_SIZE
         return header
 
