@@ -1,4 +1,5 @@
-"""Tests for sampler.cpython.debug_offsets: a live CPython 3.13 and synthetic 3.14/3.15 tables."""
+"""Tests for sampler.cpython.debug_offsets: live CPython 3.13-3.15 (pyenv's, the sid root's) and
+synthetic tables of the pre-release layouts."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import target, wait_ready
 from sampler.cpython import debug_offsets as dbg
+from sampler.cpython.runtime import locate_runtime
+from sampler.cpython.static_layouts import STATIC_LAYOUTS
+from sampler.cpython.versions import DEBUG_FIELD_MAP
 from sampler.errors import UnsupportedVersionError
+from sampler.target.memory import RemoteMemory
 
 PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python3.13")
 
@@ -204,6 +210,36 @@ def test_synthetic_round_trip(version_hex, fields, layout_name, version_text):
     assert offsets.fields == values
     assert offsets.version_string() == version_text
     assert offsets.version == tuple(int(x) for x in version_text.split("rc")[0].split("a")[0].split("b")[0].split("."))
+
+
+def test_live_table_matches_its_headers(interpreter, spawn):
+    """A real 3.13+ target's table is decoded with the layout of its own release: the same size as
+    `sizeof(_Py_DebugOffsets)` in its headers, and the offsets heatline uses equal to `offsetof`
+    there (both in static_layouts.py, generated from those headers)."""
+    p = spawn(interpreter, target("known_lines.py"))
+    wait_ready(p)
+    memory = RemoteMemory(p.pid)
+    try:
+        runtime = locate_runtime(p.pid, memory)
+        if runtime.minor < (3, 13):
+            pytest.skip(f"{runtime.version_string} has no _Py_DebugOffsets")
+        raw = memory.read(runtime.runtime_addr, dbg.READ_SIZE)
+    finally:
+        memory.close()
+    offsets = dbg.parse_debug_offsets(raw)
+    version = subprocess.run(
+        interpreter.python("-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"),
+        capture_output=True, text=True, timeout=60,
+    ).stdout.strip()
+    assert offsets.version_string() == version
+    layout = next(lay for lay in dbg.LAYOUTS if lay.name == offsets.layout_name)
+    assert layout.minor == runtime.minor
+    headers = STATIC_LAYOUTS[runtime.minor]
+    assert layout.size == headers["debug_offsets.size"]
+    compared = {dst: (offsets.fields[src], headers[dst]) for src, dst in DEBUG_FIELD_MAP.items()
+                if src in offsets.fields and dst in headers}
+    assert len(compared) >= 20
+    assert {k: v for k, v in compared.items() if v[0] != v[1]} == {}
 
 
 def test_layout_sizes_and_read_size():

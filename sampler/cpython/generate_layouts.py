@@ -4,11 +4,12 @@ Usage::
 
     python -m sampler.cpython.generate_layouts [--check] [--python-root DIR ...]
 
-For every CPython 3.9-3.13 whose headers can be found (pyenv installs, Debian's
-``/usr/include/python3.X`` when it ships ``internal/``, and any ``--python-root``
-prefix), a tiny C program is generated from the :data:`FIELDS` table below,
-compiled with gcc against those headers (with ``Py_BUILD_CORE`` so the internal
-``pycore_*.h`` structs are visible) and run; it prints ``offsetof``/``sizeof``
+For every CPython 3.9-3.15 whose headers can be found (pyenv installs, Debian's
+``/usr/include/python3.X`` when it ships ``internal/``, the Debian sid root the tests
+make under ``.cache/sid-root`` (its python3.14-dev and python3.15-dev; ``HEATLINE_SID_ROOT``
+moves it), and any ``--python-root`` prefix), a tiny C program is generated from the :data:`FIELDS` table below,
+compiled with the host's gcc against those headers (with ``Py_BUILD_CORE`` so the
+internal ``pycore_*.h`` structs are visible) and run; it prints ``offsetof``/``sizeof``
 for every field that exists in that version.  The results are written as Python
 data to ``static_layouts.py`` next to this file.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 FIRST_MINOR = 9
-LAST_MINOR = 13
+LAST_MINOR = 15
 SUPPORTED_MINORS = range(FIRST_MINOR, LAST_MINOR + 1)
 
 OUTPUT_PATH = Path(__file__).with_name("static_layouts.py")
@@ -136,6 +137,7 @@ FIELDS: tuple[Field, ...] = (
     Field("tstate.exc_info", _off(_TS, "exc_info")),
     Field("tstate.exc_state", _off(_TS, "exc_state")),
     Field("tstate.status", _off(_TS, "_status"), since=12),
+    Field("tstate.holds_gil", _off(_TS, "holds_gil"), since=14),
     # _PyErr_StackItem
     Field("err_stackitem.exc_type", _off("_PyErr_StackItem", "exc_type"), until=10),
     Field("err_stackitem.exc_value", _off("_PyErr_StackItem", "exc_value")),
@@ -186,7 +188,7 @@ FIELDS: tuple[Field, ...] = (
     Field("long.ob_digit", _off("PyLongObject", "long_value.ob_digit"), since=12),
     # dict (PyDictKeysObject and its entries are private to dictobject.c before 3.11; see
     # thread_names.py for those versions)
-    Field("dict.ma_version_tag", _off("PyDictObject", "ma_version_tag")),
+    Field("dict.ma_version_tag", _off("PyDictObject", "ma_version_tag"), until=13),
     Field("dict.ma_keys", _off("PyDictObject", "ma_keys")),
     Field("dict.ma_values", _off("PyDictObject", "ma_values")),
     Field("dictkeys.dk_log2_size", _off("PyDictKeysObject", "dk_log2_size"), since=11),
@@ -205,6 +207,8 @@ FIELDS: tuple[Field, ...] = (
     Field("dictvalues.values", _off("PyDictValues", "values"), since=11),
     Field("dictvalues.capacity", _off("PyDictValues", "capacity"), since=13),
     Field("dictvalues.valid", _off("PyDictValues", "valid"), since=13),
+    # The debug table itself: its size tells which field order debug_offsets.py must know.
+    Field("debug_offsets.size", _size("_Py_DebugOffsets"), since=13),
     # _PyStackChunk (the per-thread frame stack, 3.11+)
     Field("stack_chunk.previous", _off("_PyStackChunk", "previous"), since=11),
     Field("stack_chunk.size", _off("_PyStackChunk", "size"), since=11),
@@ -310,7 +314,7 @@ class HeaderInstall:
 
     minor: int
     version: str  # full version from patchlevel.h, e.g. "3.11.7"
-    source: str  # "pyenv", "system" or "root"
+    source: str  # "pyenv", "system", "sid" or "root"
     include_dir: Path
 
     @property
@@ -364,13 +368,20 @@ def _usable(minor: int, include_dir: Path) -> bool:
     return minor in SUPPORTED_MINORS and (include_dir / "internal").is_dir()
 
 
+def sid_root() -> Path:
+    """The Debian sid root `tests/make-sid-root.sh` makes (real 3.14/3.15 and their -dev
+    packages): ``$HEATLINE_SID_ROOT``, else ``.cache/sid-root`` in this checkout."""
+    env = os.environ.get("HEATLINE_SID_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / ".cache" / "sid-root"
+
+
 def discover_installs(
     python_roots: Iterable[str | os.PathLike[str]] = (),
     *,
     defaults: bool = True,
     notes: list[str] | None = None,
 ) -> list[HeaderInstall]:
-    """Find usable header installs of CPython 3.9-3.13, sorted by (minor, label).
+    """Find usable header installs of CPython 3.9-3.15, sorted by (minor, label).
 
     Default locations are searched only for installs that ship ``internal/``;
     each explicit ``python_roots`` prefix must contain ``include/python3.X``
@@ -395,6 +406,9 @@ def discover_installs(
                 candidates.append(
                     HeaderInstall(minor, _read_version(include_dir), "system", include_dir)
                 )
+        for minor, include_dir in _include_dirs_under(sid_root() / "usr" / "include"):
+            if _usable(minor, include_dir):
+                candidates.append(HeaderInstall(minor, _read_version(include_dir), "sid", include_dir))
     for root in python_roots:
         found = _include_dirs_under(Path(root) / "include")
         if not found:
@@ -402,7 +416,9 @@ def discover_installs(
         for minor, include_dir in found:
             if minor not in SUPPORTED_MINORS:
                 if notes is not None:
-                    notes.append(f"ignoring {include_dir}: 3.{minor} is outside 3.9-3.13")
+                    notes.append(
+                        f"ignoring {include_dir}: 3.{minor} is outside 3.{FIRST_MINOR}-3.{LAST_MINOR}"
+                    )
                 continue
             if not (include_dir / "internal").is_dir():
                 raise LayoutError(f"--python-root {root}: {include_dir} has no internal/ headers")
@@ -464,7 +480,14 @@ def measure(install: HeaderInstall, *, gcc: str | None = None, workdir: Path | N
     src = workdir / f"{stem}.c"
     exe = workdir / stem
     src.write_text(c_source())
-    cmd = [gcc, "-std=gnu11", "-w", "-I", str(install.include_dir), "-o", str(exe), str(src)]
+    cmd = [gcc, "-std=gnu11", "-w", "-I", str(install.include_dir)]
+    include_root = install.include_dir.parent
+    if include_root != Path("/usr/include"):
+        # Debian's pyconfig.h includes <x86_64-linux-gnu/python3.X/pyconfig.h> from its own
+        # include root (a root's, here); searched after the system's so the C library's
+        # headers stay the host's, which the host's gcc was built with.
+        cmd += ["-idirafter", str(include_root)]
+    cmd += ["-o", str(exe), str(src)]
     try:
         compiled = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -634,7 +657,10 @@ def compare(
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sampler.cpython.generate_layouts",
-        description="Measure CPython 3.9-3.13 struct layouts from their headers and write static_layouts.py.",
+        description=(
+            f"Measure CPython 3.{FIRST_MINOR}-3.{LAST_MINOR} struct layouts from their headers "
+            "and write static_layouts.py."
+        ),
     )
     parser.add_argument(
         "--check",
@@ -664,7 +690,9 @@ def _run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not installs:
-        raise LayoutError("no CPython 3.9-3.13 headers with internal/ found (try --python-root)")
+        raise LayoutError(
+            f"no CPython 3.{FIRST_MINOR}-3.{LAST_MINOR} headers with internal/ found (try --python-root)"
+        )
     generation = generate(installs, gcc=gcc)
     committed = load_committed(args.output)
     missing = [v for v in ((3, m) for m in SUPPORTED_MINORS) if v not in generation.tables]

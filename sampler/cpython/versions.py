@@ -1,9 +1,10 @@
 """Everything heatline knows about each CPython minor version, as data.
 
 Struct offsets come from two sources: tables generated from each version's headers
-(`static_layouts.py`, 3.9-3.13) and, from 3.13 on, the target's own `_Py_DebugOffsets`.
-This module adds what neither says: how frames, line tables, GIL state and frame ownership
-work in each version, plus the few offsets the debug table lacks.
+(`static_layouts.py`, 3.9-3.15) and, from 3.13 on, the target's own `_Py_DebugOffsets`, which
+wins where both have a field. This module adds what neither says: how frames, line tables, GIL
+state and frame ownership work in each version, and where the fields the debug table lacks sit
+relative to the ones it has.
 """
 
 from __future__ import annotations
@@ -39,24 +40,24 @@ class VersionTraits:
     supplement: dict[str, int] = field(default_factory=dict)
 
 
-_CHUNK = {
-    "stack_chunk.previous": 0,
-    "stack_chunk.size": 8,
-    "stack_chunk.top": 16,
-    "stack_chunk.data": 24,
+# Thread-state fields the debug table lacks, as (field it has, distance in bytes): each is
+# declared right after that field in 3.13-3.15. Taken from the target's own table they stay right
+# when the thread state grows in front of them, as it did between releases of one minor (3.15.0b4
+# inserted `last_profiled_frame_seq`, moving exc_info from 136 to 144), which the header-generated
+# table of one release cannot follow. tests/test_static_layouts.py checks them against the headers.
+DEBUG_NEIGHBOURS: dict[str, tuple[str, int]] = {
+    "tstate.exc_info": ("tstate.current_exception", 8),  # _PyErr_StackItem *, after PyObject *
+    "tstate.datastack_top": ("tstate.datastack_chunk", 8),  # PyObject **, after the chunk pointer
+    "tstate.holds_gil": ("tstate.status", 4),  # int, after the 4-byte _status bit-field (3.14+)
 }
+# Versions that have each neighbour field at all.
+NEIGHBOUR_SINCE: dict[str, tuple[int, int]] = {"tstate.holds_gil": (3, 14)}
 
-# 3.14 default (GIL) builds, from the v3.14.0 headers; see ../shared reference offsets table.
-_SUPPLEMENT_314 = {
-    **_CHUNK,
-    "tstate.datastack_top": 240,
-    "tstate.current_exception": 112,
-    "tstate.exc_info": 120,
-    "tstate.exc_state": 256,
-    "tstate.holds_gil": 36,
-    "err_stackitem.exc_value": 0,
-    "err_stackitem.previous_item": 8,
-}
+# The code object of the frame `cls()` pushes below `__init__` (it checks that __init__ returned
+# None): co_filename and co_name are both "__init__". The frame is owned by the thread like any
+# Python frame (seen on 3.13.0, 3.14.10 and 3.15.2) and sits at its first instruction while
+# __init__ runs, so it must be recognised by its code, not by its owner or progress.
+_INIT_SHIM = frozenset({("__init__", "__init__")})
 
 TRAITS: dict[tuple[int, int], VersionTraits] = {
     (3, 9): VersionTraits("object", "lnotab", 1, "tstate.frame", gil="runtime", qualname=False),
@@ -64,20 +65,14 @@ TRAITS: dict[tuple[int, int], VersionTraits] = {
     (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime"),
     (3, 12): VersionTraits("interp", "locations311", frame_root="cframe", skip_owners=frozenset({3})),
     # 3.13 runs `cls()` with a thread-owned "init cleanup" shim frame below `__init__`.
-    (3, 13): VersionTraits(
-        "interp", "locations311", skip_owners=frozenset({3}), shim_codes=frozenset({("__init__", "__init__")})
-    ),
+    (3, 13): VersionTraits("interp", "locations311", skip_owners=frozenset({3}), shim_codes=_INIT_SHIM),
     # 3.14: FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.
     (3, 14): VersionTraits(
-        "interp", "locations311", skip_owners=frozenset({3, 4}), code_tag_mask=3, supplement=_SUPPLEMENT_314
+        "interp", "locations311", skip_owners=frozenset({3, 4}), code_tag_mask=3, shim_codes=_INIT_SHIM
     ),
-    # 3.15: CSTACK is gone; INTERPRETER = 3. Thread state fields come from the debug table.
+    # 3.15: CSTACK is gone; INTERPRETER = 3.
     (3, 15): VersionTraits(
-        "interp",
-        "locations311",
-        skip_owners=frozenset({3}),
-        code_tag_mask=3,
-        supplement={k: v for k, v in _SUPPLEMENT_314.items() if k != "tstate.holds_gil"},
+        "interp", "locations311", skip_owners=frozenset({3}), code_tag_mask=3, shim_codes=_INIT_SHIM
     ),
 }
 
@@ -142,6 +137,7 @@ def layout_from_debug_offsets(fields: dict[str, int], version: tuple[int, int]) 
     if "unicode.compact_size" not in layout and "unicode.ascii_size" in layout:
         # PyCompactUnicodeObject adds utf8_length and utf8 to PyASCIIObject.
         layout["unicode.compact_size"] = layout["unicode.ascii_size"] + 16
-    if "tstate.datastack_chunk" in layout:
-        layout.setdefault("tstate.datastack_top", layout["tstate.datastack_chunk"] + 8)
+    for key, (anchor, distance) in DEBUG_NEIGHBOURS.items():
+        if anchor in layout and version >= NEIGHBOUR_SINCE.get(key, (3, 13)):
+            layout.setdefault(key, layout[anchor] + distance)
     return layout
