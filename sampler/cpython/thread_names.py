@@ -5,9 +5,10 @@ The path, per interpreter: `sys.modules` (the interpreter state's modules dict) 
 instance attributes -> `_name` (a str). Nothing is evaluated in the target: the dicts are
 walked as data, so only keys that are compact str objects can be matched.
 
-Cost: what earlier calls found is remembered and re-checked, never trusted blindly. A dict
-whose `ma_version_tag` is unchanged holds what it held (`sys.modules`, threading's globals,
-`_active`: one read each); otherwise the entry that held a key last time is checked first and
+Cost: what earlier calls found is remembered and re-checked, never trusted blindly. Before
+3.14, a dict whose `ma_version_tag` is unchanged holds what it held (`sys.modules`, threading's
+globals, `_active`: one read each); otherwise (and always from 3.14, whose dicts have no
+version) the entry that held a key last time is checked first and
 only then is the table searched. Thread idents come from the hashes cached in `_active`'s
 entries. Each Thread then costs its attribute slot and its name, read anew every call (a
 renamed thread's new name may sit where the old one did). Reads of one call go through a page
@@ -21,6 +22,7 @@ attributes are reached in each version.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 
@@ -91,9 +93,22 @@ class Rules:
     # in an int-keyed dict entry is the ident itself; other keys are read as ints.
     hash_is_int_below: int = 1 << 56
     heaptype_flag: int = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the type has ht_cached_keys
+    # Dicts carry ma_version_tag, changed by every mutation (gone in 3.14: without it nothing
+    # is taken as unchanged, and the remembered entry positions keep look-ups cheap).
+    dict_version: bool = True
     # Offsets the headers of this version do not show (structs private to .c files).
     private: dict[str, int] = field(default_factory=dict)
 
+
+_RULES_313 = Rules(
+    "log2",
+    frozenset({1, 2}),
+    managed_dict_flag=1 << 4,
+    inline_values_flag=1 << 2,
+    managed_dict_slot=-24,
+    long_tag=True,
+)
+_RULES_314 = dataclasses.replace(_RULES_313, dict_version=False)
 
 RULES: dict[tuple[int, int], Rules] = {
     (3, 9): Rules("dk_size", private={**_DICT_PRIVATE_39, "module.md_dict": 16}),
@@ -110,14 +125,12 @@ RULES: dict[tuple[int, int], Rules] = {
         tagged_values=True,
         long_tag=True,
     ),
-    (3, 13): Rules(
-        "log2",
-        frozenset({1, 2}),
-        managed_dict_flag=1 << 4,
-        inline_values_flag=1 << 2,
-        managed_dict_slot=-24,
-        long_tag=True,
-    ),
+    (3, 13): _RULES_313,
+    # 3.14 and 3.15 keep 3.13's flag bits, pre-header (MANAGED_DICT_OFFSET = -3 words in GIL
+    # builds), dict kinds and lv_tag ints, but dicts lost their version tag; their struct
+    # offsets come from their own headers.
+    (3, 14): _RULES_314,
+    (3, 15): _RULES_314,
 }
 
 _COMMON_KEYS = (
@@ -131,7 +144,6 @@ _COMMON_KEYS = (
     "long.ob_digit",
     "dict.ma_keys",
     "dict.ma_values",
-    "dict.ma_version_tag",
     "dictkeys.dk_usable",
     "dictkeys.dk_nentries",
     "dictkeys.dk_indices",
@@ -149,6 +161,8 @@ _COMMON_KEYS = (
 def required_keys(rules: Rules) -> tuple[str, ...]:
     """The layout keys `ThreadNames` reads with these rules."""
     keys = list(_COMMON_KEYS)
+    if rules.dict_version:
+        keys.append("dict.ma_version_tag")
     keys.append("long.lv_tag" if rules.long_tag else "long.ob_size")
     if rules.index_table == "log2":
         keys += ["dictkeys.dk_log2_size", "dictkeys.dk_log2_index_bytes", "dictkeys.dk_kind", "dictvalues.values"]
@@ -404,13 +418,18 @@ class ThreadNames:
         keys, values, _version = self._dict_head(d)
         return keys, values
 
-    def _dict_head(self, d: int) -> tuple[int, int, int]:
-        """(ma_keys, ma_values, ma_version_tag) of a dict."""
+    def _dict_head(self, d: int) -> tuple[int, int, int | None]:
+        """(ma_keys, ma_values, ma_version_tag or None where dicts have none) of a dict."""
         L = self.L
-        offs = (L["dict.ma_keys"], L["dict.ma_values"], L["dict.ma_version_tag"])
+        assert self.rules is not None
+        if self.rules.dict_version:
+            offs = (L["dict.ma_keys"], L["dict.ma_values"], L["dict.ma_version_tag"])
+        else:
+            offs = (L["dict.ma_keys"], L["dict.ma_values"])
         lo = min(offs)
         buf = self._reads.read(d + lo, max(offs) + 8 - lo)
-        keys, values, version = (u64(buf, off - lo)[0] for off in offs)
+        keys, values, *tag = (u64(buf, off - lo)[0] for off in offs)
+        version = tag[0] if tag else None
         if not keys:
             raise ReadError(f"dict at {d:#x} has no keys table")
         return keys, values, version
@@ -485,7 +504,7 @@ class ThreadNames:
         """(key, value, cached key hash or None) of a dict's items, at most `limit`."""
         keys, values, version = self._dict_head(d)
         known = state.listings.get(d)
-        if known is not None and known[0] == version:
+        if known is not None and version is not None and known[0] == version:
             return known[1]
         k = self._keys(keys)
         items = []
@@ -500,7 +519,7 @@ class ThreadNames:
         """`d[name]` for a str key, or 0; a dict of unchanged version is not searched again."""
         keys, values, version = self._dict_head(d)
         known = state.lookups.get((d, name))
-        if known is not None and known[0] == version:
+        if known is not None and version is not None and known[0] == version:
             return known[1]
         value = self._find(state, keys, values, name)
         state.lookups[(d, name)] = (version, value)
