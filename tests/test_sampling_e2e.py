@@ -288,7 +288,9 @@ def test_gc_frames(interpreter, tmp_path, spawn):
     assert all(len(f) > 1 for _t, f, _c in rows if "<GC>" in f)  # never a bare <GC>
     rows = _attach(tmp_path, p.pid, "--no-gc")
     assert weight_where(rows, lambda f: "<GC>" in f) == 0
-    assert weight_where(rows, lambda f: f[-1] == "gc_heavy.py:churn:12") > 0.2 * total
+    # Shares of this run's own samples: a loaded machine may give the two runs different counts.
+    no_gc_total = sum(c for *_x, c in rows)
+    assert weight_where(rows, lambda f: f[-1] == "gc_heavy.py:churn:12") > 0.2 * no_gc_total
 
 
 def test_gil_mode_one_holder_per_sample(interpreter, tmp_path, spawn):
