@@ -45,6 +45,10 @@ u64 = U64.unpack_from
 i32 = I32.unpack_from
 
 
+class TornStack(ReadError):
+    """The stack copy holds frames from different moments: retried, then counted as an error."""
+
+
 def _span(layout: dict[str, int], keys: list[str], width: int = 8) -> tuple[int, int]:
     offs = [layout[k] for k in keys if k in layout]
     if not offs:
@@ -414,7 +418,10 @@ class Unwinder:
                 # A live frame object holds its f_back alive, and suspended frames do not
                 # change: if the old top frame is still the same live activation after the walk,
                 # everything below it was stable while we read it (whatever it called since).
-                frames, head, walked = self._object_frames(top)
+                try:
+                    frames, head, walked = self._object_frames(top)
+                except TornStack:
+                    continue
                 if (
                     self._same_frame_object(top, head)
                     and self._object_frames_unchanged(walked)
@@ -431,7 +438,10 @@ class Unwinder:
                 continue
             if not self._suspended_unchanged(chunks, top, now):
                 continue
-            frames, starts = self._interp_frames(top, chunks)
+            try:
+                frames, starts = self._interp_frames(top, chunks)
+            except TornStack:
+                continue
             # ...and entry frames on the C stack and generator frames, read during the walk,
             # were live only if the stack has not unwound past them afterwards.
             settled = self._settle(tstate, tbuf, top, frames, starts)
@@ -439,7 +449,7 @@ class Unwinder:
             # met frames half-built or half-cleared.
             if settled:
                 return settled
-        raise ReadError("the stack kept changing while it was read")
+        raise TornStack("the stack kept changing while it was read")
 
     def _suspended_unchanged(self, chunks: list[tuple[int, bytes]], top: int, now: int) -> bool:
         """Whether the copied frames below the live one read the same again.
@@ -536,17 +546,24 @@ class Unwinder:
         while f:
             if len(frames) >= MAX_DEPTH:
                 raise ReadError("too many stack frames")
-            fb = self.memory.read(f, self.frame_read)
+            try:
+                fb = self.memory.read(f, self.frame_read)
+            except ReadError as exc:
+                # f_back of a frame object freed (and its memory reused) during the walk
+                raise TornStack(f"{exc}: the stack changed") from None
             if not head:
                 head = fb
             else:
                 walked.append((f, fb))
             if not u64(fb, 0)[0]:
-                raise ReadError("walked into a freed frame object")
-            info = self.codes.get(u64(fb, code_off)[0])
+                raise TornStack("walked into a freed frame object")
+            try:
+                info = self.codes.get(u64(fb, code_off)[0])
+            except ReadError as exc:
+                raise TornStack(f"{exc}: the stack changed") from None
             lasti = i32(fb, lasti_off)[0]
             if lasti < 0 and frames:
-                raise ReadError("a frame with callees has not started: the stack changed")
+                raise TornStack("a frame with callees has not started: the stack changed")
             frames.append(info.frame_at(lasti * scale if lasti >= 0 else -1))
             f = u64(fb, prev_off)[0]
         return tuple(frames), head, walked
@@ -598,7 +615,16 @@ class Unwinder:
 
     def _interp_frames(self, f: int, chunks: list[tuple[int, bytes]]) -> tuple[tuple[Frame, ...], dict[int, int]]:
         """Frames from `f` down, leaf first, and for each walked frame address the index of the
-        first reported frame at or below it (entry and shim frames are walked, not reported)."""
+        first reported frame at or below it (entry and shim frames are walked, not reported).
+
+        Raises TornStack when the copy cannot be one moment of the thread's stack. Besides a
+        caller that has not started, that is a walk that ends before the bottom of the data
+        stack: every frame on it belongs to the thread's one call chain, so the chain must come
+        down to the first frame of the oldest chunk. It does not when the copy caught the top
+        frame being pushed again at the address the pointer check saw (a callback that C calls
+        in a loop, e.g. a sort key): `previous` is linked only after the push, and a walk that
+        ends there would report the callback without its callers.
+        """
         L = self.L
         t = self.t
         mem = self.memory
@@ -613,6 +639,7 @@ class Unwinder:
         frames: list[Frame] = []
         starts: dict[int, int] = {}
         depth = 0
+        lowest = 0  # the last walked frame that lies in the data-stack copy
         while f:
             starts[f] = len(frames)
             depth += 1
@@ -621,13 +648,25 @@ class Unwinder:
             rel = f - chunk
             if chunk and 0 <= rel and rel + need <= clen:
                 fb, base = cbuf, rel
+                lowest = f
             else:
                 for start, buf in older:
                     if 0 <= f - start and f - start + need <= len(buf):
                         fb, base = buf, f - start
+                        lowest = f
                         break
                 else:
-                    fb, base = mem.read(f, need), 0
+                    # Outside the copies: an entry frame on the C stack, a generator's frame, or
+                    # an address taken from a frame caught half-built (3.12 links `previous` only
+                    # after the push, so it may hold anything until then).
+                    if f & 7 or f < 4096:
+                        raise TornStack(f"a frame at {f:#x} is not a frame address: the stack changed")
+                    if any(0 <= f - start < len(buf) for start, buf in chunks):
+                        lowest = f  # a frame smaller than `need` at the very end of a copy
+                    try:
+                        fb, base = mem.read(f, need), 0
+                    except ReadError as exc:
+                        raise TornStack(f"{exc}: the stack changed") from None
             prev = u64(fb, base + prev_off)[0]
             owner = fb[base + owner_off]
             if owner in skip:
@@ -637,7 +676,11 @@ class Unwinder:
             if not code:
                 f = prev
                 continue
-            info = codes.get(code)
+            try:
+                info = codes.get(code)
+            except ReadError as exc:
+                # a code pointer from a frame caught half-built, or one whose code was freed
+                raise TornStack(f"{exc}: the stack changed") from None
             if info.is_shim:
                 f = prev
                 continue
@@ -645,12 +688,32 @@ class Unwinder:
             # A frame that called another must be past its first instruction (RESUME); one
             # that is not was pushed after our copy's top frame, i.e. the copy is torn.
             if frames and offset <= 0:
-                raise ReadError(
+                raise TornStack(
                     f"{info.name} has not started yet calls {frames[-1].funcname}: the stack changed"
                 )
             frames.append(info.frame_at(offset))
             f = prev
+        self._check_bottom(chunks, lowest)
         return tuple(frames), starts
+
+    @staticmethod
+    def _check_bottom(chunks: list[tuple[int, bytes]], lowest: int) -> None:
+        """Raise TornStack unless the walk came down to the bottom of the data stack.
+
+        The oldest chunk (no `previous`) is never freed; its first frame sits in its first data
+        slot, or the second (CPython keeps the first slot so that popping the bottom frame does
+        not free the chunk). Unknown when the chunks were not all read: nothing is checked then.
+        """
+        root, rbuf = chunks[-1]
+        if not root or len(rbuf) < CHUNK_DATA or u64(rbuf, CHUNK_PREVIOUS)[0]:
+            return
+        base = root + CHUNK_DATA
+        if lowest in (base, base + 8):
+            return
+        # An empty data stack (only the kept slot) has no bottom frame to reach.
+        if not lowest and len(chunks) == 1 and len(rbuf) <= CHUNK_DATA + 8:
+            return
+        raise TornStack("the frame chain stops above the bottom of the data stack: the stack changed")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
