@@ -447,8 +447,13 @@ class Unwinder:
             settled = self._settle(tstate, tbuf, top, frames, starts)
             # A thread with a current frame runs Python code: no frames at all means the walk
             # met frames half-built or half-cleared.
-            if settled:
-                return settled
+            if not settled:
+                continue
+            # A stack cut down to where the top returned is the stack after the guard's last
+            # look, which the guard does not vouch for (the handler may have returned): look again.
+            if guard is not None and settled is not frames:
+                continue
+            return settled
         raise TornStack("the stack kept changing while it was read")
 
     def _suspended_unchanged(self, chunks: list[tuple[int, bytes]], top: int, now: int) -> bool:
@@ -459,16 +464,33 @@ class Unwinder:
         mid-rebuild (a caller seen before it made its call) under a top frame whose pointer
         checks out. Frames from the live one up are left out: they may run on. Older chunks
         hold only suspended frames.
+
+        The top frame itself may run on, but its code and caller are fixed for as long as it
+        lives, so they must read the same too. They do not when the copy caught its slot
+        between two activations: the callee returned and the slot was taken by another frame
+        (pushed again for the next call of a callback, whose caller is linked only after the
+        push; or reused by a sibling call, e.g. build() -> __init__ where plain() -> spin()
+        had been, leaving a stale spin frame under build() in the copy).
         """
+        L = self.L
+        fixed = [(L[k], L[k] + 8) for k in ("frame.previous", "frame.code")]
         try:
             for i, (chunk, cbuf) in enumerate(chunks):
                 length = len(cbuf)
+                head = 0
                 if i == 0:
                     edge = now if chunk <= now < top else top
                     if not chunk <= edge <= chunk + length:
                         continue  # the live frame is elsewhere (a generator, a C-stack shim)
                     length = edge - chunk
-                if length > 0 and self.memory.read(chunk, length) != cbuf[:length]:
+                    if edge == top and length + self.frame_read <= len(cbuf):
+                        head = self.frame_read  # the top frame is still live: check its header
+                if length + head <= 0:
+                    continue
+                fresh = self.memory.read(chunk, length + head)
+                if fresh[:length] != cbuf[:length]:
+                    return False
+                if head and any(fresh[length + a : length + b] != cbuf[length + a : length + b] for a, b in fixed):
                     return False
         except ReadError:
             return False

@@ -63,7 +63,16 @@ TRAITS: dict[tuple[int, int], VersionTraits] = {
     (3, 9): VersionTraits("object", "lnotab", 1, "tstate.frame", gil="runtime", qualname=False),
     (3, 10): VersionTraits("object", "linetable310", 2, "tstate.frame", gil="runtime", qualname=False),
     (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime"),
-    (3, 12): VersionTraits("interp", "locations311", frame_root="cframe", skip_owners=frozenset({3})),
+    # 3.12's C-stack entry frames run the interpreter's "<interpreter trampoline>" code (file
+    # "<shim>"). They are owned by the C stack (3), but one caught while the eval loop is still
+    # filling it in has its code set and its owner not yet: it is known by its code then.
+    (3, 12): VersionTraits(
+        "interp",
+        "locations311",
+        frame_root="cframe",
+        skip_owners=frozenset({3}),
+        shim_codes=frozenset({("<shim>", "<interpreter trampoline>")}),
+    ),
     # 3.13 runs `cls()` with a thread-owned "init cleanup" shim frame below `__init__`.
     (3, 13): VersionTraits("interp", "locations311", skip_owners=frozenset({3}), shim_codes=_INIT_SHIM),
     # 3.14: FRAME_OWNED_BY_INTERPRETER = 3 and FRAME_OWNED_BY_CSTACK = 4.

@@ -2,8 +2,12 @@
 
 Stacks: <module> -> main -> build -> Heavy.__init__ -> spin, and <module> -> main -> plain -> spin.
 The split is set by work: both halves run spin() with the same count, in short alternating
-rounds, so it holds whatever share of a CPU the process gets.
+rounds, so it holds whatever share of a CPU the process gets. A short sleep after each round
+(shares are of the spin() samples, so it does not move them) lets a loaded machine take the CPU
+away there rather than mid-round, where a long wait would be counted in one half only.
 """
+
+import time
 
 
 def spin(n):
@@ -19,18 +23,20 @@ class Heavy:
 
 
 def build():
-    return Heavy(5000)
+    return Heavy(20000)
 
 
 def plain():
-    return spin(5000)
+    return spin(20000)
 
 
 def main():
     print("ready", flush=True)
     while True:
         build()
+        time.sleep(0.0002)
         plain()
+        time.sleep(0.0002)
 
 
 main()
