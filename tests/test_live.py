@@ -162,7 +162,7 @@ def test_run_streams_the_growing_profile(host_interpreter, live, tmp_path):
     end = child.messages[-1]
     reader = child.reader
     assert reader.started and reader.finished and reader.error is None and reader.output is None
-    assert end["stats"]["samples"] == reader.samples == reader.profile.stats.samples > 1000
+    assert end["stats"]["samples"] == reader.samples == reader.profile.stats.samples > 200  # 2,000 when idle
     assert end["stats"]["interrupted"] is False and end["target_exit_status"] is not None
     shares = _self_shares(reader.profile)
     hottest = max(shares, key=shares.get)

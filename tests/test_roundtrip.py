@@ -46,7 +46,7 @@ def recorded(tmp_path_factory):
     finally:
         p.kill()
         p.wait()
-    assert len(rec.samples) > 1000
+    assert len(rec.samples) > 200  # 1,500 on an idle machine
     return stats, rec.samples
 
 
