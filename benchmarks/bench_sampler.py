@@ -396,9 +396,19 @@ def run_heatline(target: Target, *, rate: str, duration: float, all_threads: boo
     if all_threads:
         argv.insert(5, "-a")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return _run_tachyon_like(run, target, argv, log, out, duration, "collapsed profile written",
+                             spawn_kw={"env": env, "cwd": str(REPO)})
+
+
+def _run_tachyon_like(run: Run, target: Target, argv: list[str], log: Path, out: Path, duration: float,
+                      written: str, spawn_kw: dict | None = None) -> Run:
+    """Run a profiler whose summary is Tachyon's ("Captured N samples in S seconds", "Error
+    rate", "Warning: missed"): heatline and Tachyon itself. Fills `run` from its summary, its
+    rusage and its output file."""
+    name = run.tool
     m = Measure(target)
     with open(log, "wb") as logf:
-        p = CHILDREN.spawn(argv, stdout=logf, env=env, cwd=str(REPO))
+        p = CHILDREN.spawn(argv, stdout=logf, **(spawn_kw or {}))
     code, cpu, t_end = wait_rusage(p, duration * 4 + 60)
     if code is None:
         Children.end(p)
@@ -410,7 +420,8 @@ def run_heatline(target: Target, *, rate: str, duration: float, all_threads: boo
     if code != 0:
         run.reason = f"exit {code}: {last_line(text)}"
         return run
-    if (mt := re.search(r"Captured ([\d,]+) samples in ([\d,.]+) seconds", text)) is None:
+    # Numbers follow the locale (no grouping in the root's C locale; commas elsewhere).
+    if (mt := re.search(r"Captured ([\d,]+) samples? in ([\d,.]+) seconds", text)) is None:
         run.reason = "no summary in its output"
         return run
     run.samples = int(mt.group(1).replace(",", ""))
@@ -418,14 +429,16 @@ def run_heatline(target: Target, *, rate: str, duration: float, all_threads: boo
     if mt := re.search(r"Error rate: ([\d,.]+)", text):
         run.errors = f"error rate {mt.group(1)}"
     if mt := re.search(r"Warning: missed ([\d,]+) samples from the expected total of ([\d,]+) \(([\d.]+)%\)", text):
-        run.notes.append(f"heatline: missed {mt.group(1)} of {mt.group(2)} expected samples ({mt.group(3)}%)")
+        run.notes.append(f"{name}: missed {mt.group(1)} of {mt.group(2)} expected samples ({mt.group(3)}%)")
     for line in text.splitlines():
-        if line.strip() and not re.match(r"(Captured|Sample rate|Error rate|Warning: missed|collapsed profile written)", line):
-            run.notes.append(f"heatline said: {line.strip()[:160]}")
+        if line.strip() and not re.match(rf"(Captured|Sample rate|Error rate|Warning: missed|{written})", line):
+            run.notes.append(f"{name} said: {line.strip()[:160]}")
+    if not target.alive():
+        run.notes.append(f"{name}: the target died during the run")
     if out.exists():
         _fill_depth(run, out, ("tid:",))
     else:
-        run.notes.append("heatline wrote no output file")
+        run.notes.append(f"{name} wrote no output file")
     run.ok = True
     return run
 
@@ -451,42 +464,7 @@ def run_tachyon(target: Target, *, rate: str, duration: float, all_threads: bool
             "/usr/bin/python3.15", "-m", "profiling.sampling", *tachyon_args]
     if seconds != duration:
         run.notes.append(f"Tachyon: -d takes whole seconds: asked for {seconds} s instead of {duration:g}")
-    m = Measure(target)
-    with open(log, "wb") as logf:
-        p = CHILDREN.spawn(argv, stdout=logf)
-    code, cpu, t_end = wait_rusage(p, seconds * 4 + 60)
-    if code is None:
-        Children.end(p)
-        run.reason = "timed out"
-        return run
-    run.cpu_s = cpu
-    m.finish(run, t_end)
-    text = log.read_text(errors="replace")
-    if code != 0:
-        run.reason = f"exit {code}: {last_line(text)}"
-        return run
-    # Its numbers follow the locale (no grouping in the root's C locale; commas elsewhere).
-    if (mt := re.search(r"Captured ([\d,]+) samples? in ([\d,.]+) seconds", text)) is None:
-        run.reason = "no summary in its output"
-        return run
-    run.samples = int(mt.group(1).replace(",", ""))
-    run.duration = float(mt.group(2).replace(",", ""))
-    if mt := re.search(r"Error rate: ([\d,.]+)", text):
-        run.errors = f"error rate {mt.group(1)}"
-    if mt := re.search(r"Warning: missed ([\d,]+) samples from the expected total of ([\d,]+) \(([\d.]+)%\)", text):
-        run.notes.append(f"Tachyon: missed {mt.group(1)} of {mt.group(2)} expected samples ({mt.group(3)}%)")
-    for line in text.splitlines():
-        if line.strip() and not re.match(r"(Captured|Sample rate|Error rate|Warning: missed|Collapsed stack output written)",
-                                         line):
-            run.notes.append(f"Tachyon said: {line.strip()[:160]}")
-    if not target.alive():
-        run.notes.append("Tachyon: the target died during the run")
-    if out.exists():
-        _fill_depth(run, out, ("tid:",))
-    else:
-        run.notes.append("Tachyon wrote no output file")
-    run.ok = True
-    return run
+    return _run_tachyon_like(run, target, argv, log, out, seconds, "Collapsed stack output written")
 
 
 def run_pyspy(pyspy: str | None, target: Target, *, rate: int, duration: float, nonblocking: bool,
