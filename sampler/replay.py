@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from typing import BinaryIO, Iterator
 
@@ -73,8 +74,58 @@ MIN_FRAME_ENTRY = 7  # seven one-byte fields
 # The largest record other than REPEAT: fixed part, delta, status, two counts, 256 indices.
 MAX_RECORD = RECORD_FIXED_SIZE + 10 + 1 + 5 + 5 + MAX_STACK_DEPTH * 5
 READ_CHUNK = 1 << 20
-ZSTD_INPUT_PIECE = 1 << 12  # small compressed pieces bound what one decompress call returns
+# Small compressed pieces bound what one decompress call returns: a zstd block of at most 128 KiB
+# takes at least 4 bytes (an RLE block), so 256 bytes of input yield at most 8 MiB.
+ZSTD_INPUT_PIECE = 1 << 8
 WINDOW_TARGET = 1 << 18
+MAX_FRAME_ENTRY = 6 * 5 + 1  # six varint32 fields and the opcode byte
+# Names longer than this are cut (with TRUNCATED appended) so that a crafted length cannot make
+# replay hold gigabytes of one string; real file and function names are far shorter.
+MAX_STRING_BYTES = 1 << 16
+TRUNCATED = "\u2026[truncated]"
+# Caps on the tables' entry counts: real profiles hold thousands of strings and frames; these
+# bound the per-entry lists (a pointer each) a file of sparse zeros could otherwise claim.
+MAX_TABLE_ENTRIES = 1 << 22
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotRegularFileError(ProfileFileError):
+    """The path names a FIFO, a device, a directory or a socket: never a saved profile, and
+    reading one could block forever or never end (/dev/zero)."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(f"{path} is {kind}, not a profile file: give the path of a saved profile")
+        self.path = path
+        self.kind = kind
+
+
+def open_regular_file(path: str) -> BinaryIO:
+    """`path` opened for reading, refused unless it is a regular file.
+
+    Opened without blocking (a FIFO with no writer would block `open` itself) and checked on the
+    opened descriptor, so a path swapped after a check cannot slip a device in.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ProfileFileError(f"Input file not found: {path}") from None
+    except IsADirectoryError:
+        raise NotRegularFileError(path, "a directory") from None
+    except OSError as err:
+        raise ProfileFileError(f"Cannot read {path}: {err.strerror or err}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+            raise NotRegularFileError(path, kind)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class _Malformed(Exception):
@@ -156,6 +207,51 @@ class _Chunks:
         return None if self.total is None else self.total - self.dropped - pos
 
 
+class _TableStream:
+    """The file from `start` to `end` through a bounded window: `buf[pos:]` is what is read
+    and not yet consumed; `fill` reads more only as entries need it."""
+
+    def __init__(self, fh: BinaryIO, start: int, end: int) -> None:
+        fh.seek(start)
+        self._fh = fh
+        self._unread = end - start  # bytes in the file after buf
+        self._base = start  # file offset of buf[0]
+        self.buf = b""
+        self.pos = 0
+
+    def fill(self, need: int) -> None:
+        """At least `need` bytes after `pos`, unless the range ends first."""
+        have = len(self.buf) - self.pos
+        if have >= need or not self._unread:
+            return
+        want = min(max(need - have, READ_CHUNK), self._unread)
+        more = self._fh.read(want)
+        if len(more) < want:
+            raise ProfileFileError("Truncated file: the tables end early")
+        self._unread -= want
+        self._base += self.pos
+        self.buf = self.buf[self.pos:] + more
+        self.pos = 0
+
+    def left(self) -> int:
+        return len(self.buf) - self.pos + self._unread
+
+    def skip(self, count: int) -> None:
+        """Consume `count` bytes (at most `left()`), seeking over those not read yet."""
+        have = len(self.buf) - self.pos
+        if count <= have:
+            self.pos += count
+            return
+        beyond = count - have
+        self._fh.seek(beyond, os.SEEK_CUR)
+        self._unread -= beyond
+        self._base += len(self.buf) + beyond
+        self.buf, self.pos = b"", 0
+
+    def offset(self) -> int:
+        return self._base + self.pos
+
+
 class _ThreadState:
     __slots__ = ("ts", "frames", "last")
 
@@ -171,7 +267,7 @@ class BinaryProfile:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            with open(path, "rb") as fh:
+            with open_regular_file(path) as fh:
                 self.file_size = os.fstat(fh.fileno()).st_size
                 self.mtime = os.fstat(fh.fileno()).st_mtime
                 self._parse(fh)
@@ -263,39 +359,57 @@ class BinaryProfile:
         if self.frame_count > max_frames:
             raise ProfileFileError(f"Invalid frame count {self.frame_count} exceeds maximum possible {max_frames}")
 
-        fh.seek(s_off)
-        tables = fh.read(size - s_off)
-        self.strings = self._parse_strings(tables)
-        table_end = self._parse_frames(tables, f_off - s_off) + s_off
-        self.stats_extension = self._parse_stats(tables, table_end - s_off, order)
+        for what, count in (("string", self.string_count), ("frame", self.frame_count)):
+            if count > MAX_TABLE_ENTRIES:
+                raise ProfileFileError(
+                    f"Invalid {what} count {count}: more than the {MAX_TABLE_ENTRIES} this reader accepts"
+                )
+        # The tables are read piecewise, never whole: what a table's entries can hold bounds
+        # memory, not the file's size (a valid header plus a gigabyte of sparse zeros).
+        self.strings = self._parse_strings(_TableStream(fh, s_off, size))
+        table_end = self._parse_frames(_TableStream(fh, f_off, size))
+        tail_start = max(table_end, size - FOOTER_SIZE - STATS_SIZE)
+        fh.seek(tail_start)
+        self.stats_extension = self._parse_stats(fh.read(size - tail_start), table_end - tail_start, order)
 
     @staticmethod
     def _offsets_fit(string_offset: int, frame_offset: int, size: int) -> bool:
         return HEADER_SIZE <= string_offset <= frame_offset <= size
 
-    def _parse_strings(self, data: bytes) -> list[str]:
-        strings = []
-        pos, end = 0, len(data)
+    def _parse_strings(self, stream: _TableStream) -> list[str]:
+        strings: list[str] = []
+        unique: dict[str, str] = {}  # equal strings share one object
         for _ in range(self.string_count):
+            stream.fill(5)
             try:
-                length, pos = _varint32(data, pos, end)
+                length, stream.pos = _varint32(stream.buf, stream.pos, len(stream.buf))
             except _Malformed:
                 raise ProfileFileError("Malformed varint in string table") from None
-            if length > end - pos:
+            if length > stream.left():
                 raise ProfileFileError("String table overflow")
-            strings.append(_decode(data[pos:pos + length]))
-            pos += length
+            keep = min(length, MAX_STRING_BYTES)
+            stream.fill(keep)
+            text = _decode(stream.buf[stream.pos:stream.pos + keep])
+            stream.skip(length)
+            if keep < length:
+                text += TRUNCATED
+            strings.append(unique.setdefault(text, text))
         return strings
 
-    def _parse_frames(self, data: bytes, pos: int) -> int:
-        """Fill `self.frames` (None for an entry whose string indices are out of range)."""
+    def _parse_frames(self, stream: _TableStream) -> int:
+        """Fill `self.frames` (None for an entry whose string indices are out of range); returns
+        the offset just past the frame table."""
         strings = self.strings
         n_strings = len(strings)
         frames: list[Frame | None] = []
-        end = len(data)
+        unique: dict[Frame, Frame] = {}  # equal frames share one object
         field = "filename"
+        pos = stream.pos
         try:
             for _ in range(self.frame_count):
+                stream.pos = pos
+                stream.fill(MAX_FRAME_ENTRY)
+                data, pos, end = stream.buf, stream.pos, len(stream.buf)
                 field = "filename"
                 file_idx, pos = _varint32(data, pos, end)
                 field = "funcname"
@@ -324,14 +438,17 @@ class BinaryProfile:
                     # and frames Tachyon keeps that have none, such as 3.15's `__init__` shim;
                     # Tachyon's readers show all of them on line 0 too.
                     lineno = 0
-                frames.append(Frame(filename, strings[func_idx], lineno, end_lineno, col, end_col))
+                frame = Frame(filename, strings[func_idx], lineno, end_lineno, col, end_col)
+                frames.append(unique.setdefault(frame, frame))
         except _Malformed:
             raise ProfileFileError(f"Malformed varint in frame table ({field})") from None
         self.frames = frames
-        return pos
+        stream.pos = pos
+        return stream.offset()
 
     def _parse_stats(self, data: bytes, table_end: int, order: str) -> dict[str, float | None] | None:
-        """The optional TACHSTAT block just before the footer, or None."""
+        """The optional TACHSTAT block just before the footer, or None. `data` is the file's
+        tail through the footer; `table_end` is where the frame table ends, relative to it."""
         footer_start = len(data) - FOOTER_SIZE
         if footer_start - table_end < STATS_SIZE_OLD:
             return None
@@ -398,7 +515,7 @@ class BinaryProfile:
     def _raw_pieces(self) -> Iterator[bytes]:
         end = self.string_table_offset
         try:
-            with open(self.path, "rb") as fh:
+            with open_regular_file(self.path) as fh:
                 fh.seek(HEADER_SIZE)
                 left = end - HEADER_SIZE
                 while left > 0:
@@ -411,8 +528,13 @@ class BinaryProfile:
             raise ProfileFileError(f"Cannot read {self.path}: {err.strerror or err}") from None
 
     def _zstd_pieces(self) -> Iterator[bytes]:
-        """Decompressed sample data; concatenated frames are read as one stream, as Tachyon."""
+        """Decompressed sample data; concatenated frames are read as one stream, as Tachyon.
+
+        No record holds more than MAX_RECORD bytes per sample, so more output than the header's
+        samples can fill is corrupt: stop there rather than inflate a zstd bomb for hours."""
         decompressor = None
+        limit = self.sample_count * MAX_RECORD
+        produced = 0
         for chunk in self._raw_pieces():
             for i in range(0, len(chunk), ZSTD_INPUT_PIECE):
                 piece = chunk[i:i + ZSTD_INPUT_PIECE]
@@ -424,6 +546,12 @@ class BinaryProfile:
                     except _zstd.ZstdError as err:
                         raise ProfileFileError(f"zstd decompression error: {err}") from None
                     if out:
+                        produced += len(out)
+                        if produced > limit:
+                            raise ProfileFileError(
+                                f"Corrupt binary profile: the sample data decompresses to more than "
+                                f"{self.sample_count} samples can hold"
+                            )
                         yield out
                     if decompressor.eof:
                         piece = decompressor.unused_data
