@@ -578,3 +578,54 @@ def test_tcp_port_in_use_is_one_line():
                                 timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == f"heatline-lsp: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+# -- hostile profile files ----------------------------------------------------------------------
+
+
+async def test_open_refuses_hostile_files_and_keeps_answering(client: LanguageClient, tmp_path):
+    """A FIFO, a device copy, a header plus a gigabyte of sparse zeros and crafted pstats files:
+    each a quick one-line error with no traceback in its data, and `heatline.status` answers
+    between them (tests/test_hostile_files.py checks the loaders' memory and each message)."""
+    import marshal
+    import stat
+
+    from test_hostile_files import sparse_after_header
+
+    fifo = tmp_path / "profile.fifo"
+    os.mkfifo(fifo)
+    cases = {str(fifo): "is a FIFO", str(tmp_path): "is a directory"}
+    device = tmp_path / "zero.bin"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o600, os.stat("/dev/zero").st_rdev)
+        cases[str(device)] = "is a character device"
+    except PermissionError:
+        pass
+    sparse = tmp_path / "sparse.bin"
+    sparse_after_header(sparse)
+    cases[str(sparse)] = "Invalid frame index"
+    callers = {("b.py", j, "g"): (1, 1, 0.001, 0.001) for j in range(3000)}
+    shared = tmp_path / "shared.pstats"
+    shared.write_bytes(marshal.dumps({("a.py", i, "f"): (1000, 1000, 1.0, 1.0, callers) for i in range(5000)}))
+    cases[str(shared)] = "more callers than the file holds"
+    for name, lineno in (("inf", float("inf")), ("nan", float("nan")), ("abc", "abc")):
+        crafted = tmp_path / f"{name}.pstats"
+        crafted.write_bytes(marshal.dumps({("a.py", lineno, "f"): (5, 5, 0.005, 0.005, {})}))
+        cases[str(crafted)] = "line number"
+
+    failed = -32803
+    for path, expected in cases.items():
+        started = time.monotonic()
+        with pytest.raises(JsonRpcException) as info:
+            await execute(client, "heatline.open", {"path": path})
+        assert time.monotonic() - started < 10, path
+        assert info.value.code == failed, (path, info.value)
+        message = info.value.message
+        assert expected in message and "\n" not in message, message
+        assert "Traceback" not in repr(info.value.data), info.value.data
+        assert (await execute(client, "heatline.status"))["version"]
+    # The same files as a diff's baseline.
+    with pytest.raises(JsonRpcException) as info:
+        await execute(client, "heatline.diff", {"baseline": str(fifo), "current": str(sparse)})
+    assert "Traceback" not in repr(info.value.data)
+    assert (await execute(client, "heatline.status"))["version"]
