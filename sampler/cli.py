@@ -172,6 +172,13 @@ def _make_collector(profile: Profile, args: argparse.Namespace):
     return cls(profile, **cls.options_from_args(args))
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse a bad -o before anything is launched or sampled: a run cannot be taken again."""
+    from sampler.collectors import COLLECTORS
+
+    COLLECTORS[args.format].check_output(args.output)
+
+
 def _write_output(collector, args: argparse.Namespace, pid: int | str) -> str | None:
     """Write the profile; returns the file written (None when it went to stdout)."""
     if collector.writes_stdout and not args.output:
@@ -214,7 +221,10 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
         print("Interrupted by user.", file=sys.stderr)
     if stats.samples == 0 and stats.target_exited:
         raise TargetExitedError(f"the target (PID {pid}) exited before heatline could take a first sample.")
-    print_summary(stats, sys.stderr if collector.writes_stdout and not args.output else sys.stdout)
+    from sampler.output_path import is_stdout
+
+    to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
+    print_summary(stats, sys.stderr if to_stdout else sys.stdout)
     return collector
 
 
@@ -244,6 +254,7 @@ def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T]
 def cmd_run(args: argparse.Namespace) -> int:
     from sampler.launcher import launch
 
+    _check_output(args)
     target = launch(args.target, args.args, module=args.module, python=args.python)
     collector, status = sample_launched(
         target, args, lambda unwinder: _profile(args, unwinder, target.alive, target.pid, on_started=target.start),
@@ -259,6 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from sampler.cpython.unwinder import Unwinder
 
+    _check_output(args)
     unwinder = Unwinder(args.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc)
     try:
         collector = _profile(args, unwinder, unwinder.alive, args.pid)
@@ -299,6 +311,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sampler.progress import ProgressBar
     from sampler.replay import open_binary_profile
 
+    _check_output(args)
     reader = open_binary_profile(args.input_file)
     profile = Profile(reader.run_stats())
     collector = _make_collector(profile, args)

@@ -70,3 +70,11 @@ class ProfileFileError(HeatlineError):
 
 class LiveStreamError(HeatlineError):
     """A line of a live profile stream (`python -m sampler.live`) is malformed or out of order."""
+
+
+class OutputPathError(HeatlineError):
+    """The output path cannot take the profile (checked before sampling, or failed at the end)."""
+
+
+class OutputSavedElsewhereError(OutputPathError):
+    """Writing the output failed at the end of a run; the profile was saved under another name."""

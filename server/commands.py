@@ -73,8 +73,21 @@ def _sampling_flags(ls: HeatlineServer, a: SamplingArgs) -> list[str]:
     if a.gc is False:
         flags.append("--no-gc")
     if a.output:
-        flags += ["--binary", "-o", ls.user_path(a.output)]
+        output = ls.user_path(a.output)
+        _check_output_path(output, binary=True)
+        flags += ["--binary", "-o", output]
     return flags
+
+
+def _check_output_path(path: str, *, binary: bool = False) -> None:
+    """A bad `output` is refused before the run starts, as the CLI does (one line, no run)."""
+    from sampler.errors import OutputPathError
+    from sampler.output_path import check_output
+
+    try:
+        check_output(path, binary=binary)
+    except OutputPathError as err:
+        raise CommandFailed(str(err)) from None
 
 
 async def _start(ls: HeatlineServer, run: ActiveRun) -> dict[str, Any]:
@@ -297,16 +310,16 @@ def _output_path(ls: HeatlineServer, requested: str | None, stem: str) -> str:
 
 async def _write_page(ls: HeatlineServer, a: FlamegraphArgs, data: dict[str, Any], stem: str) -> dict[str, Any]:
     from sampler.collectors.flamegraph import render_html
+    from sampler.output_path import write_output
 
     path = _output_path(ls, a.output, stem)
     html = await asyncio.to_thread(render_html, data, data.get("title"))
-    tmp = f"{path}.{os.getpid()}.tmp"
+    _check_output_path(path)
+    # Regular files are replaced atomically, devices and FIFOs written into (as the CLI does).
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise CommandFailed(f"cannot write {path}: {err.strerror or err}") from None
+        await asyncio.to_thread(write_output, path, lambda fh: fh.write(html.encode("utf-8")))
+    except HeatlineError as err:
+        raise CommandFailed(str(err)) from None
     uri = from_fs_path(path)
     if a.show:
         await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, external=True))

@@ -1,14 +1,13 @@
-"""The base every output format shares: options, default names, atomic writes, internal frames."""
+"""The base every output format shares: options, default names, safe writes, internal frames."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from array import array
 from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 
-from ..errors import HeatlineError
+from ..output_path import STDOUT, check_output, write_output
 from ..model import Frame, Profile, ThreadSample
 
 # Files of heatline's own `run` bootstrap (`sampler/_coordinator.py`), which executes inside the
@@ -72,6 +71,8 @@ class Collector:
     streaming: ClassVar[bool] = False
     # HTML outputs that `--browser` opens.
     opens_in_browser: ClassVar[bool] = False
+    # Bytes a terminal cannot show (`-o -` is refused when stdout is a terminal).
+    binary_output: ClassVar[bool] = False
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.option_defaults))
@@ -123,55 +124,24 @@ class Collector:
     def write_stdout(self, stream: TextIO) -> None:
         raise NotImplementedError(f"the {self.format_name} format has no terminal output")
 
-    def write(self, path: str | os.PathLike[str]) -> str:
-        """Write the file atomically to `path` (or into it, if it is a directory); return the path.
+    @classmethod
+    def check_output(cls, path: str | None) -> None:
+        """Refuse, before sampling starts, an output path this format could not be written to."""
+        if path is None and cls.writes_stdout:
+            return
+        check_output(path, binary=cls.binary_output)
 
-        Readers never see a half-written file: the data goes to a temporary file in the same
-        directory, which then replaces `path` in one step.
+    def write(self, path: str | os.PathLike[str]) -> str:
+        """Write the file to `path` (or into it, if it is a directory); return where it went.
+
+        A regular file is replaced atomically (readers never see half of it); a device, FIFO or
+        `-` (stdout) is written into, so the path stays what it was. If writing fails, the
+        profile is saved in the temp directory and the error raised says where.
         """
         path = os.fspath(path)
-        if os.path.isdir(path):
+        if path != STDOUT and os.path.isdir(path):
             path = os.path.join(path, self.default_output(self.profile.stats.pid))
-        directory = os.path.dirname(os.path.abspath(path))
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-            )
-            with os.fdopen(fd, "wb") as fh:
-                self.dump(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600 files
-            os.replace(tmp, path)
-            tmp = None
-        except OSError as err:
-            raise HeatlineError(f"cannot write {path}: {err.strerror or err}") from err
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-        return path
-
-
-def _mode_for(path: str) -> int:
-    """Keep the mode of a file being replaced; new files get 0666 minus the umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    try:  # Linux >= 4.7 shows the umask without the racy set-and-restore below
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+        return write_output(path, self.dump)
 
 
 class StringTable:

@@ -187,6 +187,7 @@ class BinaryCollector(Collector):
     cli_options = {"compression": "--compression"}
     replayable = False
     streaming = True
+    binary_output = True
     # struct prefix for fixed-width fields: "=" is native order, as Tachyon writes. Tests set
     # ">" or "<" to make files of the other byte order.
     byte_order = "="

@@ -42,11 +42,12 @@ from importlib import resources
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from .. import __version__
-from ..errors import HeatlineError
+from ..errors import HeatlineError, OutputSavedElsewhereError
 from ..target.files import TargetFiles
 from ..target.maps import process_start_time
 from ..model import Frame, Profile
-from .base import Collector, _mode_for
+from ..output_path import check_output, file_mode_for
+from .base import Collector
 
 PROJECT, STDLIB, SITE, OTHER = "project", "stdlib", "site", "other"
 GROUP_TITLES = {
@@ -762,17 +763,28 @@ class HeatmapCollector(Collector):
 
     # -- writing the directory --------------------------------------------------------------------
 
+    @staticmethod
+    def _directory_for(path: str | os.PathLike[str]) -> str:
+        """`-o X.html` names the directory `X` (as Tachyon)."""
+        path = os.fspath(path)
+        if path.lower().endswith(".html") and len(path) > len(".html"):
+            path = path[: -len(".html")]
+        return path.rstrip("/") or "/"
+
+    @classmethod
+    def check_output(cls, path: str | None) -> None:
+        check_output(None if path is None else cls._directory_for(path), directory=True)
+
     def write(self, path: str | os.PathLike[str]) -> str:
         """Build the directory beside `path` and swap it in; return the directory written.
 
         `-o X.html` writes `X/` (as Tachyon). An existing directory is replaced only if it is a
         heatmap (its files are all index.html / file_NNNN.html) or empty; any other directory
         gets the heatmap inside it as `heatmap_<pid>/`, so no file of the user's is deleted.
+        If writing fails (disk full, the directory removed meanwhile) the pages are saved in a
+        new directory in the temp directory and the error raised says where.
         """
-        path = os.fspath(path)
-        if path.lower().endswith(".html") and len(path) > len(".html"):
-            path = path[: -len(".html")]
-        path = path.rstrip("/") or "/"
+        path = self._directory_for(path)
         if os.path.islink(path) and os.path.isdir(path):
             path = os.path.realpath(path)
         if os.path.isdir(path) and not _is_replaceable(path):
@@ -783,29 +795,45 @@ class HeatmapCollector(Collector):
                 )
         if os.path.lexists(path) and not os.path.isdir(path):
             raise HeatlineError(f"cannot write the heatmap to {path}: it exists and is not a directory.")
+        try:
+            self._write_directory(path)
+        except OSError as err:
+            reason = err.strerror or str(err)
+        else:
+            return path
+        try:
+            saved = tempfile.mkdtemp(prefix=f"heatline-{os.path.basename(path) or 'heatmap'}-")
+            self._write_pages(saved)
+        except OSError as err:
+            raise HeatlineError(
+                f"cannot write {path}, nor save the heatmap in {tempfile.gettempdir()}: {err.strerror or err}"
+            ) from None
+        raise OutputSavedElsewhereError(f"cannot write {path}: {reason}; the heatmap was saved to {saved} instead")
+
+    def _write_pages(self, directory: str) -> None:
+        for name, text in self.iter_pages():  # files get 0666 minus the umask, as usual
+            with open(os.path.join(directory, name), "wb") as fh:
+                fh.write(text.encode("utf-8", "backslashreplace"))
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def _write_directory(self, path: str) -> None:
         parent = os.path.dirname(os.path.abspath(path))
         tmp = None
         try:
             tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
-            for name, text in self.iter_pages():  # files get 0666 minus the umask, as usual
-                with open(os.path.join(tmp, name), "wb") as fh:
-                    fh.write(text.encode("utf-8", "backslashreplace"))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            self._write_pages(tmp)
             if os.path.isdir(path):
                 os.chmod(tmp, os.stat(path).st_mode & 0o7777)
                 tmp = _swap_directories(tmp, path)  # the old heatmap, deleted below
             else:
-                file_mode = _mode_for(os.path.join(tmp, "absent"))  # 0666 minus the umask
+                file_mode = file_mode_for(os.path.join(tmp, "absent"))  # 0666 minus the umask
                 os.chmod(tmp, file_mode | ((file_mode & 0o444) >> 2))  # mkdtemp's 0700 -> as mkdir
                 os.rename(tmp, path)
                 tmp = None
-        except OSError as err:
-            raise HeatlineError(f"cannot write {path}: {err.strerror or err}") from err
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-        return path
 
 
 def _is_replaceable(directory: str) -> bool:

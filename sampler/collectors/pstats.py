@@ -62,6 +62,7 @@ class PstatsCollector(Collector):
     cli_help = "table on stdout, or with -o a file pstats and snakeviz load (default)"
     cli_options = {"sort": "--sort", "limit": "--limit", "show_summary": "--no-summary"}
     writes_stdout = True
+    binary_output = True  # the file form is marshal data
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
