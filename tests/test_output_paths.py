@@ -75,14 +75,17 @@ def assert_known_profile(data: bytes) -> None:
         assert name in data, f"{name!r} missing from the output ({len(data)} bytes): {data[:300]!r}"
 
 
-def assert_known_collapsed(text: str) -> None:
-    rows = []
-    for line in text.splitlines():
-        stack, count = line.rsplit(" ", 1)
-        rows.append((stack.split(";")[1:], int(count)))
-    leaves = {frames[-1].split(":")[1] for frames, _ in rows}
+def assert_known_rows(rows: list[tuple[int, list[str], int]]) -> None:
+    leaves = {frames[-1].split(":")[1] for _tid, frames, _count in rows}
     assert {"parse_records", "checksum"} <= leaves, leaves
-    assert sum(count for _, count in rows) > 0
+    assert all(count > 0 for _tid, _frames, count in rows)
+
+
+def assert_known_collapsed(text: str, tmp_path) -> None:
+    """`text` is a whole collapsed profile of hotspots-like work (parsed as conftest does)."""
+    copy = tmp_path / "collapsed-copy.txt"
+    copy.write_text(text, encoding="utf-8")
+    assert_known_rows(parse_collapsed(str(copy)))
 
 
 def marker_script(tmp_path, extra: str = "") -> tuple[str, str]:
@@ -133,13 +136,13 @@ def test_a_fifo_reader_gets_the_whole_profile(tmp_path, flag):
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert_known_profile(data)
     if flag == "--collapsed":
-        assert_known_collapsed(data.decode())
+        assert_known_collapsed(data.decode(), tmp_path)
     elif flag == "--binary":  # complete: it replays
         saved = tmp_path / "copy.bin"
         saved.write_bytes(data)
         replayed = heatline("replay", str(saved), "--collapsed", "-o", str(tmp_path / "r.txt"))
         assert replayed.returncode == 0, replayed.stderr
-        assert_known_collapsed((tmp_path / "r.txt").read_text())
+        assert_known_rows(parse_collapsed(str(tmp_path / "r.txt")))
 
 
 @needs_root
@@ -161,7 +164,7 @@ def test_a_symlink_to_a_regular_file_replaces_the_file_and_keeps_the_link(tmp_pa
     assert result.returncode == 0, result.stderr
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert real.is_file() and not real.is_symlink()
-    assert_known_collapsed(real.read_text())
+    assert_known_rows(parse_collapsed(str(real)))
 
 
 def test_a_symlink_to_own_stdout_writes_to_stdout(tmp_path):
@@ -170,14 +173,16 @@ def test_a_symlink_to_own_stdout_writes_to_stdout(tmp_path):
     result = heatline("run", "--collapsed", "-o", str(link), HOTSPOTS, RUN_S)
     assert result.returncode == 0, result.stderr
     assert os.readlink(link) == "/proc/self/fd/1"
-    assert_known_collapsed(result.stdout)  # the summary went to stderr, not into the profile
+    assert_known_collapsed(result.stdout, tmp_path)  # the summary went to stderr, not into the profile
 
 
 def test_dash_is_stdout_for_text_formats(tmp_path):
-    result = heatline("run", "--collapsed", "-o", "-", HOTSPOTS, RUN_S, cwd=str(tmp_path))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = heatline("run", "--collapsed", "-o", "-", HOTSPOTS, RUN_S, cwd=str(cwd))
     assert result.returncode == 0, result.stderr
-    assert_known_collapsed(result.stdout)
-    assert list(tmp_path.iterdir()) == []  # no file named "-"
+    assert_known_collapsed(result.stdout, tmp_path)
+    assert list(cwd.iterdir()) == []  # no file named "-"
     assert "Captured" in result.stderr
 
 
@@ -190,7 +195,7 @@ def test_dash_binary_goes_to_a_pipe_and_replays(tmp_path):
     saved.write_bytes(result.stdout)
     replayed = heatline("replay", str(saved), "--collapsed", "-o", str(tmp_path / "r.txt"))
     assert replayed.returncode == 0, replayed.stderr
-    assert_known_collapsed((tmp_path / "r.txt").read_text())
+    assert_known_rows(parse_collapsed(str(tmp_path / "r.txt")))
 
 
 def test_dash_binary_is_refused_on_a_terminal(tmp_path):
@@ -289,12 +294,11 @@ def test_a_directory_removed_mid_run_saves_the_profile_elsewhere(tmp_path, flag)
     try:
         assert "heatline: cannot write" in result.stderr and "Traceback" not in result.stderr
         if flag == "--collapsed":
-            with open(saved, encoding="utf-8") as fh:
-                assert_known_collapsed(fh.read())
+            assert_known_rows(parse_collapsed(saved))
         else:
             replayed = heatline("replay", saved, "--collapsed", "-o", str(tmp_path / "r.txt"))
             assert replayed.returncode == 0, replayed.stderr
-            assert_known_collapsed((tmp_path / "r.txt").read_text())
+            assert_known_rows(parse_collapsed(str(tmp_path / "r.txt")))
     finally:
         os.unlink(saved)
 
@@ -326,8 +330,7 @@ def test_a_full_device_saves_the_profile_elsewhere(tmp_path):
     assert stat.S_ISCHR(os.lstat(full).st_mode)
     saved = saved_path(result.stderr)
     try:
-        with open(saved, encoding="utf-8") as fh:
-            assert_known_collapsed(fh.read())
+        assert_known_rows(parse_collapsed(saved))
     finally:
         os.unlink(saved)
 
