@@ -406,3 +406,56 @@ def test_server_flamegraph_writes_into_devices_and_fifos(tmp_path):
     assert_known_profile(data)
     assert "does not exist" in str(results[4]) and not os.path.exists(os.path.dirname(missing))
     assert all(r["version"] for r in results[1::2])
+
+
+# -- real filesystems: read-only and full ----------------------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs with the given options; unmounted after the test."""
+    mounted = []
+
+    def mount(name: str, options: str):
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+@needs_root
+def test_a_read_only_directory_is_refused_before_the_target_starts(tmp_path, tmpfs):
+    read_only = tmpfs("ro", "ro,size=64k")
+    script, marker = marker_script(tmp_path)
+    result = heatline("run", "--collapsed", "-o", str(read_only / "out.txt"), script)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"heatline: cannot write {read_only / 'out.txt'}: the directory {read_only} is not writable"
+    assert not os.path.exists(marker)
+
+
+@needs_root
+def test_a_full_filesystem_saves_the_profile_elsewhere(tmp_path, tmpfs):
+    full = tmpfs("full", "size=64k")
+    with open(full / "filler", "wb", buffering=0) as fh:  # unbuffered: nothing left to flush
+        try:
+            while fh.write(b"\0" * 4096):  # until no block is free
+                pass
+        except OSError:
+            pass
+    result = heatline("run", "--collapsed", "-o", str(full / "out.txt"), HOTSPOTS, RUN_S)
+    assert result.returncode == 1
+    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in full.iterdir()) == ["filler"]  # the temporary file is gone
+    saved = saved_path(result.stderr)
+    try:
+        assert_known_rows(parse_collapsed(saved))
+    finally:
+        os.unlink(saved)
