@@ -79,6 +79,8 @@ def _report_crash(exc):
         or os.path.basename(tb.tb_frame.f_code.co_filename) == "runpy.py"
     ):
         tb = tb.tb_next
+    # 3.12+'s default hook prints exc.__traceback__ and ignores its tb argument: cut both.
+    exc.__traceback__ = tb
     sys.excepthook(type(exc), exc, tb)
 
 
@@ -89,4 +91,12 @@ if __name__ == "__main__":
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's program failed; report like python
         _report_crash(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            # As python does: die by SIGINT, so the caller sees how the program ended.
+            import signal
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
         sys.exit(1)

@@ -215,7 +215,7 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
         sinks=[collector] if collector.streaming else [],
     )
     if on_started is not None:
-        on_started()
+        on_started(loop)
     loop.run()
     if stats.interrupted:
         print("Interrupted by user.", file=sys.stderr)
@@ -246,25 +246,38 @@ def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T]
         if unwinder is not None:
             unwinder.close()
     stats = stats_of(result)
-    if stats.interrupted or not stats.target_exited:
-        target.stop()
-    return result, target.wait(timeout=5)
+    # A target still running (Ctrl-C, --duration) is stopped; what it started goes in any case.
+    return result, target.finish(stop=stats.interrupted or not stats.target_exited)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sampler.launcher import launch
+    from sampler.launcher import StopSignals, launch
 
     _check_output(args)
-    target = launch(args.target, args.args, module=args.module, python=args.python)
-    collector, status = sample_launched(
-        target, args, lambda unwinder: _profile(args, unwinder, target.alive, target.pid, on_started=target.start),
-        lambda collector: collector.profile.stats,
-    )
-    profile = collector.profile
-    _write_output(collector, args, target.pid)
-    if status not in (None, 0) and not profile.stats.interrupted and profile.stats.target_exited:
-        print(f"note: the target exited with status {status}", file=sys.stderr)
-    return 0
+    signals = StopSignals().install()
+    try:
+        target = launch(args.target, args.args, module=args.module, python=args.python)
+
+        def started(loop) -> None:
+            signals.sampling(loop)
+            target.start()
+
+        try:
+            collector, status = sample_launched(
+                target, args, lambda unwinder: _profile(args, unwinder, target.alive, target.pid, on_started=started),
+                lambda collector: collector.profile.stats,
+            )
+        except TargetExitedError as err:
+            # Nothing sampled, but the program's own failure must still fail the run.
+            print(f"heatline: {err}", file=sys.stderr)
+            return target.run_exit_status() or err.exit_status
+        _write_output(collector, args, target.pid)
+        if status not in (None, 0) and not target.stopped:
+            print(f"note: the target exited with status {status}", file=sys.stderr)
+        # The target's status, so that CI fails when the program fails.
+        return target.run_exit_status()
+    finally:
+        signals.restore()
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -341,9 +354,8 @@ COMMANDS = {"run": cmd_run, "attach": cmd_attach, "dump": cmd_dump, "replay": cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)  # in the try: Ctrl-C while it loads is no traceback
         if args.command not in ("dump",):
             _validate(args)
         if args.command == "attach" and args.pid <= 0:

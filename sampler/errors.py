@@ -56,6 +56,41 @@ class TargetExitedError(HeatlineError):
     """The target exited before heatline could take a first sample."""
 
 
+class ExitedDuringAttachError(TargetExitedError):
+    """The process existed when heatline started on it and was gone (or going) before its
+    runtime could be read: the race of attaching to a short-lived process."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"process {pid} exited while heatline was attaching to it.")
+        self.pid = pid
+
+
+class ZombieProcessError(TargetExitedError):
+    """A process that has exited but was not yet reaped by its parent: its PID still shows in
+    /proc, but its memory is gone."""
+
+    def __init__(self, pid: int, ppid: int | None = None) -> None:
+        parent = f" (a zombie: its parent, PID {ppid}, has not reaped it yet)" if ppid else " (a zombie)"
+        super().__init__(f"process {pid} has exited{parent}: there is nothing left to profile.")
+        self.pid = pid
+
+
+class KernelThreadError(NotPythonError):
+    """A kernel thread (`heatline attach 2`): it has no user-space memory at all."""
+
+    def __init__(self, pid: int, name: str | None = None) -> None:
+        what = f"{name!r} is a kernel thread" if name else "it is a kernel thread"
+        super().__init__(pid, f"{what}, with no user-space memory")
+
+
+class SelfAttachError(HeatlineError):
+    """heatline asked to profile its own process: the stack it would read is the one reading."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"PID {pid} is this heatline process itself: heatline cannot profile itself.")
+        self.pid = pid
+
+
 class ProcessGoneError(HeatlineError):
     """The target exited while being read; sampling loops treat this as the end of the run."""
 

@@ -157,6 +157,8 @@ class SamplingLoop:
                     self._report(clock() - start)
         except KeyboardInterrupt:
             stats.interrupted = True
+        if self.stopped:  # stop() is what a signal handler (SIGTERM, Ctrl-C) calls: the same end
+            stats.interrupted = True
         stats.duration_s = clock() - start
         if not stats.target_exited:
             self._refresh_names()

@@ -15,11 +15,12 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from sampler import __version__
 
 from .documents import DocumentHeat, DocumentTracker
-from .errors import CommandFailed, InvalidArguments
+from .errors import CommandFailed, InternalError, InvalidArguments, one_line
 from .presentation import HEAT_NOTIFICATION, heat_payload
 from .profile_view import ProfileView
 from .settings import Settings, settings_from
@@ -33,15 +34,36 @@ class _QuietUserErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, (CommandFailed, InvalidArguments))
+        return not isinstance(exc, (CommandFailed, InvalidArguments, InternalError))
 
 
 logging.getLogger("pygls.protocol.json_rpc").addFilter(_QuietUserErrors())
 
 
+class _OneLineErrorsProtocol(LanguageServerProtocol):
+    """No error response carries a traceback. pygls answers an unexpected exception in any
+    handler (hover, code lens, a command) with the traceback in the error's `data`, which
+    clients show to users: that goes to the server's log, the client gets one line."""
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: types.ResponseError | None = None) -> None:
+        if error is not None and error.data is not None:
+            log.error("request %s failed: %s\n%s", msg_id, error.message, _format_data(error.data))
+            text = one_line(error.message or "")
+            if error.code == InternalError.CODE and not text.startswith("internal error"):
+                text = f"internal error: {text}"
+            error = types.ResponseError(code=error.code, message=text)
+        super()._send_response(msg_id, result, error)
+
+
+def _format_data(data: Any) -> str:
+    if isinstance(data, dict) and isinstance(data.get("traceback"), list):
+        return "".join(map(str, data["traceback"]))
+    return repr(data)
+
+
 class HeatlineServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("heatline-lsp", __version__)
+        super().__init__("heatline-lsp", __version__, protocol_cls=_OneLineErrorsProtocol)
         self.settings = Settings()
         self.init_settings: Any = None
         self.view: ProfileView | None = None

@@ -113,8 +113,11 @@ def _convert(cmd: str, key: str, value: Any, hint: Any, meta: Mapping[str, Any])
         return value
     if base in (int, float):
         # JSON has one number type: 2.0 is an acceptable integer, True is not a number.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidArguments(f"{where} must be {_type_name(base)}, not {value!r}")
+        # Python's JSON reader takes NaN and Infinity: a NaN duration would never end a run.
+        if not math.isfinite(value):
+            raise InvalidArguments(f"{where} must be a finite number, not {value!r}")
         if base is int:
             if value != int(value):
                 raise InvalidArguments(f"{where} must be an integer, not {value!r}")

@@ -9,6 +9,7 @@ the server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shlex
 import time
@@ -24,7 +25,7 @@ from sampler.target.maps import read_cmdline
 from .arguments import (
     AttachArgs, DiffArgs, FlamegraphArgs, HottestArgs, NoArgs, PathArgs, RunArgs, SamplingArgs, parse,
 )
-from .errors import CommandFailed, InvalidArguments
+from .errors import CommandFailed, InternalError, InvalidArguments, one_line
 from .profile_view import ProfileView
 from .runs import ActiveRun
 
@@ -48,6 +49,11 @@ def command(name: str):
             except HeatlineError as err:
                 ls.show_error(str(err))
                 raise CommandFailed(str(err)) from None
+            except Exception as err:  # a bug: the traceback to the log, one line to the user
+                logging.getLogger(__name__).exception("%s failed", name)
+                message = f"internal error: {one_line(str(err)) if str(err) else type(err).__name__}"
+                ls.show_error(message)
+                raise InternalError(message) from None
 
         handler.__name__ = fn.__name__
         COMMANDS[name] = handler
@@ -131,6 +137,8 @@ async def run(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
 @command("heatline.attach")
 async def attach(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
     a = parse(name, AttachArgs, args)
+    if a.pid == os.getpid():
+        raise CommandFailed(f"PID {a.pid} is this heatline language server itself: heatline cannot profile itself")
     label = f"PID {a.pid}"
     argv = read_cmdline(a.pid)  # None for a bad pid: the sampler says precisely what is wrong
     if argv:

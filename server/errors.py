@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 
 
 class InvalidArguments(JsonRpcInvalidParams):
@@ -23,3 +23,16 @@ class CommandFailed(JsonRpcException):
 
     def __init__(self, message: str) -> None:
         super().__init__(message=message)
+
+
+class InternalError(JsonRpcInternalError):
+    """A fault of the server itself, reported in one line. pygls's own internal errors carry
+    the traceback in `data`, which clients show to users; the traceback goes to the log."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message)
+
+
+def one_line(message: str) -> str:
+    """The first non-empty line of a message, for errors shown to the user."""
+    return next((line.strip() for line in message.splitlines() if line.strip()), "") or "unknown error"

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -154,3 +155,70 @@ def test_dump_of_a_target_exiting_mid_read(spawn):
         if res.returncode:
             _one_line_error(res, 1, str(p.pid))
         assert "Traceback" not in res.stderr
+
+
+# -- PIDs that are not live Python processes -------------------------------------------------------
+
+
+def _kernel_thread_pid() -> int | None:
+    """PID 2 (kthreadd) when this machine shows kernel threads (not in every PID namespace)."""
+    try:
+        with open("/proc/2/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return 2 if int(fields[6]) & 0x00200000 else None  # PF_KTHREAD
+
+
+@pytest.mark.parametrize("command", ["attach", "dump"])
+def test_zombie_pid(command):
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped: a zombie
+        res = heatline(command, str(p.pid), *(["-d", "1"] if command == "attach" else []))
+        _one_line_error(res, 1, f"process {p.pid} has exited", "zombie")
+    finally:
+        p.wait()
+
+
+@pytest.mark.parametrize("command", ["attach", "dump"])
+def test_kernel_thread_pid(command):
+    pid = _kernel_thread_pid()
+    if pid is None:
+        pytest.skip("no kernel thread visible in this PID namespace")
+    res = heatline(command, str(pid), *(["-d", "1"] if command == "attach" else []))
+    _one_line_error(res, 1, f"process {pid} is not a CPython process", "kernel thread")
+
+
+@pytest.mark.parametrize("command", ["attach", "dump"])
+def test_heatline_attaching_to_itself(command):
+    # `exec` makes the shell's PID ($$) heatline's own.
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    extra = "-d 1" if command == "attach" else ""
+    res = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m sampler {command} {extra} $$'],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    _one_line_error(res, 1, "heatline process itself", "cannot profile itself")
+
+
+def test_targets_exiting_while_heatline_attaches(tmp_path):
+    """Targets ending at every moment of heatline's start-up and first samples (reaped at once,
+    so their /proc entries vanish too): a profile or one line, never a traceback."""
+    out = tmp_path / "out.txt"
+    for i in range(20):
+        life = 0.04 * i
+        code = f"import time\nend = time.time() + {life}\nwhile time.time() < end: pass\n"
+        p = subprocess.Popen([sys.executable, "-c", code])
+        reaper = threading.Thread(target=p.wait, daemon=True)
+        reaper.start()
+        res = heatline("attach", "-d", "2", "--collapsed", "-o", str(out), str(p.pid))
+        reaper.join()
+        if res.returncode:
+            _one_line_error(res, 1, str(p.pid))
+        assert "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "1e400", "--duration=-inf"])
+def test_non_finite_duration(value):
+    args = [value] if value.startswith("--") else ["-d", value]
+    res = heatline("attach", "1", *args)
+    _one_line_error(res, 2, "duration must be positive and finite")

@@ -17,9 +17,16 @@ from sampler.cpython.versions import (
     layout_from_debug_offsets,
     traits_for,
 )
-from sampler.errors import NotPythonError, ProcessNotFoundError, ReadError, UnsupportedVersionError
+from sampler.errors import (
+    ExitedDuringAttachError,
+    NotPythonError,
+    ProcessGoneError,
+    ProcessNotFoundError,
+    ReadError,
+    UnsupportedVersionError,
+)
 from sampler.target.elf import ElfError, ElfFile
-from sampler.target.maps import Mapping, host_path, process_exists, read_maps
+from sampler.target.maps import Mapping, host_path, process_exists, read_maps, why_unreadable
 from sampler.target.memory import RemoteMemory
 
 _LIBPYTHON = re.compile(r"libpython(\d)\.(\d+)[a-z]*\.so")
@@ -112,8 +119,23 @@ def _check_supported(version_string: str, version: tuple[int, int, int], pid: in
 
 
 def locate_runtime(pid: int, memory: RemoteMemory) -> Runtime:
+    """The target's runtime, or one line saying why there is none to read."""
     if not process_exists(pid):
         raise ProcessNotFoundError(pid)
+    try:
+        return _locate_runtime(pid, memory)
+    except (NotPythonError, ReadError, ProcessGoneError, ProcessLookupError) as exc:
+        # A target exiting during discovery looks like empty maps, vanished files under
+        # /proc/PID/root, short reads or ESRCH: report the exit, not what it looked like.
+        reason = why_unreadable(pid)
+        if reason is not None:
+            raise reason from None
+        if isinstance(exc, (ProcessGoneError, ProcessLookupError)):
+            raise ExitedDuringAttachError(pid) from None
+        raise
+
+
+def _locate_runtime(pid: int, memory: RemoteMemory) -> Runtime:
     maps = read_maps(pid)
     seen_python = None
     for path, base in _candidates(pid, maps):

@@ -5,7 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sampler.errors import ProcessNotFoundError, ProcessPermissionError
+from sampler.errors import (
+    ExitedDuringAttachError,
+    HeatlineError,
+    KernelThreadError,
+    ProcessNotFoundError,
+    ProcessPermissionError,
+    ZombieProcessError,
+)
+
+# task->flags bits (include/linux/sched.h), field 9 of /proc/PID/stat.
+_PF_EXITING = 0x00000004
+_PF_KTHREAD = 0x00200000
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,34 @@ class Mapping:
 
 def process_exists(pid: int) -> bool:
     return pid > 0 and os.path.exists(f"/proc/{pid}/stat")
+
+
+def why_unreadable(pid: int) -> HeatlineError | None:
+    """Why a process heatline has just seen cannot be read: it has exited or is exiting (its
+    memory goes before its /proc entry does), it is a zombie, or a kernel thread, which has no
+    user memory. None while it looks like a running user process.
+
+    Asked only after a read failed, so that a failure says what happened rather than the
+    symptom (ESRCH, empty maps, a short read).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return ExitedDuringAttachError(pid)
+    name_end = data.rfind(b")")
+    fields = data[name_end + 1 :].split()
+    if name_end < 0 or len(fields) < 7:
+        return ExitedDuringAttachError(pid)
+    state, ppid, flags = fields[0], int(fields[1]), int(fields[6])
+    if state == b"Z":
+        return ZombieProcessError(pid, ppid)
+    if flags & _PF_KTHREAD:
+        name = data[data.find(b"(") + 1 : name_end].decode("utf-8", "replace")
+        return KernelThreadError(pid, name)
+    if state == b"X" or flags & _PF_EXITING:
+        return ExitedDuringAttachError(pid)
+    return None
 
 
 def process_start_time(pid: int) -> float | None:
@@ -72,6 +111,8 @@ def read_maps(pid: int) -> list[Mapping]:
             text = fh.read()
     except FileNotFoundError:
         raise ProcessNotFoundError(pid) from None
+    except ProcessLookupError:  # ESRCH: it is exiting as we read
+        raise why_unreadable(pid) or ExitedDuringAttachError(pid) from None
     except PermissionError:
         raise ProcessPermissionError(pid) from None
     maps = []

@@ -10,7 +10,15 @@ import errno
 import os
 import struct
 
-from sampler.errors import ProcessGoneError, ProcessNotFoundError, ProcessPermissionError, ReadError
+from sampler.errors import (
+    ExitedDuringAttachError,
+    ProcessGoneError,
+    ProcessNotFoundError,
+    ProcessPermissionError,
+    ReadError,
+    SelfAttachError,
+)
+from sampler.target.maps import why_unreadable
 
 _USER_SPACE_END = 1 << 56
 _MAX_READ = 64 << 20
@@ -29,10 +37,18 @@ class RemoteMemory:
         self.pid = pid
         self.reads = 0
         self.bytes_read = 0
+        self._fd = -1
+        # Reading our own memory "works" but every stack is torn by the reading itself.
+        if pid == os.getpid():
+            raise SelfAttachError(pid)
         try:
             self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited as we opened it
+        except FileNotFoundError:
             raise ProcessNotFoundError(pid) from None
+        except ProcessLookupError:
+            # ESRCH: the entry is there but has no memory: a zombie, a kernel thread, or a
+            # process exiting as we opened it.
+            raise why_unreadable(pid) or ExitedDuringAttachError(pid) from None
         except PermissionError:
             raise ProcessPermissionError(pid) from None
         # Opening can succeed while reading is still refused (ptrace access is checked per read).
@@ -42,11 +58,17 @@ class RemoteMemory:
         try:
             with open(f"/proc/{self.pid}/maps", encoding="utf-8", errors="replace") as fh:
                 first = fh.readline()
-        except (FileNotFoundError, ProcessLookupError):
-            raise ProcessNotFoundError(self.pid) from None
+        except FileNotFoundError:
+            raise ExitedDuringAttachError(self.pid) from None
+        except ProcessLookupError:
+            raise why_unreadable(self.pid) or ExitedDuringAttachError(self.pid) from None
         except PermissionError:
             raise ProcessPermissionError(self.pid) from None
         if not first:
+            # No mappings at all: the process lost its memory between open and now.
+            reason = why_unreadable(self.pid)
+            if reason is not None:
+                raise reason
             return
         start = int(first.split("-", 1)[0], 16)
         try:
@@ -65,17 +87,22 @@ class RemoteMemory:
             data = os.pread(self._fd, size, addr)
         except OSError as exc:
             if exc.errno == errno.ESRCH or not os.path.exists(f"/proc/{self.pid}"):
-                raise ProcessGoneError(f"process {self.pid} exited") from None
+                raise self._gone() from None
             if exc.errno in (errno.EPERM, errno.EACCES):
                 raise ProcessPermissionError(self.pid) from None
             raise ReadError(f"cannot read {size} bytes at {addr:#x}: {exc.strerror}") from None
         self.reads += 1
         self.bytes_read += len(data)
         if len(data) != size:
-            if not data and not os.path.exists(f"/proc/{self.pid}/mem"):
-                raise ProcessGoneError(f"process {self.pid} exited")
+            # The kernel reads nothing once the memory is gone, which happens before the /proc
+            # entry goes (an exiting process, an unreaped zombie).
+            if not data and why_unreadable(self.pid) is not None:
+                raise self._gone()
             raise ReadError(f"short read at {addr:#x}: {len(data)} of {size} bytes")
         return data
+
+    def _gone(self) -> ProcessGoneError:
+        return ProcessGoneError(f"process {self.pid} exited while heatline was reading it.")
 
     def read_u64(self, addr: int) -> int:
         return U64.unpack(self.read(addr, 8))[0]
