@@ -150,9 +150,13 @@ class StopSignals:
     def install(self) -> "StopSignals":
         for signum in self.SIGNALS:
             previous = signal.getsignal(signum)
-            if previous is not signal.SIG_IGN:
-                self._previous[signum] = previous
+            if previous is signal.SIG_IGN:
+                continue
+            try:
                 signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread (heatline used as a library): signals stay as they are
+                break
+            self._previous[signum] = previous
         return self
 
     def restore(self) -> None:
