@@ -40,8 +40,9 @@ def _positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid duration: {text!r} (seconds expected)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"duration must be positive: {text}")
+    # float() takes "nan" and "inf": a NaN deadline is never reached, so the run would not stop.
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"duration must be positive and finite: {text}")
     return value
 
 
