@@ -580,6 +580,98 @@ def test_tcp_port_in_use_is_one_line():
     assert result.stderr.strip() == f"heatline-lsp: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
+async def _attach_errors_via_server(cases: list[tuple[int | None, str]]) -> None:
+    """A real server session outside pytest-asyncio (see the flame graph test); a pid of None
+    stands for the server's own."""
+    client = make_client()
+    await client.start_io(*SERVER)
+    try:
+        await client.initialize_session(init_params())
+        for pid, fragment in cases:
+            with pytest.raises(JsonRpcException) as info:
+                await execute(client, "heatline.attach", {"pid": _server_pid() if pid is None else pid})
+            assert info.value.code == -32803, info.value
+            assert fragment in info.value.message and "\n" not in info.value.message, info.value.message
+            assert "Errno" not in info.value.message and not info.value.data, info.value
+            assert (await execute(client, "heatline.status"))["version"]
+            await wait_until(lambda: any(fragment in m.message for m in client.messages
+                                         if m.type == types.MessageType.Error), f"a message saying {fragment!r}")
+        await client.shutdown_session()
+    finally:
+        await client.stop()
+
+
+def test_attach_to_pids_without_a_python_gets_one_line_errors():
+    """A dead PID, a zombie, a kernel thread, the server itself: an LSP error of one line with no
+    traceback in its data, a message to the user, and the server still answers."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    cases = [(dead.pid, "no process with PID"), (zombie.pid, "zombie"), (None, "cannot profile itself")]
+    if _stat_fields(2)[6].isdigit() and int(_stat_fields(2)[6]) & 0x00200000:  # PF_KTHREAD
+        cases.append((2, "kernel thread"))
+    try:
+        # Its own thread and loop: a module-scoped browser keeps an event loop on this one.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _attach_errors_via_server(cases)).result()
+    finally:
+        zombie.wait()
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """/proc/PID/stat from the state on (field 3), or fields that match nothing if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return [b"?"] * 7
+
+
+def _server_pid() -> int:
+    """The `python -m server` this test process started (the client fixture's)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or _stat_fields(int(entry))[1] != str(os.getpid()).encode():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if fh.read().split(b"\0")[1:3] == [b"-m", b"server"]:
+                    return int(entry)
+        except OSError:
+            continue
+    raise AssertionError("the language server is not a child of this process")
+
+
+def test_an_unexpected_exception_gets_one_line_and_no_traceback():
+    """pygls puts a traceback in the data of an internal error; the server sends one line."""
+    from pygls.exceptions import JsonRpcInternalError
+
+    from server.app import HeatlineServer
+
+    sent: list = []
+    server = HeatlineServer()
+    server.protocol._send_data = sent.append
+    try:
+        raise ProcessLookupError(3, "No such process")
+    except ProcessLookupError:
+        error = JsonRpcInternalError.of(sys.exc_info()).to_response_error()
+    assert error.data  # what pygls would have sent
+    server.protocol._send_response(7, error=error)
+    (response,) = sent
+    assert response.error.data is None
+    assert response.error.message == "internal error: ProcessLookupError: [Errno 3] No such process"
+
+
+@pytest.mark.parametrize("duration", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_duration_is_an_invalid_argument(duration):
+    from server.arguments import AttachArgs, parse
+    from server.errors import InvalidArguments
+
+    with pytest.raises(InvalidArguments) as info:
+        parse("heatline.attach", AttachArgs, [{"pid": 5, "duration": duration}])
+    assert "'duration' must be a finite number" in info.value.message
+
+
 # -- hostile profile files ----------------------------------------------------------------------
 
 
