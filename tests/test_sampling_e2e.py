@@ -346,3 +346,60 @@ def test_slow_rates_end_with_the_target_and_the_duration(tmp_path, spawn):
     res = heatline("attach", str(p.pid), "-r", "0.01", "-d", "1", "--collapsed", "-o", str(out), timeout=60)
     assert res.returncode == 0, res.stderr
     assert p.poll() is None
+
+
+# -- stacks deeper than the walk, names longer than a read (README, "Trustworthy stacks") ------
+
+DEPTH_LIMIT = 2048  # a deeper stack keeps its innermost 2,048 frames under a "<truncated>" root
+NAME_LIMIT = 1000  # a longer name keeps its first 1,000 characters and "…"
+
+
+def _attach_counted(tmp_path, pid: int) -> tuple[list, float, int]:
+    """(rows, error rate in %, samples captured) of a 1 s collapsed profile of `pid`."""
+    out = tmp_path / "out.txt"
+    res = heatline("attach", str(pid), "-d", "1", "--collapsed", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    error_rate = float(res.stdout.split("Error rate: ", 1)[1].split()[0])
+    captured = int(res.stdout.split("Captured ", 1)[1].split()[0].replace(",", ""))
+    return parse_collapsed(str(out)), error_rate, captured
+
+
+def test_stack_deeper_than_the_limit_is_cut_and_marked(interpreter, tmp_path, spawn):
+    """A recursion 3,000 deep (every sample had failed): each sample counts, with the innermost
+    frames, the leaf included, under the cut marker; the kept part is still checked, so every
+    frame is where the code puts it and no stack is cut without the marker."""
+    p = spawn(interpreter, target("deep_recursion.py"), "3000")
+    wait_ready(p)
+    rows, error_rate, captured = _attach_counted(tmp_path, p.pid)
+    assert error_rate <= 10.0  # the leaf lasts 1 s: rebuilds of the recursion are rare
+    total = sum(c for *_x, c in rows)
+    assert total == captured > 0  # every sample taken is in the profile
+    at_leaf = 0
+    for _tid, frames, count in rows:
+        # A stack without the marker is whole (taken while the recursion was shallower): it
+        # starts at the module, and a cut one holds no more than the limit.
+        assert frames[0] == "<truncated>" or frames[0].startswith("deep_recursion.py:<module>:"), frames[:3]
+        kept = frames[1:]
+        assert len(kept) <= DEPTH_LIMIT
+        assert all(f == "deep_recursion.py:recurse:19" for f in kept[:-1]), set(kept[:-1])
+        assert not kept or kept[-1].startswith("deep_recursion.py:recurse:")
+        if frames[0] == "<truncated>" and len(kept) == DEPTH_LIMIT and kept[-1] in (
+            "deep_recursion.py:recurse:16", "deep_recursion.py:recurse:17"
+        ):
+            at_leaf += count
+    assert at_leaf / total > 0.8  # the innermost 2,048 of 3,001 frames, spinning in the leaf
+
+
+def test_long_function_and_file_names_are_cut_and_marked(interpreter, tmp_path, spawn):
+    """A function and a file with 10,000-character names (never sampled before): sampled, each
+    name cut to its first 1,000 characters and the marker."""
+    p = spawn(interpreter, target("long_names.py"))
+    wait_ready(p)
+    rows, error_rate, captured = _attach_counted(tmp_path, p.pid)
+    assert error_rate <= 10.0
+    total = sum(c for *_x, c in rows)
+    assert total == captured > 0
+    func = f"generated.py:{'g' * NAME_LIMIT}\u2026:2"
+    spin = tuple(f"{'h' * NAME_LIMIT}\u2026:spin:{line}" for line in (3, 4))
+    hot = weight_where(rows, lambda f: f[0] == "long_names.py:<module>:16" and f[1:2] == [func] and f[2:] and f[2] in spin)
+    assert hot / total > 0.95, rows[0][1]

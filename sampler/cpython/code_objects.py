@@ -15,7 +15,13 @@ from sampler.errors import ReadError
 from sampler.model import Frame
 from sampler.target.memory import I32, I64, U32, U64, RemoteMemory
 
-MAX_STRING_CHARS = 4096
+# Names longer than this (a function or file name of thousands of characters, e.g. from
+# compile() or code.replace()) keep their first MAX_NAME_CHARS characters and TRUNCATION_MARK:
+# the sample counts, and one absurd name costs no more to read, cache and write than this.
+MAX_NAME_CHARS = 1000
+TRUNCATION_MARK = "\u2026"  # …
+# A length no machine's memory holds is garbage (a pointer caught mid-change), not a long name.
+MAX_STRING_CHARS = 1 << 40
 MAX_LINETABLE_BYTES = 1 << 20
 MAX_MEMO = 4096
 
@@ -67,6 +73,7 @@ class StringReader:
         self.bytes_data = L.get("bytes.ob_sval", 32)
 
     def read_str(self, addr: int) -> str:
+        """The str at `addr`, cut to MAX_NAME_CHARS characters plus TRUNCATION_MARK if longer."""
         if not addr:
             raise ReadError("NULL string")
         head = self.memory.read(addr, self.compact_size)
@@ -79,13 +86,16 @@ class StringReader:
             raise ReadError(f"not a compact str at {addr:#x}")
         if length == 0:
             return ""
+        # Every kind stores one code point per unit, so cutting at a unit never splits a character.
+        kept = min(length, MAX_NAME_CHARS)
+        mark = TRUNCATION_MARK if kept < length else ""
         if ascii_:
             start = self.ascii_size
-            data = self.memory.read(addr + start, length)
-            return data.decode("ascii", "replace")
-        data = self.memory.read(addr + self.compact_size, length * kind)
+            data = self.memory.read(addr + start, kept)
+            return data.decode("ascii", "replace") + mark
+        data = self.memory.read(addr + self.compact_size, kept * kind)
         codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
-        return data.decode(codec, "replace")
+        return data.decode(codec, "replace") + mark
 
     def read_bytes(self, addr: int) -> bytes:
         if not addr:

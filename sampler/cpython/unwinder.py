@@ -21,6 +21,7 @@ from sampler.model import (
     HAS_GIL,
     MAIN_THREAD,
     ON_CPU,
+    SYNTHETIC_FILENAME,
     UNKNOWN,
     Frame,
     ThreadSample,
@@ -31,7 +32,15 @@ from sampler.target.memory import I32, U64, RemoteMemory
 from sampler.target.threads import CpuStates, task_ids
 
 MAX_THREADS = 4096
+# A stack deeper than this keeps its innermost MAX_DEPTH frames and ends in TRUNCATED_FRAME: the
+# walk and its re-read cost grow with depth (about 10 µs a frame on 3.9/3.10), so a recursion
+# thousands deep must not make every sample slow, nor fail. Stacks this deep worked before the
+# cut existed, so it changes nothing for them.
 MAX_DEPTH = 2048
+# Frames walked but not reported (entry frames, the __init__ shim) are at most about one per
+# reported frame; a longer chain is not a stack.
+MAX_WALK = 4 * MAX_DEPTH
+TRUNCATED_FRAME = Frame(SYNTHETIC_FILENAME, "<truncated>", 0)
 MAX_CHUNK_BYTES = 16 << 20
 MAX_CHUNKS = 64  # stack chunks followed per thread: 16 KiB each at first, then larger
 # _PyStackChunk (3.11-3.15): previous, size, top (slots in use, saved when a newer chunk is
@@ -564,10 +573,16 @@ class Unwinder:
         scale = self.t.lasti_scale
         frames: list[Frame] = []
         walked: list[tuple[int, bytes]] = []
+        seen: set[int] = set()
         head = b""
         while f:
             if len(frames) >= MAX_DEPTH:
-                raise ReadError("too many stack frames")
+                # Cut, not torn: the kept frames are checked by the caller as any walk's are.
+                return tuple(frames) + (TRUNCATED_FRAME,), head, walked
+            if f in seen:
+                # A live chain never comes back to a frame: a loop is a torn read, never cut.
+                raise TornStack("the frame chain loops: the stack changed")
+            seen.add(f)
             try:
                 fb = self.memory.read(f, self.frame_read)
             except ReadError as exc:
@@ -660,13 +675,14 @@ class Unwinder:
         codes = self.codes
         frames: list[Frame] = []
         starts: dict[int, int] = {}
-        depth = 0
         lowest = 0  # the last walked frame that lies in the data-stack copy
         while f:
-            starts[f] = len(frames)
-            depth += 1
-            if depth > MAX_DEPTH:
+            if f in starts:
+                # A live chain never comes back to a frame: a loop is a torn read, never cut.
+                raise TornStack(f"the frame chain loops at {f:#x}: the stack changed")
+            if len(starts) >= MAX_WALK:
                 raise ReadError("too many stack frames")
+            starts[f] = len(frames)
             rel = f - chunk
             if chunk and 0 <= rel and rel + need <= clen:
                 fb, base = cbuf, rel
@@ -713,6 +729,14 @@ class Unwinder:
                 raise TornStack(
                     f"{info.name} has not started yet calls {frames[-1].funcname}: the stack changed"
                 )
+            if len(frames) == MAX_DEPTH:
+                # Cut below the innermost MAX_DEPTH frames (this one, their caller, was checked
+                # above). The chain goes on, so it cannot be one that stops above the bottom of
+                # the data stack: the bottom check has nothing to say about a cut walk. Frames
+                # walked below the kept ones leave `starts`: a top that returned there has
+                # unwound every kept frame, and `_settle` must not report the marker alone.
+                kept = {addr: i for addr, i in starts.items() if i < MAX_DEPTH}
+                return tuple(frames) + (TRUNCATED_FRAME,), kept
             frames.append(info.frame_at(offset))
             f = prev
         self._check_bottom(chunks, lowest)
