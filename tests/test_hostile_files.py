@@ -180,6 +180,11 @@ def test_a_zstd_bomb_is_cut_at_what_the_samples_can_hold(tmp_path):
     proc, peak_kb = run_measured("replay", str(path), "--collapsed", "-o", str(tmp_path / "out.txt"))
     assert proc.returncode != 0 and len(error_lines(proc.stderr)) == 1, proc.stderr
     assert peak_kb < PEAK_LIMIT_KB, f"replay peaked at {peak_kb // 1024} MiB"
+    # Zeros fail the decoder's first record; the decompressed stream itself (read directly here)
+    # stops once it exceeds what the header's 100 samples could ever need.
+    with pytest.raises(ProfileFileError, match="decompresses to more than 100 samples can hold"):
+        for _ in open_binary_profile(path)._zstd_pieces():
+            pass
 
 
 # -- not regular files ---------------------------------------------------------------------------
