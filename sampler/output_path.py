@@ -103,16 +103,7 @@ def check_output(path: str | None, *, directory: bool = False, binary: bool = Fa
         if binary and _isatty(fd):
             raise OutputPathError(f"will not write a binary profile to a terminal ({path})")
         return
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    except NotADirectoryError:
-        raise OutputPathError(
-            f"cannot write {path}: {_first_non_directory(path)} is a file, not a directory"
-        ) from None
-    except OSError as err:
-        raise OutputPathError(f"cannot write {path}: {_reason(err)}") from None
+    st = _stat_for(path, path)
     real = os.path.realpath(path)
     if _under_pseudo_fs(real):
         raise OutputPathError(f"will not write a profile to {path}: {real} is in a kernel pseudo-filesystem")
@@ -128,18 +119,27 @@ def check_output(path: str | None, *, directory: bool = False, binary: bool = Fa
     if st is not None and directory:
         raise OutputPathError(f"cannot write the heatmap to {path}: it exists and is not a directory")
     parent = os.path.dirname(real)
+    parent_st = _stat_for(parent, path)
+    if parent_st is None:
+        raise OutputPathError(f"cannot write {path}: the directory {parent} does not exist")
+    if not stat.S_ISDIR(parent_st.st_mode):
+        raise OutputPathError(f"cannot write {path}: {parent} is not a directory")
+    _check_directory(parent, path)
+
+
+def _stat_for(target: str, path: str) -> os.stat_result | None:
+    """`os.stat(target)`, None where it does not exist; any other failure as one line about
+    the output `path` the user gave."""
     try:
-        if not stat.S_ISDIR(os.stat(parent).st_mode):
-            raise OutputPathError(f"cannot write {path}: {parent} is not a directory")
+        return os.stat(target)
     except FileNotFoundError:
-        raise OutputPathError(f"cannot write {path}: the directory {parent} does not exist") from None
+        return None
     except NotADirectoryError:
         raise OutputPathError(
-            f"cannot write {path}: {_first_non_directory(parent)} is a file, not a directory"
+            f"cannot write {path}: {_first_non_directory(target)} is a file, not a directory"
         ) from None
     except OSError as err:
         raise OutputPathError(f"cannot write {path}: {_reason(err)}") from None
-    _check_directory(parent, path)
 
 
 def _check_directory(directory: str, path: str) -> None:
