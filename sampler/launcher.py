@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sampler.errors import HeatlineError, TargetExitedError, TargetNotFoundError
+from sampler.target.maps import STAT_PGRP, STAT_STATE, read_stat
 
 COORDINATOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_coordinator.py")
 READY_TIMEOUT_S = 15.0
@@ -123,12 +124,9 @@ def _group_members(pgid: int, *, exclude: int) -> list[int]:
     for entry in entries:
         if not entry.isdigit() or int(entry) == exclude:
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
+        fields = read_stat(entry)
+        if fields and len(fields) > STAT_PGRP and fields[STAT_STATE] not in (b"Z", b"X") \
+                and int(fields[STAT_PGRP]) == pgid:
             members.append(int(entry))
     return members
 

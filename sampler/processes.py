@@ -19,14 +19,13 @@ from typing import Iterable
 
 from sampler.cpython.runtime import read_version
 from sampler.errors import HeatlineError, ProcessPermissionError
-from sampler.target.maps import read_cmdline, read_cwd
+from sampler.target.maps import PF_KTHREAD, STAT_FLAGS, STAT_STATE, read_cmdline, read_cwd, read_stat
 from sampler.target.memory import RemoteMemory
 from sampler.target.threads import comm
 
 # Program names: python, python3, python3.12, python3.12d (debug), python3.13t (free-threaded).
 _PYTHON_NAME = re.compile(r"^python(?:(\d)(?:\.(\d+))?)?[dmt]*$")
 _LIBPYTHON = re.compile(r"/libpython(\d)\.(\d+)[a-z]*\.so")
-PF_KTHREAD = 0x00200000
 
 
 @dataclass(frozen=True)
@@ -103,13 +102,10 @@ def inspect_process(pid: int) -> PythonProcess | None:
 
 def _is_user_process(pid: int) -> bool:
     """False for kernel threads, zombies and processes that are gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = read_stat(pid)
+    if not fields or len(fields) <= STAT_FLAGS:
         return False
-    state, flags = fields[0], int(fields[6])  # fields 3 and 9 of stat(5)
-    return state not in (b"Z", b"X", b"x") and not flags & PF_KTHREAD
+    return fields[STAT_STATE] not in (b"Z", b"X", b"x") and not int(fields[STAT_FLAGS]) & PF_KTHREAD
 
 
 def _program_names(pid: int, exe: str | None, argv: list[str] | None, *, readable: bool) -> list[str]:

@@ -27,7 +27,7 @@ from sampler.model import (
     ThreadSample,
     mode_accepts,
 )
-from sampler.target.maps import process_exists
+from sampler.target.maps import is_gone
 from sampler.target.memory import I32, U64, RemoteMemory
 from sampler.target.threads import CpuStates, task_ids
 
@@ -764,14 +764,7 @@ class Unwinder:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def alive(self) -> bool:
-        if not process_exists(self.pid):
-            return False
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as fh:
-                data = fh.read()
-            return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] not in (b"Z", b"X")
-        except OSError:
-            return False
+        return not is_gone(self.pid)
 
     def close(self) -> None:
         self.cpu.close()

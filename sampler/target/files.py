@@ -54,11 +54,6 @@ class TargetFiles:
             cwd = os.path.normpath(cwd)
         self.cwd = cwd
 
-    @property
-    def in_other_root(self) -> bool:
-        """The target runs in another root (a container, a chroot)."""
-        return self._root_fd is not None
-
     def path(self, filename: str) -> str:
         """A path that opens `filename` as the target would; the name itself when there is no
         handle to go through (replayed profiles, a target that was gone at the start)."""

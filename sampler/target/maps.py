@@ -13,10 +13,13 @@ from sampler.errors import (
     ProcessPermissionError,
     ZombieProcessError,
 )
+from sampler.target.threads import comm
 
 # task->flags bits (include/linux/sched.h), field 9 of /proc/PID/stat.
-_PF_EXITING = 0x00000004
-_PF_KTHREAD = 0x00200000
+PF_EXITING = 0x00000004
+PF_KTHREAD = 0x00200000
+# stat(5) field numbers, as indexes into `read_stat`'s list (which starts at field 3).
+STAT_STATE, STAT_PPID, STAT_PGRP, STAT_FLAGS, STAT_STARTTIME = 0, 1, 2, 6, 19
 
 
 @dataclass(frozen=True)
@@ -49,24 +52,36 @@ def why_unreadable(pid: int) -> HeatlineError | None:
     Asked only after a read failed, so that a failure says what happened rather than the
     symptom (ESRCH, empty maps, a short read).
     """
+    fields = read_stat(pid)
+    if fields is None or len(fields) <= STAT_FLAGS:
+        return ExitedDuringAttachError(pid)
+    state, ppid, flags = fields[STAT_STATE], int(fields[STAT_PPID]), int(fields[STAT_FLAGS])
+    if state == b"Z":
+        return ZombieProcessError(pid, ppid)
+    if flags & PF_KTHREAD:
+        return KernelThreadError(pid, comm(pid) or "?")
+    if state == b"X" or flags & PF_EXITING:
+        return ExitedDuringAttachError(pid)
+    return None
+
+
+def read_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (index 0 is stat(5)'s field 3, the
+    state; see the STAT_* indexes), or None when the process cannot be read. The name is cut
+    off at its last ')', since it may itself hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
-        return ExitedDuringAttachError(pid)
+        return None
     name_end = data.rfind(b")")
-    fields = data[name_end + 1 :].split()
-    if name_end < 0 or len(fields) < 7:
-        return ExitedDuringAttachError(pid)
-    state, ppid, flags = fields[0], int(fields[1]), int(fields[6])
-    if state == b"Z":
-        return ZombieProcessError(pid, ppid)
-    if flags & _PF_KTHREAD:
-        name = data[data.find(b"(") + 1 : name_end].decode("utf-8", "replace")
-        return KernelThreadError(pid, name)
-    if state == b"X" or flags & _PF_EXITING:
-        return ExitedDuringAttachError(pid)
-    return None
+    return data[name_end + 1 :].split() if name_end >= 0 else None
+
+
+def is_gone(pid: int) -> bool:
+    """The process has exited: no /proc entry, or a zombie or dead task whose memory is gone."""
+    fields = read_stat(pid)
+    return not fields or fields[STAT_STATE] in (b"Z", b"X", b"x")
 
 
 def process_start_time(pid: int) -> float | None:
@@ -74,10 +89,11 @@ def process_start_time(pid: int) -> float | None:
 
     /proc/stat's `btime` is truncated to the second, so this is never later than the truth.
     """
+    fields = read_stat(pid)
+    if fields is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        started_ticks = int(fields[19])  # field 22, starttime, counting from field 3
+        started_ticks = int(fields[STAT_STARTTIME])
         with open("/proc/stat", "rb") as fh:
             boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
         return boot + started_ticks / os.sysconf("SC_CLK_TCK")
