@@ -20,6 +20,7 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 
 from sampler.errors import HeatlineError
+from sampler.output_path import check_output
 from sampler.target.maps import read_cmdline
 
 from .arguments import (
@@ -80,20 +81,9 @@ def _sampling_flags(ls: HeatlineServer, a: SamplingArgs) -> list[str]:
         flags.append("--no-gc")
     if a.output:
         output = ls.user_path(a.output)
-        _check_output_path(output, binary=True)
+        check_output(output, binary=True)  # refused before the run starts, as the CLI does
         flags += ["--binary", "-o", output]
     return flags
-
-
-def _check_output_path(path: str, *, binary: bool = False) -> None:
-    """A bad `output` is refused before the run starts, as the CLI does (one line, no run)."""
-    from sampler.errors import OutputPathError
-    from sampler.output_path import check_output
-
-    try:
-        check_output(path, binary=binary)
-    except OutputPathError as err:
-        raise CommandFailed(str(err)) from None
 
 
 async def _start(ls: HeatlineServer, run: ActiveRun) -> dict[str, Any]:
@@ -322,12 +312,9 @@ async def _write_page(ls: HeatlineServer, a: FlamegraphArgs, data: dict[str, Any
 
     path = _output_path(ls, a.output, stem)
     html = await asyncio.to_thread(render_html, data, data.get("title"))
-    _check_output_path(path)
+    check_output(path)
     # Regular files are replaced atomically, devices and FIFOs written into (as the CLI does).
-    try:
-        await asyncio.to_thread(write_output, path, lambda fh: fh.write(html.encode("utf-8")))
-    except HeatlineError as err:
-        raise CommandFailed(str(err)) from None
+    await asyncio.to_thread(write_output, path, lambda fh: fh.write(html.encode("utf-8")))
     uri = from_fs_path(path)
     if a.show:
         await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, external=True))
