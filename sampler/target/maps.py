@@ -59,7 +59,7 @@ def why_unreadable(pid: int) -> HeatlineError | None:
     if state == b"Z":
         return ZombieProcessError(pid, ppid)
     if flags & PF_KTHREAD:
-        return KernelThreadError(pid, comm(pid) or "?")
+        return KernelThreadError(pid, comm(pid))
     if state == b"X" or flags & PF_EXITING:
         return ExitedDuringAttachError(pid)
     return None
