@@ -22,6 +22,11 @@ What it measures (figures only: nothing passes or fails):
    CPython 3.9-3.15 under ~/.pyenv/versions and /usr/bin/python3, then for the root's 3.14 and
    3.15; a 3.15 target there also gets measurement 2.
 
+heatline is measured twice: as installed (its native sampler when that is built), and with
+HEATLINE_NATIVE=0 in its environment, which forces its pure-Python walker ("heatline pure"), so
+the ratio in that column is the native core's gain. heatline's summary says which walker ran; when
+the native one is not built, both columns measure the pure-Python walker and a note says so.
+
 Tachyon (CPython 3.15's own `profiling.sampling`) gets a column on 3.15 targets in the sid root:
 the target is started inside the root and Tachyon runs inside it too, as
 `attach -r RATE -d D [-a] --collapsed -o FILE PID`, its samples and duration read from its own
@@ -387,17 +392,39 @@ class Measure:
             run.other_load = max(0.0, busy - run.target_cpu_s - run.cpu_s) / run.wall_s
 
 
-def run_heatline(target: Target, *, rate: str, duration: float, all_threads: bool, workdir: Path) -> Run:
-    run = Run("heatline")
-    out = workdir / f"heatline_{target.pid}.txt"
-    log = workdir / f"heatline_{target.pid}.log"
-    argv = [sys.executable, "-m", "sampler", "attach", str(target.pid), "-r", rate, "-d", f"{duration:g}",
-            "--collapsed", "-o", str(out)]
+PURE = "heatline (pure)"   # the tool name of heatline forced onto its pure-Python walker
+NATIVE_ENV = "HEATLINE_NATIVE"  # =0 in heatline's environment: the pure-Python walker
+
+
+def heatline_env(pure: bool = False) -> dict[str, str]:
+    """heatline's environment: this checkout first on the path; `pure` forces the pure-Python walker."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.pop(NATIVE_ENV, None)
+    if pure:
+        env[NATIVE_ENV] = "0"
+    return env
+
+
+def heatline_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sampler", *args]
+
+
+def run_heatline(target: Target, *, rate: str, duration: float, all_threads: bool, workdir: Path,
+                 pure: bool = False) -> Run:
+    """heatline attached to `target`; `pure`: with HEATLINE_NATIVE=0 (its pure-Python walker)."""
+    run = Run(PURE if pure else "heatline")
+    tag = "pure" if pure else "native"
+    out = workdir / f"heatline_{tag}_{target.pid}.txt"
+    log = workdir / f"heatline_{tag}_{target.pid}.log"
+    argv = heatline_argv("attach", str(target.pid), "-r", rate, "-d", f"{duration:g}", "--collapsed", "-o", str(out))
     if all_threads:
         argv.insert(5, "-a")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    return _run_tachyon_like(run, target, argv, log, out, duration, "collapsed profile written",
-                             spawn_kw={"env": env, "cwd": str(REPO)})
+    run = _run_tachyon_like(run, target, argv, log, out, duration, "collapsed profile written",
+                            spawn_kw={"env": heatline_env(pure), "cwd": str(REPO)})
+    if run.ok and pure is False and any("pure-Python walker" in n for n in run.notes):
+        run.notes.append("heatline: the native walker is not in use (see its note above): both heatline "
+                         "columns measure the pure-Python walker")
+    return run
 
 
 def _run_tachyon_like(run: Run, target: Target, argv: list[str], log: Path, out: Path, duration: float,
@@ -553,14 +580,16 @@ class Workdirs:
             shutil.rmtree(self._root_host, ignore_errors=True)
 
 
+ALL_KINDS = ("heatline", "heatline-pure", "tachyon", "pyspy-nb", "pyspy-blk")
+
+
 def _measure(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs, *, script: Path,
-             args: list[str], rate_hz: int, all_threads: bool) -> list[Run]:
-    """heatline, Tachyon (3.15 targets in the sid root only), py-spy --nonblocking and py-spy
-    (blocking), each on a fresh copy of one target, one after the other."""
+             args: list[str], rate_hz: int, all_threads: bool, tools: tuple[str, ...] | None = None) -> list[Run]:
+    """heatline, heatline on its pure-Python walker, Tachyon (3.15 targets in the sid root only),
+    py-spy --nonblocking and py-spy (blocking), each on a fresh copy of one target, one after the
+    other. `tools`: a subset of ALL_KINDS, in that order."""
     runs = []
-    kinds = ["heatline", "tachyon", "pyspy-nb", "pyspy-blk"]
-    if not python.tachyon_here:
-        kinds.remove("tachyon")
+    kinds = [k for k in (tools or ALL_KINDS) if k != "tachyon" or python.tachyon_here]
     for kind in kinds:
         if kind.startswith("pyspy") and pyspy is None:
             runs.append(Run("py-spy" + (" --nonblocking" if kind == "pyspy-nb" else ""), reason="py-spy not installed"))
@@ -570,9 +599,9 @@ def _measure(python: Interpreter, pyspy: str | None, duration: float, work: Work
             continue
         target = Target(python, script, args)
         try:
-            if kind == "heatline":
+            if kind in ("heatline", "heatline-pure"):
                 runs.append(run_heatline(target, rate=str(rate_hz), duration=duration, all_threads=all_threads,
-                                         workdir=work.host))
+                                         workdir=work.host, pure=kind == "heatline-pure"))
             elif kind == "tachyon":
                 runs.append(run_tachyon(target, rate=str(rate_hz), duration=duration, all_threads=all_threads,
                                         root_workdir=work.in_root()))
@@ -584,14 +613,16 @@ def _measure(python: Interpreter, pyspy: str | None, duration: float, work: Work
     return runs
 
 
-def measure_rate(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs) -> list[Run]:
+def measure_rate(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs,
+                 tools: tuple[str, ...] | None = None) -> list[Run]:
     return _measure(python, pyspy, duration, work, script=DEEP_TARGET, args=[str(DEEP_RECURSION)],
-                    rate_hz=100_000, all_threads=False)
+                    rate_hz=100_000, all_threads=False, tools=tools)
 
 
-def measure_cpu(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs) -> list[Run]:
+def measure_cpu(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs,
+                tools: tuple[str, ...] | None = None) -> list[Run]:
     return _measure(python, pyspy, duration, work, script=THREADS_TARGET, args=[], rate_hz=1000,
-                    all_threads=True)
+                    all_threads=True, tools=tools)
 
 
 # -- printing ----------------------------------------------------------------------------------------
@@ -607,7 +638,7 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
-HEADERS = {"heatline": "heatline", "Tachyon": "Tachyon", "py-spy --nonblocking": "py-spy nonblock",
+HEADERS = {"heatline": "heatline", PURE: "heatline pure", "Tachyon": "Tachyon", "py-spy --nonblocking": "py-spy nonblock",
            "py-spy": "py-spy default"}
 
 
@@ -801,7 +832,7 @@ CPU_ROWS = [
 def print_all_pythons(results: list[tuple[Interpreter, list[Run]]], skipped: str | None) -> None:
     print("3. Measurement 1 (100 kHz requested, 33 frames deep) under each CPython: achieved samples/s "
           "[median depth]")
-    tools = ("Tachyon", "py-spy --nonblocking", "py-spy")
+    tools = (PURE, "Tachyon", "py-spy --nonblocking", "py-spy")
     head = f"  {'target':38} {'heatline':>17}" + "".join(f" {HEADERS[t]:>17} {'ratio':>7}" for t in tools)
     print(head)
     print("  " + "-" * (len(head) - 2))
@@ -912,9 +943,9 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         results.append((other, measure_rate(other, pyspy, args.duration, work)))
                 except RuntimeError as exc:
-                    tools = ["heatline", "py-spy --nonblocking", "py-spy"]
+                    tools = ["heatline", PURE, "py-spy --nonblocking", "py-spy"]
                     if other.tachyon_here:
-                        tools.insert(1, "Tachyon")
+                        tools.insert(2, "Tachyon")
                     results.append((other, [Run(t, reason=str(exc)) for t in tools]))
             reason = sid_unavailable_reason()
             print_all_pythons(results, f"3.14/3.15 in the sid root and Tachyon: skipped ({reason})" if reason else None)
