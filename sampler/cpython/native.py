@@ -1,0 +1,266 @@
+"""The native sampling core (`sampler._native`, C) behind the same interface as `Unwinder`.
+
+The C side walks threads and stacks with process_vm_readv and hands back interned ids; this
+module gives it every offset it needs (all CPython knowledge stays in sampler/cpython), answers
+its questions about code objects through the pure-Python `CodeCache`, and turns ids into
+`ThreadSample`s once each: a repeated stack costs a list look-up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sampler.cpython.unwinder as reference
+from sampler.cpython.runtime import Runtime
+from sampler.cpython.unwinder import Unwinder
+from sampler.errors import ProcessGoneError, ProcessPermissionError, ReadError
+from sampler.model import GC_FRAME, MODES, SYNTHETIC_FILENAME, Frame, ThreadSample
+
+try:
+    from sampler import _native  # type: ignore[attr-defined]
+
+    _IMPORT_ERROR = ""
+except ImportError as exc:  # pragma: no cover - depends on how heatline was installed
+    _native = None
+    _IMPORT_ERROR = str(exc)
+
+try:  # the walk limits and chunk header defaults: in stack_chunks once unwinder.py is split
+    from sampler.cpython import stack_chunks as _limits
+except ImportError:  # pragma: no cover
+    _limits = reference  # type: ignore[assignment]
+
+# Other modes read a thread's /proc state at most this often (cpu mode reads it every sample).
+CPU_REUSE_NS = 1_000_000
+MAX_INTERPRETERS = 256
+UNKNOWN_FRAME = Frame(SYNTHETIC_FILENAME, "<unknown>", 0)
+
+
+def native_status() -> tuple[bool, str]:
+    """(True, "") when the C extension `sampler._native` imported; else (False, one-line reason)."""
+    if _native is not None:
+        return True, ""
+    if "No module named" in _IMPORT_ERROR:
+        return False, "the C extension was not built (no C compiler or Python headers when heatline was installed)"
+    return False, f"the C extension could not be loaded: {_IMPORT_ERROR}"
+
+
+@dataclass
+class Batch:
+    """What one `NativeUnwinder.run` call did."""
+
+    ticks: list[tuple[int, list[ThreadSample]]]
+    attempts: int
+    errors: int
+    gone: bool
+    next_tick_ns: int
+    cost_min_ns: int
+    cost_max_ns: int
+    cost_total_ns: int
+
+
+def _limit(name: str) -> Any:
+    return getattr(_limits, name, getattr(reference, name, None))
+
+
+def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool) -> dict[str, Any]:
+    """Every offset and limit the C walker needs, from the reference walker's layout."""
+    rt = py.runtime
+    L = rt.layout
+    t = rt.traits
+    cfg: dict[str, Any] = {}
+    for key in (
+        "runtime.interpreters_head", "runtime.gil_holder", "runtime.gil_locked",
+        "interp.threads_head", "interp.next", "interp.id", "interp.gc_collecting", "interp.gil_holder",
+        "interp.gil_locked", "interp.threads_main", "interp.code_object_generation",
+        "tstate.size", "tstate.interp", "tstate.next", "tstate.thread_id", "tstate.native_thread_id",
+        "tstate.holds_gil", "tstate.exc_info", "tstate.exc_state", "tstate.datastack_chunk",
+        "tstate.datastack_top", "tstate.cframe", "cframe.current_frame",
+        "frame.previous", "frame.code", "frame.lasti", "frame.instr_ptr", "frame.owner", "code.code_adaptive",
+    ):
+        if key in L:
+            cfg[key] = L[key]
+    cfg["runtime_addr"] = rt.runtime_addr
+    if t.gil == "runtime":
+        cfg["gil_kind"] = 0 if "runtime.gil_holder" in L and "runtime.gil_locked" in L else 3
+    else:
+        cfg["gil_kind"] = 1 if "interp.gil_locked" in L else 2
+    cfg["interp_lo"], cfg["interp_hi"] = py.interp_lo, py.interp_hi
+    for key in ("tstate.current_exception", "tstate.curexc_type"):
+        if key in L:
+            cfg["exc_current"] = L[key]
+            break
+    if t.frame_root == "cframe":
+        cfg["root_is_cframe"] = 1
+    else:
+        cfg["root_is_cframe"] = 0
+        cfg["root"] = L[t.frame_root]
+    cfg["err_stackitem.exc_value"] = L.get("err_stackitem.exc_value", 0)
+    cfg["err_stackitem.previous_item"] = L.get("err_stackitem.previous_item", 8)
+    cfg["err_item_size"] = py.err_item_size
+    cfg["none_addr"] = rt.none_addr
+    cfg["frame_is_object"] = int(t.frame_kind == "object")
+    cfg["frame_read"] = py.frame_read
+    cfg["lasti_scale"] = t.lasti_scale
+    cfg["code_tag_mask"] = t.code_tag_mask
+    cfg["skip_owners"] = sorted(t.skip_owners)
+    cfg["chunk.previous"] = L.get("chunk.previous", _limit("CHUNK_PREVIOUS"))
+    cfg["chunk.top"] = L.get("chunk.top", _limit("CHUNK_TOP"))
+    cfg["chunk.data"] = L.get("chunk.data", _limit("CHUNK_DATA"))
+    cfg["chunk_min_bytes"] = getattr(t, "chunk_min_bytes", None) or _limit("CHUNK_MIN_BYTES")
+    cfg["max_chunk_bytes"] = _limit("MAX_CHUNK_BYTES")
+    cfg["max_chunks"] = _limit("MAX_CHUNKS")
+    cfg["max_depth"] = _limit("MAX_DEPTH")
+    cfg["max_walk"] = _limit("MAX_WALK")
+    cfg["max_threads"] = getattr(reference, "MAX_THREADS", 4096)
+    cfg["max_interps"] = MAX_INTERPRETERS
+    # read at construction, so a test that widens the reference's window widens this one too
+    cfg["guard_window_ns"] = int(reference.GUARD_WINDOW_S * 1e9)
+    cfg["epoch_ns"] = int(reference.EPOCH_SECONDS * 1e9)
+    cfg["cpu_reuse_ns"] = CPU_REUSE_NS
+    main_pthread = getattr(py, "main_pthread", None)
+    cfg["main_pthread"] = main_pthread if isinstance(main_pthread, int) else py._main_pthread
+    # -2: inferred by Python when first needed (3.9/3.10 only); -1: the native id is in tstate
+    cfg["tid_offset"] = -1 if "tstate.native_thread_id" in L else -2
+    cfg["pid"] = py.pid
+    cfg["mode"] = MODES.index(mode)
+    cfg["all_threads"] = int(all_threads)
+    cfg["gc"] = int(gc)
+    return cfg
+
+
+class NativeUnwinder:
+    """Produces `ThreadSample`s for one target process, walked by the C extension."""
+
+    def __init__(self, pid: int, *, all_threads: bool = False, mode: str = "wall", gc: bool = True) -> None:
+        if _native is None:
+            raise RuntimeError(native_status()[1])
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        self.pid = pid
+        self.all_threads = all_threads
+        self.mode = mode
+        self.gc = gc
+        # The reference walker locates the runtime, reads code objects and names threads.
+        self._py = Unwinder(pid, all_threads=all_threads, mode=mode, gc=gc)
+        self.runtime: Runtime = self._py.runtime
+        self.codes = self._py.codes
+        self._frames: dict[int, tuple[Frame, ...]] = {}
+        self._samples: list[ThreadSample | None] = []
+        try:
+            config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc)
+            self._walker = _native.Walker(
+                pid, config, self._code_kind, self._epoch, self._tid_offset, self._resolve, self._samples
+            )
+        except BaseException:
+            self._py.close()
+            raise
+
+    # -- callbacks from C -----------------------------------------------------------------------
+
+    def _code_kind(self, addr: int) -> int:
+        """0: not a code object (the walk is torn), 1: code, 2: a shim code (skipped), 3: gone."""
+        old = self.codes.entries.get(addr)
+        try:
+            info = self.codes.get(addr)
+        except ReadError:
+            return 0
+        except ProcessGoneError:
+            return 3
+        if old is not None and info is not old:
+            self._forget_samples()  # the address holds another code object now
+        return 2 if info.is_shim else 1
+
+    def _epoch(self, kind: int) -> None:
+        if kind == 0:  # 3.14+: code objects were freed, their addresses may be reused
+            self.codes.clear()
+            self._forget_samples()
+        elif kind == 1:  # before 3.14: re-check fingerprints from now on
+            self.codes.epoch += 1
+        else:  # the C side started its interning over: ids restart
+            self._forget_samples()
+
+    def _forget_samples(self) -> None:
+        self._frames.clear()
+        self._samples[:] = []
+
+    def _tid_offset(self, wrong: int) -> int:
+        identity = getattr(self._py, "identity", None)
+        if identity is not None:
+            if wrong >= 0:
+                identity.wrong_tid_offsets.add(wrong)
+            identity.tid_offset = identity.infer_tid_offset()
+            return identity.tid_offset
+        if wrong >= 0:  # the unsplit Unwinder
+            self._py._wrong_tid_offsets.add(wrong)
+        self._py._tid_offset = self._py._infer_tid_offset()
+        return self._py._tid_offset
+
+    def _resolve(self, key: int) -> ThreadSample:
+        tid, status, interp_id, stack = self._walker.key(key)
+        frames = self._frames.get(stack)
+        if frames is None:
+            frames = self._frames[stack] = self._stack_frames(stack)
+        sample = ThreadSample(tid, status, frames, interp_id)
+        samples = self._samples
+        if key >= len(samples):
+            samples.extend([None] * (key + 1 - len(samples)))
+        samples[key] = sample
+        return sample
+
+    def _stack_frames(self, stack: int) -> tuple[Frame, ...]:
+        out: list[Frame] = []
+        for code, offset in self._walker.stack(stack):
+            if not code:
+                out.append(GC_FRAME if offset == _native.PSEUDO_GC else _limit("TRUNCATED_FRAME"))
+                continue
+            try:
+                out.append(self.codes.get(code).frame_at(offset))
+            except ReadError:
+                # freed between the walk and now (an epoch ended in between): nothing to name
+                out.append(UNKNOWN_FRAME)
+        return tuple(out)
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def _raise(self, code: int, message: str) -> None:
+        if code == _native.GONE:
+            raise ProcessGoneError(f"process {self.pid} exited while heatline was reading it.")
+        if code == _native.PERM:
+            raise ProcessPermissionError(self.pid)
+        raise ReadError(message or "the stack kept changing while it was read")
+
+    def sample(self) -> list[ThreadSample]:
+        """One sample of every wanted thread of every interpreter (as `Unwinder.sample`)."""
+        result = self._walker.sample()
+        if type(result) is tuple:
+            self._raise(*result)
+        return result
+
+    def run(self, next_tick_ns: int, interval_ns: int, stop_ns: int, max_ticks: int) -> Batch:
+        """Sample on schedule until stop_ns, max_ticks good ticks, a failed tick or the target's end."""
+        ticks, attempts, errors, gone, next_tick, cmin, cmax, ctotal, failure = self._walker.run(
+            next_tick_ns, interval_ns, stop_ns, max_ticks
+        )
+        if failure:
+            self._raise(failure, "")
+        return Batch(ticks, attempts, errors, bool(gone), next_tick, cmin, cmax, ctotal)
+
+    def stats(self) -> dict[str, int]:
+        return self._walker.stats()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self._py.alive()
+
+    def thread_names(self) -> dict[int, str]:
+        return self._py.thread_names()
+
+    def close(self) -> None:
+        self._walker.close()
+        self._py.close()
+
+
+__all__ = ["Batch", "NativeUnwinder", "native_status"]

@@ -1,0 +1,1223 @@
+/* One sample of a live CPython, walked from outside: a port of sampler/cpython/unwinder.py's
+ * logic, with the same torn-stack rules, reading with process_vm_readv (vectored where the
+ * addresses are known) and calling back into Python only for code objects it has not validated
+ * in the current epoch. Every offset comes from WConfig. */
+#define _GNU_SOURCE
+#include "walker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HAS_GIL (1u << 0)
+#define ON_CPU (1u << 1)
+#define UNKNOWN (1u << 2)
+#define HAS_EXCEPTION (1u << 4)
+#define MAIN_THREAD (1u << 5)
+
+#define USER_SPACE_END (1ULL << 56)
+#define MAX_READ ((size_t)64 << 20)
+#define ATTEMPTS 3
+#define DESCEND_HOPS 3
+#define EXC_CHAIN 8
+
+static inline uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline int32_t ld32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+/* ---- reading the target ----------------------------------------------------------------- */
+
+static int errno_code(int e)
+{
+    if (e == ESRCH)
+        return WR_GONE;
+    if (e == EPERM || e == EACCES)
+        return WR_PERM;
+    return WR_READ;
+}
+
+static int rd(Walker *w, uint64_t addr, void *buf, size_t n)
+{
+    if (!(addr > 0 && addr < USER_SPACE_END) || n > MAX_READ) {
+        snprintf(w->err, sizeof w->err, "bad remote address %#llx", (unsigned long long)addr);
+        return WR_READ;
+    }
+    if (!n)
+        return WR_OK;
+    struct iovec local = {buf, n}, remote = {(void *)(uintptr_t)addr, n};
+    ssize_t r = process_vm_readv(w->c.pid, &local, 1, &remote, 1, 0);
+    w->syscalls++;
+    if (r == (ssize_t)n)
+        return WR_OK;
+    if (r < 0) {
+        int code = errno_code(errno);
+        if (code == WR_READ)
+            snprintf(w->err, sizeof w->err, "cannot read %zu bytes at %#llx: %s", n, (unsigned long long)addr,
+                     strerror(errno));
+        return code;
+    }
+    snprintf(w->err, sizeof w->err, "short read at %#llx: %zd of %zu bytes", (unsigned long long)addr, r, n);
+    return WR_READ;
+}
+
+static int rd64(Walker *w, uint64_t addr, uint64_t *out)
+{
+    return rd(w, addr, out, 8);
+}
+
+/* Several ranges in one call; WR_READ unless every byte was read. */
+static int rdv(Walker *w, struct iovec *local, struct iovec *remote, int n)
+{
+    size_t want = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t a = (uint64_t)(uintptr_t)remote[i].iov_base;
+        if (!(a > 0 && a < USER_SPACE_END) || remote[i].iov_len > MAX_READ)
+            return WR_READ;
+        want += remote[i].iov_len;
+    }
+    if (!want)
+        return WR_OK;
+    ssize_t r = process_vm_readv(w->c.pid, local, (unsigned long)n, remote, (unsigned long)n, 0);
+    w->syscalls++;
+    if (r == (ssize_t)want)
+        return WR_OK;
+    if (r < 0)
+        return errno_code(errno);
+    return WR_READ;
+}
+
+/* A read error where Python turns ReadError into TornStack (process gone stays gone). */
+static inline int torn_if_read(int r)
+{
+    return r == WR_READ ? WR_TORN : r;
+}
+
+/* ---- Python callbacks ----------------------------------------------------------------- */
+
+static int gil_enter(Walker *w)
+{
+    if (w->saved) {
+        PyEval_RestoreThread(w->saved);
+        w->saved = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+static void gil_leave(Walker *w, int entered)
+{
+    if (entered)
+        w->saved = PyEval_SaveThread();
+}
+
+/* 1: a code object, 2: a shim code (skipped), 0: not a code object; or -WR_GONE / -WR_PYERR. */
+static int code_kind(Walker *w, uint64_t addr)
+{
+    WCodes *t = &w->codes;
+    uint32_t mask = t->cap - 1;
+    uint64_t h = addr * 0x9e3779b97f4a7c15ULL;
+    uint32_t j = (uint32_t)(h >> 40) & mask;
+    while (t->addr[j]) {
+        if (t->addr[j] == addr)
+            return t->kind[j];
+        j = (j + 1) & mask;
+    }
+    int entered = gil_enter(w);
+    PyObject *res = PyObject_CallFunction(w->code_cb, "K", (unsigned long long)addr);
+    long kind = -1;
+    if (res) {
+        kind = PyLong_AsLong(res);
+        Py_DECREF(res);
+    }
+    gil_leave(w, entered);
+    if (kind == -1 || kind < 0 || kind > 3)
+        return -WR_PYERR;
+    if (kind == 3)
+        return -WR_GONE;
+    if (kind == 0)
+        return 0; /* not remembered: a later sample may find a code object there */
+    if (t->n * 2 >= t->cap)
+        walker_codes_clear(w); /* bounded: start over, Python's cache still answers */
+    j = (uint32_t)(h >> 40) & mask;
+    while (t->addr[j])
+        j = (j + 1) & mask;
+    t->addr[j] = addr;
+    t->kind[j] = (uint8_t)kind;
+    t->n++;
+    return (int)kind;
+}
+
+static int epoch_event(Walker *w, int kind)
+{
+    int entered = gil_enter(w);
+    PyObject *res = PyObject_CallFunction(w->epoch_cb, "i", kind);
+    Py_XDECREF(res);
+    gil_leave(w, entered);
+    return res ? WR_OK : WR_PYERR;
+}
+
+/* ---- thread CPU state ----------------------------------------------------------------- */
+
+static WCpu *cpu_entry(Walker *w, int tid)
+{
+    for (int i = 0; i < w->ncpu; i++)
+        if (w->cpu[i].tid == tid)
+            return &w->cpu[i];
+    return NULL;
+}
+
+static void cpu_forget(Walker *w, WCpu *e)
+{
+    if (e->fd >= 0)
+        close(e->fd);
+    *e = w->cpu[--w->ncpu];
+}
+
+void walker_cpu_close(Walker *w)
+{
+    while (w->ncpu)
+        cpu_forget(w, &w->cpu[0]);
+}
+
+/* Descriptors of threads not asked about for a second are closed (the thread is gone, or no
+ * longer sampled). */
+static void cpu_prune(Walker *w, int64_t now)
+{
+    if (now - w->cpu_pruned_ns < 1000000000LL)
+        return;
+    w->cpu_pruned_ns = now;
+    for (int i = w->ncpu - 1; i >= 0; i--)
+        if (now - w->cpu[i].seen_ns > 1000000000LL)
+            cpu_forget(w, &w->cpu[i]);
+}
+
+static unsigned read_cpu_fd(int fd)
+{
+    char buf[512];
+    ssize_t n = pread(fd, buf, sizeof buf, 0);
+    if (n <= 0)
+        return 0xffffffffu;
+    /* The command name may hold spaces and parentheses: the state follows the last ')'. */
+    ssize_t close_at = -1;
+    for (ssize_t i = n - 1; i >= 0; i--)
+        if (buf[i] == ')') {
+            close_at = i;
+            break;
+        }
+    if (close_at < 0 || close_at + 2 >= n)
+        return UNKNOWN;
+    return buf[close_at + 2] == 'R' ? ON_CPU : 0;
+}
+
+/* ON_CPU, 0, or UNKNOWN for thread `tid` (/proc/PID/task/TID/stat field 3 == 'R'). A pread costs
+ * about 3 us, more than a memory read: in cpu mode the state decides whether the thread is
+ * sampled, so it is read every time; in the other modes it only marks the sample, and a value
+ * read less than cpu_reuse_ns (1 ms) ago is reused. That is an approximation for those markers:
+ * a thread that started or stopped running within the last millisecond keeps its old state. */
+static unsigned cpu_status(Walker *w, int64_t tid, int64_t now)
+{
+    if (tid <= 0 || tid > 0x7fffffff)
+        return UNKNOWN;
+    WCpu *e = cpu_entry(w, (int)tid);
+    if (e) {
+        e->seen_ns = now;
+        if (w->c.mode != 1 && now - e->read_ns < w->c.cpu_reuse_ns)
+            return (unsigned)e->state;
+    } else {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/task/%d/stat", w->c.pid, (int)tid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return UNKNOWN;
+        if (w->ncpu == w->cpu_cap) {
+            int cap = w->cpu_cap ? w->cpu_cap * 2 : 16;
+            if (cap > w->c.max_threads * 2 + 16) {
+                unsigned s = read_cpu_fd(fd);
+                close(fd);
+                return s == 0xffffffffu ? UNKNOWN : s;
+            }
+            WCpu *n = realloc(w->cpu, (size_t)cap * sizeof(WCpu));
+            if (!n) {
+                close(fd);
+                return UNKNOWN;
+            }
+            w->cpu = n;
+            w->cpu_cap = cap;
+        }
+        e = &w->cpu[w->ncpu++];
+        e->tid = (int)tid;
+        e->fd = fd;
+        e->seen_ns = now;
+    }
+    unsigned s = read_cpu_fd(e->fd);
+    if (s == 0xffffffffu) {
+        cpu_forget(w, e);
+        return UNKNOWN;
+    }
+    e->state = (int)s;
+    e->read_ns = now;
+    return s;
+}
+
+/* ---- thread state facts --------------------------------------------------------------- */
+
+static int read_tstate(Walker *w, uint64_t tstate, uint64_t interp, uint8_t *buf)
+{
+    int r = rd(w, tstate, buf, (size_t)w->c.tstate_size);
+    if (r)
+        return r;
+    if (ld64(buf + w->c.t_interp) != interp) {
+        snprintf(w->err, sizeof w->err, "thread state %#llx does not belong to interpreter %#llx",
+                 (unsigned long long)tstate, (unsigned long long)interp);
+        return WR_READ;
+    }
+    return WR_OK;
+}
+
+static int is_main(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint64_t main_tstate)
+{
+    if (main_tstate)
+        return tstate == main_tstate;
+    if (w->c.main_pthread)
+        return ld64(tbuf + w->c.t_thread_id) == w->c.main_pthread;
+    return 0;
+}
+
+static int has_exception(Walker *w, uint64_t tstate, const uint8_t *tbuf, int *out)
+{
+    const WConfig *c = &w->c;
+    *out = 0;
+    if (c->t_exc_current >= 0) {
+        uint64_t v = ld64(tbuf + c->t_exc_current);
+        if (v && v != c->none_addr) {
+            *out = 1;
+            return WR_OK;
+        }
+    }
+    uint64_t item;
+    if (c->t_exc_info >= 0)
+        item = ld64(tbuf + c->t_exc_info);
+    else if (c->t_exc_state >= 0)
+        item = tstate + (uint64_t)c->t_exc_state;
+    else
+        return WR_OK;
+    uint8_t ib[64];
+    size_t isz = (size_t)c->err_item_size;
+    if (isz > sizeof ib)
+        return WR_READ;
+    /* The innermost item may belong to a generator that handles nothing; look outwards. */
+    for (int i = 0; i < EXC_CHAIN; i++) {
+        if (!item)
+            return WR_OK;
+        const uint8_t *p;
+        uint64_t rel = item - tstate;
+        if (item >= tstate && rel + isz <= (uint64_t)c->tstate_size) {
+            p = tbuf + rel;
+        } else {
+            int r = rd(w, item, ib, isz);
+            if (r)
+                return r;
+            p = ib;
+        }
+        uint64_t v = ld64(p + c->err_value);
+        if (v && v != c->none_addr) {
+            *out = 1;
+            return WR_OK;
+        }
+        item = ld64(p + c->err_previous);
+    }
+    return WR_OK;
+}
+
+static int64_t infer_tid_offset(Walker *w, int64_t wrong, int *err)
+{
+    int entered = gil_enter(w);
+    PyObject *res = PyObject_CallFunction(w->tid_cb, "L", (long long)wrong);
+    long long off = -1;
+    if (res) {
+        off = PyLong_AsLongLong(res);
+        Py_DECREF(res);
+        if (off == -1 && PyErr_Occurred())
+            res = NULL;
+    }
+    gil_leave(w, entered);
+    if (!res)
+        *err = WR_PYERR;
+    return off;
+}
+
+/* The kernel TID (0 when unknown); on 3.9/3.10 read from glibc's struct pthread. */
+static int native_tid(Walker *w, const uint8_t *tbuf, int64_t *out)
+{
+    const WConfig *c = &w->c;
+    *out = 0;
+    if (c->t_native_thread_id >= 0) {
+        *out = (int64_t)ld64(tbuf + c->t_native_thread_id);
+        return WR_OK;
+    }
+    uint64_t pthread = ld64(tbuf + c->t_thread_id);
+    int err = WR_OK;
+    for (int i = 0; i < 2; i++) {
+        if (w->c.tid_offset == -2) {
+            w->c.tid_offset = infer_tid_offset(w, -1, &err);
+            if (err)
+                return err;
+        }
+        if (w->c.tid_offset < 0 || !pthread)
+            return WR_OK;
+        int32_t tid;
+        int r = rd(w, pthread + (uint64_t)w->c.tid_offset, &tid, 4);
+        if (r == WR_GONE || r == WR_PERM)
+            return r;
+        if (r)
+            return WR_OK;
+        if (tid != c->pid || !c->main_pthread || pthread == c->main_pthread) {
+            *out = tid;
+            return WR_OK;
+        }
+        /* Only the main thread's TID is the PID: the offset, inferred while the other threads
+         * happened to agree, is some other field that held the PID. Infer again without it. */
+        w->c.tid_offset = infer_tid_offset(w, w->c.tid_offset, &err);
+        if (err)
+            return err;
+    }
+    return WR_OK;
+}
+
+/* ---- frames: common ------------------------------------------------------------------ */
+
+static int top_frame(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh, uint64_t *out)
+{
+    const WConfig *c = &w->c;
+    int r;
+    if (c->root_is_cframe) {
+        uint64_t cf;
+        if (fresh) {
+            if ((r = rd64(w, tstate + (uint64_t)c->t_cframe, &cf)))
+                return r;
+        } else {
+            cf = ld64(tbuf + c->t_cframe);
+        }
+        if (!cf) {
+            *out = 0;
+            return WR_OK;
+        }
+        uint64_t rel = cf - tstate + (uint64_t)c->cf_current_frame;
+        if (!fresh && cf >= tstate && rel + 8 <= (uint64_t)c->tstate_size) {
+            *out = ld64(tbuf + rel);
+            return WR_OK;
+        }
+        return rd64(w, cf + (uint64_t)c->cf_current_frame, out);
+    }
+    if (fresh)
+        return rd64(w, tstate + (uint64_t)c->t_root, out);
+    *out = ld64(tbuf + c->t_root);
+    return WR_OK;
+}
+
+/* Whether `ancestor` is among the first hops callers of `frame` (a leaf that called on). */
+static int descends_from(Walker *w, uint64_t frame, uint64_t ancestor)
+{
+    for (int i = 0; i < DESCEND_HOPS; i++) {
+        if (frame < 4096)
+            return 0;
+        if (rd64(w, frame + (uint64_t)w->c.f_previous, &frame))
+            return 0; /* a C-stack entry frame caught half-built: not a live callee */
+        if (frame == ancestor)
+            return 1;
+    }
+    return 0;
+}
+
+static void starts_clear(Walker *w)
+{
+    WStarts *s = &w->starts;
+    s->n = 0;
+    if (++s->current == 0) {
+        memset(s->stamp, 0, s->cap * sizeof(uint32_t));
+        s->current = 1;
+    }
+}
+
+static uint32_t starts_slot(WStarts *s, uint64_t addr, int *found)
+{
+    uint32_t mask = s->cap - 1;
+    uint32_t j = (uint32_t)((addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
+    while (s->stamp[j] == s->current) {
+        if (s->addr[j] == addr) {
+            *found = 1;
+            return j;
+        }
+        j = (j + 1) & mask;
+    }
+    *found = 0;
+    return j;
+}
+
+static int starts_get(Walker *w, uint64_t addr, uint32_t *value)
+{
+    int found;
+    uint32_t j = starts_slot(&w->starts, addr, &found);
+    if (found)
+        *value = w->starts.value[j];
+    return found;
+}
+
+static int push_frame(Walker *w, uint64_t code, int64_t offset)
+{
+    w->frames[w->nframes].code = code;
+    w->frames[w->nframes].offset = offset;
+    w->nframes++;
+    return WR_OK;
+}
+
+/* ---- frames: 3.11+ stack chunks ------------------------------------------------------- */
+
+static int chunk_reserve(WChunk *ch, size_t n)
+{
+    if (n <= ch->cap)
+        return 0;
+    size_t cap = ch->cap ? ch->cap : 4096;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *b = realloc(ch->buf, cap);
+    if (!b)
+        return -1;
+    ch->buf = b;
+    ch->cap = cap;
+    return 0;
+}
+
+/* The used part of each stack chunk, newest first. */
+static int read_chunks(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh)
+{
+    const WConfig *c = &w->c;
+    int r;
+    if (fresh) {
+        if ((r = rd(w, tstate, w->tbuf2, (size_t)c->tstate_size)))
+            return r;
+        tbuf = w->tbuf2;
+    }
+    uint64_t chunk = ld64(tbuf + c->t_datastack_chunk);
+    uint64_t top = ld64(tbuf + c->t_datastack_top);
+    w->nchunks = 1;
+    WChunk *ch = &w->chunks[0];
+    ch->addr = 0;
+    ch->len = 0;
+    if (!(chunk && chunk < top && top <= chunk + (uint64_t)c->max_chunk_bytes))
+        return WR_OK;
+    size_t len = (size_t)(top - chunk);
+    if (chunk_reserve(ch, len))
+        return WR_READ;
+    if ((r = rd(w, chunk, ch->buf, len)))
+        return r;
+    ch->addr = chunk;
+    ch->len = len;
+    uint64_t previous = len >= (size_t)c->chunk_data ? ld64(ch->buf + c->chunk_previous) : 0;
+    while (previous && w->nchunks < c->max_chunks) {
+        WChunk *o = &w->chunks[w->nchunks];
+        /* An older chunk is full (a newer one was pushed): read the smallest chunk size whole,
+         * and again only for a bigger chunk. */
+        if (chunk_reserve(o, (size_t)c->chunk_min_bytes))
+            return WR_READ;
+        r = rd(w, previous, o->buf, (size_t)c->chunk_min_bytes);
+        if (r == WR_GONE || r == WR_PERM)
+            return r;
+        if (r)
+            break; /* frames there are read one by one, as any frame outside the copies */
+        uint64_t slots = ld64(o->buf + c->chunk_top);
+        if (slots > (uint64_t)c->max_chunk_bytes / 8)
+            break;
+        uint64_t used = (uint64_t)c->chunk_data + 8 * slots;
+        if (!((uint64_t)c->chunk_data < used && used <= (uint64_t)c->max_chunk_bytes))
+            break;
+        if (used > (uint64_t)c->chunk_min_bytes) {
+            if (chunk_reserve(o, used))
+                return WR_READ;
+            r = rd(w, previous, o->buf, used);
+            if (r == WR_GONE || r == WR_PERM)
+                return r;
+            if (r)
+                break;
+        }
+        o->addr = previous;
+        o->len = used;
+        w->nchunks++;
+        previous = ld64(o->buf + c->chunk_previous);
+    }
+    return WR_OK;
+}
+
+/* Whether the copied frames below the live one read the same again (see unwinder.py's
+ * _suspended_unchanged): one vectored read of every chunk's suspended part, and of the top
+ * frame's header when it is still live, whose code and caller are fixed while it lives. */
+static int suspended_unchanged(Walker *w, uint64_t top, uint64_t now, int *same)
+{
+    const WConfig *c = &w->c;
+    struct iovec local[64 + 1], remote[64 + 1];
+    size_t lens[64 + 1], heads[64 + 1];
+    int idx[64 + 1];
+    int n = 0;
+    size_t total = 0;
+    *same = 1;
+    for (int i = 0; i < w->nchunks && n < 64; i++) {
+        WChunk *ch = &w->chunks[i];
+        size_t length = ch->len, head = 0;
+        if (i == 0) {
+            uint64_t edge = (ch->addr <= now && now < top) ? now : top;
+            if (!(ch->addr <= edge && edge <= ch->addr + ch->len))
+                continue; /* the live frame is elsewhere (a generator, a C-stack shim) */
+            length = (size_t)(edge - ch->addr);
+            if (edge == top && length + (size_t)c->frame_read <= ch->len)
+                head = (size_t)c->frame_read;
+        }
+        if (length + head == 0)
+            continue;
+        lens[n] = length;
+        heads[n] = head;
+        idx[n] = i;
+        total += length + head;
+        n++;
+    }
+    if (!n)
+        return WR_OK;
+    if (chunk_reserve(&w->spare, total))
+        return WR_READ;
+    size_t pos = 0;
+    for (int k = 0; k < n; k++) {
+        local[k].iov_base = w->spare.buf + pos;
+        local[k].iov_len = lens[k] + heads[k];
+        remote[k].iov_base = (void *)(uintptr_t)w->chunks[idx[k]].addr;
+        remote[k].iov_len = lens[k] + heads[k];
+        pos += lens[k] + heads[k];
+    }
+    int r = rdv(w, local, remote, n);
+    if (r == WR_GONE || r == WR_PERM)
+        return r;
+    if (r) {
+        *same = 0;
+        return WR_OK;
+    }
+    pos = 0;
+    for (int k = 0; k < n; k++) {
+        const uint8_t *fresh = w->spare.buf + pos;
+        const uint8_t *old = w->chunks[idx[k]].buf;
+        size_t length = lens[k];
+        if (memcmp(fresh, old, length) != 0) {
+            *same = 0;
+            return WR_OK;
+        }
+        if (heads[k]) {
+            if (memcmp(fresh + length + c->f_previous, old + length + c->f_previous, 8) ||
+                memcmp(fresh + length + c->f_code, old + length + c->f_code, 8)) {
+                *same = 0;
+                return WR_OK;
+            }
+        }
+        pos += lens[k] + heads[k];
+    }
+    return WR_OK;
+}
+
+/* Raise TornStack unless the walk came down to the bottom of the data stack (see
+ * unwinder.py's _check_bottom). */
+static int check_bottom(Walker *w, uint64_t lowest)
+{
+    const WConfig *c = &w->c;
+    WChunk *root = &w->chunks[w->nchunks - 1];
+    if (!root->addr || root->len < (size_t)c->chunk_data || ld64(root->buf + c->chunk_previous))
+        return WR_OK;
+    uint64_t base = root->addr + (uint64_t)c->chunk_data;
+    if (lowest == base || lowest == base + 8)
+        return WR_OK;
+    /* An empty data stack (only the kept slot) has no bottom frame to reach. */
+    if (!lowest && w->nchunks == 1 && root->len <= (size_t)c->chunk_data + 8)
+        return WR_OK;
+    return WR_TORN;
+}
+
+/* Frames from `f` down, leaf first, into w->frames; w->starts maps each walked frame to the
+ * index of the first reported frame at or below it. */
+static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
+{
+    const WConfig *c = &w->c;
+    WChunk *chunk0 = &w->chunks[0];
+    size_t need = (size_t)c->frame_read;
+    uint64_t mask = ~c->code_tag_mask;
+    uint64_t lowest = 0;
+    w->nframes = 0;
+    *truncated = 0;
+    *outside = 0;
+    starts_clear(w);
+    WStarts *s = &w->starts;
+    while (f) {
+        int found;
+        uint32_t slot = starts_slot(s, f, &found);
+        if (found)
+            return WR_TORN; /* a live chain never comes back to a frame */
+        if ((int64_t)s->n >= c->max_walk) {
+            snprintf(w->err, sizeof w->err, "too many stack frames");
+            return WR_READ;
+        }
+        s->stamp[slot] = s->current;
+        s->addr[slot] = f;
+        s->value[slot] = w->nframes;
+        s->n++;
+        const uint8_t *fb = NULL;
+        if (chunk0->addr && f >= chunk0->addr && f - chunk0->addr + need <= chunk0->len) {
+            fb = chunk0->buf + (f - chunk0->addr);
+            lowest = f;
+        } else {
+            for (int i = 1; i < w->nchunks; i++) {
+                WChunk *o = &w->chunks[i];
+                if (f >= o->addr && f - o->addr + need <= o->len) {
+                    fb = o->buf + (f - o->addr);
+                    lowest = f;
+                    break;
+                }
+            }
+            if (!fb) {
+                /* Outside the copies: an entry frame on the C stack, a generator's frame, or an
+                 * address taken from a frame caught half-built. */
+                if ((f & 7) || f < 4096)
+                    return WR_TORN;
+                for (int i = 0; i < w->nchunks; i++)
+                    if (w->chunks[i].addr && f >= w->chunks[i].addr && f - w->chunks[i].addr < w->chunks[i].len)
+                        lowest = f; /* a frame smaller than `need` at the very end of a copy */
+                int r = rd(w, f, w->fbuf, need);
+                if (r)
+                    return torn_if_read(r);
+                *outside = 1;
+                fb = w->fbuf;
+            }
+        }
+        uint64_t prev = ld64(fb + c->f_previous);
+        uint8_t owner = fb[c->f_owner];
+        if (c->skip_owner[owner]) {
+            f = prev;
+            continue;
+        }
+        uint64_t code = ld64(fb + c->f_code) & mask;
+        if (!code) {
+            f = prev;
+            continue;
+        }
+        int kind = code_kind(w, code);
+        if (kind < 0)
+            return -kind;
+        if (kind == 0)
+            return WR_TORN; /* a code pointer from a frame caught half-built, or freed code */
+        if (kind == 2) {
+            f = prev;
+            continue;
+        }
+        uint64_t code_start = c->code_adaptive >= 0 ? code + (uint64_t)c->code_adaptive : 0;
+        int64_t offset = (int64_t)(ld64(fb + c->f_instr_ptr) - code_start);
+        /* A frame that called another must be past its first instruction (RESUME); one that
+         * is not was pushed after our copy's top frame, i.e. the copy is torn. */
+        if (w->nframes && offset <= 0)
+            return WR_TORN;
+        if ((int64_t)w->nframes == c->max_depth) {
+            /* Cut below the innermost max_depth frames; frames walked below them leave
+             * `starts` (settle ignores indexes >= max_depth). */
+            push_frame(w, 0, PSEUDO_TRUNCATED);
+            *truncated = 1;
+            return WR_OK;
+        }
+        push_frame(w, code, offset);
+        f = prev;
+    }
+    return check_bottom(w, lowest);
+}
+
+/* The walked stack as it stands now: WR_OK with *cut (frames from *cut on), or WR_TORN. */
+static int settle(Walker *w, uint64_t tstate, uint64_t top, int truncated, uint32_t *cut)
+{
+    uint64_t now;
+    int r = top_frame(w, tstate, NULL, 1, &now);
+    if (r)
+        return r;
+    *cut = 0;
+    if (now == top)
+        return WR_OK;
+    uint32_t index;
+    if (starts_get(w, now, &index) && !(truncated && (int64_t)index >= w->c.max_depth)) {
+        *cut = index;
+        return WR_OK;
+    }
+    return descends_from(w, now, top) ? WR_OK : WR_TORN;
+}
+
+/* ---- frames: 3.9/3.10 frame objects -------------------------------------------------- */
+
+static int walk_object(Walker *w, uint64_t f)
+{
+    const WConfig *c = &w->c;
+    size_t need = (size_t)c->frame_read;
+    w->nframes = 0;
+    w->nwalked = 0;
+    starts_clear(w);
+    WStarts *s = &w->starts;
+    int first = 1;
+    while (f) {
+        if ((int64_t)w->nframes >= c->max_depth) {
+            push_frame(w, 0, PSEUDO_TRUNCATED); /* cut, not torn */
+            return WR_OK;
+        }
+        int found;
+        uint32_t slot = starts_slot(s, f, &found);
+        if (found)
+            return WR_TORN; /* the frame chain loops: the stack changed */
+        s->stamp[slot] = s->current;
+        s->addr[slot] = f;
+        s->value[slot] = w->nframes;
+        s->n++;
+        uint8_t *fb;
+        if (first) {
+            fb = w->fbuf;
+        } else {
+            fb = w->walked_bytes + (size_t)w->nwalked * need;
+            w->walked[w->nwalked++] = f;
+        }
+        int r = rd(w, f, fb, need);
+        if (r)
+            return torn_if_read(r); /* f_back of a frame object freed during the walk */
+        first = 0;
+        if (!ld64(fb))
+            return WR_TORN; /* walked into a freed frame object */
+        uint64_t code = ld64(fb + c->f_code);
+        int kind = code_kind(w, code);
+        if (kind < 0)
+            return -kind;
+        if (kind == 0)
+            return WR_TORN;
+        int32_t lasti = ld32(fb + c->f_lasti);
+        if (lasti < 0 && w->nframes)
+            return WR_TORN; /* a frame with callees has not started */
+        push_frame(w, code, lasti >= 0 ? (int64_t)lasti * c->lasti_scale : -1);
+        f = ld64(fb + c->f_previous);
+    }
+    return WR_OK;
+}
+
+static int same_frame_object(Walker *w, uint64_t addr, int *same)
+{
+    const WConfig *c = &w->c;
+    uint8_t *now = w->tbuf2;
+    int r = rd(w, addr, now, (size_t)c->frame_read);
+    if (r)
+        return r;
+    *same = ld64(now) > 0 && !memcmp(now + c->f_previous, w->fbuf + c->f_previous, 8) &&
+            !memcmp(now + c->f_code, w->fbuf + c->f_code, 8);
+    return WR_OK;
+}
+
+/* Whether the callers read the same again, in one vectored read per 1024 frames. */
+static int object_frames_unchanged(Walker *w)
+{
+    const WConfig *c = &w->c;
+    size_t need = (size_t)c->frame_read;
+    if (!w->nwalked)
+        return 1;
+    if (chunk_reserve(&w->spare, (size_t)w->nwalked * need))
+        return 0;
+    struct iovec local[1024], remote[1024];
+    for (uint32_t done = 0; done < w->nwalked;) {
+        int n = 0;
+        for (; n < 1024 && done + (uint32_t)n < w->nwalked; n++) {
+            local[n].iov_base = w->spare.buf + (size_t)(done + n) * need;
+            local[n].iov_len = need;
+            remote[n].iov_base = (void *)(uintptr_t)w->walked[done + n];
+            remote[n].iov_len = need;
+        }
+        if (rdv(w, local, remote, n))
+            return 0;
+        done += (uint32_t)n;
+    }
+    for (uint32_t i = 0; i < w->nwalked; i++) {
+        const uint8_t *a = w->spare.buf + (size_t)i * need, *b = w->walked_bytes + (size_t)i * need;
+        if (memcmp(a + c->f_previous, b + c->f_previous, 8) || memcmp(a + c->f_code, b + c->f_code, 8) ||
+            memcmp(a + c->f_lasti, b + c->f_lasti, 4))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- one thread's stack ---------------------------------------------------------------- */
+
+/* Exception mode's guard: the exception must be in flight right before and after the copy. */
+static int in_flight(Walker *w, uint64_t tstate, uint64_t interp, uint8_t *buf, int *yes)
+{
+    int r = read_tstate(w, tstate, interp, buf);
+    if (r)
+        return r;
+    return has_exception(w, tstate, buf, yes);
+}
+
+static int guard_holds(Walker *w, uint64_t tstate, uint64_t interp, int64_t opened, int *holds)
+{
+    int yes;
+    int r = in_flight(w, tstate, interp, w->tbuf2, &yes);
+    if (r)
+        return r;
+    *holds = yes && walker_now_ns() - opened <= w->c.guard_window_ns;
+    return WR_OK;
+}
+
+/* The thread's stack into w->frames (see unwinder.py's _frames); WR_SKIP when the guard
+ * leaves the thread out, WR_TORN when it kept changing. */
+static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint8_t *tbuf, int guard)
+{
+    const WConfig *c = &w->c;
+    int r;
+    for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
+        int fresh = attempt > 0;
+        int64_t opened = 0;
+        int holds;
+        if (guard) {
+            int yes;
+            opened = walker_now_ns();
+            if ((r = in_flight(w, tstate, interp, w->gbuf, &yes)))
+                return r;
+            if (!yes)
+                return WR_SKIP;
+            tbuf = w->gbuf;
+            fresh = 0;
+        }
+        uint64_t top;
+        if ((r = top_frame(w, tstate, tbuf, fresh, &top)))
+            return r;
+        if (!top) {
+            w->nframes = 0;
+            return WR_OK;
+        }
+        if (c->frame_is_object) {
+            /* A live frame object holds its f_back alive, and suspended frames do not change:
+             * if the old top frame is still the same activation after the walk, everything
+             * below it was stable while we read it. */
+            r = walk_object(w, top);
+            if (r == WR_TORN)
+                continue;
+            if (r)
+                return r;
+            int same;
+            if ((r = same_frame_object(w, top, &same)))
+                return r;
+            if (!same || !object_frames_unchanged(w))
+                continue;
+            if (guard) {
+                if ((r = guard_holds(w, tstate, interp, opened, &holds)))
+                    return r;
+                if (!holds)
+                    continue;
+            }
+            return WR_OK;
+        }
+        if ((r = read_chunks(w, tstate, tbuf, fresh)))
+            return r;
+        if (guard) {
+            if ((r = guard_holds(w, tstate, interp, opened, &holds)))
+                return r;
+            if (!holds)
+                continue;
+        }
+        /* The copy is trustworthy if the top frame is still live right after it... */
+        uint64_t now;
+        if ((r = top_frame(w, tstate, tbuf, 1, &now)))
+            return r;
+        if (now != top && !descends_from(w, now, top))
+            continue;
+        int same;
+        if ((r = suspended_unchanged(w, top, now, &same)))
+            return r;
+        if (!same)
+            continue;
+        int truncated, outside;
+        r = walk_interp(w, top, &truncated, &outside);
+        if (r == WR_TORN)
+            continue;
+        if (r)
+            return r;
+        /* ...and entry frames on the C stack and generator frames, read during the walk, were
+         * live only if the stack has not unwound past them afterwards. */
+        uint32_t cut;
+        r = settle(w, tstate, top, truncated, &cut);
+        if (r == WR_TORN)
+            continue;
+        if (r)
+            return r;
+        /* A thread with a current frame runs Python code: no frames at all means the walk met
+         * frames half-built or half-cleared. */
+        if (cut >= w->nframes)
+            continue;
+        /* A stack cut down to where the top returned is the stack after the guard's last
+         * look, which the guard does not vouch for: look again. */
+        if (guard && cut > 0)
+            continue;
+        if (cut) {
+            memmove(w->frames, w->frames + cut, (w->nframes - cut) * sizeof(WFrame));
+            w->nframes -= cut;
+        }
+        return WR_OK;
+    }
+    snprintf(w->err, sizeof w->err, "the stack kept changing while it was read");
+    return WR_TORN;
+}
+
+static int mode_accepts(int mode, unsigned status)
+{
+    switch (mode) {
+    case 0: return 1;
+    case 1: return (status & ON_CPU) != 0;
+    case 2: return (status & HAS_GIL) != 0;
+    default: return (status & HAS_EXCEPTION) != 0;
+    }
+}
+
+static int add_thread(Walker *w, int64_t tid, unsigned status, int64_t interp_id, uint32_t stack)
+{
+    if (w->nth == w->th_cap) {
+        uint32_t cap = w->th_cap ? w->th_cap * 2 : 16;
+        uint64_t *a = realloc(w->th_tid, cap * sizeof(uint64_t));
+        if (a) w->th_tid = a;
+        int64_t *b = realloc(w->th_interp, cap * sizeof(int64_t));
+        if (b) w->th_interp = b;
+        uint32_t *s1 = realloc(w->th_status, cap * sizeof(uint32_t));
+        if (s1) w->th_status = s1;
+        uint32_t *s2 = realloc(w->th_stack, cap * sizeof(uint32_t));
+        if (s2) w->th_stack = s2;
+        if (!a || !b || !s1 || !s2)
+            return WR_READ;
+        w->th_cap = cap;
+    }
+    w->th_tid[w->nth] = (uint64_t)tid;
+    w->th_status[w->nth] = status;
+    w->th_interp[w->nth] = interp_id;
+    w->th_stack[w->nth] = stack;
+    w->nth++;
+    return WR_OK;
+}
+
+static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t tstate, const uint8_t *tbuf,
+                         int64_t holder, uint64_t main_tstate, int64_t now)
+{
+    const WConfig *c = &w->c;
+    unsigned status = 0;
+    int r;
+    /* Order matters: the state taken from `tbuf` is paired with a stack read right after it;
+     * the slower /proc read comes last. */
+    if (holder == -1) {
+        if (c->t_holds_gil >= 0 && ld32(tbuf + c->t_holds_gil))
+            status |= HAS_GIL;
+    } else if (holder && (uint64_t)holder == tstate) {
+        status |= HAS_GIL;
+    }
+    if (is_main(w, tstate, tbuf, main_tstate))
+        status |= MAIN_THREAD;
+    if (c->mode == 0 || c->mode == 3) {
+        int exc;
+        if ((r = has_exception(w, tstate, tbuf, &exc)))
+            return r;
+        if (exc)
+            status |= HAS_EXCEPTION;
+    }
+    int64_t tid;
+    if ((r = native_tid(w, tbuf, &tid)))
+        return r;
+    if (!tid)
+        tid = (int64_t)ld64(tbuf + c->t_thread_id);
+    if (c->mode == 1)
+        status |= cpu_status(w, tid, now);
+    if (!mode_accepts(c->mode, status))
+        return WR_OK;
+    r = thread_frames(w, interp, tstate, tbuf, c->mode == 3);
+    if (r == WR_SKIP)
+        return WR_OK;
+    if (r)
+        return r;
+    if (c->mode != 1)
+        status |= cpu_status(w, tid, now);
+    uint32_t stack;
+    if (walker_stacks_intern(w, w->frames, w->nframes, &stack))
+        return WR_READ;
+    return add_thread(w, tid, status, interp_id, stack);
+}
+
+static int64_t gil_holder(Walker *w, const uint8_t *ibuf, int *err)
+{
+    const WConfig *c = &w->c;
+    *err = WR_OK;
+    switch (c->gil_kind) {
+    case 0: {
+        uint64_t lo = (uint64_t)(c->rt_gil_holder < c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked);
+        uint64_t hi = (uint64_t)(c->rt_gil_holder > c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked) + 8;
+        if ((*err = rd(w, c->runtime_addr + lo, w->rtbuf, hi - lo)))
+            return 0;
+        int32_t locked = ld32(w->rtbuf + (c->rt_gil_locked - (int64_t)lo));
+        return locked ? (int64_t)ld64(w->rtbuf + (c->rt_gil_holder - (int64_t)lo)) : 0;
+    }
+    case 1: {
+        int32_t locked = ld32(ibuf + (c->i_gil_locked - c->interp_lo));
+        return locked ? (int64_t)ld64(ibuf + (c->i_gil_holder - c->interp_lo)) : 0;
+    }
+    case 2:
+        return -1; /* per-thread holds_gil is used instead */
+    default:
+        return 0;
+    }
+}
+
+/* The main thread's state into w->tbuf (*found = 0 when the interpreter has no thread). */
+static int main_thread(Walker *w, uint64_t interp, const uint8_t *ibuf, uint64_t main_tstate, uint64_t *found)
+{
+    const WConfig *c = &w->c;
+    int r;
+    *found = 0;
+    if (main_tstate) {
+        if ((r = read_tstate(w, main_tstate, interp, w->tbuf)))
+            return r;
+        *found = main_tstate;
+        return WR_OK;
+    }
+    if (w->main_tstate) {
+        r = read_tstate(w, w->main_tstate, interp, w->tbuf);
+        if (r == WR_GONE || r == WR_PERM)
+            return r;
+        if (!r && is_main(w, w->main_tstate, w->tbuf, 0)) {
+            *found = w->main_tstate;
+            return WR_OK;
+        }
+    }
+    uint64_t tstate = ld64(ibuf + (c->i_threads_head - c->interp_lo));
+    uint64_t last = 0;
+    int64_t count = 0;
+    while (tstate) {
+        if (++count > c->max_threads) {
+            snprintf(w->err, sizeof w->err, "thread list does not end");
+            return WR_READ;
+        }
+        if ((r = read_tstate(w, tstate, interp, w->tbuf)))
+            return r;
+        if (is_main(w, tstate, w->tbuf, 0)) {
+            w->main_tstate = *found = tstate;
+            return WR_OK;
+        }
+        last = tstate;
+        tstate = ld64(w->tbuf + c->t_next);
+    }
+    /* Threads are pushed at the head, so the oldest (the main thread) is the last one; its
+     * state is the one left in w->tbuf. */
+    if (last)
+        w->main_tstate = *found = last;
+    return WR_OK;
+}
+
+static int sample_interp(Walker *w, uint64_t interp, const uint8_t *ibuf, int64_t now)
+{
+    const WConfig *c = &w->c;
+    int64_t lo = c->interp_lo;
+    int r;
+    int64_t interp_id = c->i_id >= 0 ? ld32(ibuf + (c->i_id - lo)) : 0;
+    int64_t holder = gil_holder(w, ibuf, &r);
+    if (r)
+        return r;
+    int collecting = c->i_gc_collecting >= 0 ? ld32(ibuf + (c->i_gc_collecting - lo)) != 0 : 0;
+    uint64_t main_tstate = c->i_threads_main >= 0 ? ld64(ibuf + (c->i_threads_main - lo)) : 0;
+    uint32_t first = w->nth;
+    if (!c->all_threads) {
+        uint64_t found;
+        if ((r = main_thread(w, interp, ibuf, main_tstate, &found)))
+            return r;
+        if (found && (r = sample_thread(w, interp, interp_id, found, w->tbuf, holder, main_tstate, now)))
+            return r;
+    } else {
+        uint64_t tstate = ld64(ibuf + (c->i_threads_head - lo));
+        int64_t count = 0;
+        while (tstate) {
+            if (++count > c->max_threads) {
+                snprintf(w->err, sizeof w->err, "thread list does not end");
+                return WR_READ;
+            }
+            if ((r = read_tstate(w, tstate, interp, w->tbuf)))
+                return r;
+            uint64_t next = ld64(w->tbuf + c->t_next);
+            if ((r = sample_thread(w, interp, interp_id, tstate, w->tbuf, holder, main_tstate, now)))
+                return r;
+            tstate = next;
+        }
+    }
+    if (collecting && c->gc && w->nth > first) {
+        uint32_t idx = first;
+        for (uint32_t i = first; i < w->nth; i++)
+            if (w->th_status[i] & HAS_GIL) {
+                idx = i;
+                break;
+            }
+        uint32_t id = w->th_stack[idx];
+        uint32_t n = w->stacks.count[id];
+        /* No Python frames (e.g. the collections of interpreter shutdown): nothing to blame. */
+        if (n) {
+            w->frames[0].code = 0;
+            w->frames[0].offset = PSEUDO_GC;
+            memcpy(w->frames + 1, w->stacks.arena + w->stacks.start[id], n * sizeof(WFrame));
+            if (walker_stacks_intern(w, w->frames, n + 1, &w->th_stack[idx]))
+                return WR_READ;
+        }
+    }
+    return WR_OK;
+}
+
+static int advance_epoch(Walker *w, const uint8_t *ibuf, int64_t now)
+{
+    const WConfig *c = &w->c;
+    if (c->i_code_generation >= 0) {
+        uint64_t gen = ld64(ibuf + (c->i_code_generation - c->interp_lo));
+        if (gen != w->generation) {
+            w->generation = gen;
+            walker_codes_clear(w);
+            return epoch_event(w, 0);
+        }
+        return WR_OK;
+    }
+    if (now - w->epoch_started_ns >= c->epoch_ns) {
+        w->epoch_started_ns = now;
+        walker_codes_clear(w);
+        return epoch_event(w, 1);
+    }
+    return WR_OK;
+}
+
+/* One sample of every wanted thread: (tid, status, interp id, stack id) in w->th_*. */
+int walker_sample(Walker *w)
+{
+    const WConfig *c = &w->c;
+    int r;
+    int64_t now = walker_now_ns();
+    w->nth = 0;
+    w->err[0] = 0;
+    uint64_t interp;
+    if ((r = rd64(w, c->runtime_addr + (uint64_t)c->interpreters_head, &interp)))
+        return r;
+    int seen = 0;
+    size_t isz = (size_t)(c->interp_hi - c->interp_lo);
+    while (interp) {
+        if (++seen > c->max_interps) {
+            snprintf(w->err, sizeof w->err, "interpreter list does not end");
+            return WR_READ;
+        }
+        if ((r = rd(w, interp + (uint64_t)c->interp_lo, w->ibuf, isz)))
+            return r;
+        if (seen == 1 && (r = advance_epoch(w, w->ibuf, now)))
+            return r;
+        if ((r = sample_interp(w, interp, w->ibuf, now)))
+            return r;
+        if (!c->all_threads)
+            break;
+        interp = c->i_next >= 0 ? ld64(w->ibuf + (c->i_next - c->interp_lo)) : 0;
+    }
+    if (w->ncpu)
+        cpu_prune(w, now);
+    return WR_OK;
+}

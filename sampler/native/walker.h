@@ -1,0 +1,174 @@
+/* The native sampling core's shared declarations: the configuration Python hands over at attach
+ * (every offset comes from sampler/cpython, none is written here), the tables that keep a sample
+ * cheap, and the walker state. */
+#ifndef HEATLINE_WALKER_H
+#define HEATLINE_WALKER_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Outcomes of every step of a sample. */
+enum {
+    WR_OK = 0,
+    WR_TORN = 1,    /* the copy is not one moment of the stack: retried */
+    WR_READ = 2,    /* a failed sample (ReadError) */
+    WR_GONE = 3,    /* the target exited (ProcessGoneError) */
+    WR_PERM = 4,    /* reading was refused (ProcessPermissionError) */
+    WR_PYERR = 5,   /* a Python callback raised: the exception is set */
+    WR_SKIP = 6,    /* the thread is left out of this sample (exception mode's guard) */
+};
+
+/* Pseudo stack entries (code address 0): Python maps them to GC_FRAME and TRUNCATED_FRAME. */
+#define PSEUDO_GC 1
+#define PSEUDO_TRUNCATED 2
+
+typedef struct {
+    /* runtime */
+    uint64_t runtime_addr;
+    int64_t interpreters_head;
+    int gil_kind; /* 0: _PyRuntime (<=3.11), 1: interpreter, 2: per-thread holds_gil */
+    int64_t rt_gil_holder, rt_gil_locked;
+    /* interpreter (offsets relative to the interpreter state) */
+    int64_t interp_lo, interp_hi;
+    int64_t i_threads_head, i_next, i_id, i_gc_collecting, i_gil_holder, i_gil_locked, i_threads_main,
+        i_code_generation;
+    /* thread state */
+    int64_t tstate_size, t_interp, t_next, t_thread_id, t_native_thread_id, t_holds_gil, t_exc_current,
+        t_exc_info, t_exc_state, t_datastack_chunk, t_datastack_top, t_root, t_cframe, cf_current_frame;
+    int root_is_cframe;
+    int64_t err_value, err_previous, err_item_size;
+    uint64_t none_addr;
+    /* frames */
+    int frame_is_object;
+    int64_t f_previous, f_code, f_lasti, f_instr_ptr, f_owner, frame_read, lasti_scale, code_adaptive;
+    uint64_t code_tag_mask;
+    uint8_t skip_owner[256];
+    /* stack chunks */
+    int64_t chunk_previous, chunk_top, chunk_data, chunk_min_bytes, max_chunk_bytes;
+    int64_t max_chunks, max_depth, max_walk, max_threads, max_interps;
+    int64_t guard_window_ns, epoch_ns, cpu_reuse_ns;
+    /* identity */
+    uint64_t main_pthread;
+    int64_t tid_offset; /* -2: not inferred yet, -1: none fits */
+    int pid;
+    /* what is sampled */
+    int mode; /* 0 wall, 1 cpu, 2 gil, 3 exception */
+    int all_threads, gc;
+} WConfig;
+
+typedef struct {
+    uint64_t code;
+    int64_t offset;
+} WFrame;
+
+/* A copied stack chunk. */
+typedef struct {
+    uint64_t addr;
+    uint8_t *buf;
+    size_t len, cap;
+} WChunk;
+
+/* Interned stacks: id -> frames in an arena, and a hash index. */
+typedef struct {
+    WFrame *arena;
+    size_t arena_len, arena_cap;
+    uint64_t *start;  /* per id: arena index */
+    uint32_t *count;  /* per id: frame count */
+    uint64_t *hash;   /* per id */
+    uint32_t n, cap;
+    int32_t *index;   /* open addressing: id + 1, 0 = empty */
+    uint32_t index_cap;
+} WStacks;
+
+/* Interned samples: (tid, status, interp id, stack id) -> key id. */
+typedef struct {
+    uint64_t tid;
+    int64_t interp_id;
+    uint32_t status, stack;
+} WKey;
+
+typedef struct {
+    WKey *keys;
+    uint32_t n, cap;
+    int32_t *index;
+    uint32_t index_cap;
+} WKeys;
+
+/* Code objects validated in this epoch: address -> 1 (code) or 2 (shim). */
+typedef struct {
+    uint64_t *addr;
+    uint8_t *kind;
+    uint32_t n, cap; /* cap is a power of two */
+} WCodes;
+
+/* Kept-open /proc/PID/task/TID/stat descriptors with the last state read. */
+typedef struct {
+    int tid;
+    int fd;
+    int state; /* ON_CPU/UNKNOWN bits */
+    int64_t read_ns, seen_ns;
+} WCpu;
+
+/* Frame addresses walked: address -> index of the first reported frame at or below it. */
+typedef struct {
+    uint64_t *addr;
+    uint32_t *value;
+    uint32_t *stamp;
+    uint32_t cap, current, n;
+} WStarts;
+
+typedef struct {
+    PyObject_HEAD
+    WConfig c;
+    PyObject *code_cb, *epoch_cb, *tid_cb;
+    PyThreadState *saved; /* set while run() has the GIL released */
+    WCodes codes;
+    WStacks stacks;
+    WKeys keys;
+    WStarts starts;
+    WCpu *cpu;
+    int ncpu, cpu_cap;
+    int64_t cpu_pruned_ns;
+    WChunk *chunks;
+    int nchunks;
+    WChunk spare; /* scratch for re-reads */
+    uint8_t *ibuf, *tbuf, *tbuf2, *gbuf, *fbuf, *rtbuf;
+    PyObject *samples; /* list: key id -> ThreadSample (None until resolved) */
+    PyObject *resolve_cb;
+    WFrame *frames;
+    uint32_t nframes;
+    uint64_t *walked; /* 3.9/3.10: callers' addresses, then their header bytes */
+    uint8_t *walked_bytes;
+    uint32_t nwalked;
+    uint64_t main_tstate;
+    uint64_t generation;
+    int64_t epoch_started_ns;
+    int reset_pending;
+    uint64_t resets;
+    uint64_t rng;
+    /* per-call output */
+    uint32_t *out;
+    uint32_t nout, out_cap;
+    /* one sample's threads, before GC marking */
+    uint64_t *th_tid;
+    int64_t *th_interp;
+    uint32_t *th_status, *th_stack;
+    uint32_t nth, th_cap;
+    /* counters */
+    uint64_t reads, syscalls;
+    char err[160];
+} Walker;
+
+int walker_sample(Walker *w);
+int walker_stacks_intern(Walker *w, const WFrame *frames, uint32_t n, uint32_t *id);
+int walker_tables_init(Walker *w);
+void walker_tables_free(Walker *w);
+void walker_tables_reset(Walker *w);
+void walker_codes_clear(Walker *w);
+int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t *id);
+int64_t walker_now_ns(void);
+void walker_cpu_close(Walker *w);
+
+#endif
