@@ -171,6 +171,9 @@ def run_profiler(tool: str, target: bs.Target, args: list[str], scratch: Scratch
     out.code, out.cpu_s, out.maxrss_mb, out.wall_s = code, cpu, rss, t_end - t0
     text = log.read_text(errors="replace")
     parse_summary(out, text)
+    if tool != TACHYON and not out.walker:
+        # heatline's summary notes only the pure-Python walker; --version names the one it loads.
+        out.walker = "native" if "native sampler" in heatline_version(pure or tool == PURE) else "?"
     if code != 0:
         out.reason = f"exit {code}: {last_line(text)}"
         return out
