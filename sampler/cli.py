@@ -46,6 +46,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+class _VersionAction(argparse.Action):
+    """`--version` also says whether the native sampler is in use, worked out only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from sampler.cpython.walkers import sampler_description
+
+        print(f"heatline {__version__} ({sampler_description()})")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -66,6 +76,9 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                         "exception: threads with an exception being raised or handled")
     g.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
     g.add_argument("--realtime-stats", action="store_true", help="show the achieved rate while sampling")
+    g.add_argument("--blocking", action="store_true",
+                   help="stop the target's threads (ptrace) around every sample: consistent stacks, at a cost "
+                        "to the target; 1khz or slower is advised")
 
 
 class _FormatWithValue(argparse.Action):
@@ -130,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Statistical sampling profiler for CPython 3.9-3.15, from outside the process.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"heatline {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and which sampler runs")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
     sub.required = True
 
@@ -145,7 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("pid", type=int)
     dump.add_argument("-a", "--all-threads", action="store_true", help="every thread, not only the main one")
     dump.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
+    dump.add_argument("--blocking", action="store_true", help="stop the target's threads while its stacks are read")
     return parser
+
+
+def blocking_warning(args: argparse.Namespace) -> None:
+    """Tachyon's warning, word for word, for users who switch between the two."""
+    if getattr(args, "blocking", False) and args.interval_usec < 100:
+        print(
+            f"Warning: --blocking with a {args.interval_usec} µs interval will stop all threads "
+            f"{1_000_000 // args.interval_usec} times per second. "
+            "Consider using --sampling-rate 1khz or lower to reduce overhead.",
+            file=sys.stderr,
+        )
+
+
+def open_walker(pid: int, args: argparse.Namespace):
+    """The sample source for a run, attach or dump, as the options ask."""
+    from sampler.cpython.walkers import open_source
+
+    return open_source(pid, all_threads=args.all_threads, mode=getattr(args, "mode", "wall"), gc=args.gc,
+                       blocking=args.blocking)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -226,7 +259,18 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=Non
 
     to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
     print_summary(stats, sys.stderr if to_stdout else sys.stdout)
+    note = slow_sampler_note()
+    if note:
+        print(note, file=sys.stderr if to_stdout else sys.stdout)
     return collector
+
+
+def slow_sampler_note() -> str | None:
+    """The summary's line when the pure-Python walker sampled (slower: users must know why)."""
+    from sampler.cpython.walkers import native_choice
+
+    native, why = native_choice()
+    return None if native else f"Note: sampled with the pure-Python walker ({why})."
 
 
 def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T],
@@ -234,11 +278,9 @@ def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T]
     """Sample a target `launch` started: `sample(unwinder)` does the sampling; then the target is
     stopped if it is still running (Ctrl-C, --duration) and reaped. Returns what `sample`
     returned and the target's exit status. A failure leaves no target behind."""
-    from sampler.cpython.unwinder import Unwinder
-
     unwinder = None
     try:
-        unwinder = Unwinder(target.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc)
+        unwinder = open_walker(target.pid, args)
         result = sample(unwinder)
     except BaseException:
         target.abandon()
@@ -282,10 +324,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from sampler.cpython.unwinder import Unwinder
-
     _check_output(args)
-    unwinder = Unwinder(args.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc)
+    unwinder = open_walker(args.pid, args)
     try:
         collector = _profile(args, unwinder, unwinder.alive, args.pid)
     finally:
@@ -295,11 +335,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from sampler.cpython.unwinder import Unwinder
     from sampler.dump import SourceLines, format_dump
     from sampler.errors import ReadError
 
-    unwinder = Unwinder(args.pid, all_threads=args.all_threads, gc=args.gc)
+    unwinder = open_walker(args.pid, args)
     try:
         last_error: Exception | None = None
         for _ in range(20):  # the target keeps running: retry a torn read
@@ -359,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # in the try: Ctrl-C while it loads is no traceback
         if args.command not in ("dump",):
             _validate(args)
+        if args.command in ("run", "attach"):
+            blocking_warning(args)
         if args.command == "attach" and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)
         return COMMANDS[args.command](args)

@@ -41,6 +41,8 @@ import traceback
 from typing import Any, Callable, Sequence
 
 from sampler.cli import (
+    blocking_warning,
+    open_walker,
     sample_launched,
     _make_collector,
     _Parser,
@@ -248,13 +250,12 @@ def _run(session: _Session) -> None:
 
 
 def _attach(session: _Session) -> None:
-    from sampler.cpython.unwinder import Unwinder
     from sampler.target.maps import read_cmdline, read_cwd
 
     args = session.args
     if args.pid <= 0:
         raise ProcessNotFoundError(args.pid)
-    unwinder = Unwinder(args.pid, all_threads=args.all_threads, mode=args.mode, gc=args.gc)
+    unwinder = open_walker(args.pid, args)
     try:
         profile, collector = session.profile(
             unwinder, unwinder.alive, args.pid, cwd=read_cwd(args.pid), argv=read_cmdline(args.pid)
@@ -298,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError:
                 raise UsageError(f"{PROG}: error: --stream-fd {args.stream_fd} is not an open file descriptor") from None
         _validate(args)
+        blocking_warning(args)
         session = _Session(args, writer, parent)
         signal.signal(signal.SIGINT, session.request_stop)
         signal.signal(signal.SIGTERM, session.request_stop)

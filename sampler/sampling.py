@@ -34,6 +34,12 @@ MAX_CATCH_UP_S = 0.05
 # Longest sleep between two looks at the target: at slow rates (`-r 0.5`: one tick every 2 s)
 # an exit must still end the run at once, not after several ticks' worth of failed reads.
 LIVENESS_POLL_S = 0.1
+# A batched source returns to Python at least this often, so that signal handlers (Ctrl-C,
+# SIGTERM), the deadline, thread names, sinks and --realtime-stats are served between batches.
+BATCH_NS = 50_000_000
+MAX_BATCH_TICKS = 4096
+# What a failed sample raises: the target changed under the read (a torn or stale pointer).
+SAMPLE_ERRORS = (ReadError, OSError, ValueError, IndexError, UnicodeDecodeError, OverflowError, struct.error)
 
 
 def _tighten_timer_slack() -> None:
@@ -77,95 +83,159 @@ class SamplingLoop:
         stats = self.profile.stats
         stats.interval_usec = int(self.interval * 1e6)
         _tighten_timer_slack()
-        add = self.profile.add
-        sample = self.source.sample
-        clock = time.perf_counter
-        start = clock()
+        start = time.perf_counter()
         stats.start_time = time.time()
         stats.start_monotonic_us = time.monotonic_ns() // 1000
-        deadline = start + self.duration_s if self.duration_s else None
-        next_tick = start
-        next_report = start + 1.0
-        names_due = start  # when a new thread may next trigger a (costly) name look-up
-        known_threads = self.profile.thread_names
-        consecutive_errors = 0
+        self._names_due = start  # when a new thread may next trigger a (costly) name look-up
+        self._next_report = start + 1.0
+        self._start = start
         try:
-            while not self.stopped:
-                now = clock()
-                if deadline is not None and now >= deadline:
-                    break
-                if now < next_tick:
-                    wait = next_tick - now
-                    if deadline is not None:
-                        wait = min(wait, deadline - now)
-                    if wait > LIVENESS_POLL_S:
-                        time.sleep(LIVENESS_POLL_S)
-                        if not self.alive():
-                            stats.target_exited = True
-                            break
-                        continue
-                    time.sleep(wait)
-                    continue
-                # Jitter each interval (mean unchanged) so that a target doing periodic work in
-                # step with the sampling clock is not always caught at the same phase (aliasing).
-                next_tick += self.interval * (0.5 + random())
-                if now - next_tick > MAX_CATCH_UP_S:
-                    # A real stall (the machine or this process was suspended): do not burst
-                    # through the backlog; the shortfall shows as missed samples instead.
-                    next_tick = now
-                stats.attempts += 1
-                t0 = clock()
-                try:
-                    threads = sample()
-                except ProcessGoneError:
-                    stats.attempts -= 1
-                    stats.target_exited = True
-                    break
-                except (ReadError, OSError, ValueError, IndexError, UnicodeDecodeError, OverflowError, struct.error):
-                    stats.errors += 1
-                    consecutive_errors += 1
-                    # A dead target can look like read errors (e.g. a zombie child): look at
-                    # once, so a slow rate does not keep sampling a corpse for several ticks.
-                    if not self.alive():
-                        stats.attempts -= consecutive_errors
-                        stats.errors -= consecutive_errors
-                        stats.target_exited = True
-                        break
-                    continue
-                cost = clock() - t0
-                consecutive_errors = 0
-                self.sample_cost_total += cost
-                if cost < self.sample_cost_min:
-                    self.sample_cost_min = cost
-                if cost > self.sample_cost_max:
-                    self.sample_cost_max = cost
-                stats.samples += 1
-                if self.sinks:
-                    now_us = time.monotonic_ns() // 1000
-                    for sink in self.sinks:
-                        sink.collect(now_us, threads)
-                unnamed = False
-                for t in threads:
-                    add(t)
-                    if t.thread_id not in known_threads:
-                        unnamed = True
-                if unnamed and t0 >= names_due:
-                    names_due = t0 + NAMES_REFRESH_S
-                    self._refresh_names()
-                if self.realtime is not None and t0 >= next_report:
-                    next_report = t0 + 1.0
-                    self._report(clock() - start)
+            # A source that can time its own ticks (the native core) takes a batch of them per
+            # call, with the GIL released; any other is called once per tick from here.
+            if getattr(self.source, "run", None) is not None:
+                self._run_batched(start)
+            else:
+                self._run_ticks(start)
         except KeyboardInterrupt:
             stats.interrupted = True
         if self.stopped:  # stop() is what a signal handler (SIGTERM, Ctrl-C) calls: the same end
             stats.interrupted = True
-        stats.duration_s = clock() - start
+        stats.duration_s = time.perf_counter() - start
         if not stats.target_exited:
             self._refresh_names()
         stats.missed = max(0, stats.expected_samples - stats.attempts)
         if self.realtime is not None:
             self.realtime.write("\n")
         return stats
+
+    def _run_ticks(self, start: float) -> None:
+        stats = self.profile.stats
+        sample = self.source.sample
+        clock = time.perf_counter
+        deadline = start + self.duration_s if self.duration_s else None
+        next_tick = start
+        consecutive_errors = 0
+        while not self.stopped:
+            now = clock()
+            if deadline is not None and now >= deadline:
+                break
+            if now < next_tick:
+                wait = next_tick - now
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                if wait > LIVENESS_POLL_S:
+                    time.sleep(LIVENESS_POLL_S)
+                    if not self.alive():
+                        stats.target_exited = True
+                        break
+                    continue
+                time.sleep(wait)
+                continue
+            # Jitter each interval (mean unchanged) so that a target doing periodic work in
+            # step with the sampling clock is not always caught at the same phase (aliasing).
+            next_tick += self.interval * (0.5 + random())
+            if now - next_tick > MAX_CATCH_UP_S:
+                # A real stall (the machine or this process was suspended): do not burst
+                # through the backlog; the shortfall shows as missed samples instead.
+                next_tick = now
+            stats.attempts += 1
+            t0 = clock()
+            try:
+                threads = sample()
+            except ProcessGoneError:
+                stats.attempts -= 1
+                stats.target_exited = True
+                break
+            except SAMPLE_ERRORS:
+                stats.errors += 1
+                consecutive_errors += 1
+                if self._gone_after_errors(consecutive_errors):
+                    break
+                continue
+            consecutive_errors = 0
+            self._cost(clock() - t0)
+            self._deliver(time.monotonic_ns() // 1000, threads, t0)
+
+    def _run_batched(self, start: float) -> None:
+        stats = self.profile.stats
+        run = self.source.run
+        clock = time.monotonic_ns
+        interval_ns = max(1, int(self.interval * 1e9))
+        began = clock()
+        deadline = began + int(self.duration_s * 1e9) if self.duration_s else None
+        next_tick = began
+        last_tick = began
+        consecutive_errors = 0
+        while not self.stopped:
+            now = clock()
+            if deadline is not None and now >= deadline:
+                break
+            stop = now + BATCH_NS if deadline is None else min(now + BATCH_NS, deadline)
+            batch = run(next_tick, interval_ns, stop, MAX_BATCH_TICKS)
+            next_tick = batch.next_tick_ns
+            stats.attempts += batch.attempts
+            stats.errors += batch.errors
+            if batch.ticks:
+                consecutive_errors = 0
+                last_tick = clock()
+                self.sample_cost_total += batch.cost_total_ns / 1e9
+                self.sample_cost_min = min(self.sample_cost_min, batch.cost_min_ns / 1e9)
+                self.sample_cost_max = max(self.sample_cost_max, batch.cost_max_ns / 1e9)
+                perf = time.perf_counter()
+                for timestamp_us, threads in batch.ticks:
+                    self._deliver(timestamp_us, threads, perf)
+            if batch.gone:
+                stats.target_exited = True
+                break
+            if batch.errors:
+                # The native core hands a failed tick back at once, so it is the batch's last.
+                consecutive_errors += batch.errors
+                if self._gone_after_errors(consecutive_errors):
+                    break
+            elif clock() - last_tick > LIVENESS_POLL_S * 1e9:
+                # Slow rates: no tick for a while, so look at the target instead.
+                last_tick = clock()
+                if not self.alive():
+                    stats.target_exited = True
+                    break
+
+    def _gone_after_errors(self, consecutive_errors: int) -> bool:
+        """After a failed sample: whether the target is in fact gone (then the failures of its
+        last moments are not counted, and the run ends at once rather than sampling a corpse)."""
+        if self.alive():
+            return False
+        stats = self.profile.stats
+        stats.attempts -= consecutive_errors
+        stats.errors -= consecutive_errors
+        stats.target_exited = True
+        return True
+
+    def _cost(self, cost: float) -> None:
+        self.sample_cost_total += cost
+        if cost < self.sample_cost_min:
+            self.sample_cost_min = cost
+        if cost > self.sample_cost_max:
+            self.sample_cost_max = cost
+
+    def _deliver(self, timestamp_us: int, threads: list[ThreadSample], t0: float) -> None:
+        """One good sample: counted, handed to the sinks and the profile; names and the
+        real-time line refreshed when due (`t0` is a perf_counter time of the sample)."""
+        self.profile.stats.samples += 1
+        for sink in self.sinks:
+            sink.collect(timestamp_us, threads)
+        add = self.profile.add
+        known_threads = self.profile.thread_names
+        unnamed = False
+        for t in threads:
+            add(t)
+            if t.thread_id not in known_threads:
+                unnamed = True
+        if unnamed and t0 >= self._names_due:
+            self._names_due = t0 + NAMES_REFRESH_S
+            self._refresh_names()
+        if self.realtime is not None and t0 >= self._next_report:
+            self._next_report = t0 + 1.0
+            self._report(time.perf_counter() - self._start)
 
     def _refresh_names(self) -> None:
         try:
