@@ -18,11 +18,21 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+class _VersionAction(argparse.Action):
+    """Says which sampler the server's runs use, so :checkhealth and bug reports show it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from sampler.cpython.walkers import sampler_description
+
+        print(f"heatline-lsp {__version__} ({sampler_description()})")
+        parser.exit()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="heatline-lsp", description="heatline's language server: profiles shown in your editor."
     )
-    parser.add_argument("--version", action="version", version=f"heatline-lsp {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and which sampler runs")
     # Clients such as vscode-languageclient add --stdio on their own: accept it, it is the default.
     parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
     parser.add_argument("--tcp", type=_host_port, metavar="HOST:PORT", help="listen on TCP instead, for debugging")

@@ -378,6 +378,8 @@ def test_checkhealth_reports_ok_and_no_error(tmp_path):
     assert "heatline" in text and "OK" in text, text
     assert "ERROR" not in text, text
     assert "heatline-lsp" in text or "server" in text
+    # The test environment builds the native core; checkhealth says which sampler runs.
+    assert "(native sampler)" in text, text
 
 
 def test_attach_to_a_dead_pid_is_one_readable_error(tmp_path):

@@ -45,7 +45,12 @@ function M.check()
       { 'pip install heatline (provides heatline-lsp)', 'or set setup{ cmd = { "/path/to/python", "-m", "server" } }' })
   else
     local r = run(vim.list_extend(vim.deepcopy(cmd), { '--version' }))
-    if r.code == 0 then
+    if r.code == 0 and first_line(r.out):find('pure-Python sampler', 1, true) then
+      warn_(table.concat(cmd, ' ') .. ': ' .. first_line(r.out), {
+        'profiles are taken by the slower pure-Python walker',
+        'reinstall with a C compiler and the Python headers present: pip install -e . (or pip install heatline)',
+      })
+    elseif r.code == 0 then
       ok_(table.concat(cmd, ' ') .. ': ' .. first_line(r.out))
     else
       error_(table.concat(cmd, ' ') .. ' --version failed: ' .. first_line(r.out))
