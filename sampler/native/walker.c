@@ -24,6 +24,8 @@
 #define DESCEND_HOPS 3
 #define EXC_CHAIN 8
 
+static int chunk_reserve(WChunk *ch, size_t n);
+
 static inline uint64_t ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 static inline int32_t ld32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 
@@ -92,6 +94,319 @@ static int rdv(Walker *w, struct iovec *local, struct iovec *remote, int n)
 static inline int torn_if_read(int r)
 {
     return r == WR_READ ? WR_TORN : r;
+}
+
+/* ---- coalesced reads ------------------------------------------------------------------
+ * process_vm_readv pins every page of every element it reads, and that is most of its cost:
+ * ranges that lie close together (frame objects from one allocator pool, the runtime's fields)
+ * are read as one element. A merged element that meets unmapped memory fails whole; its ranges
+ * are then reported unread and their readers fall back to reading them alone. */
+
+#define MERGE_GAP 1024
+#define MERGE_MAX (256u << 10)
+
+typedef struct {
+    uint64_t addr;
+    size_t len;
+    uint8_t *dst;
+    int ok;
+} WRange;
+
+static int range_cmp(const void *a, const void *b)
+{
+    const WRange *x = *(const WRange *const *)a, *y = *(const WRange *const *)b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Returns WR_GONE/WR_PERM when the kernel says so, else WR_OK with each range's ok set. */
+static int read_ranges(Walker *w, WRange *rg, uint32_t n)
+{
+    static __thread WRange **sorted;
+    static __thread uint32_t sorted_cap;
+    struct iovec local[1024], remote[1024];
+    uint32_t first[1024 + 1];
+    if (n > sorted_cap) {
+        WRange **p = realloc(sorted, n * sizeof(WRange *));
+        if (!p)
+            return WR_READ;
+        sorted = p;
+        sorted_cap = n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        rg[i].ok = 0;
+        sorted[i] = &rg[i];
+    }
+    qsort(sorted, n, sizeof(WRange *), range_cmp);
+    uint32_t i = 0;
+    while (i < n) {
+        /* one call: up to 1024 merged elements */
+        int nb = 0;
+        size_t total = 0;
+        uint32_t start_i = i;
+        while (i < n && nb < 1024) {
+            uint64_t lo = sorted[i]->addr, hi = lo + sorted[i]->len;
+            first[nb] = i;
+            i++;
+            while (i < n && sorted[i]->addr <= hi + MERGE_GAP &&
+                   (sorted[i]->addr + sorted[i]->len > hi ? sorted[i]->addr + sorted[i]->len : hi) - lo <= MERGE_MAX) {
+                if (sorted[i]->addr + sorted[i]->len > hi)
+                    hi = sorted[i]->addr + sorted[i]->len;
+                i++;
+            }
+            remote[nb].iov_base = (void *)(uintptr_t)lo;
+            remote[nb].iov_len = (size_t)(hi - lo);
+            total += (size_t)(hi - lo);
+            nb++;
+        }
+        first[nb] = i;
+        if (chunk_reserve(&w->spare, total))
+            return WR_READ;
+        size_t pos = 0;
+        for (int b = 0; b < nb; b++) {
+            local[b].iov_base = w->spare.buf + pos;
+            local[b].iov_len = remote[b].iov_len;
+            pos += remote[b].iov_len;
+        }
+        ssize_t r = process_vm_readv(w->c.pid, local, (unsigned long)nb, remote, (unsigned long)nb, 0);
+        w->syscalls++;
+        if (r < 0) {
+            int code = errno_code(errno);
+            if (code != WR_READ)
+                return code;
+            r = 0;
+        }
+        size_t left = (size_t)r;
+        (void)start_i;
+        for (int b = 0; b < nb; b++) {
+            if (left < remote[b].iov_len)
+                break; /* the kernel never splits an element; nothing after it was read */
+            left -= remote[b].iov_len;
+            uint64_t base = (uint64_t)(uintptr_t)remote[b].iov_base;
+            for (uint32_t k = first[b]; k < first[b + 1]; k++) {
+                WRange *e = sorted[k];
+                memcpy(e->dst, (uint8_t *)local[b].iov_base + (e->addr - base), e->len);
+                e->ok = 1;
+            }
+        }
+    }
+    return WR_OK;
+}
+
+/* ---- reading ahead ---------------------------------------------------------------------
+ * At the start of a sample, everything whose address the previous sample taught us (the
+ * interpreter, the thread states, each thread's stack chunk or frame-object chain) is read in
+ * one vectored call. The first read of each of those ranges is then served from it; re-reads
+ * (the consistency checks) never are. A guess that missed costs nothing but the bytes: the
+ * dependent read is made as without it. */
+
+static void npre_clear(Walker *w)
+{
+    w->npre = 0;
+}
+
+static void pre_reset(Walker *w)
+{
+    w->npre = 0;
+    w->pre_len = 0;
+}
+
+static void pre_add(Walker *w, uint64_t addr, size_t len)
+{
+    if (!addr || !len || w->npre >= 1000 || len > MAX_READ)
+        return;
+    if (w->npre == w->pre_cap) {
+        uint32_t cap = w->pre_cap ? w->pre_cap * 2 : 64;
+        WPre *p = realloc(w->pre, cap * sizeof(WPre));
+        if (!p)
+            return;
+        w->pre = p;
+        w->pre_cap = cap;
+    }
+    if (w->pre_len + len > w->pre_buf_cap) {
+        size_t cap = w->pre_buf_cap ? w->pre_buf_cap : 65536;
+        while (cap < w->pre_len + len)
+            cap *= 2;
+        uint8_t *b = realloc(w->pre_buf, cap);
+        if (!b)
+            return;
+        w->pre_buf = b;
+        w->pre_buf_cap = cap;
+    }
+    WPre *e = &w->pre[w->npre++];
+    e->addr = addr;
+    e->off = w->pre_len;
+    e->len = len;
+    e->got = 0;
+    w->pre_len += len;
+}
+
+static void pre_fetch(Walker *w)
+{
+    static __thread WRange *rg;
+    static __thread uint32_t rg_cap;
+    if (w->npre > rg_cap) {
+        WRange *p = realloc(rg, w->npre * sizeof(WRange));
+        if (!p) {
+            w->npre = 0;
+            return;
+        }
+        rg = p;
+        rg_cap = w->npre;
+    }
+    for (uint32_t i = 0; i < w->npre; i++) {
+        rg[i].addr = w->pre[i].addr;
+        rg[i].len = w->pre[i].len;
+        rg[i].dst = w->pre_buf + w->pre[i].off;
+    }
+    if (w->npre && read_ranges(w, rg, w->npre) != WR_OK) {
+        w->npre = 0; /* the real reads will tell what happened */
+        return;
+    }
+    for (uint32_t i = 0; i < w->npre; i++)
+        w->pre[i].got = rg[i].ok ? w->pre[i].len : 0;
+    uint32_t cap = 64;
+    while (cap < w->npre * 2)
+        cap *= 2;
+    if (cap > w->pre_index_cap) {
+        int32_t *idx = realloc(w->pre_index, cap * sizeof(int32_t));
+        if (!idx) {
+            w->npre = 0;
+            return;
+        }
+        w->pre_index = idx;
+        w->pre_index_cap = cap;
+    }
+    memset(w->pre_index, 0, w->pre_index_cap * sizeof(int32_t));
+    uint32_t mask = w->pre_index_cap - 1;
+    for (uint32_t i = 0; i < w->npre; i++) {
+        if (!w->pre[i].got)
+            continue;
+        uint32_t j = (uint32_t)((w->pre[i].addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
+        while (w->pre_index[j])
+            j = (j + 1) & mask;
+        w->pre_index[j] = (int32_t)i + 1;
+    }
+}
+
+/* A first read: served from the read-ahead when it covers it, else read now. */
+static int rdp(Walker *w, uint64_t addr, void *buf, size_t n)
+{
+    if (w->pf_allowed && w->npre && w->pre_index_cap) {
+        uint32_t mask = w->pre_index_cap - 1;
+        uint32_t j = (uint32_t)((addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
+        while (w->pre_index[j]) {
+            WPre *e = &w->pre[w->pre_index[j] - 1];
+            if (e->addr == addr && e->got >= n) {
+                memcpy(buf, w->pre_buf + e->off, n);
+                return WR_OK;
+            }
+            j = (j + 1) & mask;
+        }
+    }
+    return rd(w, addr, buf, n);
+}
+
+/* The record of what the previous sample saw of thread `tstate` (created if new). */
+static WThread *thread_rec(Walker *w, uint64_t tstate)
+{
+    if (w->thread_cursor < w->nthreads && w->threads[w->thread_cursor].tstate == tstate)
+        return &w->threads[w->thread_cursor++];
+    for (uint32_t i = 0; i < w->nthreads; i++)
+        if (w->threads[i].tstate == tstate) {
+            w->thread_cursor = i + 1;
+            return &w->threads[i];
+        }
+    if (w->nthreads == w->threads_cap) {
+        uint32_t cap = w->threads_cap ? w->threads_cap * 2 : 8;
+        if (cap > (uint32_t)w->c.max_threads * 2 + 8)
+            return NULL;
+        WThread *t = realloc(w->threads, cap * sizeof(WThread));
+        if (!t)
+            return NULL;
+        w->threads = t;
+        w->threads_cap = cap;
+    }
+    WThread *t = &w->threads[w->nthreads++];
+    memset(t, 0, sizeof *t);
+    t->tstate = tstate;
+    return t;
+}
+
+#define SPEC_FRAMES 256
+#define CHUNK_SLACK 2048
+
+static void plan_ahead(Walker *w)
+{
+    const WConfig *c = &w->c;
+    pre_reset(w);
+    pre_add(w, c->runtime_addr + (uint64_t)c->interpreters_head, 8);
+    if (c->gil_kind == 0) {
+        int64_t lo = c->rt_gil_holder < c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked;
+        int64_t hi = (c->rt_gil_holder > c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked) + 8;
+        pre_add(w, c->runtime_addr + (uint64_t)lo, (size_t)(hi - lo));
+    }
+    if (w->cached_interp)
+        pre_add(w, w->cached_interp + (uint64_t)c->interp_lo, (size_t)(c->interp_hi - c->interp_lo));
+    w->thread_cursor = 0;
+    for (uint32_t i = 0; i < w->norder; i++) {
+        WThread *t = thread_rec(w, w->order[i]);
+        if (!t)
+            break;
+        pre_add(w, t->tstate, (size_t)c->tstate_size);
+        if (c->t_native_thread_id < 0 && c->tid_offset >= 0 && t->pthread)
+            pre_add(w, t->pthread + (uint64_t)c->tid_offset, 4);
+        if (c->root_is_cframe && t->cframe)
+            pre_add(w, t->cframe + (uint64_t)c->cf_current_frame, 8);
+    }
+    /* Stacks last: a guess that runs into unmapped memory ends the call there. */
+    w->thread_cursor = 0;
+    for (uint32_t i = 0; i < w->norder; i++) {
+        WThread *t = thread_rec(w, w->order[i]);
+        if (!t)
+            break;
+        if (c->frame_is_object) {
+            for (uint32_t k = 0; k < t->nf; k++)
+                pre_add(w, t->frames[k], (size_t)c->frame_read);
+        } else if (t->chunk && t->chunk_len) {
+            size_t len = t->chunk_len + CHUNK_SLACK;
+            if (len > (size_t)c->max_chunk_bytes)
+                len = (size_t)c->max_chunk_bytes;
+            pre_add(w, t->chunk, len);
+        }
+    }
+    w->thread_cursor = 0;
+    w->norder = 0;
+    pre_fetch(w);
+    w->pf_allowed = 1;
+}
+
+static void order_add(Walker *w, uint64_t tstate)
+{
+    if (w->norder == w->order_cap) {
+        uint32_t cap = w->order_cap ? w->order_cap * 2 : 8;
+        uint64_t *o = realloc(w->order, cap * sizeof(uint64_t));
+        if (!o)
+            return;
+        w->order = o;
+        w->order_cap = cap;
+    }
+    w->order[w->norder++] = tstate;
+}
+
+/* Records of threads the last samples did not meet are dropped. */
+static void threads_prune(Walker *w)
+{
+    if (w->nthreads <= w->norder + 8)
+        return;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < w->nthreads; i++) {
+        if (w->threads[i].seen == w->sample_no) {
+            w->threads[k++] = w->threads[i];
+        } else {
+            free(w->threads[i].frames);
+        }
+    }
+    w->nthreads = k;
 }
 
 /* ---- Python callbacks ----------------------------------------------------------------- */
@@ -263,9 +578,9 @@ static unsigned cpu_status(Walker *w, int64_t tid, int64_t now)
 
 /* ---- thread state facts --------------------------------------------------------------- */
 
-static int read_tstate(Walker *w, uint64_t tstate, uint64_t interp, uint8_t *buf)
+static int read_tstate(Walker *w, uint64_t tstate, uint64_t interp, uint8_t *buf, int first)
 {
-    int r = rd(w, tstate, buf, (size_t)w->c.tstate_size);
+    int r = first ? rdp(w, tstate, buf, (size_t)w->c.tstate_size) : rd(w, tstate, buf, (size_t)w->c.tstate_size);
     if (r)
         return r;
     if (ld64(buf + w->c.t_interp) != interp) {
@@ -368,7 +683,7 @@ static int native_tid(Walker *w, const uint8_t *tbuf, int64_t *out)
         if (w->c.tid_offset < 0 || !pthread)
             return WR_OK;
         int32_t tid;
-        int r = rd(w, pthread + (uint64_t)w->c.tid_offset, &tid, 4);
+        int r = rdp(w, pthread + (uint64_t)w->c.tid_offset, &tid, 4);
         if (r == WR_GONE || r == WR_PERM)
             return r;
         if (r)
@@ -409,6 +724,8 @@ static int top_frame(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh,
             *out = ld64(tbuf + rel);
             return WR_OK;
         }
+        if (!fresh)
+            return rdp(w, cf + (uint64_t)c->cf_current_frame, out, 8);
         return rd64(w, cf + (uint64_t)c->cf_current_frame, out);
     }
     if (fresh)
@@ -511,7 +828,7 @@ static int read_chunks(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fres
     size_t len = (size_t)(top - chunk);
     if (chunk_reserve(ch, len))
         return WR_READ;
-    if ((r = rd(w, chunk, ch->buf, len)))
+    if ((r = fresh ? rd(w, chunk, ch->buf, len) : rdp(w, chunk, ch->buf, len)))
         return r;
     ch->addr = chunk;
     ch->len = len;
@@ -522,7 +839,8 @@ static int read_chunks(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fres
          * and again only for a bigger chunk. */
         if (chunk_reserve(o, (size_t)c->chunk_min_bytes))
             return WR_READ;
-        r = rd(w, previous, o->buf, (size_t)c->chunk_min_bytes);
+        r = fresh ? rd(w, previous, o->buf, (size_t)c->chunk_min_bytes)
+                  : rdp(w, previous, o->buf, (size_t)c->chunk_min_bytes);
         if (r == WR_GONE || r == WR_PERM)
             return r;
         if (r)
@@ -647,9 +965,13 @@ static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
     size_t need = (size_t)c->frame_read;
     uint64_t mask = ~c->code_tag_mask;
     uint64_t lowest = 0;
+    uint64_t outs[16];
+    uint32_t nout = 0;
+    int r;
     w->nframes = 0;
     *truncated = 0;
     *outside = 0;
+    w->used_fresh_outside = 0;
     starts_clear(w);
     WStarts *s = &w->starts;
     while (f) {
@@ -686,11 +1008,21 @@ static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
                 for (int i = 0; i < w->nchunks; i++)
                     if (w->chunks[i].addr && f >= w->chunks[i].addr && f - w->chunks[i].addr < w->chunks[i].len)
                         lowest = f; /* a frame smaller than `need` at the very end of a copy */
-                int r = rd(w, f, w->fbuf, need);
-                if (r)
-                    return torn_if_read(r);
+                for (uint32_t k = 0; k < w->nbpre; k++)
+                    if (w->bpre[k].addr == f && w->bpre[k].got >= need) {
+                        fb = w->bpre_buf + w->bpre[k].off;
+                        break;
+                    }
+                if (!fb) {
+                    int r = rd(w, f, w->fbuf, need);
+                    if (r)
+                        return torn_if_read(r);
+                    w->used_fresh_outside = 1;
+                    fb = w->fbuf;
+                }
                 *outside = 1;
-                fb = w->fbuf;
+                if (w->cur && nout < 16)
+                    outs[nout++] = f;
             }
         }
         uint64_t prev = ld64(fb + c->f_previous);
@@ -724,21 +1056,34 @@ static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
              * `starts` (settle ignores indexes >= max_depth). */
             push_frame(w, 0, PSEUDO_TRUNCATED);
             *truncated = 1;
-            return WR_OK;
+            r = WR_OK;
+            goto done;
         }
         push_frame(w, code, offset);
         f = prev;
     }
-    return check_bottom(w, lowest);
+    r = check_bottom(w, lowest);
+done:
+    if (w->cur) {
+        memcpy(w->cur->out, outs, nout * sizeof(uint64_t));
+        w->cur->nout = nout;
+    }
+    return r;
 }
 
 /* The walked stack as it stands now: WR_OK with *cut (frames from *cut on), or WR_TORN. */
-static int settle(Walker *w, uint64_t tstate, uint64_t top, int truncated, uint32_t *cut)
+static int settle(Walker *w, uint64_t tstate, uint64_t top, int truncated, uint32_t *cut, const uint64_t *read_last)
 {
     uint64_t now;
-    int r = top_frame(w, tstate, NULL, 1, &now);
-    if (r)
-        return r;
+    /* Frames outside the copies that were all read before the re-check's top pointer are
+     * settled by it: that pointer was read after them. */
+    if (read_last) {
+        now = *read_last;
+    } else {
+        int r = top_frame(w, tstate, NULL, 1, &now);
+        if (r)
+            return r;
+    }
     *cut = 0;
     if (now == top)
         return WR_OK;
@@ -781,7 +1126,7 @@ static int walk_object(Walker *w, uint64_t f)
             fb = w->walked_bytes + (size_t)w->nwalked * need;
             w->walked[w->nwalked++] = f;
         }
-        int r = rd(w, f, fb, need);
+        int r = rdp(w, f, fb, need);
         if (r)
             return torn_if_read(r); /* f_back of a frame object freed during the walk */
         first = 0;
@@ -800,6 +1145,21 @@ static int walk_object(Walker *w, uint64_t f)
         f = ld64(fb + c->f_previous);
     }
     return WR_OK;
+}
+
+/* The chain just walked, to read ahead next sample. */
+static void remember_chain(Walker *w, uint64_t top)
+{
+    WThread *t = w->cur;
+    if (!t)
+        return;
+    if (!t->frames && !(t->frames = malloc(SPEC_FRAMES * sizeof(uint64_t))))
+        return;
+    t->frames[0] = top;
+    uint32_t n = 1;
+    for (uint32_t i = 0; i < w->nwalked && n < SPEC_FRAMES; i++)
+        t->frames[n++] = w->walked[i];
+    t->nf = n;
 }
 
 static int same_frame_object(Walker *w, uint64_t addr, int *same)
@@ -845,12 +1205,202 @@ static int object_frames_unchanged(Walker *w)
     return 1;
 }
 
+
+/* The re-check after the copy in one vectored call: each chunk's copied part again, the frames
+ * the previous walk read outside the copies (so the walk need not read them one by one), and
+ * last the top frame pointer, so that it is read after all of them and also settles them. On
+ * any short read, the separate reads of the reference are made instead (same verdicts).
+ * *now is the top frame now; *same whether the suspended part and the top's header held. */
+static int recheck_chunks(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint64_t top, uint64_t *now, int *same)
+{
+    const WConfig *c = &w->c;
+    struct iovec local[64 + 16 + 2], remote[64 + 16 + 2];
+    int n = 0;
+    size_t total = 0;
+    w->nbpre = 0;
+    for (int i = 0; i < w->nchunks; i++) {
+        WChunk *ch = &w->chunks[i];
+        if (!ch->addr || !ch->len)
+            continue;
+        total += ch->len;
+    }
+    WThread *t = w->cur;
+    uint32_t nspec = t ? t->nout : 0;
+    size_t need = (size_t)c->frame_read;
+    if (chunk_reserve(&w->spare, total + 16) || (nspec && !w->bpre_buf && !(w->bpre_buf = malloc(16 * need))))
+        goto separately;
+    size_t pos = 0;
+    for (int i = 0; i < w->nchunks; i++) {
+        WChunk *ch = &w->chunks[i];
+        if (!ch->addr || !ch->len)
+            continue;
+        local[n].iov_base = w->spare.buf + pos;
+        local[n].iov_len = ch->len;
+        remote[n].iov_base = (void *)(uintptr_t)ch->addr;
+        remote[n].iov_len = ch->len;
+        pos += ch->len;
+        n++;
+    }
+    for (uint32_t k = 0; k < nspec; k++) {
+        w->bpre[k].addr = t->out[k];
+        w->bpre[k].off = k * need;
+        w->bpre[k].len = need;
+        w->bpre[k].got = 0;
+        local[n].iov_base = w->bpre_buf + k * need;
+        local[n].iov_len = need;
+        remote[n].iov_base = (void *)(uintptr_t)t->out[k];
+        remote[n].iov_len = need;
+        n++;
+    }
+    uint64_t cf_guess = 0, fresh_cf = 0, fresh_top = 0;
+    if (c->root_is_cframe) {
+        cf_guess = ld64(tbuf + c->t_cframe);
+        local[n].iov_base = &fresh_cf;
+        local[n].iov_len = 8;
+        remote[n].iov_base = (void *)(uintptr_t)(tstate + (uint64_t)c->t_cframe);
+        remote[n].iov_len = 8;
+        n++;
+        if (cf_guess) {
+            local[n].iov_base = &fresh_top;
+            local[n].iov_len = 8;
+            remote[n].iov_base = (void *)(uintptr_t)(cf_guess + (uint64_t)c->cf_current_frame);
+            remote[n].iov_len = 8;
+            n++;
+        }
+    } else {
+        local[n].iov_base = &fresh_top;
+        local[n].iov_len = 8;
+        remote[n].iov_base = (void *)(uintptr_t)(tstate + (uint64_t)c->t_root);
+        remote[n].iov_len = 8;
+        n++;
+    }
+    int r = rdv(w, local, remote, n);
+    if (r == WR_GONE || r == WR_PERM)
+        return r;
+    if (r)
+        goto separately;
+    for (uint32_t k = 0; k < nspec; k++)
+        w->bpre[k].got = need;
+    w->nbpre = nspec;
+    if (c->root_is_cframe) {
+        if (!fresh_cf)
+            fresh_top = 0;
+        else if (fresh_cf != cf_guess && (r = rd64(w, fresh_cf + (uint64_t)c->cf_current_frame, &fresh_top)))
+            return r;
+    }
+    *now = fresh_top;
+    if (fresh_top != top && !descends_from(w, fresh_top, top)) {
+        *same = 0;
+        w->nbpre = 0;
+        return WR_OK;
+    }
+    /* The same verdict as suspended_unchanged, on the bytes just read. */
+    *same = 1;
+    pos = 0;
+    int first = 1;
+    for (int i = 0; i < w->nchunks; i++) {
+        WChunk *ch = &w->chunks[i];
+        if (!ch->addr || !ch->len)
+            continue;
+        const uint8_t *fresh = w->spare.buf + pos;
+        size_t length = ch->len, head = 0;
+        pos += ch->len;
+        if (i == 0 && first) {
+            uint64_t edge = (ch->addr <= fresh_top && fresh_top < top) ? fresh_top : top;
+            first = 0;
+            if (!(ch->addr <= edge && edge <= ch->addr + ch->len))
+                continue;
+            length = (size_t)(edge - ch->addr);
+            if (edge == top && length + need <= ch->len)
+                head = need;
+        }
+        if (memcmp(fresh, ch->buf, length) ||
+            (head && (memcmp(fresh + length + c->f_previous, ch->buf + length + c->f_previous, 8) ||
+                      memcmp(fresh + length + c->f_code, ch->buf + length + c->f_code, 8)))) {
+            *same = 0;
+            w->nbpre = 0;
+            return WR_OK;
+        }
+    }
+    return WR_OK;
+separately:
+    w->nbpre = 0;
+    w->now_b = 0;
+    if ((r = top_frame(w, tstate, tbuf, 1, now)))
+        return r;
+    if (*now != top && !descends_from(w, *now, top)) {
+        *same = 0;
+        return WR_OK;
+    }
+    return suspended_unchanged(w, top, *now, same);
+}
+
+/* 3.9/3.10: the top frame object and the callers again, in one vectored call: whether the top
+ * is the same live activation (a short read of it is a failed sample, as in the reference) and
+ * the callers read the same. */
+static int recheck_objects(Walker *w, uint64_t top, int *same)
+{
+    const WConfig *c = &w->c;
+    size_t need = (size_t)c->frame_read;
+    static __thread WRange *rg;
+    static __thread uint32_t rg_cap;
+    static __thread uint8_t *fresh;
+    static __thread size_t fresh_cap;
+    uint32_t n = w->nwalked + 1;
+    if (n > rg_cap) {
+        WRange *p = realloc(rg, n * sizeof(WRange));
+        if (!p)
+            goto separately;
+        rg = p;
+        rg_cap = n;
+    }
+    if ((size_t)n * need > fresh_cap) {
+        uint8_t *p = realloc(fresh, (size_t)n * need);
+        if (!p)
+            goto separately;
+        fresh = p;
+        fresh_cap = (size_t)n * need;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        rg[i].addr = i ? w->walked[i - 1] : top;
+        rg[i].len = need;
+        rg[i].dst = fresh + (size_t)i * need;
+    }
+    int r = read_ranges(w, rg, n);
+    if (r == WR_GONE || r == WR_PERM)
+        return r;
+    if (r || !rg[0].ok)
+        goto separately; /* the reference's separate reads decide */
+    const uint8_t *now = fresh;
+    *same = ld64(now) > 0 && !memcmp(now + c->f_previous, w->fbuf + c->f_previous, 8) &&
+            !memcmp(now + c->f_code, w->fbuf + c->f_code, 8);
+    if (!*same)
+        return WR_OK;
+    for (uint32_t i = 0; i < w->nwalked; i++) {
+        const uint8_t *a = fresh + (size_t)(i + 1) * need, *b = w->walked_bytes + (size_t)i * need;
+        if (!rg[i + 1].ok || memcmp(a + c->f_previous, b + c->f_previous, 8) || memcmp(a + c->f_code, b + c->f_code, 8) ||
+            memcmp(a + c->f_lasti, b + c->f_lasti, 4)) {
+            *same = 0;
+            return WR_OK;
+        }
+    }
+    return WR_OK;
+separately: {
+    int r = same_frame_object(w, top, same);
+    if (r)
+        return r;
+    if (*same)
+        *same = object_frames_unchanged(w);
+    return WR_OK;
+}
+}
+
 /* ---- one thread's stack ---------------------------------------------------------------- */
 
 /* Exception mode's guard: the exception must be in flight right before and after the copy. */
 static int in_flight(Walker *w, uint64_t tstate, uint64_t interp, uint8_t *buf, int *yes)
 {
-    int r = read_tstate(w, tstate, interp, buf);
+    int r = read_tstate(w, tstate, interp, buf, 0);
     if (r)
         return r;
     return has_exception(w, tstate, buf, yes);
@@ -874,6 +1424,9 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
     int r;
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
         int fresh = attempt > 0;
+        /* A retry reads everything anew; the guard brackets a copy made after it opened. */
+        if (fresh || guard)
+            w->pf_allowed = 0;
         int64_t opened = 0;
         int holds;
         if (guard) {
@@ -902,10 +1455,12 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
                 continue;
             if (r)
                 return r;
+            if (!fresh && !guard)
+                remember_chain(w, top);
             int same;
-            if ((r = same_frame_object(w, top, &same)))
+            if ((r = recheck_objects(w, top, &same)))
                 return r;
-            if (!same || !object_frames_unchanged(w))
+            if (!same)
                 continue;
             if (guard) {
                 if ((r = guard_holds(w, tstate, interp, opened, &holds)))
@@ -925,15 +1480,12 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
         }
         /* The copy is trustworthy if the top frame is still live right after it... */
         uint64_t now;
-        if ((r = top_frame(w, tstate, tbuf, 1, &now)))
-            return r;
-        if (now != top && !descends_from(w, now, top))
-            continue;
         int same;
-        if ((r = suspended_unchanged(w, top, now, &same)))
+        if ((r = recheck_chunks(w, tstate, tbuf, top, &now, &same)))
             return r;
         if (!same)
             continue;
+        w->now_b = now;
         int truncated, outside;
         r = walk_interp(w, top, &truncated, &outside);
         if (r == WR_TORN)
@@ -943,7 +1495,7 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
         /* ...and entry frames on the C stack and generator frames, read during the walk, were
          * live only if the stack has not unwound past them afterwards. */
         uint32_t cut;
-        r = settle(w, tstate, top, truncated, &cut);
+        r = settle(w, tstate, top, truncated, &cut, w->used_fresh_outside ? NULL : &now);
         if (r == WR_TORN)
             continue;
         if (r)
@@ -1006,6 +1558,16 @@ static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t
     const WConfig *c = &w->c;
     unsigned status = 0;
     int r;
+    WThread *rec = thread_rec(w, tstate);
+    w->cur = rec;
+    order_add(w, tstate);
+    if (rec) {
+        rec->seen = w->sample_no;
+        rec->pthread = ld64(tbuf + c->t_thread_id);
+        rec->cframe = c->root_is_cframe ? ld64(tbuf + c->t_cframe) : 0;
+        rec->chunk = 0; /* until this sample copies it */
+        rec->nf = 0;
+    }
     /* Order matters: the state taken from `tbuf` is paired with a stack read right after it;
      * the slower /proc read comes last. */
     if (holder == -1) {
@@ -1033,6 +1595,12 @@ static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t
     if (!mode_accepts(c->mode, status))
         return WR_OK;
     r = thread_frames(w, interp, tstate, tbuf, c->mode == 3);
+    w->pf_allowed = 1;
+    if (rec && !c->frame_is_object && w->nchunks && w->chunks[0].addr) {
+        rec->chunk = w->chunks[0].addr;
+        rec->chunk_len = w->chunks[0].len;
+    }
+    w->cur = NULL;
     if (r == WR_SKIP)
         return WR_OK;
     if (r)
@@ -1053,7 +1621,7 @@ static int64_t gil_holder(Walker *w, const uint8_t *ibuf, int *err)
     case 0: {
         uint64_t lo = (uint64_t)(c->rt_gil_holder < c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked);
         uint64_t hi = (uint64_t)(c->rt_gil_holder > c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked) + 8;
-        if ((*err = rd(w, c->runtime_addr + lo, w->rtbuf, hi - lo)))
+        if ((*err = rdp(w, c->runtime_addr + lo, w->rtbuf, hi - lo)))
             return 0;
         int32_t locked = ld32(w->rtbuf + (c->rt_gil_locked - (int64_t)lo));
         return locked ? (int64_t)ld64(w->rtbuf + (c->rt_gil_holder - (int64_t)lo)) : 0;
@@ -1076,13 +1644,13 @@ static int main_thread(Walker *w, uint64_t interp, const uint8_t *ibuf, uint64_t
     int r;
     *found = 0;
     if (main_tstate) {
-        if ((r = read_tstate(w, main_tstate, interp, w->tbuf)))
+        if ((r = read_tstate(w, main_tstate, interp, w->tbuf, 1)))
             return r;
         *found = main_tstate;
         return WR_OK;
     }
     if (w->main_tstate) {
-        r = read_tstate(w, w->main_tstate, interp, w->tbuf);
+        r = read_tstate(w, w->main_tstate, interp, w->tbuf, 1);
         if (r == WR_GONE || r == WR_PERM)
             return r;
         if (!r && is_main(w, w->main_tstate, w->tbuf, 0)) {
@@ -1098,7 +1666,7 @@ static int main_thread(Walker *w, uint64_t interp, const uint8_t *ibuf, uint64_t
             snprintf(w->err, sizeof w->err, "thread list does not end");
             return WR_READ;
         }
-        if ((r = read_tstate(w, tstate, interp, w->tbuf)))
+        if ((r = read_tstate(w, tstate, interp, w->tbuf, 1)))
             return r;
         if (is_main(w, tstate, w->tbuf, 0)) {
             w->main_tstate = *found = tstate;
@@ -1140,7 +1708,7 @@ static int sample_interp(Walker *w, uint64_t interp, const uint8_t *ibuf, int64_
                 snprintf(w->err, sizeof w->err, "thread list does not end");
                 return WR_READ;
             }
-            if ((r = read_tstate(w, tstate, interp, w->tbuf)))
+            if ((r = read_tstate(w, tstate, interp, w->tbuf, 1)))
                 return r;
             uint64_t next = ld64(w->tbuf + c->t_next);
             if ((r = sample_thread(w, interp, interp_id, tstate, w->tbuf, holder, main_tstate, now)))
@@ -1198,7 +1766,9 @@ int walker_sample(Walker *w)
     w->nth = 0;
     w->err[0] = 0;
     uint64_t interp;
-    if ((r = rd64(w, c->runtime_addr + (uint64_t)c->interpreters_head, &interp)))
+    w->sample_no++;
+    plan_ahead(w);
+    if ((r = rdp(w, c->runtime_addr + (uint64_t)c->interpreters_head, &interp, 8)))
         return r;
     int seen = 0;
     size_t isz = (size_t)(c->interp_hi - c->interp_lo);
@@ -1207,8 +1777,10 @@ int walker_sample(Walker *w)
             snprintf(w->err, sizeof w->err, "interpreter list does not end");
             return WR_READ;
         }
-        if ((r = rd(w, interp + (uint64_t)c->interp_lo, w->ibuf, isz)))
+        if ((r = rdp(w, interp + (uint64_t)c->interp_lo, w->ibuf, isz)))
             return r;
+        if (seen == 1)
+            w->cached_interp = interp;
         if (seen == 1 && (r = advance_epoch(w, w->ibuf, now)))
             return r;
         if ((r = sample_interp(w, interp, w->ibuf, now)))
@@ -1219,5 +1791,7 @@ int walker_sample(Walker *w)
     }
     if (w->ncpu)
         cpu_prune(w, now);
+    threads_prune(w);
+    npre_clear(w);
     return WR_OK;
 }

@@ -119,6 +119,23 @@ typedef struct {
     uint32_t cap, current, n;
 } WStarts;
 
+/* A range read ahead in one vectored call, served to the first read that asks for it. */
+typedef struct {
+    uint64_t addr;
+    size_t off;  /* into Walker.pre_buf */
+    size_t len, got;
+} WPre;
+
+/* What the previous sample saw of one thread: where to read ahead next time. */
+typedef struct {
+    uint64_t tstate, chunk, cframe, pthread;
+    size_t chunk_len;
+    uint32_t nf, nout;
+    uint64_t *frames;   /* 3.9/3.10: the frame-object chain, top first */
+    uint64_t out[16];   /* 3.11+: frames read outside the chunk copies */
+    int64_t seen;
+} WThread;
+
 typedef struct {
     PyObject_HEAD
     WConfig c;
@@ -156,6 +173,26 @@ typedef struct {
     int64_t *th_interp;
     uint32_t *th_status, *th_stack;
     uint32_t nth, th_cap;
+    /* read-ahead */
+    WPre *pre;
+    uint32_t npre, pre_cap;
+    int32_t *pre_index;
+    uint32_t pre_index_cap;
+    uint8_t *pre_buf;
+    size_t pre_len, pre_buf_cap;
+    WPre bpre[16]; /* the re-check's read-ahead of frames outside the copies */
+    uint32_t nbpre;
+    uint8_t *bpre_buf;
+    uint64_t now_b; /* the top frame pointer read last in the re-check */
+    int used_fresh_outside;
+    int pf_allowed; /* first reads may be served from the read-ahead */
+    WThread *threads;
+    uint32_t nthreads, threads_cap, thread_cursor;
+    uint64_t *order; /* tstates in the order the previous sample met them */
+    uint32_t norder, order_cap, nseen;
+    uint64_t cached_interp;
+    int64_t sample_no;
+    WThread *cur; /* the record of the thread being sampled */
     /* counters */
     uint64_t reads, syscalls;
     char err[160];
