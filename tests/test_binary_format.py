@@ -348,6 +348,16 @@ def test_flags_record_mode_and_capture_config(tmp_path, mode, all_threads, gc, f
         assert reader.run_stats().all_threads == all_threads
 
 
+def test_a_blocking_run_is_recorded_as_tachyon_records_it(tmp_path):
+    """--blocking sets capture feature 16 (bit 8 of the flags word), as Tachyon 3.15.2 writes it."""
+    path = tmp_path / "f.bin"
+    collector = BinaryCollector(Profile(stats(mode="wall")), compression="none", gc=True, blocking=True)
+    collector.collect(START_US + 1, [ThreadSample(1, HAS_GIL, (F_LEAF, F_MAIN))])
+    collector.write(str(path))
+    assert read_field(path, 60, "I") == 0x149
+    assert open_binary_profile(path).capture_config["blocking"] is True
+
+
 def test_capture_features_outside_the_known_five_are_ignored(tmp_path):
     path = one_sample_file(tmp_path, 1)
     patch(path, 60, "I", 0xFFFFFF09)  # wall, config present, features 0x...f0 -> blocking only

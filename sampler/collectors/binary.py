@@ -181,7 +181,8 @@ class BinaryCollector(Collector):
     default_extension = "bin"
     # gc: whether <GC> frames were sampled (the run's --no-gc), recorded in the capture flags;
     # None = not known (a profile built in memory), and then no capture configuration is stored.
-    option_defaults = {"compression": "auto", "format_version": DEFAULT_FORMAT_VERSION, "gc": None}
+    # blocking: whether the run stopped the target's threads for each sample (--blocking).
+    option_defaults = {"compression": "auto", "format_version": DEFAULT_FORMAT_VERSION, "gc": None, "blocking": False}
     cli_flag = "--binary"
     cli_help = "every sample, compact (Tachyon's binary format); convert it later with `heatline replay`"
     cli_options = {"compression": "--compression"}
@@ -201,11 +202,12 @@ class BinaryCollector(Collector):
 
     @classmethod
     def options_from_args(cls, args: argparse.Namespace) -> dict[str, Any]:
-        """The format's own flags, plus the run's --no-gc, which the header records."""
+        """The format's own flags, plus the run's --no-gc and --blocking, which the header records."""
         options = super().options_from_args(args)
         gc = getattr(args, "gc", None)
         if gc is not None:
             options["gc"] = bool(gc)
+        options["blocking"] = bool(getattr(args, "blocking", False))
         return options
 
     def __init__(self, profile: Profile, **options: Any) -> None:
@@ -423,7 +425,7 @@ class BinaryCollector(Collector):
 
     def flags(self) -> int:
         """The header's flags word: mode + 1, and the capture configuration when the run's
-        options are known (heatline samples no native frames or opcodes and never blocks)."""
+        options are known (heatline samples no native frames or opcodes yet)."""
         stats = self.profile.stats
         mode = MODE_CODES.get(stats.mode)
         flags = mode + 1 if mode is not None else 0
@@ -432,6 +434,8 @@ class BinaryCollector(Collector):
             features = CAPTURE_FEATURES["all_threads"] if stats.all_threads else 0
             if gc:
                 features |= CAPTURE_FEATURES["gc"]
+            if self.options["blocking"]:
+                features |= CAPTURE_FEATURES["blocking"]
             flags |= FLAG_CAPTURE_CONFIG | features << CAPTURE_SHIFT
         return flags
 
