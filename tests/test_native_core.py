@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import sys
 import time
 
@@ -47,6 +48,15 @@ def _params() -> list:
         marks = [] if interp else [pytest.mark.skip(reason=f"no {label} CPython on this machine")]
         params.append(pytest.param(interp, id=label, marks=marks))
     return params
+
+
+def _all_stopped(pid: int) -> bool:
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
+            data = fh.read()
+        states.append(data[data.rfind(b")") + 2 : data.rfind(b")") + 3])
+    return bool(states) and all(s in (b"t", b"T") for s in states)
 
 
 def _main_sample(walker: native.NativeUnwinder, wanted: str) -> ThreadSample:
@@ -104,17 +114,21 @@ def test_all_threads_and_repeated_stacks_are_shared(spawn):
                 break
         assert len({s.thread_id for s in samples}) == len(samples) == 9
         assert sum(1 for s in samples if s.status & MAIN_THREAD) == 1
-        # A stack met again is the same object: interned in C, resolved once in Python.
-        first = {s.thread_id: s for s in samples}
-        for _ in range(200):
-            try:
+        # A stack met again is the same object: interned in C, resolved once in Python. Frozen,
+        # so that every thread is met at the very same instruction.
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + DEADLINE_S
+            while not _all_stopped(proc.pid):
+                assert time.monotonic() < deadline, "the target never stopped"
+                time.sleep(0.001)
+            first = walker.sample()
+            for _ in range(50):
                 again = walker.sample()
-            except ReadError:
-                continue
-            for s in again:
-                old = first.get(s.thread_id)
-                if old is not None and old == s:
-                    assert old is s
+                assert len(again) == len(first)
+                assert all(a is b for a, b in zip(again, first))
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
     finally:
         walker.close()
 
