@@ -190,6 +190,9 @@ def figure4(python: bs.Interpreter, seconds: float, scratch: bc.Scratch) -> bc.T
             total = sum(stacks.values())
             bad = sum(n for s, n in stacks.items() if not structure.possible(s))
             unseen = sum(n for s, n in stacks.items() if s not in frozen) if frozen is not None else None
+            bc.key(f"4. {python.short_version} {label}: {bc.fmt(res.rate, ',.0f')} samples/s, error "
+                   f"{bc.fmt(res.error_pct, '.2f')}%, impossible {bad:,} of {total:,} "
+                   f"({100 * bad / total if total else 0:.3f}%) (aim: error < 0.5%, none impossible)")
             table.add(label, bc.fmt(res.rate, ",.0f"), bc.fmt(res.error_pct, ".2f"), f"{total:,}", f"{bad:,}",
                       f"{100 * bad / total if total else 0:.3f}", bc.fmt(unseen, ","),
                       bc.fmt(100 * unseen / total if unseen is not None and total else None, ".2f"))
@@ -262,6 +265,9 @@ def figure5(python: bs.Interpreter, seconds: float, scratch: bc.Scratch) -> bc.T
             table.add(name, bc.na(res.reason or "no output"), "", "", "", "")
             continue
         share = 100 * exc / total if total else None
+        if "--mode exception" in label:
+            bc.key(f"5. {python.short_version} {name}: kept {bc.ratio(share, oracle)} of the --blocking oracle's "
+                   f"exception samples ({bc.fmt(share, '.1f')}% vs {bc.fmt(oracle, '.1f')}%; aim >= 0.80x)")
         table.add(name, bc.fmt(res.rate, ",.0f"), f"{total:,}", f"{exc:,}", bc.fmt(share, ".1f"),
                   "" if label.startswith("oracle") else bc.ratio(share, oracle))
     if oracles:

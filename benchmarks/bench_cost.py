@@ -78,6 +78,9 @@ def run(specs: list[str], seconds: float, work: bs.Workdirs) -> None:
         table.add(label, bc.fmt(long.rate, ",.0f"), bc.fmt(long.cpu_per_sample_us, ".1f"),
                   bc.fmt(marginal, ".1f", "n/a" if short.ok else bc.na(f"1 s run: {short.reason}")),
                   bc.ratio(marginal, reference.get(tool)), bc.fmt(realtime_us(long.log), ".1f"))
+        if spec != REFERENCE:
+            bc.key(f"3. per-sample cost {label} vs {REFERENCE}: {bc.ratio(marginal, reference.get(tool))} "
+                   f"({bc.fmt(marginal, '.1f')} us vs {bc.fmt(reference.get(tool), '.1f')} us; aim <= 2x)")
     table.notes.append(f"vs {REFERENCE}: marginal CPU per sample / {REFERENCE}'s with the same walker "
                        "(aim for 3.9/3.10: <= 2x); every run on a fresh target, one at a time")
     table.print()

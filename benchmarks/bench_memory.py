@@ -87,6 +87,8 @@ def measure(python: bs.Interpreter, seconds: float | None, scratch: bc.Scratch) 
             table.add(res.label, d, bc.na(res.reason), "", "", "", "", "", "")
             continue
         asked = THREADS * RATE * d
+        bc.key(f"6. {python.short_version} {res.label}: peak RSS {bc.fmt(res.maxrss_mb, '.1f')} MB over "
+               f"{bc.fmt(in_file, ',')} thread samples in {d} s (aim < 100 MB over 6,000,000)")
         table.add(res.label, d, bc.fmt(res.maxrss_mb, ".1f"),
                   bc.ratio(res.maxrss_mb, tachyon.maxrss_mb) if tachyon and tool != bc.TACHYON else "",
                   bc.fmt(in_file, ","), bc.fmt(res.samples, ","), bc.fmt(res.rate, ",.0f"), bc.fmt(size, ".1f"),

@@ -28,6 +28,10 @@ A profiled window begins once the profiler says it samples: heatline and Tachyon
 heatline and Tachyon sample every thread (`-a`) at 1 kHz; py-spy `--threads --idle --nonblocking`
 at 1000/s. Tachyon only on 3.15 targets in the sid root; py-spy only on targets it reads (<= 3.13).
 
+The profiler's own CPU over the same windows is printed too (from /proc/PID/stat): figure 2's CPU
+in the steady state, without the start-up and output writing that a whole-life rusage holds
+(about 0.1-0.2 s of CPU: 3% of a core over a 5 s run by itself).
+
     python benchmarks/bench_slowdown.py [--python 3.11 --python sid:3.15] [--window 4] [--rounds 2]
 """
 
@@ -86,8 +90,9 @@ def _profiler_argv(tool: str, target: bs.Target, scratch: bc.Scratch, pyspy: str
 
 
 def profiled_window(tool: str, ct: CountingTarget, seconds: float, scratch: bc.Scratch,
-                    pyspy: str | None) -> tuple[tuple[float, float] | None, str]:
-    """The target's work rate while `tool` samples it: (rate, or None and why)."""
+                    pyspy: str | None) -> tuple[tuple[float, float, float] | None, str]:
+    """The target's work rates while `tool` samples it, and the profiler's CPU (% of a core) over the
+    same window: ((per second, per CPU second, profiler CPU %), or None and why)."""
     argv, env, marker = _profiler_argv(tool, ct.target, scratch, pyspy)
     log = scratch.host("profiler.log")
     with open(log, "wb") as logf:
@@ -98,10 +103,13 @@ def profiled_window(tool: str, ct: CountingTarget, seconds: float, scratch: bc.S
             if p.poll() is not None or time.monotonic() > deadline:
                 return None, f"never said it samples: {bc.last_line(log.read_text(errors='replace'))}"
             time.sleep(0.01)
+        # nsenter and py-spy exec or stay one process: p.pid is the profiler itself.
+        cpu0, t0 = bs.process_cpu_s(p.pid), time.monotonic()
         rate = ct.window(seconds)
+        cpu1, t1 = bs.process_cpu_s(p.pid), time.monotonic()
         if p.poll() is not None:
             return None, f"stopped during the window: {bc.last_line(log.read_text(errors='replace'))}"
-        return rate, ""
+        return (*rate, 100 * (cpu1 - cpu0) / (t1 - t0)), ""
     finally:
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
@@ -117,6 +125,7 @@ def measure(python: bs.Interpreter, tools: list[str], seconds: float, rounds: in
         base = [ct.window(seconds)]
         slow: dict[str, list[float]] = {t: [] for t in tools}
         slow_cpu: dict[str, list[float]] = {t: [] for t in tools}
+        prof_cpu: dict[str, list[float]] = {t: [] for t in tools}
         failed: dict[str, str] = {}
         for _ in range(rounds):
             for tool in tools:
@@ -130,20 +139,26 @@ def measure(python: bs.Interpreter, tools: list[str], seconds: float, rounds: in
                     continue
                 slow[tool].append(100 * (1 - rate[0] / ((before[0] + base[-1][0]) / 2)))
                 slow_cpu[tool].append(100 * (1 - rate[1] / ((before[1] + base[-1][1]) / 2)))
+                prof_cpu[tool].append(rate[2])
     finally:
         ct.target.close()
     where = f"{python.short_version}{'' if python.rooted else ' host'}"
     table = bc.Table(f"2b. Target slowdown at {RATE} Hz: counting_threads.py (3 threads, work rate measured by the "
                      f"target), {python.version} ({python.label})",
                      ["profiler (all threads)", "slowdown %/s", "min", "max",
-                      "per CPU-s %", "min", "max", "rounds"])
+                      "per CPU-s %", "min", "max", "rounds", "profiler CPU %"])
     for tool in tools:
         vals, cvals = slow[tool], slow_cpu[tool]
         if tool in failed and not vals:
-            table.add(tool, bc.na(failed[tool]), "", "", "", "", "", 0)
+            table.add(tool, bc.na(failed[tool]), "", "", "", "", "", 0, "")
+            bc.key(f"2b. slowdown at {RATE} Hz, {where}, {tool}: {bc.na(failed[tool])}")
         else:
+            bc.key(f"2b. slowdown at {RATE} Hz, {where}, {tool}: {statistics.mean(vals):.2f}% per second, "
+                   f"{statistics.mean(cvals):.2f}% per CPU-s (aim < 1%); the profiler's CPU meanwhile "
+                   f"{statistics.mean(prof_cpu[tool]):.1f}% of a core (aim < 3%)")
             table.add(tool, f"{statistics.mean(vals):.2f}", f"{min(vals):.2f}", f"{max(vals):.2f}",
-                      f"{statistics.mean(cvals):.2f}", f"{min(cvals):.2f}", f"{max(cvals):.2f}", len(vals))
+                      f"{statistics.mean(cvals):.2f}", f"{min(cvals):.2f}", f"{max(cvals):.2f}", len(vals),
+                      f"{statistics.mean(prof_cpu[tool]):.1f}")
         if tool in failed:
             table.notes.append(f"{tool}: {failed[tool]}")
 
@@ -151,6 +166,7 @@ def measure(python: bs.Interpreter, tools: list[str], seconds: float, rounds: in
         steps = [100 * abs(b[i] - a[i]) / a[i] for a, b in zip(base, base[1:])]
         return statistics.mean(steps) if steps else 0.0
 
+    bc.key(f"2b. slowdown noise floor, {where}: {floor(0):.2f}% per second, {floor(1):.2f}% per CPU-s")
     table.notes.append(f"unprofiled: {statistics.mean(b[0] for b in base):,.0f} blocks/s, "
                        f"{statistics.mean(b[1] for b in base):,.0f} blocks per CPU-s, over {len(base)} windows of "
                        f"{seconds:g} s [{where}]; noise floor (mean change between consecutive unprofiled windows): "
@@ -158,7 +174,8 @@ def measure(python: bs.Interpreter, tools: list[str], seconds: float, rounds: in
     table.notes.append("slowdown = 1 - profiled rate / mean of the unprofiled windows just before and after it; "
                        "'%/s': work per second (what the user sees, includes CPU taken by anything else on the "
                        "machine); 'per CPU-s': work per CPU second of the target (the profiler's interference "
-                       "with the target's own execution); negative: within noise")
+                       "with the target's own execution); negative: within noise; profiler CPU %: its user+sys "
+                       "over the windows only (/proc/PID/stat, 10 ms ticks), so start-up and output are left out")
     return table
 
 

@@ -68,6 +68,10 @@ def measure(python: bs.Interpreter, total: int, seconds: float, scratch: bc.Scra
             table.add(res.label, bc.na(res.reason), "", "", "", "", "", "", "")
             continue
         missed = res.missed.split("(")[-1].rstrip(")") if res.missed else "0%"
+        bc.key(f"7. {total:,} threads, {python.short_version} {res.label}: {bc.fmt(res.rate, ',.0f')} samples/s"
+               + (f" ({bc.ratio(res.rate, tachyon.rate)} Tachyon's {tachyon.rate:,.0f}; aim >= 1x)"
+                  if tachyon and tool != bc.TACHYON else "")
+               + f", CPU {bc.fmt(res.cpu_pct, '.1f')}% of a core")
         table.add(res.label, bc.fmt(res.rate, ",.0f"),
                   bc.ratio(res.rate, tachyon.rate) if tachyon and tool != bc.TACHYON else "",
                   bc.fmt(threads, ","), bc.fmt(stacks / res.duration if stacks and res.duration else None, ",.0f"),

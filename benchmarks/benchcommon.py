@@ -250,3 +250,12 @@ class Table:
 
 def start_target(python: bs.Interpreter, script: Path, args: list[str] = ()) -> bs.Target:
     return bs.Target(python, script, list(args))
+
+
+# The figures the issue sets aims for, one line each, collected as they are measured and printed
+# together at the end of bench_figures.py.
+KEY_FIGURES: list[str] = []
+
+
+def key(line: str) -> None:
+    KEY_FIGURES.append(line)
