@@ -92,23 +92,34 @@ class Structure:
                    frozenset(range(func.lineno, func.end_lineno + 1)), frozenset(leaf), call, depth)
 
     def possible(self, stack: Stack) -> bool:
+        return self.why_impossible(stack) is None
+
+    def why_impossible(self, stack: Stack) -> str | None:
+        """None for a stack the program can have; else the first rule it breaks."""
         if stack and stack[-1][0] == "<GC>":
             stack = stack[:-1]
         if not stack or stack[0][0] != "<module>":
-            return False
+            return "the outermost frame is not <module>"
         rest = stack[1:]
         if not rest:
-            return stack[0][1] in self.loop_lines
-        if stack[0][1] != self.loop_call or len(rest) > self.depth + 1:
-            return False
-        if any(f != "recurse" for f, _ in rest) or any(ln != self.call for _, ln in rest[:-1]):
-            return False
+            return None if stack[0][1] in self.loop_lines else f"<module> alone at line {stack[0][1]}"
+        if stack[0][1] != self.loop_call:
+            return f"<module> at line {stack[0][1]} under a recursion"
+        if len(rest) > self.depth + 1:
+            return f"{len(rest)} recurse frames (at most {self.depth + 1})"
+        for i, (func, line) in enumerate(rest):
+            if func != "recurse":
+                return f"frame {i + 2} is {func}"
+            if i < len(rest) - 1 and line != self.call:
+                return f"recurse frame {i + 1} of {len(rest)} (not the innermost) at line {line}, not the call"
         last = rest[-1][1]
-        if last in self.leaf:
-            return len(rest) == self.depth + 1
-        if last == self.call:
-            return len(rest) <= self.depth
-        return last in self.body
+        if last in self.leaf and len(rest) != self.depth + 1:
+            return f"innermost at leaf line {last} with {len(rest)} recurse frames (the leaf has {self.depth + 1})"
+        if last == self.call and len(rest) > self.depth:
+            return f"innermost at the call line with {len(rest)} recurse frames (n == 0 there)"
+        if last not in self.body:
+            return f"innermost recurse at line {last}, outside the function"
+        return None
 
 
 def read_collapsed(path: Path) -> Counter[Stack]:
@@ -170,8 +181,7 @@ def figure4(python: bs.Interpreter, seconds: float, scratch: bc.Scratch) -> bc.T
                 f"(recursion depths {depths[0]}-{depths[-1]}), of which {len(refused)} the structural rule "
                 f"refuses{' (the rule is wrong!)' if refused else ' (the rule agrees with every frozen sample)'}")
             for s in refused[:3]:
-                table.notes.append(f"  refused frozen stack: {' > '.join(f'{f}:{ln}' for f, ln in s[:3])} ... "
-                                   f"{len(s)} frames, innermost {s[-1][0]}:{s[-1][1]}")
+                table.notes.append(f"  refused frozen stack: {len(s)} frames: {structure.why_impossible(s)}")
     tools = [bc.HEATLINE, bc.PURE] + ([bc.TACHYON] if python.tachyon_here else [])
     for leaf in LEAVES:
         for tool in tools:
@@ -198,9 +208,7 @@ def figure4(python: bs.Interpreter, seconds: float, scratch: bc.Scratch) -> bc.T
                       bc.fmt(100 * unseen / total if unseen is not None and total else None, ".2f"))
             for s, n in sorted(((s, n) for s, n in stacks.items() if not structure.possible(s)),
                                key=lambda x: -x[1])[:2]:
-                table.notes.append(f"  {label}: impossible x{n}: {len(s)} frames, "
-                                   f"{' > '.join(f'{f}:{ln}' for f, ln in s[:2])} ... {s[-2][0] if len(s) > 1 else ''}"
-                                   f":{s[-2][1] if len(s) > 1 else ''} > {s[-1][0]}:{s[-1][1]}")
+                table.notes.append(f"  {label}: impossible x{n}: {len(s)} frames: {structure.why_impossible(s)}")
     table.notes.append("impossible: the stack breaks the target's structure (see the docstring); "
                        "not seen frozen: its exact stack never appeared in the --blocking run (upper bound)")
     table.notes.append("Tachyon's -d is whole seconds; samples/s and error % are each profiler's own summary's")
