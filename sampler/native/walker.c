@@ -51,6 +51,8 @@ static int rd(Walker *w, uint64_t addr, void *buf, size_t n)
     struct iovec local = {buf, n}, remote = {(void *)(uintptr_t)addr, n};
     ssize_t r = process_vm_readv(w->c.pid, &local, 1, &remote, 1, 0);
     w->syscalls++;
+    w->iovecs++;
+    w->bytes += n;
     if (r == (ssize_t)n)
         return WR_OK;
     if (r < 0) {
@@ -83,6 +85,8 @@ static int rdv(Walker *w, struct iovec *local, struct iovec *remote, int n)
         return WR_OK;
     ssize_t r = process_vm_readv(w->c.pid, local, (unsigned long)n, remote, (unsigned long)n, 0);
     w->syscalls++;
+    w->iovecs += (uint64_t)n;
+    w->bytes += want;
     if (r == (ssize_t)want)
         return WR_OK;
     if (r < 0)
@@ -102,7 +106,7 @@ static inline int torn_if_read(int r)
  * are read as one element. A merged element that meets unmapped memory fails whole; its ranges
  * are then reported unread and their readers fall back to reading them alone. */
 
-#define MERGE_GAP 1024
+#define MERGE_GAP 4096
 #define MERGE_MAX (256u << 10)
 
 typedef struct {
@@ -169,6 +173,8 @@ static int read_ranges(Walker *w, WRange *rg, uint32_t n)
         }
         ssize_t r = process_vm_readv(w->c.pid, local, (unsigned long)nb, remote, (unsigned long)nb, 0);
         w->syscalls++;
+        w->iovecs += (uint64_t)nb;
+        w->bytes += total;
         if (r < 0) {
             int code = errno_code(errno);
             if (code != WR_READ)

@@ -194,7 +194,7 @@ typedef struct {
     int64_t sample_no;
     WThread *cur; /* the record of the thread being sampled */
     /* counters */
-    uint64_t reads, syscalls;
+    uint64_t reads, syscalls, iovecs, bytes;
     char err[160];
 } Walker;
 
