@@ -11,6 +11,7 @@ import pytest
 from conftest import target, wait_ready
 from sampler.cpython import generate_layouts as gl
 from sampler.cpython.runtime import locate_runtime
+from sampler.cpython.stack_chunks import CHUNK_DATA, CHUNK_PREVIOUS, CHUNK_TOP
 from sampler.cpython.static_layouts import STATIC_LAYOUTS
 from sampler.cpython.versions import DEBUG_NEIGHBOURS, NEIGHBOUR_SINCE, TRAITS
 from sampler.target.memory import RemoteMemory
@@ -24,6 +25,8 @@ CORE_KEYS = (
     "code.filename",
     "code.linetable",
 )
+
+CHUNK_KEYS = ("chunk.previous", "chunk.top", "chunk.data")
 
 INSTALLS = gl.discover_installs()
 HAS_GCC = shutil.which("gcc") is not None
@@ -46,6 +49,14 @@ def test_committed_tables_have_exactly_the_fields_table_keys():
         assert major == 3 and minor in gl.SUPPORTED_MINORS
         assert set(table) == gl.expected_keys(minor), f"3.{minor}"
         assert all(isinstance(v, int) and v >= 0 for v in table.values())
+
+
+@pytest.mark.parametrize("minor", [m for m in gl.SUPPORTED_MINORS if m >= 11])
+def test_committed_tables_give_the_stack_chunk_header(minor):
+    """The 3.11+ walk reads `_PyStackChunk` by these keys; its fallbacks for a layout without
+    them are the values every supported version has."""
+    table = STATIC_LAYOUTS[(3, minor)]
+    assert {key: table.get(key) for key in CHUNK_KEYS} == dict(zip(CHUNK_KEYS, (CHUNK_PREVIOUS, CHUNK_TOP, CHUNK_DATA)))
 
 
 def test_committed_file_is_rendered_canonically():
@@ -140,4 +151,5 @@ def test_live_layout_matches_headers(interpreter, spawn):
     }
     assert not wrong, f"{runtime.version_string}: (used, headers) {wrong}"
     used = {"tstate.exc_info", "tstate.exc_state", "tstate.current_exception", "tstate.datastack_top"}
+    used |= set(CHUNK_KEYS)  # the debug table has no _PyStackChunk: the generated table supplies it
     assert used <= set(runtime.layout) & set(headers)

@@ -209,11 +209,12 @@ FIELDS: tuple[Field, ...] = (
     Field("dictvalues.valid", _off("PyDictValues", "valid"), since=13),
     # The debug table itself: its size tells which field order debug_offsets.py must know.
     Field("debug_offsets.size", _size("_Py_DebugOffsets"), since=13),
-    # _PyStackChunk (the per-thread frame stack, 3.11+)
-    Field("stack_chunk.previous", _off("_PyStackChunk", "previous"), since=11),
-    Field("stack_chunk.size", _off("_PyStackChunk", "size"), since=11),
-    Field("stack_chunk.top", _off("_PyStackChunk", "top"), since=11),
-    Field("stack_chunk.data", _off("_PyStackChunk", "data"), since=11),
+    # _PyStackChunk (the per-thread frame stack, 3.11+); "top" is the count of slots in use,
+    # saved when a newer chunk is pushed, and "data" (the first slot) is the header's size.
+    Field("chunk.previous", _off("_PyStackChunk", "previous"), since=11),
+    Field("chunk.size", _off("_PyStackChunk", "size"), since=11),
+    Field("chunk.top", _off("_PyStackChunk", "top"), since=11),
+    Field("chunk.data", _off("_PyStackChunk", "data"), since=11),
     # generators / coroutines
     Field("gen.gi_frame", _off("PyGenObject", "gi_frame"), until=10),
     Field("gen.gi_iframe", _off("PyGenObject", "gi_iframe"), since=11),

@@ -1,9 +1,14 @@
 """Walking a live CPython's threads and frames from outside, one sample at a time.
 
 The target is never stopped and never written to. Each sample reads the interpreter state, each
-thread state, and (3.11+) the thread's current stack chunk in one read, then parses frames from
-that local copy; code objects come from `CodeCache`. Inconsistent data (a torn read of a stack
-that changed under us) raises `ReadError`, which the sampling loop counts as a failed sample.
+thread state, and the thread's stack, then parses frames from that copy; code objects come from
+`CodeCache`. Inconsistent data (a torn read of a stack that changed under us) raises `ReadError`,
+which the sampling loop counts as a failed sample.
+
+`Unwinder` is the facade: it runs the interpreter and thread loops, the status bits, the
+exception state, the GC frame and the retry loop, and leaves the rest to one module per job:
+`frame_objects` (the 3.9/3.10 walk), `stack_chunks` (the 3.11+ walk and its consistency checks)
+and `thread_identity` (TIDs, the main thread, names).
 """
 
 from __future__ import annotations
@@ -12,8 +17,24 @@ import time
 from typing import Callable, Iterator
 
 from sampler.cpython.code_objects import CodeCache
+from sampler.cpython.frame_objects import FrameObjectWalker
 from sampler.cpython.runtime import Runtime, locate_runtime
-from sampler.cpython.thread_names import ThreadNames, read_comm_names
+from sampler.cpython.stack_chunks import (
+    CHUNK_DATA,
+    CHUNK_MIN_BYTES,
+    CHUNK_PREVIOUS,
+    CHUNK_TOP,
+    MAX_CHUNK_BYTES,
+    MAX_CHUNKS,
+    MAX_DEPTH,
+    MAX_WALK,
+    TRUNCATED_FRAME,
+    ChunkWalker,
+    StackWalker,
+    TornStack,
+    check_bottom,
+)
+from sampler.cpython.thread_identity import MAX_THREADS, ThreadIdentity
 from sampler.errors import ProcessGoneError, ReadError
 from sampler.model import (
     GC_FRAME,
@@ -21,7 +42,6 @@ from sampler.model import (
     HAS_GIL,
     MAIN_THREAD,
     ON_CPU,
-    SYNTHETIC_FILENAME,
     UNKNOWN,
     Frame,
     ThreadSample,
@@ -29,33 +49,13 @@ from sampler.model import (
 )
 from sampler.target.maps import is_gone
 from sampler.target.memory import I32, U64, RemoteMemory
-from sampler.target.threads import CpuStates, task_ids
+from sampler.target.threads import CpuStates
 
-MAX_THREADS = 4096
-# A stack deeper than this keeps its innermost MAX_DEPTH frames and ends in TRUNCATED_FRAME: the
-# walk and its re-read cost grow with depth (about 10 µs a frame on 3.9/3.10), so a recursion
-# thousands deep must not make every sample slow, nor fail. Stacks this deep worked before the
-# cut existed, so it changes nothing for them.
-MAX_DEPTH = 2048
-# Frames walked but not reported (entry frames, the __init__ shim) are at most about one per
-# reported frame; a longer chain is not a stack.
-MAX_WALK = 4 * MAX_DEPTH
-TRUNCATED_FRAME = Frame(SYNTHETIC_FILENAME, "<truncated>", 0)
-MAX_CHUNK_BYTES = 16 << 20
-MAX_CHUNKS = 64  # stack chunks followed per thread: 16 KiB each at first, then larger
-# _PyStackChunk (3.11-3.15): previous, size, top (slots in use, saved when a newer chunk is
-# pushed), then the data slots.
-CHUNK_PREVIOUS, CHUNK_TOP, CHUNK_DATA = 0, 16, 24
-CHUNK_MIN_BYTES = 16 << 10  # _PY_DATA_STACK_CHUNK_SIZE: no chunk is smaller
 EPOCH_SECONDS = 1.0
 GUARD_WINDOW_S = 100e-6
 
 u64 = U64.unpack_from
 i32 = I32.unpack_from
-
-
-class TornStack(ReadError):
-    """The stack copy holds frames from different moments: retried, then counted as an error."""
 
 
 def _span(layout: dict[str, int], keys: list[str], width: int = 8) -> tuple[int, int]:
@@ -65,8 +65,16 @@ def _span(layout: dict[str, int], keys: list[str], width: int = 8) -> tuple[int,
     return min(offs), max(offs) + width
 
 
+def _kept_by_identity(name: str) -> property:
+    """An attribute `ThreadIdentity` keeps, under the name the tests set it by on an `Unwinder`."""
+    return property(lambda self: getattr(self.identity, name), lambda self, value: setattr(self.identity, name, value))
+
+
 class Unwinder:
     """Produces `ThreadSample`s for one target process."""
+
+    # The 3.11+ bottom-of-stack rule, for callers that check chunks of their own.
+    _check_bottom = staticmethod(check_bottom)
 
     def __init__(
         self,
@@ -86,10 +94,12 @@ class Unwinder:
         self.codes = CodeCache(self.memory, self.runtime)
         self.cpu = CpuStates(pid)
         self._setup_layout()
-        self._main_tstate = 0
-        self._main_pthread = self._read_main_pthread()
-        self._tid_offset: int | None = None
-        self._wrong_tid_offsets: set[int] = set()
+        self.identity = ThreadIdentity(pid, self.memory, self.runtime, (self.interp_lo, self.interp_hi))
+        self._walker: StackWalker
+        if self.t.frame_kind == "object":
+            self._walker = FrameObjectWalker(self.memory, self.L, self.t, self.codes, self.frame_read)
+        else:
+            self._walker = ChunkWalker(self.memory, self.L, self.t, self.codes, self.frame_read, self._top_frame)
         self._epoch_started = time.monotonic()
         self._generation = -1
 
@@ -127,14 +137,33 @@ class Unwinder:
         self.err_item_size = max(L.get("err_stackitem.previous_item", 8), L.get("err_stackitem.exc_value", 0)) + 8
         self.none = rt.none_addr
 
-    def _read_main_pthread(self) -> int:
-        off = self.L.get("runtime.main_thread")
-        if off is None or "interp.threads_main" in self.L:
-            return 0
-        try:
-            return self.memory.read_u64(self.runtime.runtime_addr + off)
-        except ReadError:
-            return 0
+    # -- thread identity, for the native core and the tests --------------------------------------
+
+    @property
+    def main_pthread(self) -> int:
+        """The main thread's `pthread_t` (3.9/3.10 tell the main thread by it); 0 if unknown."""
+        return self.identity.main_pthread
+
+    _main_pthread = main_pthread
+
+    _tid_offset = _kept_by_identity("tid_offset")
+    _thread_name_reader = _kept_by_identity("name_reader")
+
+    def pthread_tid_offset(self) -> int:
+        """The kernel TID's offset inside glibc's `struct pthread` (3.9/3.10), inferred from the
+        live threads if not yet; -1 when the thread state has the native id or none fits."""
+        return self.identity.pthread_tid_offset()
+
+    def _native_tid(self, tbuf: bytes) -> int:
+        return self.identity.native_tid(tbuf)
+
+    def _infer_tid_offset(self) -> int:
+        return self.identity.infer_tid_offset()
+
+    def thread_names(self) -> dict[int, str]:
+        """`threading.Thread.name` of the target's Python threads, keyed like `ThreadSample.thread_id`
+        (see `ThreadIdentity.thread_names`)."""
+        return self.identity.thread_names()
 
     # -- per sample -----------------------------------------------------------------------------
 
@@ -195,10 +224,10 @@ class Unwinder:
         first = len(out)
         gc_thread = None
         if not self.all_threads:
-            found = self._main_thread(interp, ibuf, main_tstate)
+            found = self.identity.main_thread(interp, ibuf, main_tstate)
             candidates: Iterator[tuple[int, bytes]] = iter([found] if found else [])
         else:
-            candidates = self._iter_threads(interp, ibuf)
+            candidates = self.identity.iter_threads(interp, ibuf)
         for tstate, tbuf in candidates:
             sample = self._thread(interp, interp_id, tstate, tbuf, holder, main_tstate)
             if sample is None:
@@ -212,112 +241,6 @@ class Unwinder:
             # No Python frames (e.g. the collections of interpreter shutdown): nothing to blame.
             if s.frames:
                 out[idx] = s._replace(frames=(GC_FRAME,) + s.frames)
-
-    def _read_tstate(self, addr: int, interp: int) -> bytes:
-        tbuf = self.memory.read(addr, self.tstate_size)
-        if u64(tbuf, self.L["tstate.interp"])[0] != interp:
-            raise ReadError(f"thread state {addr:#x} does not belong to interpreter {interp:#x}")
-        return tbuf
-
-    def _iter_threads(self, interp: int, ibuf: bytes) -> Iterator[tuple[int, bytes]]:
-        """Thread states one at a time, so each is processed right after it is read."""
-        L = self.L
-        tstate = u64(ibuf, L["interp.threads_head"] - self.interp_lo)[0]
-        count = 0
-        while tstate:
-            count += 1
-            if count > MAX_THREADS:
-                raise ReadError("thread list does not end")
-            tbuf = self._read_tstate(tstate, interp)
-            yield tstate, tbuf
-            tstate = u64(tbuf, L["tstate.next"])[0]
-
-    def _all_threads(self, interp: int, ibuf: bytes) -> list[tuple[int, bytes]]:
-        return list(self._iter_threads(interp, ibuf))
-
-    def _is_main(self, tstate: int, tbuf: bytes, main_tstate: int) -> bool:
-        if main_tstate:
-            return tstate == main_tstate
-        if self._main_pthread:
-            return u64(tbuf, self.L["tstate.thread_id"])[0] == self._main_pthread
-        return False
-
-    def _main_thread(self, interp: int, ibuf: bytes, main_tstate: int) -> tuple[int, bytes] | None:
-        if main_tstate:
-            return main_tstate, self._read_tstate(main_tstate, interp)
-        cached = self._main_tstate
-        if cached:
-            try:
-                tbuf = self._read_tstate(cached, interp)
-                if self._is_main(cached, tbuf, 0):
-                    return cached, tbuf
-            except ReadError:
-                pass
-        threads = self._all_threads(interp, ibuf)
-        if not threads:
-            return None
-        for tstate, tbuf in threads:
-            if self._is_main(tstate, tbuf, 0):
-                self._main_tstate = tstate
-                return tstate, tbuf
-        # Threads are pushed at the head, so the oldest (the main thread) is the last one.
-        self._main_tstate = threads[-1][0]
-        return threads[-1]
-
-    def _native_tid(self, tbuf: bytes) -> int:
-        L = self.L
-        if "tstate.native_thread_id" in L:
-            return u64(tbuf, L["tstate.native_thread_id"])[0]
-        pthread = u64(tbuf, L["tstate.thread_id"])[0]
-        for _ in range(2):
-            if self._tid_offset is None:
-                self._tid_offset = self._infer_tid_offset()
-            if self._tid_offset < 0 or not pthread:
-                return 0
-            try:
-                tid = I32.unpack(self.memory.read(pthread + self._tid_offset, 4))[0]
-            except ReadError:
-                return 0
-            if tid != self.pid or not self._main_pthread or pthread == self._main_pthread:
-                return tid
-            # Only the main thread's TID is the PID: the offset, inferred while the other threads
-            # happened to agree, is some other field that held the PID. Infer again without it.
-            self._wrong_tid_offsets.add(self._tid_offset)
-            self._tid_offset = None
-        return 0
-
-    def _infer_tid_offset(self) -> int:
-        """Where glibc keeps the kernel TID inside `struct pthread` (3.9/3.10 have no native id).
-
-        The main thread's `struct pthread` holds the PID as its TID; the first offset where it
-        does, and where the threads' values are distinct tasks of the process, is the one.
-        """
-        if not self._main_pthread:
-            return -1
-        try:
-            buf = self.memory.read(self._main_pthread, 2048)
-        except ReadError:
-            return -1
-        tasks = set(task_ids(self.pid))
-        interp = self.memory.read_u64(self.runtime.runtime_addr + self.L["runtime.interpreters_head"])
-        ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
-        pthreads = [u64(tb, self.L["tstate.thread_id"])[0] for _, tb in self._all_threads(interp, ibuf)]
-        for off in range(0, len(buf) - 4, 4):
-            if i32(buf, off)[0] != self.pid or off in self._wrong_tid_offsets:
-                continue
-            seen: set[int] = set()
-            for p in pthreads:
-                try:
-                    tid = I32.unpack(self.memory.read(p + off, 4))[0]
-                except ReadError:
-                    break
-                # every thread's TID is one of the process's tasks, and no two threads share one
-                if tid not in tasks or tid in seen:
-                    break
-                seen.add(tid)
-            else:
-                return off
-        return -1
 
     def _has_exception(self, tstate: int, tbuf: bytes) -> bool:
         L = self.L
@@ -363,11 +286,11 @@ class Unwinder:
                 status |= HAS_GIL
         elif holder and holder == tstate:
             status |= HAS_GIL
-        if self._is_main(tstate, tbuf, main_tstate):
+        if self.identity.is_main(tstate, tbuf, main_tstate):
             status |= MAIN_THREAD
         if mode in ("wall", "exception") and self._has_exception(tstate, tbuf):
             status |= HAS_EXCEPTION
-        tid = self._native_tid(tbuf) or u64(tbuf, L["tstate.thread_id"])[0]
+        tid = self.identity.native_tid(tbuf) or u64(tbuf, L["tstate.thread_id"])[0]
         if mode == "cpu":
             status |= self._cpu_status(tid)
         if not mode_accepts(mode, status):
@@ -377,7 +300,7 @@ class Unwinder:
             # after it reuse the same frame addresses, so the pointer checks cannot tell them
             # apart: bracket the copy itself with two reads of the exception state instead.
             def in_flight() -> bytes | None:
-                fresh = self._read_tstate(tstate, interp)
+                fresh = self.identity.read_tstate(tstate, interp)
                 return fresh if self._has_exception(tstate, fresh) else None
 
             frames = self._frames(tstate, tbuf, guard=in_flight)
@@ -406,12 +329,14 @@ class Unwinder:
         cannot change while the top frame stays the same, so a stack copy is consistent if the
         top frame pointer is unchanged right after it was taken. The check must follow the copy
         closely: a slow walk gives a recursing target time to unwind and rebuild its stack at the
-        same addresses, which the pointer alone cannot tell. Retry twice, then give up.
+        same addresses, which the pointer alone cannot tell. Each walker says whether its copy
+        holds; retry twice, then give up.
 
         `guard`, if given, must hold right before and right after the copy (within
         GUARD_WINDOW_S); if it does not, the thread is left out of this sample (None). It
         returns the thread state it read, from which the copy is then taken.
         """
+        holds: Callable[[], bool] | None = None
         for attempt in range(3):
             fresh = attempt > 0
             if guard is not None:
@@ -420,126 +345,19 @@ class Unwinder:
                 if guarded is None:
                     return None
                 tbuf, fresh = guarded, False
+                holds = self._guard_check(guard, opened)
             top = self._top_frame(tstate, tbuf, fresh)
             if not top:
                 return ()
-            if self.t.frame_kind == "object":
-                # A live frame object holds its f_back alive, and suspended frames do not
-                # change: if the old top frame is still the same live activation after the walk,
-                # everything below it was stable while we read it (whatever it called since).
-                try:
-                    frames, head, walked = self._object_frames(top)
-                except TornStack:
-                    continue
-                if (
-                    self._same_frame_object(top, head)
-                    and self._object_frames_unchanged(walked)
-                    and self._guard_holds(guard, opened if guard else 0.0)
-                ):
-                    return frames
-                continue
-            chunks = self._read_chunks(tstate, tbuf, fresh)
-            if guard is not None and not self._guard_holds(guard, opened):
-                continue
-            # The copy is trustworthy if the top frame is still live right after it...
-            now = self._top_frame(tstate, tbuf, fresh=True)
-            if now != top and not self._descends_from(now, top):
-                continue
-            if not self._suspended_unchanged(chunks, top, now):
-                continue
-            try:
-                frames, starts = self._interp_frames(top, chunks)
-            except TornStack:
-                continue
-            # ...and entry frames on the C stack and generator frames, read during the walk,
-            # were live only if the stack has not unwound past them afterwards.
-            settled = self._settle(tstate, tbuf, top, frames, starts)
-            # A thread with a current frame runs Python code: no frames at all means the walk
-            # met frames half-built or half-cleared.
-            if not settled:
-                continue
-            # A stack cut down to where the top returned is the stack after the guard's last
-            # look, which the guard does not vouch for (the handler may have returned): look again.
-            if guard is not None and settled is not frames:
-                continue
-            return settled
+            frames = self._walker.attempt(tstate, tbuf, top, fresh, holds)
+            if frames is not None:
+                return frames
         raise TornStack("the stack kept changing while it was read")
 
-    def _suspended_unchanged(self, chunks: list[tuple[int, bytes]], top: int, now: int) -> bool:
-        """Whether the copied frames below the live one read the same again.
-
-        Suspended frames do not change, so a difference means the stack unwound and was rebuilt
-        at the same addresses while it was being copied: the copy then holds frames caught
-        mid-rebuild (a caller seen before it made its call) under a top frame whose pointer
-        checks out. Frames from the live one up are left out: they may run on. Older chunks
-        hold only suspended frames.
-
-        The top frame itself may run on, but its code and caller are fixed for as long as it
-        lives, so they must read the same too. They do not when the copy caught its slot
-        between two activations: the callee returned and the slot was taken by another frame
-        (pushed again for the next call of a callback, whose caller is linked only after the
-        push; or reused by a sibling call, e.g. build() -> __init__ where plain() -> spin()
-        had been, leaving a stale spin frame under build() in the copy).
-        """
-        L = self.L
-        fixed = [(L[k], L[k] + 8) for k in ("frame.previous", "frame.code")]
-        try:
-            for i, (chunk, cbuf) in enumerate(chunks):
-                length = len(cbuf)
-                head = 0
-                if i == 0:
-                    edge = now if chunk <= now < top else top
-                    if not chunk <= edge <= chunk + length:
-                        continue  # the live frame is elsewhere (a generator, a C-stack shim)
-                    length = edge - chunk
-                    if edge == top and length + self.frame_read <= len(cbuf):
-                        head = self.frame_read  # the top frame is still live: check its header
-                if length + head <= 0:
-                    continue
-                fresh = self.memory.read(chunk, length + head)
-                if fresh[:length] != cbuf[:length]:
-                    return False
-                if head and any(fresh[length + a : length + b] != cbuf[length + a : length + b] for a, b in fixed):
-                    return False
-        except ReadError:
-            return False
-        return True
-
     @staticmethod
-    def _guard_holds(guard: Callable[[], bytes | None] | None, opened: float) -> bool:
-        if guard is None:
-            return True
-        return guard() is not None and time.perf_counter() - opened <= GUARD_WINDOW_S
-
-    def _descends_from(self, frame: int, ancestor: int, hops: int = 3) -> bool:
-        """Whether `ancestor` is among the first `hops` callers of `frame` (a leaf that called on)."""
-        prev_off = self.L["frame.previous"]
-        for _ in range(hops):
-            if frame < 4096:
-                return False
-            try:
-                frame = self.memory.read_u64(frame + prev_off)
-            except ReadError:
-                return False  # a C-stack entry frame caught half-built: not a live callee
-            if frame == ancestor:
-                return True
-        return False
-
-    def _settle(
-        self, tstate: int, tbuf: bytes, top: int, frames: tuple[Frame, ...], starts: dict[int, int]
-    ) -> tuple[Frame, ...] | None:
-        """The walked stack as it stands now, or None if the thread moved to other code.
-
-        Same top, or a callee of it: the walk holds. The top returned to one of the walked
-        frames: the stack from there down is the thread's true stack now. Anything else: torn.
-        """
-        now = self._top_frame(tstate, tbuf, fresh=True)
-        if now == top:
-            return frames
-        index = starts.get(now)
-        if index is not None:
-            return frames[index:]
-        return frames if self._descends_from(now, top) else None
+    def _guard_check(guard: Callable[[], bytes | None], opened: float) -> Callable[[], bool]:
+        """The check that `guard` still holds and the copy took at most GUARD_WINDOW_S since `opened`."""
+        return lambda: guard() is not None and time.perf_counter() - opened <= GUARD_WINDOW_S
 
     def _top_frame(self, tstate: int, tbuf: bytes, fresh: bool) -> int:
         L = self.L
@@ -556,211 +374,6 @@ class Unwinder:
         off = L[root]
         return mem.read_u64(tstate + off) if fresh else u64(tbuf, off)[0]
 
-    def _same_frame_object(self, addr: int, head: bytes) -> bool:
-        L = self.L
-        now = self.memory.read(addr, self.frame_read)
-        return (
-            u64(now, 0)[0] > 0
-            and now[L["frame.previous"] : L["frame.previous"] + 8] == head[L["frame.previous"] : L["frame.previous"] + 8]
-            and now[L["frame.code"] : L["frame.code"] + 8] == head[L["frame.code"] : L["frame.code"] + 8]
-        )
-
-    def _object_frames(self, f: int) -> tuple[tuple[Frame, ...], bytes, list[tuple[int, bytes]]]:
-        """The walk from frame object `f`: frames leaf first, the top frame's bytes, and each
-        caller's (address, bytes) for `_object_frames_unchanged`."""
-        L = self.L
-        prev_off, code_off, lasti_off = L["frame.previous"], L["frame.code"], L["frame.lasti"]
-        scale = self.t.lasti_scale
-        frames: list[Frame] = []
-        walked: list[tuple[int, bytes]] = []
-        seen: set[int] = set()
-        head = b""
-        while f:
-            if len(frames) >= MAX_DEPTH:
-                # Cut, not torn: the kept frames are checked by the caller as any walk's are.
-                return tuple(frames) + (TRUNCATED_FRAME,), head, walked
-            if f in seen:
-                # A live chain never comes back to a frame: a loop is a torn read, never cut.
-                raise TornStack("the frame chain loops: the stack changed")
-            seen.add(f)
-            try:
-                fb = self.memory.read(f, self.frame_read)
-            except ReadError as exc:
-                # f_back of a frame object freed (and its memory reused) during the walk
-                raise TornStack(f"{exc}: the stack changed") from None
-            if not head:
-                head = fb
-            else:
-                walked.append((f, fb))
-            if not u64(fb, 0)[0]:
-                raise TornStack("walked into a freed frame object")
-            try:
-                info = self.codes.get(u64(fb, code_off)[0])
-            except ReadError as exc:
-                raise TornStack(f"{exc}: the stack changed") from None
-            lasti = i32(fb, lasti_off)[0]
-            if lasti < 0 and frames:
-                raise TornStack("a frame with callees has not started: the stack changed")
-            frames.append(info.frame_at(lasti * scale if lasti >= 0 else -1))
-            f = u64(fb, prev_off)[0]
-        return tuple(frames), head, walked
-
-    def _object_frames_unchanged(self, walked: list[tuple[int, bytes]]) -> bool:
-        """Whether the callers read the same again: suspended frames do not change, but 3.9/3.10
-        reuse a code object's frame object for its next call, so a stack unwound and rebuilt
-        during a walk frame by frame can splice stale and new frames into one that never was."""
-        L = self.L
-        fields = [(L[k], L[k] + 8) for k in ("frame.previous", "frame.code")]
-        fields.append((L["frame.lasti"], L["frame.lasti"] + 4))
-        try:
-            for addr, before in walked:
-                now = self.memory.read(addr, self.frame_read)
-                if any(now[a:b] != before[a:b] for a, b in fields):
-                    return False
-        except ReadError:
-            return False
-        return True
-
-    def _read_chunks(self, tstate: int, tbuf: bytes, fresh: bool) -> list[tuple[int, bytes]]:
-        """The used part of each of the thread's stack chunks, one read each, newest first:
-        [(address, bytes)]. A deep stack spans several chunks; reading them whole (rather than
-        frame by frame) keeps the copy short, so a stack rebuilt meanwhile is rarer and caught."""
-        L = self.L
-        if fresh:
-            tbuf = self.memory.read(tstate, self.tstate_size)
-        chunk = u64(tbuf, L["tstate.datastack_chunk"])[0]
-        top = u64(tbuf, L["tstate.datastack_top"])[0]
-        if not (chunk and chunk < top <= chunk + MAX_CHUNK_BYTES):
-            return [(0, b"")]
-        cbuf = self.memory.read(chunk, top - chunk)
-        chunks = [(chunk, cbuf)]
-        previous = u64(cbuf, CHUNK_PREVIOUS)[0] if len(cbuf) >= CHUNK_DATA else 0
-        while previous and len(chunks) < MAX_CHUNKS:
-            try:
-                # an older chunk is full (a newer one was pushed): read the smallest chunk size
-                # whole, and again only for a bigger chunk
-                older = self.memory.read(previous, CHUNK_MIN_BYTES)
-                used = CHUNK_DATA + 8 * u64(older, CHUNK_TOP)[0]
-                if not CHUNK_DATA < used <= MAX_CHUNK_BYTES:
-                    break
-                older = older[:used] if used <= len(older) else self.memory.read(previous, used)
-            except ReadError:
-                break  # frames there are read one by one, as any frame outside the copies
-            chunks.append((previous, older))
-            previous = u64(older, CHUNK_PREVIOUS)[0]
-        return chunks
-
-    def _interp_frames(self, f: int, chunks: list[tuple[int, bytes]]) -> tuple[tuple[Frame, ...], dict[int, int]]:
-        """Frames from `f` down, leaf first, and for each walked frame address the index of the
-        first reported frame at or below it (entry and shim frames are walked, not reported).
-
-        Raises TornStack when the copy cannot be one moment of the thread's stack. Besides a
-        caller that has not started, that is a walk that ends before the bottom of the data
-        stack: every frame on it belongs to the thread's one call chain, so the chain must come
-        down to the first frame of the oldest chunk. It does not when the copy caught the top
-        frame being pushed again at the address the pointer check saw (a callback that C calls
-        in a loop, e.g. a sort key): `previous` is linked only after the push, and a walk that
-        ends there would report the callback without its callers.
-        """
-        L = self.L
-        t = self.t
-        mem = self.memory
-        chunk, cbuf = chunks[0]
-        clen = len(cbuf)
-        older = chunks[1:]
-        prev_off, code_off, ip_off, owner_off = L["frame.previous"], L["frame.code"], L["frame.instr_ptr"], L["frame.owner"]
-        need = self.frame_read
-        mask = ~t.code_tag_mask
-        skip = t.skip_owners
-        codes = self.codes
-        frames: list[Frame] = []
-        starts: dict[int, int] = {}
-        lowest = 0  # the last walked frame that lies in the data-stack copy
-        while f:
-            if f in starts:
-                # A live chain never comes back to a frame: a loop is a torn read, never cut.
-                raise TornStack(f"the frame chain loops at {f:#x}: the stack changed")
-            if len(starts) >= MAX_WALK:
-                raise ReadError("too many stack frames")
-            starts[f] = len(frames)
-            rel = f - chunk
-            if chunk and 0 <= rel and rel + need <= clen:
-                fb, base = cbuf, rel
-                lowest = f
-            else:
-                for start, buf in older:
-                    if 0 <= f - start and f - start + need <= len(buf):
-                        fb, base = buf, f - start
-                        lowest = f
-                        break
-                else:
-                    # Outside the copies: an entry frame on the C stack, a generator's frame, or
-                    # an address taken from a frame caught half-built (3.12 links `previous` only
-                    # after the push, so it may hold anything until then).
-                    if f & 7 or f < 4096:
-                        raise TornStack(f"a frame at {f:#x} is not a frame address: the stack changed")
-                    if any(0 <= f - start < len(buf) for start, buf in chunks):
-                        lowest = f  # a frame smaller than `need` at the very end of a copy
-                    try:
-                        fb, base = mem.read(f, need), 0
-                    except ReadError as exc:
-                        raise TornStack(f"{exc}: the stack changed") from None
-            prev = u64(fb, base + prev_off)[0]
-            owner = fb[base + owner_off]
-            if owner in skip:
-                f = prev
-                continue
-            code = u64(fb, base + code_off)[0] & mask
-            if not code:
-                f = prev
-                continue
-            try:
-                info = codes.get(code)
-            except ReadError as exc:
-                # a code pointer from a frame caught half-built, or one whose code was freed
-                raise TornStack(f"{exc}: the stack changed") from None
-            if info.is_shim:
-                f = prev
-                continue
-            offset = u64(fb, base + ip_off)[0] - info.code_start
-            # A frame that called another must be past its first instruction (RESUME); one
-            # that is not was pushed after our copy's top frame, i.e. the copy is torn.
-            if frames and offset <= 0:
-                raise TornStack(
-                    f"{info.name} has not started yet calls {frames[-1].funcname}: the stack changed"
-                )
-            if len(frames) == MAX_DEPTH:
-                # Cut below the innermost MAX_DEPTH frames (this one, their caller, was checked
-                # above). The chain goes on, so it cannot be one that stops above the bottom of
-                # the data stack: the bottom check has nothing to say about a cut walk. Frames
-                # walked below the kept ones leave `starts`: a top that returned there has
-                # unwound every kept frame, and `_settle` must not report the marker alone.
-                kept = {addr: i for addr, i in starts.items() if i < MAX_DEPTH}
-                return tuple(frames) + (TRUNCATED_FRAME,), kept
-            frames.append(info.frame_at(offset))
-            f = prev
-        self._check_bottom(chunks, lowest)
-        return tuple(frames), starts
-
-    @staticmethod
-    def _check_bottom(chunks: list[tuple[int, bytes]], lowest: int) -> None:
-        """Raise TornStack unless the walk came down to the bottom of the data stack.
-
-        The oldest chunk (no `previous`) is never freed; its first frame sits in its first data
-        slot, or the second (CPython keeps the first slot so that popping the bottom frame does
-        not free the chunk). Unknown when the chunks were not all read: nothing is checked then.
-        """
-        root, rbuf = chunks[-1]
-        if not root or len(rbuf) < CHUNK_DATA or u64(rbuf, CHUNK_PREVIOUS)[0]:
-            return
-        base = root + CHUNK_DATA
-        if lowest in (base, base + 8):
-            return
-        # An empty data stack (only the kept slot) has no bottom frame to reach.
-        if not lowest and len(chunks) == 1 and len(rbuf) <= CHUNK_DATA + 8:
-            return
-        raise TornStack("the frame chain stops above the bottom of the data stack: the stack changed")
-
     # -- lifecycle ------------------------------------------------------------------------------
 
     def alive(self) -> bool:
@@ -770,41 +383,20 @@ class Unwinder:
         self.cpu.close()
         self.memory.close()
 
-    # -- thread names ---------------------------------------------------------------------------
 
-    _thread_name_reader: ThreadNames | None = None
-
-    def thread_names(self) -> dict[int, str]:
-        """`threading.Thread.name` of the target's Python threads, keyed like `ThreadSample.thread_id`.
-
-        3.9-3.13: read from each interpreter's `threading._active`; {} for an interpreter that
-        never imported threading. 3.14+: the OS thread names CPython gives the threads it starts
-        (`/proc/PID/task/TID/comm`, cut to 15 bytes), without the main thread. {} if the target's
-        memory cannot be read consistently right now.
-        """
-        reader = self._thread_name_reader
-        if reader is None:
-            reader = self._thread_name_reader = ThreadNames(self.memory, self.runtime)
-        L = self.L
-        names: dict[int, str] = {}
-        tids: list[int] = []
-        try:
-            interp = self.memory.read_u64(self.runtime.runtime_addr + L["runtime.interpreters_head"])
-            for _ in range(256):
-                if not interp:
-                    break
-                by_ident = reader.read(interp) if reader.supported else {}
-                ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
-                for _tstate, tbuf in self._iter_threads(interp, ibuf):
-                    ident = u64(tbuf, L["tstate.thread_id"])[0]
-                    tid = self._native_tid(tbuf) or ident
-                    tids.append(tid)
-                    if ident in by_ident:
-                        names[tid] = by_ident[ident]
-                interp = u64(ibuf, L["interp.next"] - self.interp_lo)[0] if "interp.next" in L else 0
-        except ReadError:
-            return {}
-        return names if reader.supported else read_comm_names(self.pid, tids)
-
-
-__all__ = ["Unwinder", "ProcessGoneError"]
+__all__ = [
+    "CHUNK_DATA",
+    "CHUNK_MIN_BYTES",
+    "CHUNK_PREVIOUS",
+    "CHUNK_TOP",
+    "GUARD_WINDOW_S",
+    "MAX_CHUNKS",
+    "MAX_CHUNK_BYTES",
+    "MAX_DEPTH",
+    "MAX_THREADS",
+    "MAX_WALK",
+    "TRUNCATED_FRAME",
+    "ProcessGoneError",
+    "TornStack",
+    "Unwinder",
+]

@@ -36,6 +36,10 @@ class VersionTraits:
     # Internal code objects the interpreter runs as frames of their own, as (filename, name):
     # they are plumbing, not user code, and are skipped like shim frames.
     shim_codes: frozenset[tuple[str, str]] = frozenset()
+    # The smallest data-stack chunk a thread allocates (_PY_DATA_STACK_CHUNK_SIZE, 3.11+): a full
+    # older chunk is read this much at once. A macro (in pystate.c before 3.14), so it is not in
+    # the header-generated tables.
+    chunk_min_bytes: int = 16 << 10
     # Offsets the debug table does not carry; used only when a key is missing.
     supplement: dict[str, int] = field(default_factory=dict)
 
