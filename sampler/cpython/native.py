@@ -8,7 +8,7 @@ its questions about code objects through the pure-Python `CodeCache`, and turns 
 
 from __future__ import annotations
 
-import time
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ def native_status() -> tuple[bool, str]:
     """(True, "") when the C extension `sampler._native` imported; else (False, one-line reason)."""
     if _native is not None:
         return True, ""
-    if "No module named" in _IMPORT_ERROR:
+    if importlib.util.find_spec("sampler._native") is None:
         return False, "the C extension was not built (no C compiler or Python headers when heatline was installed)"
     return False, f"the C extension could not be loaded: {_IMPORT_ERROR}"
 
