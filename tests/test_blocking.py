@@ -240,9 +240,12 @@ def test_target_signals_are_delivered_during_a_blocking_run(interpreter, spawn):
     try:
         _poll(lambda: _caught_frozen(p.pid), "heatline to stop the target for a sample")
         start = _ask(p, "count")
-        sent = 300
+        sent = 3000
         for _ in range(sent):  # real-time signals queue: any one lost shows in the count
             os.kill(p.pid, signal.SIGRTMIN)
+            # spread over many freezes, so that some land between a seize and its stop and
+            # come back as signal-delivery-stops that must be re-injected
+            _caught_frozen(p.pid)
         for _ in range(10):  # each child's exit must be seen before the next is started
             before = _ask(p, "count")["chld"]
             assert _ask(p, "spawn") == "spawned"
