@@ -159,6 +159,24 @@ static void walker_free_buffers(Walker *w)
     w->spare.buf = NULL; w->out = NULL;
     w->th_tid = NULL; w->th_interp = NULL; w->th_status = NULL; w->th_stack = NULL;
     w->nth = w->th_cap = 0;
+    for (uint32_t i = 0; i < w->nthreads; i++)
+        free(w->threads[i].frames);
+    free(w->threads);
+    free(w->order);
+    free(w->pre);
+    free(w->pre_buf);
+    free(w->pre_index);
+    free(w->bpre_buf);
+    w->threads = NULL;
+    w->order = NULL;
+    w->pre = NULL;
+    w->pre_buf = NULL;
+    w->pre_index = NULL;
+    w->bpre_buf = NULL;
+    w->nthreads = w->threads_cap = w->norder = w->order_cap = 0;
+    w->npre = w->pre_cap = w->pre_index_cap = 0;
+    w->pre_len = w->pre_buf_cap = 0;
+    w->nbpre = 0;
     walker_cpu_close(w);
     free(w->cpu);
     w->cpu = NULL;

@@ -725,8 +725,8 @@ static int top_frame(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh,
             *out = 0;
             return WR_OK;
         }
-        uint64_t rel = cf - tstate + (uint64_t)c->cf_current_frame;
-        if (!fresh && cf >= tstate && rel + 8 <= (uint64_t)c->tstate_size) {
+        int64_t rel = (int64_t)(cf - tstate) + c->cf_current_frame;
+        if (!fresh && rel >= 0 && rel + 8 <= c->tstate_size) {
             *out = ld64(tbuf + rel);
             return WR_OK;
         }
