@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every figure of issue 12, side by side in one run: heatline (native and pure-Python walker) vs Tachyon vs py-spy.
 
-    .venv/bin/python benchmarks/bench_figures.py                 # all seven figures (~15 minutes)
+    .venv/bin/python benchmarks/bench_figures.py                 # all seven figures (12-14 minutes)
     .venv/bin/python benchmarks/bench_figures.py --only 1,4      # some of them
 
 1. Achieved samples/s at a requested 100 kHz, 33 frames deep: on the sid root's 3.15 heatline vs
