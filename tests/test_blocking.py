@@ -59,8 +59,10 @@ def _tracers(pid: int) -> set[int]:
 
 
 def _start(spawn, interpreter, *args: str) -> subprocess.Popen:
+    """The target, once its main thread is inside its leaf for good (its counter moved)."""
     p = spawn(interpreter, TARGET, *args, stdin=subprocess.PIPE)
     wait_ready(p)
+    _poll(lambda: _ask(p, "count")["n"] > 0, "the target to reach its leaf")
     return p
 
 
@@ -377,3 +379,14 @@ def test_an_unprivileged_tracer_is_refused_with_the_fix(spawn):
 def test_errors_are_heatline_errors():
     assert issubclass(PtraceRefusedError, HeatlineError)
     assert "\n" not in str(PtraceRefusedError(1))
+
+
+def test_dump_blocking_prints_the_known_stack(interpreter, spawn):
+    p = _start(spawn, interpreter)
+    res = heatline("dump", "--blocking", str(p.pid))
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    order = [text.find(f" {name}") for name in ("<module>", "main", "top", "middle", "leaf")]
+    assert -1 not in order, text
+    assert order == sorted(order) or order == sorted(order, reverse=True), text
+    _assert_runs_free(p)

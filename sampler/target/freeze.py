@@ -2,9 +2,10 @@
 
 Threads are stopped with PTRACE_SEIZE + PTRACE_INTERRUPT, never SIGSTOP: the target sees no
 signal and its parent or shell sees no job-control stop. ptrace is thread-affine: the thread that
-seized a task is its tracer, and only that thread may interrupt, wait for or detach it. Every
-method of a `Freezer` (and `BlockingSource.sample`/`close`) must be called from the one thread
-that runs the sampling loop.
+seized a task is its tracer, and only that thread may interrupt, wait for or detach it: a
+`freeze()` and its `thaw()` must run on one thread (`BlockingSource.sample` does both). Other
+threads of heatline must not wait for the target meanwhile: a waitid() on it from any thread of
+the tracer's process would be handed our ptrace-stops.
 
 Design: seize, interrupt, wait and detach at every sample (Tachyon's way), rather than keeping the
 threads seized across samples. Measured on this 2-core machine (CPython 3.11 target whose threads
@@ -133,8 +134,9 @@ def _ptrace_fix() -> str:
 class Freezer:
     """Stops every thread of process `pid` (`freeze`) and resumes them (`thaw`).
 
-    Thread-affine: call every method from the same thread (ptrace's tracer is a thread, not a
-    process). Between `thaw()` and the next `freeze()` nothing is attached.
+    Thread-affine: `freeze` and the `thaw` after it must run on the same thread (ptrace's
+    tracer is a thread, not a process). Between `thaw()` and the next `freeze()` nothing is
+    attached, so successive samples may come from different threads.
     """
 
     def __init__(self, pid: int) -> None:
@@ -144,25 +146,29 @@ class Freezer:
         self._am_parent = False
         self.frozen = False
 
-    def freeze(self) -> list[int]:
-        """Stop every thread; return the tids now stopped. Raises `ProcessGoneError` if the
-        process is gone, `PtraceRefusedError` if the kernel refuses."""
+    def freeze(self, tids: list[int] | None = None) -> list[int]:
+        """Stop every thread; return the tids now stopped. `tids`: a fresh listing of the
+        process's tasks, if the caller has one (it is checked again after stopping them).
+        Raises `ProcessGoneError` if the process is gone, `PtraceRefusedError` if the kernel
+        refuses."""
         try:
-            self._freeze()
+            self._freeze(tids)
         except BaseException:
             self.thaw()
             raise
         self.frozen = True
         return list(self._stopped)
 
-    def _freeze(self) -> None:
+    def _freeze(self, listing: list[int] | None) -> None:
         gone: set[int] = set()
         refused = False
         me = threading.get_native_id()
         for _ in range(MAX_ROUNDS):
             # Listed again after each round: a thread that was inside clone() when we stopped it
             # has started a thread we have not seen yet.
-            new = [t for t in task_ids(self.pid) if t not in self._stopped and t not in gone]
+            listing = task_ids(self.pid) if listing is None else listing
+            new = [t for t in listing if t not in self._stopped and t not in gone]
+            listing = None
             if not new:
                 break
             seized: list[int] = []
@@ -327,9 +333,10 @@ class BlockingSource:
     def sample(self) -> list[ThreadSample]:
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
         try:
+            tids = task_ids(self._freezer.pid)
             if self._cpu is not None:
-                self._cpu.take(task_ids(self._freezer.pid))
-            self._freezer.freeze()
+                self._cpu.take(tids)
+            self._freezer.freeze(tids)
             try:
                 return self._inner.sample()
             finally:
