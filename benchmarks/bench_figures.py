@@ -8,7 +8,7 @@
    Tachyon; on the host's 3.11 heatline vs py-spy (--nonblocking and default). bench_sampler.py.
 2. Profiler CPU at 1 kHz on three busy threads, all threads, 3.15: heatline vs Tachyon
    (bench_sampler.py); then the target's own slowdown at 1 kHz, unprofiled windows interleaved
-   with profiled ones on one target, on 3.15 (Tachyon) and 3.11 (py-spy) (bench_slowdown.py).
+   with profiled ones on one target, on 3.15 (with Tachyon) and 3.11; py-spy on both (bench_slowdown.py).
 3. Per-sample cost on 3.9 and 3.10 against 3.11 (bench_cost.py).
 4. Error rate and impossible stacks at 100 kHz on a 150-deep recursion that rebuilds itself,
    against the target's structure and a --blocking run (bench_accuracy.py --only 4).

@@ -26,7 +26,7 @@ A profiled window begins once the profiler says it samples: heatline and Tachyon
 `--realtime-stats` and the window starts at their first statistics line; py-spy at its
 "Sampling process" line. The profiler is then stopped with SIGINT (its Ctrl-C) after the window.
 heatline and Tachyon sample every thread (`-a`) at 1 kHz; py-spy `--threads --idle --nonblocking`
-at 1000/s. Tachyon only on 3.15 targets in the sid root; py-spy only on targets it reads (<= 3.13).
+at 1000/s. Tachyon only on 3.15 targets in the sid root.
 
 The profiler's own CPU over the same windows is printed too (from /proc/PID/stat): figure 2's CPU
 in the steady state, without the start-up and output writing that a whole-life rusage holds
@@ -187,11 +187,10 @@ def tools_for(python: bs.Interpreter, pyspy: str | None) -> tuple[list[str], lis
     else:
         skipped.append("Tachyon: " + bc.na(bs.tachyon_unavailable_reason() or
                                            f"it attaches to 3.15 only (target {python.short_version})"))
-    if pyspy and python.minor <= (3, 13):
-        tools.append(PYSPY)
+    if pyspy:
+        tools.append(PYSPY)  # a py-spy that cannot read this CPython fails its window: its row says why
     else:
-        skipped.append("py-spy: " + bc.na("not installed" if not pyspy else
-                                          f"py-spy reads CPython up to 3.13 (target {python.short_version})"))
+        skipped.append("py-spy: " + bc.na("not installed (pip install py-spy)"))
     return tools, skipped
 
 
