@@ -5,7 +5,9 @@ walkers sample it with the same settings, and the two lists of `ThreadSample`s m
 thread ids and order, status bits, interpreter ids, and every frame's file, function, line and
 columns. A frozen process cannot change between the two reads, so any difference is the walker's.
 The target then runs on until it has used more CPU, and is frozen again at another moment: several
-freezes per target, each in every mode that can tell something apart.
+freezes per target, each in every mode that can tell something apart. The native walker samples
+each freeze twice (the second from its interned stacks), and in wall mode its timed loop (`run`)
+must give the same samples at every tick.
 
 Where a frozen stack is caught between two states (a frame half pushed), the reference raises
 `ReadError` however often it retries; the native walker must then fail the same way.
@@ -259,11 +261,15 @@ def _diff_samples(ref: list[ThreadSample], nat: list[ThreadSample]) -> list[str]
 
 
 def _wrong_types(samples: list) -> str:
+    """Equal values are not enough: consumers use the attributes (and sinks hash the frames)."""
     for s in samples:
-        if type(s) is not ThreadSample:
+        if not isinstance(s, ThreadSample):
             return f"a sample is a {type(s).__name__}, not a ThreadSample"
-        if type(s.frames) is not tuple or any(type(f) is not Frame for f in s.frames):
-            return "frames are not a tuple of sampler.model.Frame"
+        if not isinstance(s.frames, tuple):
+            return f"thread {s.thread_id}'s frames are a {type(s.frames).__name__}, not a tuple: {s.frames!r}"
+        for f in s.frames:
+            if not isinstance(f, Frame):
+                return f"thread {s.thread_id} has a frame that is a {type(f).__name__}, not a Frame: {f!r}"
     return ""
 
 
@@ -330,6 +336,8 @@ SHAPES = [
           lambda s: _has_func(s, "keyf")),
     Shape("exception_handled", "diff_exceptions.py", (), "a thread with an exception being handled",
           lambda s: any(x.status & HAS_EXCEPTION for x in s), configs=EXCEPTION_CONFIGS),
+    Shape("subinterpreters", "diff_subinterpreters.py", (), "threads of two subinterpreters",
+          lambda s: len({x.interpreter_id for x in s if _has_func([x], "sub_loop", "sub_sleep")}) == 2),
     Shape("gc_running", "diff_gc.py", (), "a stop inside a collection (gc callback or finalizer)",
           lambda s: _has_func(s, "on_gc", "__del__"), configs=GC_CONFIGS, stops_itself=True,
           min_freezes=6),  # each of its three stops twice
@@ -362,9 +370,43 @@ def _compare_frozen(pairs, shape: Shape, interpreter: Interpreter, run: Run) -> 
             run.shown = run.shown or shape.seen(ref.samples)
             run.gc_frames += sum(1 for s in ref.samples if s.frames[:1] == (GC_FRAME,))
         diff = compare(ref, nat)
+        if not diff:
+            # again: a stack seen before comes from the native walker's interned copies
+            diff = [f"{line} (sampled again)" for line in compare(ref, _take(nat_walker, config.mode))]
+        if not diff and config.mode == "wall" and ref.samples is not None:
+            diff = _batch_differs(ref.samples, nat_walker)
         if diff:
             # the same difference usually shows in several modes: said once, with where it showed
             run.mismatches.setdefault("\n".join(diff), []).append(f"freeze {run.freezes + 1} {config}")
+
+
+BATCH_TICKS = 3
+
+
+def _batch_differs(expected: list[ThreadSample], walker) -> list[str]:
+    """The timed loop's path (`run`), which the product samples through: on a frozen target every
+    tick must hold the same samples as `sample()`, stamped in order within the call."""
+    before = time.monotonic_ns() // 1000
+    start = time.monotonic_ns()
+    try:
+        batch = walker.run(start, 1_000_000, start + int(DEADLINE_S * 1e9), BATCH_TICKS)
+    except HeatlineError as exc:
+        return [f"    run() raised {type(exc).__name__}: {exc}"]
+    after = time.monotonic_ns() // 1000
+    problems = []
+    if batch.errors or batch.gone or len(batch.ticks) != BATCH_TICKS or batch.attempts != BATCH_TICKS:
+        problems.append(f"    run(): {len(batch.ticks)} ticks, {batch.attempts} attempts, {batch.errors} errors, "
+                        f"gone={batch.gone} (asked for {BATCH_TICKS} good ticks of a frozen target)")
+    stamps = [stamp for stamp, _ in batch.ticks]
+    if stamps != sorted(stamps) or any(not before <= t <= after for t in stamps):
+        problems.append(f"    run(): tick stamps {stamps} out of order or outside the call [{before}, {after}] (µs)")
+    for i, (_, samples) in enumerate(batch.ticks):
+        diff = compare(Outcome(expected), Outcome(list(samples)))
+        if diff:
+            problems.append(f"    run() tick {i}:")
+            problems.extend(diff)
+            break
+    return problems
 
 
 def _configured(reference: Unwinder, config: Config) -> Unwinder:
