@@ -320,10 +320,13 @@ class Shape:
 SHAPES = [
     Shape("recursion", "recursion.py", ("160",), "a stack of 150 frames or more",
           lambda s: _max_depth(s) >= 150),
-    Shape("beyond_max_depth", "deep_recursion.py", (str(MAX_DEPTH + 60),),
+    # deep_recursion.py N stands at N + 2 frames (recurse N..0 and <module>): exactly MAX_DEPTH, kept
+    # whole, and one more, cut to MAX_DEPTH and the marker
+    Shape("at_max_depth", "deep_recursion.py", (str(MAX_DEPTH - 2),), f"a whole stack of {MAX_DEPTH} frames",
+          lambda s: any(len(x.frames) == MAX_DEPTH and x.frames[-1].funcname == "<module>" for x in s)),
+    Shape("beyond_max_depth", "deep_recursion.py", (str(MAX_DEPTH - 1),),
           f"a stack cut at {MAX_DEPTH} frames with the <truncated> marker",
-          lambda s: any(x.frames and x.frames[-1] == TRUNCATED_FRAME and len(x.frames) == MAX_DEPTH + 1
-                        for x in s)),
+          lambda s: any(len(x.frames) == MAX_DEPTH + 1 and x.frames[-1] == TRUNCATED_FRAME for x in s)),
     Shape("threads", "diff_threads.py", (), "the main thread and at least 20 others",
           lambda s: len(s) >= 21 and _has_func(s, "waiting_key") and _has_func(s, "blocking_coroutine"),
           configs=THREAD_CONFIGS),
@@ -338,6 +341,8 @@ SHAPES = [
           lambda s: any(x.status & HAS_EXCEPTION for x in s), configs=EXCEPTION_CONFIGS),
     Shape("subinterpreters", "diff_subinterpreters.py", (), "threads of two subinterpreters",
           lambda s: len({x.interpreter_id for x in s if _has_func([x], "sub_loop", "sub_sleep")}) == 2),
+    Shape("fresh_code", "diff_fresh_code.py", (), "a function compiled moments ago",
+          lambda s: any(x.frames and x.frames[0].funcname.startswith("fresh_") for x in s)),
     Shape("gc_running", "diff_gc.py", (), "a stop inside a collection (gc callback or finalizer)",
           lambda s: _has_func(s, "on_gc", "__del__"), configs=GC_CONFIGS, stops_itself=True,
           min_freezes=6),  # each of its three stops twice
