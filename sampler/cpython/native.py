@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover
 # Other modes read a thread's /proc state at most this often (cpu mode reads it every sample).
 CPU_REUSE_NS = 1_000_000
 MAX_INTERPRETERS = 256
+MAX_CODES = 65536  # code objects remembered for naming stacks (the C side bounds its own table)
 UNKNOWN_FRAME = Frame(SYNTHETIC_FILENAME, "<unknown>", 0)
 
 
@@ -147,6 +148,9 @@ class NativeUnwinder:
         self.runtime: Runtime = self._py.runtime
         self.codes = self._py.codes
         self._frames: dict[int, tuple[Frame, ...]] = {}
+        # The code objects the walks validated, by address: stacks are named from these after a
+        # batch, without reading the target again (it may have exited by then).
+        self._infos: dict[int, Any] = {}
         self._samples: list[ThreadSample | None] = []
         try:
             config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc)
@@ -170,6 +174,9 @@ class NativeUnwinder:
             return 3
         if old is not None and info is not old:
             self._forget_samples()  # the address holds another code object now
+        if len(self._infos) >= MAX_CODES:
+            self._infos.clear()
+        self._infos[addr] = info
         return 2 if info.is_shim else 1
 
     def _epoch(self, kind: int) -> None:
@@ -215,11 +222,15 @@ class NativeUnwinder:
             if not code:
                 out.append(GC_FRAME if offset == _native.PSEUDO_GC else _limit("TRUNCATED_FRAME"))
                 continue
-            try:
-                out.append(self.codes.get(code).frame_at(offset))
-            except ReadError:
-                # freed between the walk and now (an epoch ended in between): nothing to name
-                out.append(UNKNOWN_FRAME)
+            info = self._infos.get(code)
+            if info is None:
+                try:
+                    info = self.codes.get(code)
+                except (ReadError, ProcessGoneError):
+                    # freed, or the target gone, since the walk: nothing to name it by
+                    out.append(UNKNOWN_FRAME)
+                    continue
+            out.append(info.frame_at(offset))
         return tuple(out)
 
     # -- sampling -------------------------------------------------------------------------------
