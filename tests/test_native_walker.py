@@ -65,13 +65,10 @@ class Config(NamedTuple):
         return f"mode={self.mode} all_threads={self.all_threads} gc={self.gc}"
 
 
-# Each native walker attaches anew (tens of ms), so each shape takes the settings that can tell
-# something apart there. Every mode reports the GIL bit, so gil mode only filters on it: checked on
-# the many-threads target, with cpu mode, which keeps only threads on a CPU (a frozen thread never
-# is, so both must return [] there).
-CONFIGS = [Config(False, "wall"), Config(True, "wall"), Config(True, "exception")]
-THREAD_CONFIGS = CONFIGS + [Config(True, "gil"), Config(True, "cpu")]
-EXCEPTION_CONFIGS = CONFIGS + [Config(False, "exception")]
+# cpu mode keeps only threads on a CPU, and a frozen thread never is: both must return [] there.
+# Whether the GC frame is added matters only where a collection runs.
+CONFIGS = [Config(False, "wall"), Config(True, "wall"), Config(False, "exception"), Config(True, "exception"),
+           Config(False, "gil"), Config(True, "gil"), Config(True, "cpu")]
 GC_CONFIGS = CONFIGS + [Config(False, "wall", gc=False), Config(True, "wall", gc=False)]
 
 
@@ -328,8 +325,7 @@ SHAPES = [
           f"a stack cut at {MAX_DEPTH} frames with the <truncated> marker",
           lambda s: any(len(x.frames) == MAX_DEPTH + 1 and x.frames[-1] == TRUNCATED_FRAME for x in s)),
     Shape("threads", "diff_threads.py", (), "the main thread and at least 20 others",
-          lambda s: len(s) >= 21 and _has_func(s, "waiting_key") and _has_func(s, "blocking_coroutine"),
-          configs=THREAD_CONFIGS),
+          lambda s: len(s) >= 21 and _has_func(s, "waiting_key") and _has_func(s, "blocking_coroutine")),
     Shape("generators_coroutines", "gen_coro.py", (), "a generator's or a coroutine's frame",
           lambda s: _has_func(s, "produce", "coro_work")),
     Shape("init_shim", "diff_init.py", (), "Inner.__init__ called through cls() in Outer.__init__",
@@ -338,7 +334,7 @@ SHAPES = [
     Shape("callback_from_c", "callback_from_c.py", (), "the sort key called back from sorted()",
           lambda s: _has_func(s, "keyf")),
     Shape("exception_handled", "diff_exceptions.py", (), "a thread with an exception being handled",
-          lambda s: any(x.status & HAS_EXCEPTION for x in s), configs=EXCEPTION_CONFIGS),
+          lambda s: any(x.status & HAS_EXCEPTION for x in s)),
     Shape("subinterpreters", "diff_subinterpreters.py", (), "threads of two subinterpreters",
           lambda s: len({x.interpreter_id for x in s if _has_func([x], "sub_loop", "sub_sleep")}) == 2),
     Shape("fresh_code", "diff_fresh_code.py", (), "a function compiled moments ago",
