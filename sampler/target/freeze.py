@@ -13,7 +13,11 @@ all spin, median of 300 freeze+thaw rounds, sampler side):
 
     threads   Freezer (per-sample seize..detach)   same, bare syscalls   kept seized (interrupt..CONT)
        1                  ~30 us                         ~19 us                  ~11 us
-      10                 ~210 us                        ~190 us                 ~145 us
+      10                 ~230 us                        ~210 us                 ~165 us
+
+(On a loaded machine the tail is scheduling, the same for both: a thread that is preempted or
+asleep when interrupted must be given a CPU to reach its stop; p90 rose to 1.7-3.6 ms at a load
+average of 10 on 2 cores.)
 
 Keeping the threads seized would save ~20 us a sample (2% of a core at 1 kHz), but between two
 samples every signal the target receives would stop the receiving thread until our next waitpid
