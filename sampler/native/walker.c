@@ -106,8 +106,8 @@ static inline int torn_if_read(int r)
  * are read as one element. A merged element that meets unmapped memory fails whole; its ranges
  * are then reported unread and their readers fall back to reading them alone. */
 
-#define MERGE_GAP 4096
-#define MERGE_MAX (256u << 10)
+#define MERGE_GAP 1024
+#define MERGE_MAX (32u << 10)
 
 typedef struct {
     uint64_t addr;
@@ -339,7 +339,7 @@ static WThread *thread_rec(Walker *w, uint64_t tstate)
 }
 
 #define SPEC_FRAMES 256
-#define CHUNK_SLACK 2048
+#define CHUNK_SLACK 512
 
 static void plan_ahead(Walker *w)
 {
