@@ -108,32 +108,74 @@ class RunStats:
 class Profile:
     """Frames interned to ids; weights per (thread, stack) and per (thread, status)."""
 
+    # Samples counted by identity before they are folded into the tables (see `add`).
+    MAX_PENDING = 4096
+
     def __init__(self, stats: RunStats | None = None) -> None:
         self.stats = stats or RunStats()
-        self.frames: list[Frame] = []
+        self._frames: list[Frame] = []
         self._frame_ids: dict[Frame, int] = {}
-        self.stacks: dict[tuple[int, tuple[int, ...]], int] = {}
-        self.status_counts: dict[int, dict[int, int]] = {}
+        self._stacks: dict[tuple[int, tuple[int, ...]], int] = {}
+        self._status_counts: dict[int, dict[int, int]] = {}
         self.thread_names: dict[int, str] = {}
         self._stack_cache: dict[tuple[Frame, ...], tuple[int, ...]] = {}
+        # id(sample) -> [sample, weight not yet folded in]. The native core hands out one
+        # ThreadSample object per distinct (thread, status, stack), so a repeated sample is
+        # counted here without hashing its frames; holding the object keeps its id unique.
+        self._pending: dict[int, list] = {}
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Every frame seen, indexed by frame id."""
+        if self._pending:
+            self._fold()
+        return self._frames
+
+    @property
+    def stacks(self) -> dict[tuple[int, tuple[int, ...]], int]:
+        """Weight per (thread id, frame ids leaf first)."""
+        if self._pending:
+            self._fold()
+        return self._stacks
+
+    @property
+    def status_counts(self) -> dict[int, dict[int, int]]:
+        """Weight per thread id, per status bits."""
+        if self._pending:
+            self._fold()
+        return self._status_counts
 
     def frame_id(self, frame: Frame) -> int:
         fid = self._frame_ids.get(frame)
         if fid is None:
-            fid = len(self.frames)
-            self.frames.append(frame)
+            fid = len(self._frames)
+            self._frames.append(frame)
             self._frame_ids[frame] = fid
         return fid
 
     def add(self, sample: ThreadSample, weight: int = 1) -> None:
+        entry = self._pending.get(id(sample))
+        if entry is not None and entry[0] is sample:
+            entry[1] += weight
+            return
+        if len(self._pending) >= self.MAX_PENDING:
+            self._fold()
+        self._pending[id(sample)] = [sample, weight]
+
+    def _fold(self) -> None:
+        pending, self._pending = self._pending, {}
+        for sample, weight in pending.values():
+            self._count(sample, weight)
+
+    def _count(self, sample: ThreadSample, weight: int) -> None:
         ids = self._stack_cache.get(sample.frames)
         if ids is None:
             ids = tuple(self.frame_id(f) for f in sample.frames)
             if len(self._stack_cache) < 200_000:
                 self._stack_cache[sample.frames] = ids
         key = (sample.thread_id, ids)
-        self.stacks[key] = self.stacks.get(key, 0) + weight
-        per_thread = self.status_counts.setdefault(sample.thread_id, {})
+        self._stacks[key] = self._stacks.get(key, 0) + weight
+        per_thread = self._status_counts.setdefault(sample.thread_id, {})
         per_thread[sample.status] = per_thread.get(sample.status, 0) + weight
 
     def add_all(self, samples: Iterable[ThreadSample]) -> None:
