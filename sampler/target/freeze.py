@@ -158,6 +158,7 @@ class Freezer:
         try:
             self._freeze(tids)
         except BaseException:
+            self._adopt_strays()
             self.thaw()
             raise
         self.frozen = True
@@ -267,8 +268,9 @@ class Freezer:
                 tid, sig = next(iter(self._stopped.items()))
                 err = _call(PTRACE_DETACH, tid, 0, sig)
                 if err == errno.ESRCH and _tracer_of(self.pid, tid) == threading.get_native_id():
-                    # Still ours but not yet stopped (freeze was cut short between the
-                    # interrupt and the wait): wait for the stop, then detach.
+                    # Still ours but not stopped (freeze was cut short before the interrupt
+                    # or the wait): stop it, wait for the stop, then detach.
+                    _call(PTRACE_INTERRUPT, tid)
                     if self._wait_stop(tid):
                         _call(PTRACE_DETACH, tid, 0, self._stopped.get(tid, 0))
                 self._stopped.pop(tid, None)
@@ -279,8 +281,17 @@ class Freezer:
         if failure is not None:
             raise failure
 
+    def _adopt_strays(self) -> None:
+        """Threads we traced but did not record (an exception landed between a seize and its
+        bookkeeping): thaw() must detach them too."""
+        me = threading.get_native_id()
+        for tid in task_ids(self.pid):
+            if tid not in self._stopped and _tracer_of(self.pid, tid) == me:
+                self._stopped[tid] = 0
+
     def close(self) -> None:
         """Leave nothing attached."""
+        self._adopt_strays()
         self.thaw()
 
 
