@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, heatline, parse_collapsed, target, wait_ready
 from sampler.cpython.unwinder import Unwinder
 from sampler.errors import HeatlineError, ProcessPermissionError
+from sampler.model import ON_CPU
 from sampler.target.freeze import BlockingSource, Freezer, PtraceRefusedError
 from sampler.target.threads import task_ids
 
@@ -139,6 +140,23 @@ def test_cpu_mode_still_sees_the_spinning_thread(spawn):
     finally:
         source.close()
     assert on_cpu > 0  # the main thread spins: a wrongly read 't' would make every sample empty
+    _assert_runs_free(p)
+
+
+def test_native_walker_statuses_come_from_before_the_freeze(spawn):
+    """The native core reads /proc itself, where every stopped thread is 't': its on-CPU bits
+    are replaced by the states read just before the freeze."""
+    from sampler.cpython import native
+
+    if not native.native_status()[0]:
+        pytest.skip(native.native_status()[1])
+    p = _start(spawn, sys.executable)
+    source = BlockingSource(native.NativeUnwinder(p.pid), p.pid)
+    try:
+        on_cpu = [bool(s.status & ON_CPU) for _ in range(100) for s in source.sample()]
+    finally:
+        source.close()
+    assert any(on_cpu)  # the main thread spins in its leaf
     _assert_runs_free(p)
 
 

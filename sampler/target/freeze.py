@@ -45,7 +45,7 @@ import threading
 from typing import Any, Callable, Protocol
 
 from sampler.errors import HeatlineError, ProcessGoneError, ProcessPermissionError
-from sampler.model import ThreadSample
+from sampler.model import ON_CPU, UNKNOWN, ThreadSample
 from sampler.target.maps import is_gone
 from sampler.target.threads import CpuStates, task_ids
 
@@ -339,25 +339,39 @@ class BlockingSource:
     def __init__(self, source: _Source, pid: int) -> None:
         self._inner = source
         self._freezer = Freezer(pid)
-        self._cpu: _SnapshotCpuStates | None = None
         cpu = getattr(source, "cpu", None)
-        if isinstance(cpu, CpuStates):
-            self._cpu = _SnapshotCpuStates(cpu)
-            source.cpu = self._cpu  # type: ignore[attr-defined]
+        # The pure-Python walker asks a CpuStates: it is handed the snapshot instead. A source
+        # that reads /proc itself (the native core) gets its statuses corrected afterwards.
+        self._snapshot = _SnapshotCpuStates(cpu if isinstance(cpu, CpuStates) else CpuStates(pid))
+        self._patch_status = not isinstance(cpu, CpuStates)
+        if not self._patch_status:
+            source.cpu = self._snapshot  # type: ignore[attr-defined]
 
     def sample(self) -> list[ThreadSample]:
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
         try:
             tids = task_ids(self._freezer.pid)
-            if self._cpu is not None:
-                self._cpu.take(tids)
+            self._snapshot.take(tids)
             self._freezer.freeze(tids)
             try:
-                return self._inner.sample()
+                samples = self._inner.sample()
             finally:
                 self._freezer.thaw()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        return self._with_snapshot_status(samples) if self._patch_status else samples
+
+    def _with_snapshot_status(self, samples: list[ThreadSample]) -> list[ThreadSample]:
+        states = self._snapshot.states
+        out = []
+        for s in samples:
+            if s.thread_id in states:
+                on = states[s.thread_id]
+                status = (s.status & ~(ON_CPU | UNKNOWN)) | (UNKNOWN if on is None else ON_CPU if on else 0)
+                if status != s.status:
+                    s = s._replace(status=status)
+            out.append(s)
+        return out
 
     def __getattr__(self, name: str) -> Any:
         if name == "run" or name.startswith("__"):
@@ -368,6 +382,8 @@ class BlockingSource:
         try:
             self._freezer.close()
         finally:
+            if self._patch_status:
+                self._snapshot.close()
             self._inner.close()
 
 
