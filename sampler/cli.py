@@ -324,14 +324,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
+    from sampler.launcher import StopSignals
+
     _check_output(args)
-    unwinder = open_walker(args.pid, args)
+    # SIGTERM and SIGHUP end an attach as Ctrl-C does: sampling stops and the profile is written.
+    signals = StopSignals().install()
     try:
-        collector = _profile(args, unwinder, unwinder.alive, args.pid)
+        unwinder = open_walker(args.pid, args)
+        try:
+            collector = _profile(args, unwinder, unwinder.alive, args.pid, on_started=signals.sampling)
+        finally:
+            unwinder.close()
+        _write_output(collector, args, args.pid)
+        return 0
     finally:
-        unwinder.close()
-    _write_output(collector, args, args.pid)
-    return 0
+        signals.restore()
 
 
 def cmd_dump(args: argparse.Namespace) -> int:

@@ -96,6 +96,33 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_attach_writes_its_profile_on_sigterm_and_sighup(tmp_path, spawn, signum):
+    """`attach` under a service manager's stop: the profile is written and the target left alone."""
+    target_proc = spawn(sys.executable, target("known_lines.py"))
+    assert target_proc.stdout.readline().strip() == "ready"
+    out = str(tmp_path / "out.txt")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sampler", "attach", str(target_proc.pid), "--realtime-stats", "--collapsed",
+         "-o", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    )
+    # --realtime-stats reports once a second of sampling: the signal then lands mid-run.
+    seen = b""
+    while b"Stats:" not in seen:
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        assert chunk, "heatline ended before sampling"
+        seen += chunk
+    os.kill(proc.pid, signum)
+    _stdout, rest = proc.communicate(timeout=60)
+    stderr = (seen + rest).decode("utf-8", "replace")
+    assert proc.returncode == 0, stderr
+    assert "Interrupted by user." in stderr and "Traceback" not in stderr
+    assert weight_where(parse_collapsed(out), lambda f: has_func(f, "inner")) > 50
+    assert not _gone(target_proc.pid), "attach must never stop its target"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_act_like_ctrl_c(tmp_path, signum):
     proc, out = _start(tmp_path, target("known_lines.py"))
     assert proc.stdout.readline().strip() == "ready"
