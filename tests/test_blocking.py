@@ -160,6 +160,18 @@ def test_native_walker_statuses_come_from_before_the_freeze(spawn):
     _assert_runs_free(p)
 
 
+def test_cli_cpu_mode_with_the_default_walker_keeps_the_spinning_thread(spawn, tmp_path):
+    """`attach --blocking --mode cpu` as users run it (the native core when built): the
+    spinning main thread is counted, as it is without --blocking."""
+    p = _start(spawn, sys.executable)
+    out = tmp_path / "cpu.txt"
+    res = heatline("attach", str(p.pid), "--blocking", "--mode", "cpu", "-d", "1", "--collapsed", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = parse_collapsed(str(out))
+    assert sum(c for _t, frames, c in rows if frames and ":leaf:" in frames[-1]) > 50, rows[:3]
+    _assert_runs_free(p)
+
+
 class _Failing:
     """An inner source that checks the target is stopped, then fails as a sample can."""
 

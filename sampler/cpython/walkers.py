@@ -41,13 +41,17 @@ def open_source(pid: int, *, all_threads: bool = False, mode: str = "wall", gc: 
         from sampler.cpython.native import NativeUnwinder as Walker
     else:
         from sampler.cpython.unwinder import Unwinder as Walker
-    source = Walker(pid, all_threads=all_threads, mode=mode, gc=gc)
+    # Stopped threads all read as off CPU in /proc, and the native core filters cpu mode by what
+    # it reads there: under --blocking it samples every thread and BlockingSource chooses them by
+    # their state from just before the freeze.
+    walk_mode = "wall" if blocking and native and mode == "cpu" else mode
+    source = Walker(pid, all_threads=all_threads, mode=walk_mode, gc=gc)
     if not blocking:
         return source
     try:
         from sampler.target.freeze import BlockingSource
 
-        return BlockingSource(source, pid)
+        return BlockingSource(source, pid, mode=mode)
     except BaseException:
         source.close()
         raise

@@ -45,7 +45,7 @@ import threading
 from typing import Any, Callable, Protocol
 
 from sampler.errors import HeatlineError, ProcessGoneError, ProcessPermissionError
-from sampler.model import ON_CPU, UNKNOWN, ThreadSample
+from sampler.model import ON_CPU, UNKNOWN, ThreadSample, mode_accepts
 from sampler.target.maps import is_gone
 from sampler.target.threads import CpuStates, task_ids
 
@@ -336,8 +336,12 @@ class BlockingSource:
     Thread-affine like `Freezer`.
     """
 
-    def __init__(self, source: _Source, pid: int) -> None:
+    def __init__(self, source: _Source, pid: int, mode: str = "wall") -> None:
+        """`mode` is the run's: a source that reads /proc itself (the native core) sees every
+        stopped thread off CPU, so for cpu mode it must be opened in wall mode and the threads
+        are chosen here, by their state from before the freeze."""
         self._inner = source
+        self._mode = mode
         self._freezer = Freezer(pid)
         cpu = getattr(source, "cpu", None)
         # The pure-Python walker asks a CpuStates: it is handed the snapshot instead. A source
@@ -370,7 +374,8 @@ class BlockingSource:
                 status = (s.status & ~(ON_CPU | UNKNOWN)) | (UNKNOWN if on is None else ON_CPU if on else 0)
                 if status != s.status:
                     s = s._replace(status=status)
-            out.append(s)
+            if mode_accepts(self._mode, s.status):
+                out.append(s)
         return out
 
     def __getattr__(self, name: str) -> Any:
