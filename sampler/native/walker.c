@@ -532,11 +532,53 @@ static unsigned read_cpu_fd(int fd)
     return buf[close_at + 2] == 'R' ? ON_CPU : 0;
 }
 
-/* ON_CPU, 0, or UNKNOWN for thread `tid` (/proc/PID/task/TID/stat field 3 == 'R'). A pread costs
- * about 3 us, more than a memory read: in cpu mode the state decides whether the thread is
- * sampled, so it is read every time; in the other modes it only marks the sample, and a value
- * read less than cpu_reuse_ns (1 ms) ago is reused. That is an approximation for those markers:
- * a thread that started or stopped running within the last millisecond keeps its old state. */
+/* Outside cpu mode, at most CPU_READS_PER_SAMPLE /proc reads per sample (see cpu_budget). */
+#define CPU_READS_PER_SAMPLE 4
+
+/* Sets this sample's /proc budget: which cached states may be refreshed. Outside cpu mode the
+ * state only feeds the on-CPU marker and shares (Tachyon leaves it out entirely), while a pread
+ * costs ~4.5 us: with 200 threads reading every thread each sample was most of a sample's cost.
+ * So only the CPU_READS_PER_SAMPLE oldest cached states may be refreshed per sample (round robin
+ * in effect: a refreshed state becomes the newest), and only if older than cpu_reuse_ns; with at
+ * most that many threads every one is refreshed as before. A thread seen for the first time is
+ * always read. In cpu mode the state decides whether a thread is sampled: all are read. */
+static void cpu_budget(Walker *w)
+{
+    w->cpu_reads_left = CPU_READS_PER_SAMPLE;
+    w->cpu_cutoff_ns = INT64_MAX;
+    if (w->c.mode == 1 || w->ncpu <= CPU_READS_PER_SAMPLE)
+        return;
+    /* the CPU_READS_PER_SAMPLE-th smallest read time: entries read no later may be refreshed */
+    int64_t least[CPU_READS_PER_SAMPLE];
+    int k = 0;
+    for (int i = 0; i < w->ncpu; i++) {
+        int64_t t = w->cpu[i].read_ns;
+        if (k < CPU_READS_PER_SAMPLE) {
+            int j = k++;
+            while (j > 0 && least[j - 1] > t) {
+                least[j] = least[j - 1];
+                j--;
+            }
+            least[j] = t;
+        } else if (t < least[k - 1]) {
+            int j = k - 1;
+            while (j > 0 && least[j - 1] > t) {
+                least[j] = least[j - 1];
+                j--;
+            }
+            least[j] = t;
+        }
+    }
+    w->cpu_cutoff_ns = least[k - 1];
+}
+
+/* ON_CPU, 0, or UNKNOWN for thread `tid` (/proc/PID/task/TID/stat field 3 == 'R'). In cpu mode
+ * the state decides whether the thread is sampled, so it is read every time; in the other modes
+ * it only marks the sample, and a cached value is reused unless it is older than cpu_reuse_ns
+ * (1 ms) and the sample's budget (cpu_budget) allows a refresh. That is an approximation for
+ * those markers: a thread that started or stopped running since its last read keeps its old
+ * state (for at most 1 ms with up to CPU_READS_PER_SAMPLE threads, about threads / 4 samples
+ * beyond). */
 static unsigned cpu_status(Walker *w, int64_t tid, int64_t now)
 {
     if (tid <= 0 || tid > 0x7fffffff)
@@ -544,8 +586,11 @@ static unsigned cpu_status(Walker *w, int64_t tid, int64_t now)
     WCpu *e = cpu_entry(w, (int)tid);
     if (e) {
         e->seen_ns = now;
-        if (w->c.mode != 1 && now - e->read_ns < w->c.cpu_reuse_ns)
-            return (unsigned)e->state;
+        if (w->c.mode != 1) {
+            if (now - e->read_ns < w->c.cpu_reuse_ns || e->read_ns > w->cpu_cutoff_ns || w->cpu_reads_left <= 0)
+                return (unsigned)e->state;
+            w->cpu_reads_left--;
+        }
     } else {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/task/%d/stat", w->c.pid, (int)tid);
@@ -1773,6 +1818,7 @@ int walker_sample(Walker *w)
     w->err[0] = 0;
     uint64_t interp;
     w->sample_no++;
+    cpu_budget(w);
     plan_ahead(w);
     if ((r = rdp(w, c->runtime_addr + (uint64_t)c->interpreters_head, &interp, 8)))
         return r;

@@ -148,6 +148,8 @@ typedef struct {
     WCpu *cpu;
     int ncpu, cpu_cap;
     int64_t cpu_pruned_ns;
+    int64_t cpu_cutoff_ns; /* this sample's /proc budget (cpu_budget) */
+    int cpu_reads_left;
     WChunk *chunks;
     int nchunks;
     WChunk spare; /* scratch for re-reads */
