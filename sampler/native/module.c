@@ -177,6 +177,14 @@ static void walker_free_buffers(Walker *w)
     w->npre = w->pre_cap = w->pre_index_cap = 0;
     w->pre_len = w->pre_buf_cap = 0;
     w->nbpre = 0;
+    free(w->post);
+    free(w->post_buf);
+    free(w->post_index);
+    w->post = NULL;
+    w->post_buf = NULL;
+    w->post_index = NULL;
+    w->npost = w->post_cap = w->post_index_cap = 0;
+    w->post_len = w->post_buf_cap = 0;
     walker_cpu_close(w);
     free(w->cpu);
     w->cpu = NULL;

@@ -182,6 +182,15 @@ typedef struct {
     uint32_t pre_index_cap;
     uint8_t *pre_buf;
     size_t pre_len, pre_buf_cap;
+    /* the batched re-check of all threads (walker.c, post_add) */
+    WPre *post;
+    uint32_t npost, post_cap;
+    int32_t *post_index;
+    uint32_t post_index_cap;
+    uint8_t *post_buf;
+    size_t post_len, post_buf_cap;
+    uint64_t sys_mark; /* w->syscalls when the thread's state was taken */
+    int post_usable;
     WPre bpre[16]; /* the re-check's read-ahead of frames outside the copies */
     uint32_t nbpre;
     uint8_t *bpre_buf;
