@@ -216,6 +216,12 @@ static int read_ranges_tail(Walker *w, WRange *rg, uint32_t n, uint32_t ntail)
  * (the consistency checks) never are. A guess that missed costs nothing but the bytes: the
  * dependent read is made as without it. */
 
+/* Ranges read ahead (and re-checked in the batch) per sample: enough for every thread of a
+ * 4,096-thread target (its state, stack and a few frames); read_ranges splits the calls at
+ * IOV_MAX. At 1,000 ranges, a 1,000-thread target had its stacks left out and read them one call
+ * per thread. */
+#define MAX_AHEAD 32768
+
 static void npre_clear(Walker *w)
 {
     w->npre = 0;
@@ -229,7 +235,7 @@ static void pre_reset(Walker *w)
 
 static void pre_add(Walker *w, uint64_t addr, size_t len)
 {
-    if (!addr || !len || w->npre >= 1000 || len > MAX_READ)
+    if (!addr || !len || w->npre >= MAX_AHEAD || len > MAX_READ)
         return;
     if (w->npre == w->pre_cap) {
         uint32_t cap = w->pre_cap ? w->pre_cap * 2 : 64;
@@ -335,7 +341,7 @@ static int rdp(Walker *w, uint64_t addr, void *buf, size_t n)
 
 static void post_add(Walker *w, uint64_t addr, size_t len)
 {
-    if (!addr || !len || len > MAX_READ || w->npost >= 4000)
+    if (!addr || !len || len > MAX_READ || w->npost >= MAX_AHEAD)
         return;
     if (w->npost == w->post_cap) {
         uint32_t cap = w->post_cap ? w->post_cap * 2 : 64;
@@ -646,11 +652,21 @@ static int epoch_event(Walker *w, int kind)
 
 /* ---- thread CPU state ----------------------------------------------------------------- */
 
+/* Threads are met in the same order every sample and entries are added in that order, so the
+ * entry after the last one found is tried first: a search over 1,000 entries per thread per
+ * sample was quadratic. */
 static WCpu *cpu_entry(Walker *w, int tid)
 {
+    int h = w->cpu_hint;
+    if (h < w->ncpu && w->cpu[h].tid == tid) {
+        w->cpu_hint = h + 1;
+        return &w->cpu[h];
+    }
     for (int i = 0; i < w->ncpu; i++)
-        if (w->cpu[i].tid == tid)
+        if (w->cpu[i].tid == tid) {
+            w->cpu_hint = i + 1;
             return &w->cpu[i];
+        }
     return NULL;
 }
 

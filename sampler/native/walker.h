@@ -150,6 +150,7 @@ typedef struct {
     int64_t cpu_pruned_ns;
     int64_t cpu_cutoff_ns; /* this sample's /proc budget (cpu_budget) */
     int cpu_reads_left;
+    int cpu_hint; /* where cpu_entry looks first */
     WChunk *chunks;
     int nchunks;
     WChunk spare; /* scratch for re-reads */
