@@ -614,9 +614,9 @@ def _measure(python: Interpreter, pyspy: str | None, duration: float, work: Work
 
 
 def measure_rate(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs,
-                 tools: tuple[str, ...] | None = None) -> list[Run]:
+                 tools: tuple[str, ...] | None = None, rate_hz: int = 100_000) -> list[Run]:
     return _measure(python, pyspy, duration, work, script=DEEP_TARGET, args=[str(DEEP_RECURSION)],
-                    rate_hz=100_000, all_threads=False, tools=tools)
+                    rate_hz=rate_hz, all_threads=False, tools=tools)
 
 
 def measure_cpu(python: Interpreter, pyspy: str | None, duration: float, work: Workdirs,
