@@ -306,15 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: 3.11 and sid:3.15)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
     args = parser.parse_args(argv)
-    work = bs.Workdirs()
-    try:
-        run([args.only] if args.only else [4, 5], args.python or ["3.11", "sid:3.15"], args.duration, work)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        bs.CHILDREN.end_all()
-        work.remove()
-    return 0
+    return bc.guarded(lambda work: run([args.only] if args.only else [4, 5], args.python or ["3.11", "sid:3.15"], args.duration, work))
 
 
 if __name__ == "__main__":

@@ -91,15 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", action="append", help="host CPython 3.X; repeatable (default: 3.9, 3.10, 3.11)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of the long run (default 5)")
     args = parser.parse_args(argv)
-    work = bs.Workdirs()
-    try:
-        run(args.python or ["3.9", "3.10", REFERENCE], args.duration, work)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        bs.CHILDREN.end_all()
-        work.remove()
-    return 0
+    return bc.guarded(lambda work: run(args.python or ["3.9", "3.10", REFERENCE], args.duration, work))
 
 
 if __name__ == "__main__":

@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--only takes figure numbers, e.g. --only 1,4")
     if bad := [f for f in only if f not in FIGURES]:
         parser.error(f"no figure {bad[0]}: figures are 1-7")
-    work = bs.Workdirs()
     started = time.monotonic()
-    try:
+
+    def figures(work: bs.Workdirs) -> None:
         header(args.duration)
         for fig in only:
             t0 = time.monotonic()
@@ -164,14 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in bc.KEY_FIGURES:
             print(f"  {line}")
         print(f"\n(total {time.monotonic() - started:.0f} s)")
-    except KeyboardInterrupt:
-        print("\ninterrupted: child processes ended", file=sys.stderr)
-        return 130
-    finally:
-        bs.CHILDREN.end_all()
-        work.remove()
-    return 0
 
+    return bc.guarded(figures)
 
 if __name__ == "__main__":
     sys.exit(main())

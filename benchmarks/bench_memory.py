@@ -123,15 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per run (default: long enough for heatline to "
                         f"record {WANTED / 1e6:.0f} M thread samples here, {MIN_S}-{MAX_S} s, from a {PROBE_S} s probe)")
     args = parser.parse_args(argv)
-    work = bs.Workdirs()
-    try:
-        run(args.python or ["sid:3.15"], args.duration, work)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        bs.CHILDREN.end_all()
-        work.remove()
-    return 0
+    return bc.guarded(lambda work: run(args.python or ["sid:3.15"], args.duration, work))
 
 
 if __name__ == "__main__":

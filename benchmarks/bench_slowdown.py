@@ -43,7 +43,6 @@ import signal
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import bench_sampler as bs
 import benchcommon as bc
@@ -182,11 +181,11 @@ def measure(python: bs.Interpreter, tools: list[str], seconds: float, rounds: in
 def tools_for(python: bs.Interpreter, pyspy: str | None) -> tuple[list[str], list[str]]:
     """(profilers to measure on this target, lines saying which were left out and why)."""
     tools, skipped = [bc.HEATLINE, bc.PURE], []
-    if python.tachyon_here and (why := bs.tachyon_unavailable_reason()) is None:
+    why = bs.tachyon_unavailable_reason()
+    if python.tachyon_here and why is None:
         tools.append(bc.TACHYON)
     else:
-        skipped.append("Tachyon: " + bc.na(bs.tachyon_unavailable_reason() or
-                                           f"it attaches to 3.15 only (target {python.short_version})"))
+        skipped.append("Tachyon: " + bc.na(why or f"it attaches to 3.15 only (target {python.short_version})"))
     if pyspy:
         tools.append(PYSPY)  # a py-spy that cannot read this CPython fails its window: its row says why
     else:
@@ -215,15 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=4.0, help="seconds per window (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="profiled windows per profiler (default 2)")
     args = parser.parse_args(argv)
-    work = bs.Workdirs()
-    try:
-        run(args.python or ["3.11", "sid:3.15"], args.window, args.rounds, work)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        bs.CHILDREN.end_all()
-        work.remove()
-    return 0
+    return bc.guarded(lambda work: run(args.python or ["3.11", "sid:3.15"], args.window, args.rounds, work))
 
 
 if __name__ == "__main__":

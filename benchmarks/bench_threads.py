@@ -105,15 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: sid:3.15 and 3.11)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
     args = parser.parse_args(argv)
-    work = bs.Workdirs()
-    try:
-        run(args.python or ["sid:3.15", "3.11"], args.threads or [200, 1000], args.duration, work)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        bs.CHILDREN.end_all()
-        work.remove()
-    return 0
+    return bc.guarded(lambda work: run(args.python or ["sid:3.15", "3.11"], args.threads or [200, 1000], args.duration, work))
 
 
 if __name__ == "__main__":

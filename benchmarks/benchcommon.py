@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Callable
 from pathlib import Path
 
 import bench_sampler as bs
@@ -255,6 +256,21 @@ def start_target(python: bs.Interpreter, script: Path, args: list[str] = ()) -> 
 # The figures the issue sets aims for, one line each, collected as they are measured and printed
 # together at the end of bench_figures.py.
 KEY_FIGURES: list[str] = []
+
+
+def guarded(body: "Callable[[bs.Workdirs], None]") -> int:
+    """`body(work)` with scratch directories, as a script's exit status: Ctrl-C ends every child
+    process it started (status 130) and the scratch directories go in any case."""
+    work = bs.Workdirs()
+    try:
+        body(work)
+    except KeyboardInterrupt:
+        print("\ninterrupted: child processes ended", file=sys.stderr)
+        return 130
+    finally:
+        bs.CHILDREN.end_all()
+        work.remove()
+    return 0
 
 
 def key(line: str) -> None:
