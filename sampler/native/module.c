@@ -163,28 +163,14 @@ static void walker_free_buffers(Walker *w)
         free(w->threads[i].frames);
     free(w->threads);
     free(w->order);
-    free(w->pre);
-    free(w->pre_buf);
-    free(w->pre_index);
     free(w->bpre_buf);
     w->threads = NULL;
     w->order = NULL;
-    w->pre = NULL;
-    w->pre_buf = NULL;
-    w->pre_index = NULL;
     w->bpre_buf = NULL;
     w->nthreads = w->threads_cap = w->norder = w->order_cap = 0;
-    w->npre = w->pre_cap = w->pre_index_cap = 0;
-    w->pre_len = w->pre_buf_cap = 0;
     w->nbpre = 0;
-    free(w->post);
-    free(w->post_buf);
-    free(w->post_index);
-    w->post = NULL;
-    w->post_buf = NULL;
-    w->post_index = NULL;
-    w->npost = w->post_cap = w->post_index_cap = 0;
-    w->post_len = w->post_buf_cap = 0;
+    walker_batch_free(&w->pre);
+    walker_batch_free(&w->post);
     walker_cpu_close(w);
     free(w->cpu);
     w->cpu = NULL;
@@ -299,16 +285,8 @@ static int tables_full(Walker *w)
 /* The interned keys of the sample just taken, appended to w->out. */
 static int emit_keys(Walker *w)
 {
-    if (w->nout + w->nth > w->out_cap) {
-        uint32_t cap = w->out_cap ? w->out_cap : 1024;
-        while (cap < w->nout + w->nth)
-            cap *= 2;
-        uint32_t *o = realloc(w->out, cap * sizeof(uint32_t));
-        if (!o)
-            return -1;
-        w->out = o;
-        w->out_cap = cap;
-    }
+    if (walker_grow((void **)&w->out, &w->out_cap, sizeof(uint32_t), w->nout + w->nth, 1024))
+        return -1;
     for (uint32_t i = 0; i < w->nth; i++)
         if (walker_key_intern(w, w->th_tid[i], w->th_status[i], w->th_interp[i], w->th_stack[i],
                               &w->out[w->nout + i]))

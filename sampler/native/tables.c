@@ -71,11 +71,33 @@ void walker_codes_clear(Walker *w)
     w->codes.n = 0;
 }
 
-static int grow(void **p, uint32_t *cap, size_t elem, uint32_t need)
+/* Rebuilds an open-addressing index (slot = entry id + 1, 0 = empty) of a table's `n` entries
+ * at `cap` slots (a power of two); the stacks and the keys differ only in how an entry hashes. */
+static int index_rehash(int32_t **index, uint32_t *index_cap, uint32_t cap, uint32_t n,
+                        uint64_t (*entry_hash)(const void *table, uint32_t id), const void *table)
+{
+    int32_t *idx = calloc(cap, sizeof(int32_t));
+    if (!idx)
+        return -1;
+    for (uint32_t id = 0; id < n; id++) {
+        uint32_t j = (uint32_t)entry_hash(table, id) & (cap - 1);
+        while (idx[j])
+            j = (j + 1) & (cap - 1);
+        idx[j] = (int32_t)id + 1;
+    }
+    free(*index);
+    *index = idx;
+    *index_cap = cap;
+    return 0;
+}
+
+/* Doubles *cap (from `first`) until it holds `need` elements of `elem` bytes, reallocating *p;
+ * on failure both are left as they were. */
+int walker_grow(void **p, uint32_t *cap, size_t elem, uint32_t need, uint32_t first)
 {
     if (need <= *cap)
         return 0;
-    uint32_t n = *cap ? *cap : 64;
+    uint32_t n = *cap ? *cap : first;
     while (n < need)
         n *= 2;
     void *q = realloc(*p, (size_t)n * elem);
@@ -94,21 +116,9 @@ static uint64_t stack_hash(const WFrame *f, uint32_t n)
     return h | 1;
 }
 
-static int stacks_rehash(WStacks *s, uint32_t cap)
+static uint64_t stack_entry_hash(const void *table, uint32_t id)
 {
-    int32_t *idx = calloc(cap, sizeof(int32_t));
-    if (!idx)
-        return -1;
-    for (uint32_t id = 0; id < s->n; id++) {
-        uint32_t j = (uint32_t)s->hash[id] & (cap - 1);
-        while (idx[j])
-            j = (j + 1) & (cap - 1);
-        idx[j] = (int32_t)id + 1;
-    }
-    free(s->index);
-    s->index = idx;
-    s->index_cap = cap;
-    return 0;
+    return ((const WStacks *)table)->hash[id];
 }
 
 int walker_stacks_intern(Walker *w, const WFrame *frames, uint32_t n, uint32_t *id)
@@ -128,9 +138,9 @@ int walker_stacks_intern(Walker *w, const WFrame *frames, uint32_t n, uint32_t *
     }
     if (s->n + 1 > s->cap) {
         uint32_t cap = s->cap, c2 = s->cap, c3 = s->cap;
-        if (grow((void **)&s->start, &cap, sizeof(uint64_t), s->n + 1) ||
-            grow((void **)&s->count, &c2, sizeof(uint32_t), s->n + 1) ||
-            grow((void **)&s->hash, &c3, sizeof(uint64_t), s->n + 1))
+        if (walker_grow((void **)&s->start, &cap, sizeof(uint64_t), s->n + 1, 64) ||
+            walker_grow((void **)&s->count, &c2, sizeof(uint32_t), s->n + 1, 64) ||
+            walker_grow((void **)&s->hash, &c3, sizeof(uint64_t), s->n + 1, 64))
             return -1;
         s->cap = cap;
     }
@@ -151,7 +161,7 @@ int walker_stacks_intern(Walker *w, const WFrame *frames, uint32_t n, uint32_t *
     s->arena_len += n;
     s->index[j] = (int32_t)s->n + 1;
     *id = s->n++;
-    if (s->n * 2 > s->index_cap && stacks_rehash(s, s->index_cap * 2))
+    if (s->n * 2 > s->index_cap && index_rehash(&s->index, &s->index_cap, s->index_cap * 2, s->n, stack_entry_hash, s))
         return -1;
     return 0;
 }
@@ -161,22 +171,10 @@ static uint64_t key_hash(uint64_t tid, uint32_t status, int64_t interp_id, uint3
     return mix(mix(mix(tid, status), (uint64_t)interp_id), stack) | 1;
 }
 
-static int keys_rehash(WKeys *k, uint32_t cap)
+static uint64_t key_entry_hash(const void *table, uint32_t id)
 {
-    int32_t *idx = calloc(cap, sizeof(int32_t));
-    if (!idx)
-        return -1;
-    for (uint32_t id = 0; id < k->n; id++) {
-        WKey *e = &k->keys[id];
-        uint32_t j = (uint32_t)key_hash(e->tid, e->status, e->interp_id, e->stack) & (cap - 1);
-        while (idx[j])
-            j = (j + 1) & (cap - 1);
-        idx[j] = (int32_t)id + 1;
-    }
-    free(k->index);
-    k->index = idx;
-    k->index_cap = cap;
-    return 0;
+    const WKey *e = &((const WKeys *)table)->keys[id];
+    return key_hash(e->tid, e->status, e->interp_id, e->stack);
 }
 
 int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t *id)
@@ -192,7 +190,7 @@ int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_i
         }
         j = (j + 1) & mask;
     }
-    if (grow((void **)&k->keys, &k->cap, sizeof(WKey), k->n + 1))
+    if (walker_grow((void **)&k->keys, &k->cap, sizeof(WKey), k->n + 1, 64))
         return -1;
     WKey *e = &k->keys[k->n];
     e->tid = tid;
@@ -201,7 +199,7 @@ int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_i
     e->stack = stack;
     k->index[j] = (int32_t)k->n + 1;
     *id = k->n++;
-    if (k->n * 2 > k->index_cap && keys_rehash(k, k->index_cap * 2))
+    if (k->n * 2 > k->index_cap && index_rehash(&k->index, &k->index_cap, k->index_cap * 2, k->n, key_entry_hash, k))
         return -1;
     return 0;
 }

@@ -222,108 +222,120 @@ static int read_ranges_tail(Walker *w, WRange *rg, uint32_t n, uint32_t ntail)
  * per thread. */
 #define MAX_AHEAD 32768
 
-static void npre_clear(Walker *w)
+static void batch_reset(WBatch *b)
 {
-    w->npre = 0;
+    b->n = 0;
+    b->len = 0;
 }
 
-static void pre_reset(Walker *w)
+/* Ranges past MAX_AHEAD, too long, or that no memory can be had for are left out: their
+ * readers read them alone. */
+static void batch_add(WBatch *b, uint64_t addr, size_t len)
 {
-    w->npre = 0;
-    w->pre_len = 0;
-}
-
-static void pre_add(Walker *w, uint64_t addr, size_t len)
-{
-    if (!addr || !len || w->npre >= MAX_AHEAD || len > MAX_READ)
+    if (!addr || !len || b->n >= MAX_AHEAD || len > MAX_READ)
         return;
-    if (w->npre == w->pre_cap) {
-        uint32_t cap = w->pre_cap ? w->pre_cap * 2 : 64;
-        WPre *p = realloc(w->pre, cap * sizeof(WPre));
-        if (!p)
-            return;
-        w->pre = p;
-        w->pre_cap = cap;
-    }
-    if (w->pre_len + len > w->pre_buf_cap) {
-        size_t cap = w->pre_buf_cap ? w->pre_buf_cap : 65536;
-        while (cap < w->pre_len + len)
+    if (b->n == b->cap && walker_grow((void **)&b->e, &b->cap, sizeof(WPre), b->n + 1, 64))
+        return;
+    if (b->len + len > b->buf_cap) {
+        size_t cap = b->buf_cap ? b->buf_cap : 65536;
+        while (cap < b->len + len)
             cap *= 2;
-        uint8_t *b = realloc(w->pre_buf, cap);
-        if (!b)
+        uint8_t *nb = realloc(b->buf, cap);
+        if (!nb)
             return;
-        w->pre_buf = b;
-        w->pre_buf_cap = cap;
+        b->buf = nb;
+        b->buf_cap = cap;
     }
-    WPre *e = &w->pre[w->npre++];
+    WPre *e = &b->e[b->n++];
     e->addr = addr;
-    e->off = w->pre_len;
+    e->off = b->len;
     e->len = len;
     e->got = 0;
-    w->pre_len += len;
+    b->len += len;
 }
 
-static void pre_fetch(Walker *w)
+/* Reads the batch (its last `ntail` ranges after all the others) and indexes what arrived by
+ * address. Any failure empties it: the real reads will tell what happened. */
+static void batch_fetch(Walker *w, WBatch *b, uint32_t ntail)
 {
     static __thread WRange *rg;
     static __thread uint32_t rg_cap;
-    if (w->npre > rg_cap) {
-        WRange *p = realloc(rg, w->npre * sizeof(WRange));
+    if (b->n > rg_cap) {
+        WRange *p = realloc(rg, b->n * sizeof(WRange));
         if (!p) {
-            w->npre = 0;
+            b->n = 0;
             return;
         }
         rg = p;
-        rg_cap = w->npre;
+        rg_cap = b->n;
     }
-    for (uint32_t i = 0; i < w->npre; i++) {
-        rg[i].addr = w->pre[i].addr;
-        rg[i].len = w->pre[i].len;
-        rg[i].dst = w->pre_buf + w->pre[i].off;
+    for (uint32_t i = 0; i < b->n; i++) {
+        rg[i].addr = b->e[i].addr;
+        rg[i].len = b->e[i].len;
+        rg[i].dst = b->buf + b->e[i].off;
     }
-    if (w->npre && read_ranges(w, rg, w->npre) != WR_OK) {
-        w->npre = 0; /* the real reads will tell what happened */
+    if (b->n && read_ranges_tail(w, rg, b->n, ntail) != WR_OK) {
+        b->n = 0;
         return;
     }
-    for (uint32_t i = 0; i < w->npre; i++)
-        w->pre[i].got = rg[i].ok ? w->pre[i].len : 0;
+    for (uint32_t i = 0; i < b->n; i++)
+        b->e[i].got = rg[i].ok ? b->e[i].len : 0;
     uint32_t cap = 64;
-    while (cap < w->npre * 2)
+    while (cap < b->n * 2)
         cap *= 2;
-    if (cap > w->pre_index_cap) {
-        int32_t *idx = realloc(w->pre_index, cap * sizeof(int32_t));
+    if (cap > b->index_cap) {
+        int32_t *idx = realloc(b->index, cap * sizeof(int32_t));
         if (!idx) {
-            w->npre = 0;
+            b->n = 0;
             return;
         }
-        w->pre_index = idx;
-        w->pre_index_cap = cap;
+        b->index = idx;
+        b->index_cap = cap;
     }
-    memset(w->pre_index, 0, w->pre_index_cap * sizeof(int32_t));
-    uint32_t mask = w->pre_index_cap - 1;
-    for (uint32_t i = 0; i < w->npre; i++) {
-        if (!w->pre[i].got)
+    memset(b->index, 0, b->index_cap * sizeof(int32_t));
+    uint32_t mask = b->index_cap - 1;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (!b->e[i].got)
             continue;
-        uint32_t j = (uint32_t)((w->pre[i].addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
-        while (w->pre_index[j])
+        uint32_t j = (uint32_t)((b->e[i].addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
+        while (b->index[j])
             j = (j + 1) & mask;
-        w->pre_index[j] = (int32_t)i + 1;
+        b->index[j] = (int32_t)i + 1;
     }
+}
+
+/* The bytes of a fetched range that starts at `addr` and arrived with at least `n` bytes. */
+static const uint8_t *batch_find(const WBatch *b, uint64_t addr, size_t n)
+{
+    if (!b->n || !b->index_cap)
+        return NULL;
+    uint32_t mask = b->index_cap - 1;
+    uint32_t j = (uint32_t)((addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
+    while (b->index[j]) {
+        const WPre *e = &b->e[b->index[j] - 1];
+        if (e->addr == addr && e->got >= n)
+            return b->buf + e->off;
+        j = (j + 1) & mask;
+    }
+    return NULL;
+}
+
+void walker_batch_free(WBatch *b)
+{
+    free(b->e);
+    free(b->buf);
+    free(b->index);
+    memset(b, 0, sizeof *b);
 }
 
 /* A first read: served from the read-ahead when it covers it, else read now. */
 static int rdp(Walker *w, uint64_t addr, void *buf, size_t n)
 {
-    if (w->pf_allowed && w->npre && w->pre_index_cap) {
-        uint32_t mask = w->pre_index_cap - 1;
-        uint32_t j = (uint32_t)((addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
-        while (w->pre_index[j]) {
-            WPre *e = &w->pre[w->pre_index[j] - 1];
-            if (e->addr == addr && e->got >= n) {
-                memcpy(buf, w->pre_buf + e->off, n);
-                return WR_OK;
-            }
-            j = (j + 1) & mask;
+    if (w->pf_allowed) {
+        const uint8_t *src = batch_find(&w->pre, addr, n);
+        if (src) {
+            memcpy(buf, src, n);
+            return WR_OK;
         }
     }
     return rd(w, addr, buf, n);
@@ -339,107 +351,16 @@ static int rdp(Walker *w, uint64_t addr, void *buf, size_t n)
  * torn-stack rules want. Any thread that made a read of its own, misses a range here, or is
  * retried, re-checks alone as before. */
 
-static void post_add(Walker *w, uint64_t addr, size_t len)
-{
-    if (!addr || !len || len > MAX_READ || w->npost >= MAX_AHEAD)
-        return;
-    if (w->npost == w->post_cap) {
-        uint32_t cap = w->post_cap ? w->post_cap * 2 : 64;
-        WPre *p = realloc(w->post, cap * sizeof(WPre));
-        if (!p)
-            return;
-        w->post = p;
-        w->post_cap = cap;
-    }
-    if (w->post_len + len > w->post_buf_cap) {
-        size_t cap = w->post_buf_cap ? w->post_buf_cap : 65536;
-        while (cap < w->post_len + len)
-            cap *= 2;
-        uint8_t *b = realloc(w->post_buf, cap);
-        if (!b)
-            return;
-        w->post_buf = b;
-        w->post_buf_cap = cap;
-    }
-    WPre *e = &w->post[w->npost++];
-    e->addr = addr;
-    e->off = w->post_len;
-    e->len = len;
-    e->got = 0;
-    w->post_len += len;
-}
-
-static void post_fetch(Walker *w, uint32_t ntail)
-{
-    static __thread WRange *rg;
-    static __thread uint32_t rg_cap;
-    if (w->npost > rg_cap) {
-        WRange *p = realloc(rg, w->npost * sizeof(WRange));
-        if (!p) {
-            w->npost = 0;
-            return;
-        }
-        rg = p;
-        rg_cap = w->npost;
-    }
-    for (uint32_t i = 0; i < w->npost; i++) {
-        rg[i].addr = w->post[i].addr;
-        rg[i].len = w->post[i].len;
-        rg[i].dst = w->post_buf + w->post[i].off;
-    }
-    if (read_ranges_tail(w, rg, w->npost, ntail) != WR_OK) {
-        w->npost = 0;
-        return;
-    }
-    for (uint32_t i = 0; i < w->npost; i++)
-        w->post[i].got = rg[i].ok ? w->post[i].len : 0;
-    uint32_t cap = 64;
-    while (cap < w->npost * 2)
-        cap *= 2;
-    if (cap > w->post_index_cap) {
-        int32_t *idx = realloc(w->post_index, cap * sizeof(int32_t));
-        if (!idx) {
-            w->npost = 0;
-            return;
-        }
-        w->post_index = idx;
-        w->post_index_cap = cap;
-    }
-    memset(w->post_index, 0, w->post_index_cap * sizeof(int32_t));
-    uint32_t mask = w->post_index_cap - 1;
-    for (uint32_t i = 0; i < w->npost; i++) {
-        if (!w->post[i].got)
-            continue;
-        uint32_t j = (uint32_t)((w->post[i].addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
-        while (w->post_index[j])
-            j = (j + 1) & mask;
-        w->post_index[j] = (int32_t)i + 1;
-    }
-}
-
-static const uint8_t *post_find(Walker *w, uint64_t addr, size_t n)
-{
-    uint32_t mask = w->post_index_cap - 1;
-    uint32_t j = (uint32_t)((addr * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
-    while (w->post_index[j]) {
-        WPre *e = &w->post[w->post_index[j] - 1];
-        if (e->addr == addr && e->got >= n)
-            return w->post_buf + e->off;
-        j = (j + 1) & mask;
-    }
-    return NULL;
-}
-
 /* Fills every local buffer from the batched re-check; 0 (nothing copied) unless all are there. */
 static int post_serve(Walker *w, struct iovec *local, struct iovec *remote, int n)
 {
-    if (!w->post_usable || !w->npost || !w->post_index_cap)
+    if (!w->post_usable)
         return 0;
     for (int i = 0; i < n; i++)
-        if (!post_find(w, (uint64_t)(uintptr_t)remote[i].iov_base, remote[i].iov_len))
+        if (!batch_find(&w->post, (uint64_t)(uintptr_t)remote[i].iov_base, remote[i].iov_len))
             return 0;
     for (int i = 0; i < n; i++)
-        memcpy(local[i].iov_base, post_find(w, (uint64_t)(uintptr_t)remote[i].iov_base, remote[i].iov_len),
+        memcpy(local[i].iov_base, batch_find(&w->post, (uint64_t)(uintptr_t)remote[i].iov_base, remote[i].iov_len),
                remote[i].iov_len);
     return 1;
 }
@@ -473,84 +394,90 @@ static WThread *thread_rec(Walker *w, uint64_t tstate)
 #define SPEC_FRAMES 256
 #define CHUNK_SLACK 512
 
+/* The bytes of `t`'s stack chunk to read ahead: what its last walk used, and room to grow. */
+static size_t chunk_guess(const WConfig *c, const WThread *t)
+{
+    size_t len = t->chunk_len + CHUNK_SLACK;
+    return len > (size_t)c->max_chunk_bytes ? (size_t)c->max_chunk_bytes : len;
+}
+
+/* What plan_ahead adds for each thread the previous sample met, one kind at a time: each kind is
+ * a pass of its own because the order of the ranges in a batch matters (see below). */
+enum { AHEAD_STATE, AHEAD_STACK, RECHECK_DATA, RECHECK_TOP };
+
+static void add_per_thread(Walker *w, int kind)
+{
+    const WConfig *c = &w->c;
+    w->thread_cursor = 0;
+    for (uint32_t i = 0; i < w->norder; i++) {
+        WThread *t = thread_rec(w, w->order[i]);
+        if (!t)
+            break;
+        int has_chunk = t->chunk && t->chunk_len;
+        switch (kind) {
+        case AHEAD_STATE:
+            batch_add(&w->pre, t->tstate, (size_t)c->tstate_size);
+            if (c->t_native_thread_id < 0 && c->tid_offset >= 0 && t->pthread)
+                batch_add(&w->pre, t->pthread + (uint64_t)c->tid_offset, 4);
+            if (c->root_is_cframe && t->cframe)
+                batch_add(&w->pre, t->cframe + (uint64_t)c->cf_current_frame, 8);
+            break;
+        case AHEAD_STACK:
+            if (c->frame_is_object) {
+                for (uint32_t k = 0; k < t->nf; k++)
+                    batch_add(&w->pre, t->frames[k], (size_t)c->frame_read);
+            } else if (has_chunk) {
+                batch_add(&w->pre, t->chunk, chunk_guess(c, t));
+            }
+            break;
+        case RECHECK_DATA:
+            if (!has_chunk)
+                break;
+            batch_add(&w->post, t->chunk, chunk_guess(c, t));
+            for (uint32_t k = 0; k < t->nout; k++)
+                batch_add(&w->post, t->out[k], (size_t)c->frame_read);
+            break;
+        case RECHECK_TOP:
+            if (!has_chunk)
+                break;
+            if (c->root_is_cframe) {
+                batch_add(&w->post, t->tstate + (uint64_t)c->t_cframe, 8);
+                if (t->cframe)
+                    batch_add(&w->post, t->cframe + (uint64_t)c->cf_current_frame, 8);
+            } else {
+                batch_add(&w->post, t->tstate + (uint64_t)c->t_root, 8);
+            }
+            break;
+        }
+    }
+}
+
 static void plan_ahead(Walker *w)
 {
     const WConfig *c = &w->c;
-    pre_reset(w);
-    pre_add(w, c->runtime_addr + (uint64_t)c->interpreters_head, 8);
+    batch_reset(&w->pre);
+    batch_add(&w->pre, c->runtime_addr + (uint64_t)c->interpreters_head, 8);
     if (c->gil_kind == 0) {
         int64_t lo = c->rt_gil_holder < c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked;
         int64_t hi = (c->rt_gil_holder > c->rt_gil_locked ? c->rt_gil_holder : c->rt_gil_locked) + 8;
-        pre_add(w, c->runtime_addr + (uint64_t)lo, (size_t)(hi - lo));
+        batch_add(&w->pre, c->runtime_addr + (uint64_t)lo, (size_t)(hi - lo));
     }
     if (w->cached_interp)
-        pre_add(w, w->cached_interp + (uint64_t)c->interp_lo, (size_t)(c->interp_hi - c->interp_lo));
-    w->thread_cursor = 0;
-    for (uint32_t i = 0; i < w->norder; i++) {
-        WThread *t = thread_rec(w, w->order[i]);
-        if (!t)
-            break;
-        pre_add(w, t->tstate, (size_t)c->tstate_size);
-        if (c->t_native_thread_id < 0 && c->tid_offset >= 0 && t->pthread)
-            pre_add(w, t->pthread + (uint64_t)c->tid_offset, 4);
-        if (c->root_is_cframe && t->cframe)
-            pre_add(w, t->cframe + (uint64_t)c->cf_current_frame, 8);
-    }
+        batch_add(&w->pre, w->cached_interp + (uint64_t)c->interp_lo, (size_t)(c->interp_hi - c->interp_lo));
+    add_per_thread(w, AHEAD_STATE);
     /* Stacks last: a guess that runs into unmapped memory ends the call there. */
-    w->thread_cursor = 0;
-    for (uint32_t i = 0; i < w->norder; i++) {
-        WThread *t = thread_rec(w, w->order[i]);
-        if (!t)
-            break;
-        if (c->frame_is_object) {
-            for (uint32_t k = 0; k < t->nf; k++)
-                pre_add(w, t->frames[k], (size_t)c->frame_read);
-        } else if (t->chunk && t->chunk_len) {
-            size_t len = t->chunk_len + CHUNK_SLACK;
-            if (len > (size_t)c->max_chunk_bytes)
-                len = (size_t)c->max_chunk_bytes;
-            pre_add(w, t->chunk, len);
-        }
-    }
-    pre_fetch(w);
-    w->npost = 0;
-    w->post_len = 0;
+    add_per_thread(w, AHEAD_STACK);
+    batch_fetch(w, &w->pre, 0);
+    batch_reset(&w->post);
     if (c->all_threads && !c->frame_is_object && c->mode != 3 && w->norder > 1) {
-        /* the batched re-check (see post_add): data first, then every top pointer */
-        w->thread_cursor = 0;
-        for (uint32_t i = 0; i < w->norder; i++) {
-            WThread *t = thread_rec(w, w->order[i]);
-            if (!t)
-                break;
-            if (!t->chunk || !t->chunk_len)
-                continue;
-            size_t len = t->chunk_len + CHUNK_SLACK;
-            if (len > (size_t)c->max_chunk_bytes)
-                len = (size_t)c->max_chunk_bytes;
-            post_add(w, t->chunk, len);
-            for (uint32_t k = 0; k < t->nout; k++)
-                post_add(w, t->out[k], (size_t)c->frame_read);
-        }
-        uint32_t data = w->npost;
-        w->thread_cursor = 0;
-        for (uint32_t i = 0; i < w->norder; i++) {
-            WThread *t = thread_rec(w, w->order[i]);
-            if (!t)
-                break;
-            if (!t->chunk || !t->chunk_len)
-                continue;
-            if (c->root_is_cframe) {
-                post_add(w, t->tstate + (uint64_t)c->t_cframe, 8);
-                if (t->cframe)
-                    post_add(w, t->cframe + (uint64_t)c->cf_current_frame, 8);
-            } else {
-                post_add(w, t->tstate + (uint64_t)c->t_root, 8);
-            }
-        }
-        if (w->npost > data)
-            post_fetch(w, w->npost - data);
+        /* the batched re-check (see post_serve): data first, then every top pointer */
+        add_per_thread(w, RECHECK_DATA);
+        uint32_t data = w->post.n;
+        add_per_thread(w, RECHECK_TOP);
+        if (w->post.n > data)
+            batch_fetch(w, &w->post, w->post.n - data);
         else
-            w->npost = 0;
+            w->post.n = 0;
     }
     w->thread_cursor = 0;
     w->norder = 0;
@@ -559,14 +486,9 @@ static void plan_ahead(Walker *w)
 
 static void order_add(Walker *w, uint64_t tstate)
 {
-    if (w->norder == w->order_cap) {
-        uint32_t cap = w->order_cap ? w->order_cap * 2 : 8;
-        uint64_t *o = realloc(w->order, cap * sizeof(uint64_t));
-        if (!o)
-            return;
-        w->order = o;
-        w->order_cap = cap;
-    }
+    if (w->norder == w->order_cap &&
+        walker_grow((void **)&w->order, &w->order_cap, sizeof(uint64_t), w->norder + 1, 8))
+        return;
     w->order[w->norder++] = tstate;
 }
 
@@ -2030,6 +1952,6 @@ int walker_sample(Walker *w)
     if (w->ncpu)
         cpu_prune(w, now);
     threads_prune(w);
-    npre_clear(w);
+    w->pre.n = 0;
     return WR_OK;
 }

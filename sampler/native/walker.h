@@ -122,9 +122,20 @@ typedef struct {
 /* A range read ahead in one vectored call, served to the first read that asks for it. */
 typedef struct {
     uint64_t addr;
-    size_t off;  /* into Walker.pre_buf */
+    size_t off;  /* into its WBatch's buf (Walker.bpre: bpre_buf) */
     size_t len, got;
 } WPre;
+
+/* Remote ranges read together in one vectored call (walker.c, batch_fetch), then looked up by
+ * start address: the read-ahead and the batched re-check. */
+typedef struct {
+    WPre *e;
+    uint32_t n, cap;
+    int32_t *index; /* open addressing by address: entry + 1, 0 empty */
+    uint32_t index_cap;
+    uint8_t *buf;
+    size_t len, buf_cap;
+} WBatch;
 
 /* What the previous sample saw of one thread: where to read ahead next time. */
 typedef struct {
@@ -176,20 +187,8 @@ typedef struct {
     int64_t *th_interp;
     uint32_t *th_status, *th_stack;
     uint32_t nth, th_cap;
-    /* read-ahead */
-    WPre *pre;
-    uint32_t npre, pre_cap;
-    int32_t *pre_index;
-    uint32_t pre_index_cap;
-    uint8_t *pre_buf;
-    size_t pre_len, pre_buf_cap;
-    /* the batched re-check of all threads (walker.c, post_add) */
-    WPre *post;
-    uint32_t npost, post_cap;
-    int32_t *post_index;
-    uint32_t post_index_cap;
-    uint8_t *post_buf;
-    size_t post_len, post_buf_cap;
+    WBatch pre;  /* read-ahead */
+    WBatch post; /* the batched re-check of all threads (walker.c, post_serve) */
     uint64_t sys_mark; /* w->syscalls when the thread's state was taken */
     int post_usable;
     WPre bpre[16]; /* the re-check's read-ahead of frames outside the copies */
@@ -219,5 +218,7 @@ void walker_codes_clear(Walker *w);
 int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t *id);
 int64_t walker_now_ns(void);
 void walker_cpu_close(Walker *w);
+void walker_batch_free(WBatch *b);
+int walker_grow(void **p, uint32_t *cap, size_t elem, uint32_t need, uint32_t first);
 
 #endif
