@@ -419,8 +419,10 @@ static void add_per_thread(Walker *w, int kind)
             batch_add(&w->pre, t->tstate, (size_t)c->tstate_size);
             if (c->t_native_thread_id < 0 && c->tid_offset >= 0 && t->pthread)
                 batch_add(&w->pre, t->pthread + (uint64_t)c->tid_offset, 4);
-            if (c->root_is_cframe && t->cframe)
-                batch_add(&w->pre, t->cframe + (uint64_t)c->cf_current_frame, 8);
+            /* Not the 3.11/3.12 cframe's current frame: the cframe lives on the C stack, and the
+             * one a nested call (a sort key called from C) used stays there after it returns,
+             * holding a stale but plausible frame pointer; read ahead, that stale pointer sent
+             * retries down the same torn path and a run could fail a quarter of its samples. */
             break;
         case AHEAD_STACK:
             if (c->frame_is_object) {
