@@ -19,7 +19,7 @@ import sid_root
 from conftest import Interpreter, start_ready, target, wait_ready
 from sampler.cpython import native
 from sampler.errors import ProcessGoneError, ProcessNotFoundError, ReadError
-from sampler.model import MAIN_THREAD, ThreadSample
+from sampler.model import MAIN_THREAD, ON_CPU, ThreadSample
 
 DEADLINE_S = 30.0  # generous: a loaded machine still gets a good sample in far less
 
@@ -122,7 +122,12 @@ def test_all_threads_and_repeated_stacks_are_shared(spawn):
             while not _all_stopped(proc.pid):
                 assert time.monotonic() < deadline, "the target never stopped"
                 time.sleep(0.001)
+            # Outside cpu mode a thread's CPU state is refreshed at most once a millisecond: until
+            # every thread has been seen stopped since the freeze, statuses may still change.
             first = walker.sample()
+            while any(s.status & ON_CPU for s in first):
+                assert time.monotonic() < deadline, "a stopped thread kept reading as on CPU"
+                first = walker.sample()
             for _ in range(50):
                 again = walker.sample()
                 assert len(again) == len(first)
