@@ -41,10 +41,9 @@ def open_source(pid: int, *, all_threads: bool = False, mode: str = "wall", gc: 
         from sampler.cpython.native import NativeUnwinder as Walker
     else:
         from sampler.cpython.unwinder import Unwinder as Walker
-    # Stopped threads all read as off CPU in /proc, and the native core filters cpu mode by what
-    # it reads there: under --blocking it samples every thread and BlockingSource chooses them by
-    # their state from just before the freeze.
-    walk_mode = "wall" if blocking and native and mode == "cpu" else mode
+    # Stopped threads all read as off CPU in /proc: under --blocking the walker samples every
+    # thread and BlockingSource chooses cpu mode's by their state from just before the freeze.
+    walk_mode = "wall" if blocking and mode == "cpu" else mode
     source = Walker(pid, all_threads=all_threads, mode=walk_mode, gc=gc)
     if not blocking:
         return source

@@ -46,8 +46,8 @@ from typing import Any, Callable, Protocol
 
 from sampler.errors import HeatlineError, ProcessGoneError, ProcessPermissionError
 from sampler.model import ON_CPU, UNKNOWN, ThreadSample, mode_accepts
-from sampler.target.maps import is_gone
-from sampler.target.threads import CpuStates, task_ids
+from sampler.target.maps import STAT_PPID, is_gone, read_stat
+from sampler.target.threads import CpuStates, comm, task_ids
 
 PTRACE_CONT = 7
 PTRACE_DETACH = 17
@@ -95,21 +95,13 @@ def _tracer_of(pid: int, tid: int) -> int:
     return 0
 
 
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "?"
-
-
 class PtraceRefusedError(ProcessPermissionError):
     """The kernel refused PTRACE_SEIZE: Yama, missing CAP_SYS_PTRACE, or another tracer."""
 
     def __init__(self, pid: int, tracer: int = 0) -> None:
         if tracer:
             why = (
-                f"process {pid} is already traced by PID {tracer} ({_comm(tracer)}, a debugger or "
+                f"process {pid} is already traced by PID {tracer} ({comm(tracer) or '?'}, a debugger or "
                 "another profiler): detach it, or run heatline without --blocking"
             )
         else:
@@ -250,12 +242,8 @@ class Freezer:
             pass
 
     def _parent_is_us(self) -> bool:
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as fh:
-                data = fh.read()
-            return int(data[data.rfind(b")") + 2 :].split()[1]) == os.getpid()
-        except (OSError, ValueError, IndexError):
-            return False
+        fields = read_stat(self.pid)
+        return fields is not None and int(fields[STAT_PPID]) == os.getpid()
 
     def thaw(self) -> None:
         """Resume every thread `freeze` stopped, re-injecting the signals they were stopped by.
@@ -337,9 +325,9 @@ class BlockingSource:
     """
 
     def __init__(self, source: _Source, pid: int, mode: str = "wall") -> None:
-        """`mode` is the run's: a source that reads /proc itself (the native core) sees every
-        stopped thread off CPU, so for cpu mode it must be opened in wall mode and the threads
-        are chosen here, by their state from before the freeze."""
+        """`mode` is the run's. Stopped threads all read as off CPU, so for cpu mode `source` is
+        opened in wall mode and the threads are chosen here, by their state from before the
+        freeze (other modes choose nothing by CPU state: the filter keeps all they return)."""
         self._inner = source
         self._mode = mode
         self._freezer = Freezer(pid)
@@ -363,7 +351,9 @@ class BlockingSource:
                 self._freezer.thaw()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        return self._with_snapshot_status(samples) if self._patch_status else samples
+        if self._patch_status:
+            samples = self._with_snapshot_status(samples)
+        return [s for s in samples if mode_accepts(self._mode, s.status)]
 
     def _with_snapshot_status(self, samples: list[ThreadSample]) -> list[ThreadSample]:
         states = self._snapshot.states
@@ -374,8 +364,7 @@ class BlockingSource:
                 status = (s.status & ~(ON_CPU | UNKNOWN)) | (UNKNOWN if on is None else ON_CPU if on else 0)
                 if status != s.status:
                     s = s._replace(status=status)
-            if mode_accepts(self._mode, s.status):
-                out.append(s)
+            out.append(s)
         return out
 
     def __getattr__(self, name: str) -> Any:
