@@ -153,8 +153,9 @@ class SamplingLoop:
                     break
                 continue
             consecutive_errors = 0
-            self._cost(clock() - t0)
-            self._deliver(time.monotonic_ns() // 1000, threads, t0)
+            cost = clock() - t0
+            self._cost(cost, cost, cost)
+            self._deliver([(time.monotonic_ns() // 1000, threads)])
 
     def _run_batched(self, start: float) -> None:
         stats = self.profile.stats
@@ -178,10 +179,8 @@ class SamplingLoop:
             if batch.ticks:
                 consecutive_errors = 0
                 last_tick = clock()
-                self.sample_cost_total += batch.cost_total_ns / 1e9
-                self.sample_cost_min = min(self.sample_cost_min, batch.cost_min_ns / 1e9)
-                self.sample_cost_max = max(self.sample_cost_max, batch.cost_max_ns / 1e9)
-                self._deliver_batch(batch.ticks)
+                self._cost(batch.cost_total_ns / 1e9, batch.cost_min_ns / 1e9, batch.cost_max_ns / 1e9)
+                self._deliver(batch.ticks)
             if batch.gone:
                 stats.target_exited = True
                 break
@@ -208,31 +207,16 @@ class SamplingLoop:
         stats.target_exited = True
         return True
 
-    def _cost(self, cost: float) -> None:
-        self.sample_cost_total += cost
-        if cost < self.sample_cost_min:
-            self.sample_cost_min = cost
-        if cost > self.sample_cost_max:
-            self.sample_cost_max = cost
+    def _cost(self, total: float, lowest: float, highest: float) -> None:
+        """Time spent taking good samples: their total, and the cheapest and dearest one."""
+        self.sample_cost_total += total
+        self.sample_cost_min = min(self.sample_cost_min, lowest)
+        self.sample_cost_max = max(self.sample_cost_max, highest)
 
-    def _deliver(self, timestamp_us: int, threads: list[ThreadSample], t0: float) -> None:
-        """One good sample: counted, handed to the sinks and the profile; names and the
-        real-time line refreshed when due (`t0` is a perf_counter time of the sample)."""
-        self.profile.stats.samples += 1
-        for sink in self.sinks:
-            sink.collect(timestamp_us, threads)
-        add = self.profile.add
-        known_threads = self.profile.thread_names
-        unnamed = False
-        for t in threads:
-            add(t)
-            if t.thread_id not in known_threads:
-                unnamed = True
-        self._housekeeping(t0, unnamed)
-
-    def _deliver_batch(self, ticks: list[tuple[int, list[ThreadSample]]]) -> None:
-        """`_deliver` for a batch of good samples, with its per-sample bookkeeping done once:
-        at 100k samples/s every statement per sample counts."""
+    def _deliver(self, ticks: list[tuple[int, list[ThreadSample]]]) -> None:
+        """Good samples, as (timestamp in µs, threads): counted, handed to the sinks and the
+        profile; names and the real-time line refreshed when due. The bookkeeping is done once
+        per call: at 100k samples/s every statement per sample counts."""
         self.profile.stats.samples += len(ticks)
         add = self.profile.add
         known_threads = self.profile.thread_names
