@@ -14,6 +14,8 @@ from typing import Any
 
 import sampler.cpython.unwinder as reference
 from sampler.cpython.runtime import Runtime
+from sampler.cpython.stack_chunks import MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_DEPTH, MAX_WALK, TRUNCATED_FRAME, chunk_header
+from sampler.cpython.thread_identity import MAX_INTERPRETERS, MAX_THREADS
 from sampler.cpython.unwinder import Unwinder
 from sampler.errors import ProcessGoneError, ProcessPermissionError, ReadError
 from sampler.model import GC_FRAME, MODES, SYNTHETIC_FILENAME, Frame, ThreadSample
@@ -26,14 +28,8 @@ except ImportError as exc:  # pragma: no cover - depends on how heatline was ins
     _native = None
     _IMPORT_ERROR = str(exc)
 
-try:  # the walk limits and chunk header defaults: in stack_chunks once unwinder.py is split
-    from sampler.cpython import stack_chunks as _limits
-except ImportError:  # pragma: no cover
-    _limits = reference  # type: ignore[assignment]
-
 # Other modes read a thread's /proc state at most this often (cpu mode reads it every sample).
 CPU_REUSE_NS = 1_000_000
-MAX_INTERPRETERS = 256
 MAX_CODES = 65536  # code objects remembered for naming stacks (the C side bounds its own table)
 UNKNOWN_FRAME = Frame(SYNTHETIC_FILENAME, "<unknown>", 0)
 
@@ -59,10 +55,6 @@ class Batch:
     cost_min_ns: int
     cost_max_ns: int
     cost_total_ns: int
-
-
-def _limit(name: str) -> Any:
-    return getattr(_limits, name, getattr(reference, name, None))
 
 
 def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool) -> dict[str, Any]:
@@ -106,22 +98,19 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool) -> dic
     cfg["lasti_scale"] = t.lasti_scale
     cfg["code_tag_mask"] = t.code_tag_mask
     cfg["skip_owners"] = sorted(t.skip_owners)
-    cfg["chunk.previous"] = L.get("chunk.previous", _limit("CHUNK_PREVIOUS"))
-    cfg["chunk.top"] = L.get("chunk.top", _limit("CHUNK_TOP"))
-    cfg["chunk.data"] = L.get("chunk.data", _limit("CHUNK_DATA"))
-    cfg["chunk_min_bytes"] = getattr(t, "chunk_min_bytes", None) or _limit("CHUNK_MIN_BYTES")
-    cfg["max_chunk_bytes"] = _limit("MAX_CHUNK_BYTES")
-    cfg["max_chunks"] = _limit("MAX_CHUNKS")
-    cfg["max_depth"] = _limit("MAX_DEPTH")
-    cfg["max_walk"] = _limit("MAX_WALK")
-    cfg["max_threads"] = getattr(reference, "MAX_THREADS", 4096)
+    cfg["chunk.previous"], cfg["chunk.top"], cfg["chunk.data"] = chunk_header(L)
+    cfg["chunk_min_bytes"] = t.chunk_min_bytes
+    cfg["max_chunk_bytes"] = MAX_CHUNK_BYTES
+    cfg["max_chunks"] = MAX_CHUNKS
+    cfg["max_depth"] = MAX_DEPTH
+    cfg["max_walk"] = MAX_WALK
+    cfg["max_threads"] = MAX_THREADS
     cfg["max_interps"] = MAX_INTERPRETERS
     # read at construction, so a test that widens the reference's window widens this one too
     cfg["guard_window_ns"] = int(reference.GUARD_WINDOW_S * 1e9)
     cfg["epoch_ns"] = int(reference.EPOCH_SECONDS * 1e9)
     cfg["cpu_reuse_ns"] = CPU_REUSE_NS
-    main_pthread = getattr(py, "main_pthread", None)
-    cfg["main_pthread"] = main_pthread if isinstance(main_pthread, int) else py._main_pthread
+    cfg["main_pthread"] = py.main_pthread
     # -2: inferred by Python when first needed (3.9/3.10 only); -1: the native id is in tstate
     cfg["tid_offset"] = -1 if "tstate.native_thread_id" in L else -2
     cfg["pid"] = py.pid
@@ -193,16 +182,13 @@ class NativeUnwinder:
         self._samples[:] = []
 
     def _tid_offset(self, wrong: int) -> int:
-        identity = getattr(self._py, "identity", None)
-        if identity is not None:
-            if wrong >= 0:
-                identity.wrong_tid_offsets.add(wrong)
-            identity.tid_offset = identity.infer_tid_offset()
-            return identity.tid_offset
-        if wrong >= 0:  # the unsplit Unwinder
-            self._py._wrong_tid_offsets.add(wrong)
-        self._py._tid_offset = self._py._infer_tid_offset()
-        return self._py._tid_offset
+        """Where struct pthread keeps the kernel TID (3.9/3.10), inferred again without `wrong`
+        (>= 0: an offset the C side found holding the PID for a thread other than the main one)."""
+        identity = self._py.identity
+        if wrong >= 0:
+            identity.wrong_tid_offsets.add(wrong)
+        identity.tid_offset = identity.infer_tid_offset()
+        return identity.tid_offset
 
     def _resolve(self, key: int) -> ThreadSample:
         tid, status, interp_id, stack = self._walker.key(key)
@@ -220,7 +206,7 @@ class NativeUnwinder:
         out: list[Frame] = []
         for code, offset in self._walker.stack(stack):
             if not code:
-                out.append(GC_FRAME if offset == _native.PSEUDO_GC else _limit("TRUNCATED_FRAME"))
+                out.append(GC_FRAME if offset == _native.PSEUDO_GC else TRUNCATED_FRAME)
                 continue
             info = self._infos.get(code)
             if info is None:

@@ -42,6 +42,13 @@ class TornStack(ReadError):
     """The stack copy holds frames from different moments: retried, then counted as an error."""
 
 
+def chunk_header(layout: dict[str, int]) -> tuple[int, int, int]:
+    """Where a _PyStackChunk keeps `previous`, `top` and its first data slot, from the layout
+    (generated from the headers), with the layout every 3.11-3.15 has for a layout without them."""
+    return (layout.get("chunk.previous", CHUNK_PREVIOUS), layout.get("chunk.top", CHUNK_TOP),
+            layout.get("chunk.data", CHUNK_DATA))
+
+
 def check_bottom(chunks: Chunks, lowest: int, previous_off: int = CHUNK_PREVIOUS, data_off: int = CHUNK_DATA) -> None:
     """Raise TornStack unless the walk came down to the bottom of the data stack.
 
@@ -98,9 +105,7 @@ class ChunkWalker(StackWalker):
         self.tstate_size = layout["tstate.size"]
         # (tstate, tbuf, fresh) -> the thread's current frame; fresh reads it from the target.
         self.top_frame = top_frame
-        self.previous_off = layout.get("chunk.previous", CHUNK_PREVIOUS)
-        self.top_off = layout.get("chunk.top", CHUNK_TOP)
-        self.data_off = layout.get("chunk.data", CHUNK_DATA)
+        self.previous_off, self.top_off, self.data_off = chunk_header(layout)
         self.min_bytes = traits.chunk_min_bytes
 
     def attempt(

@@ -16,6 +16,7 @@ from sampler.target.memory import I32, U64, RemoteMemory
 from sampler.target.threads import task_ids
 
 MAX_THREADS = 4096
+MAX_INTERPRETERS = 256  # a longer interpreter list is a torn read, not a process
 # How much of the main thread's `struct pthread` is searched for the TID field.
 PTHREAD_SEARCH_BYTES = 2048
 
@@ -188,7 +189,7 @@ class ThreadIdentity:
         tids: list[int] = []
         try:
             interp = self.memory.read_u64(self.runtime.runtime_addr + L["runtime.interpreters_head"])
-            for _ in range(256):
+            for _ in range(MAX_INTERPRETERS):
                 if not interp:
                     break
                 by_ident = reader.read(interp) if reader.supported else {}

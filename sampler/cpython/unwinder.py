@@ -34,7 +34,7 @@ from sampler.cpython.stack_chunks import (
     TornStack,
     check_bottom,
 )
-from sampler.cpython.thread_identity import MAX_THREADS, ThreadIdentity
+from sampler.cpython.thread_identity import MAX_INTERPRETERS, MAX_THREADS, ThreadIdentity
 from sampler.errors import ProcessGoneError, ReadError
 from sampler.model import (
     GC_FRAME,
@@ -203,7 +203,7 @@ class Unwinder:
         seen_interps = 0
         while interp:
             seen_interps += 1
-            if seen_interps > 256:
+            if seen_interps > MAX_INTERPRETERS:
                 raise ReadError("interpreter list does not end")
             ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
             if seen_interps == 1:
