@@ -49,6 +49,14 @@ def chunk_header(layout: dict[str, int]) -> tuple[int, int, int]:
             layout.get("chunk.data", CHUNK_DATA))
 
 
+def returned_into(chunks: Chunks, now: int, top: int) -> bool:
+    """Whether the thread's current frame `now` lies in the newest copied chunk below the copy's
+    top frame: the top returned (a callback that C calls in a loop returns between two calls)
+    into a frame that was suspended, hence unchanged, while the copy was taken."""
+    chunk = chunks[0][0]
+    return bool(chunk) and chunk <= now < top
+
+
 def check_bottom(chunks: Chunks, lowest: int, previous_off: int = CHUNK_PREVIOUS, data_off: int = CHUNK_DATA) -> None:
     """Raise TornStack unless the walk came down to the bottom of the data stack.
 
@@ -114,9 +122,10 @@ class ChunkWalker(StackWalker):
         chunks = self.read_chunks(tstate, tbuf, fresh)
         if guard is not None and not guard():
             return None
-        # The copy is trustworthy if the top frame is still live right after it...
+        # The copy is trustworthy if the top frame is still live right after it, called on, or
+        # returned into a frame of the copy (settle then cuts the stack there)...
         now = self.top_frame(tstate, tbuf, True)
-        if now != top and not self.descends_from(now, top):
+        if now != top and not returned_into(chunks, now, top) and not self.descends_from(now, top):
             return None
         if not self.suspended_unchanged(chunks, top, now):
             return None
@@ -285,8 +294,8 @@ class ChunkWalker(StackWalker):
                     if not chunk <= edge <= chunk + length:
                         continue  # the live frame is elsewhere (a generator, a C-stack shim)
                     length = edge - chunk
-                    if edge == top and length + self.frame_read <= len(cbuf):
-                        head = self.frame_read  # the top frame is still live: check its header
+                    if length + self.frame_read <= len(cbuf):
+                        head = self.frame_read  # the live frame (top, or returned into): its header too
                 if length + head <= 0:
                     continue
                 fresh = self.memory.read(chunk, length + head)

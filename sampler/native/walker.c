@@ -890,6 +890,15 @@ static int top_frame(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh,
     return WR_OK;
 }
 
+/* Whether the current frame `now` lies in the newest copied chunk below the copy's top frame:
+ * the top returned (a callback that C calls in a loop returns between two calls) into a frame
+ * that was suspended, hence unchanged, while the copy was taken (stack_chunks.returned_into). */
+static int returned_into(const Walker *w, uint64_t now, uint64_t top)
+{
+    uint64_t chunk = w->nchunks ? w->chunks[0].addr : 0;
+    return chunk && chunk <= now && now < top;
+}
+
 /* Whether `ancestor` is among the first hops callers of `frame` (a leaf that called on). */
 static int descends_from(Walker *w, uint64_t frame, uint64_t ancestor)
 {
@@ -1044,7 +1053,7 @@ static int suspended_unchanged(Walker *w, uint64_t top, uint64_t now, int *same)
             if (!(ch->addr <= edge && edge <= ch->addr + ch->len))
                 continue; /* the live frame is elsewhere (a generator, a C-stack shim) */
             length = (size_t)(edge - ch->addr);
-            if (edge == top && length + (size_t)c->frame_read <= ch->len)
+            if (length + (size_t)c->frame_read <= ch->len)
                 head = (size_t)c->frame_read;
         }
         if (length + head == 0)
@@ -1446,7 +1455,7 @@ static int recheck_chunks(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint6
             return r;
     }
     *now = fresh_top;
-    if (fresh_top != top && !descends_from(w, fresh_top, top)) {
+    if (fresh_top != top && !returned_into(w, fresh_top, top) && !descends_from(w, fresh_top, top)) {
         *same = 0;
         w->nbpre = 0;
         return WR_OK;
@@ -1468,7 +1477,7 @@ static int recheck_chunks(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint6
             if (!(ch->addr <= edge && edge <= ch->addr + ch->len))
                 continue;
             length = (size_t)(edge - ch->addr);
-            if (edge == top && length + need <= ch->len)
+            if (length + need <= ch->len)
                 head = need;
         }
         if (memcmp(fresh, ch->buf, length) ||
@@ -1485,7 +1494,7 @@ separately:
     w->now_b = 0;
     if ((r = top_frame(w, tstate, tbuf, 1, now)))
         return r;
-    if (*now != top && !descends_from(w, *now, top)) {
+    if (*now != top && !returned_into(w, *now, top) && !descends_from(w, *now, top)) {
         *same = 0;
         return WR_OK;
     }
