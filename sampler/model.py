@@ -91,6 +91,8 @@ class RunStats:
     missed: int = 0  # ticks the loop could not take on time
     interrupted: bool = False
     target_exited: bool = False
+    cwd: str = ""  # the target's working directory, for resolving relative source paths
+    argv: list[str] = field(default_factory=list)  # the target's command line, as it started
 
     @property
     def sample_rate(self) -> float:
