@@ -8,7 +8,7 @@ import { HeatPayload } from "./heat";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, processItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
-import { LiveProfile, liveStatus, parseArgs, validateArgs, validateModule } from "./status";
+import { LiveProfile, liveStatus, parseArgs, runChange, RunStatus, statusProfile, validateArgs, validateModule } from "./status";
 import { ShownProfile } from "./shown";
 import { FlamegraphKind, FlamegraphPanels, openAt } from "./webview";
 
@@ -112,7 +112,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.tooltip = "heatline is profiling: click to stop";
   context.subscriptions.push(statusItem);
   let runStartedAt: number | undefined;
-  let poll: ReturnType<typeof setInterval> | undefined;
+  let fallback: ReturnType<typeof setInterval> | undefined;
   const showLive = (profile: LiveProfile | null | undefined) => {
     const text = liveStatus(profile, runStartedAt, Date.now());
     if (text) {
@@ -122,27 +122,34 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       statusItem.hide();
       runEnded();
       runStartedAt = undefined;
-      if (poll) clearInterval(poll);
-      poll = undefined;
+      if (fallback) clearInterval(fallback);
+      fallback = undefined;
     }
   };
-  // heat only arrives for open documents: also ask the server once a second while a run is live
+  // Every heat notification says whether the run is live, with its samples and duration: that
+  // drives the item. The server sends heat only for the Python documents it has open, though:
+  // while none is open, the item asks heatline.status instead, once a second.
+  const followRun = (profile: LiveProfile | null | undefined) => {
+    const change = runChange(profile, runStartedAt !== undefined);
+    if (change && runStartedAt === undefined) watchRun();
+    if (change !== undefined) showLive(change);
+  };
+  const heatComes = () => vscode.workspace.textDocuments.some((d) => d.uri.scheme === "file" && d.languageId === "python");
   const watchRun = () => {
     runStartedAt = Date.now();
     showLive({ live: true, totalSamples: 0 });
-    if (poll) clearInterval(poll);
-    poll = setInterval(async () => {
+    if (fallback) clearInterval(fallback);
+    fallback = setInterval(async () => {
+      if (heatComes()) return;
       try {
-        const status = (await server("heatline.status")) as { profile?: LiveProfile | null; running?: boolean } | undefined;
-        if (!status) return;
-        if (status.running && status.profile && status.profile.live !== false) showLive({ ...status.profile, live: true });
-        else if (!status.running) showLive(undefined);
+        const status = (await server("heatline.status")) as RunStatus | undefined;
+        if (runStartedAt !== undefined) followRun(statusProfile(status)); // not a run already over
       } catch {
         /* the next tick tries again */
       }
     }, 1000);
   };
-  context.subscriptions.push({ dispose: () => poll && clearInterval(poll) });
+  context.subscriptions.push({ dispose: () => fallback && clearInterval(fallback) });
 
   const showFlamegraph = async (kind: FlamegraphKind, args: Record<string, unknown> = {}) => {
     const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
@@ -176,12 +183,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   client = new LanguageClient("heatline", "heatline", serverOptions, clientOptions);
   context.subscriptions.push(client.onNotification("heatline/heat", (payload: HeatPayload) => {
     decorations.update(payload);
-    if (payload.profile?.live) {
-      if (runStartedAt === undefined) watchRun();
-      showLive(payload.profile);
-    } else if (payload.profile && runStartedAt !== undefined) {
-      showLive(undefined);
-    }
+    followRun(payload.profile);
   }));
 
   // Every command waits until the profile of before a reload is back, so that a user's run or
@@ -290,6 +292,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     return result;
   });
   register("heatline.clearProfile", async () => {
+    pendingOutput = undefined; // a run cleared while live is forgotten too, not shown once it ends
     await server("heatline.clear");
     await shown.clear();
     decorations.clear();

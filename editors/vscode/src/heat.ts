@@ -17,7 +17,7 @@ export interface HeatLine {
 export interface HeatPayload {
   uri: string;
   version?: number | null;
-  profile?: { id?: string; source?: string; label?: string; totalSamples?: number; mode?: string; live?: boolean };
+  profile?: { id?: string; source?: string; label?: string; totalSamples?: number; capturedSamples?: number; mode?: string; live?: boolean; durationS?: number } | null;
   stale?: boolean;
   staleReason?: string | null;
   lines: HeatLine[];

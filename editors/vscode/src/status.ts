@@ -76,6 +76,29 @@ export interface LiveProfile {
   durationS?: number;
 }
 
+/**
+ * What a profile description (each heat notification carries one) means for the status-bar
+ * item: the live profile to show; null when the watched run is over (its profile finished,
+ * another replaced it, or it was cleared); undefined when nothing changes.
+ */
+export function runChange(profile: LiveProfile | null | undefined, watching: boolean): LiveProfile | null | undefined {
+  if (profile && profile.live) return profile;
+  return watching && profile !== undefined ? null : undefined;
+}
+
+/** The part of heatline.status's answer about the run. */
+export interface RunStatus {
+  profile?: LiveProfile | null;
+  running?: boolean;
+}
+
+/** heatline.status's answer read as the profile description a heat notification carries. */
+export function statusProfile(status: RunStatus | undefined): LiveProfile | null | undefined {
+  if (!status) return undefined;
+  if (!status.running) return null;
+  return status.profile && status.profile.live !== false ? { ...status.profile, live: true } : undefined;
+}
+
 /** Status-bar state out of a profile description: text when live, undefined when it should hide. */
 export function liveStatus(profile: LiveProfile | null | undefined, startedAt: number | undefined, now: number): string | undefined {
   if (!profile || !profile.live) return undefined;
