@@ -1,0 +1,368 @@
+"""What a profile says about each source line, function and call: the one aggregation.
+
+`LineIndex` is fed `(thread_id, frames leaf first, weight)` items, as `Profile.iter_stacks()` or a
+profile delta yields them, and can be fed more at any time (`update`): the cost of an update is
+that of the items given, never of the whole profile. Every view heatline shows is read from it:
+the heatmap, pstats, the server's line heat, lenses and hovers.
+
+A frame becomes a *spot*: (filename, lineno, funcname), its columns dropped (pstats' key). Each
+distinct stack of spots is kept once with its weight (threads merged: no reader splits by
+thread), and counted into, with "total" always counting a stack once however often something
+recurs in it (so no share exceeds 100%):
+
+- per spot: self (the leaf) and total; per adjacent (callee, caller) spot pair: stacks holding it
+  and, of those, stacks where the callee is the leaf;
+- per line (filename, lineno > 0) and per function (filename, funcname), self and total; per
+  file, self and total; synthetic frames (`<GC>`, filename `~`) are no file and no line, but are
+  functions and spots;
+- the weight of stacks whose leaf is synthetic, per name; the files whose `<module>` frame is a
+  stack's root (scripts).
+
+Views that group spots by what only a reader knows (the def a line belongs to in the text an
+editor holds, a call's anchor in a page) are computed on demand from the kept stacks, restricted
+to those touching one file (`grouped`, `pairs`). `file_generation` tells a reader caching such a
+view whether a file's stacks changed since it looked.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Hashable, Iterable, Iterator, NamedTuple
+
+from .model import SYNTHETIC_FILENAME, Frame, Profile
+
+Spot = tuple[str, int, str]  # (filename, lineno, funcname): Frame.key()
+StackItem = tuple[int, tuple[Frame, ...], int]  # (thread id, frames leaf first, weight)
+
+_NONE = -1  # id of "no line" / "no file" (synthetic frames, lineno <= 0)
+
+
+class Heat(NamedTuple):
+    self_samples: int  # stacks with it as the leaf
+    total_samples: int  # stacks with it anywhere, once per stack
+
+
+class FunctionStats(NamedTuple):
+    self_samples: int
+    total_samples: int
+    first_line: int  # the smallest line sampled in it (0: none above 0)
+
+
+class _Stack:
+    """One distinct stack of spots: its weight and what it counts into, found once."""
+
+    __slots__ = ("weight", "spots", "lines", "funcs", "files", "pairs")
+
+    def __init__(self, spots: tuple[int, ...], lines: tuple[int, ...], funcs: tuple[int, ...],
+                 files: tuple[int, ...], pairs: list[list[int]]) -> None:
+        self.weight = 0
+        self.spots = spots  # distinct
+        self.lines = lines
+        self.funcs = funcs
+        self.files = files
+        self.pairs = pairs  # the counters of its distinct adjacent pairs, leaf pair first
+
+
+class LineIndex:
+    """Per-line, per-function, per-file and caller/callee weights, built incrementally."""
+
+    def __init__(self, stacks: Iterable[StackItem] = ()) -> None:
+        self.total = 0  # Σ weight of every non-empty stack
+        self.generation = 0  # updates so far
+        self.spots: list[Spot] = []  # by spot id, in first-seen order (leaf first in each stack)
+        self._spot_of: dict[Frame, int] = {}
+        self._spot_ids: dict[Spot, int] = {}
+        self._spot_line: list[int] = []
+        self._spot_func: list[int] = []
+        self._spot_file: list[int] = []
+        self._spot_self: list[int] = []
+        self._spot_total: list[int] = []
+        self._lines: list[tuple[str, int]] = []
+        self._line_ids: dict[tuple[str, int], int] = {}
+        self._line_spots: list[list[int]] = []
+        self._line_self: list[int] = []
+        self._line_total: list[int] = []
+        self._funcs: list[tuple[str, str]] = []  # (filename, funcname), synthetic ones included
+        self._func_ids: dict[tuple[str, str], int] = {}
+        self._func_self: list[int] = []
+        self._func_total: list[int] = []
+        self._func_first: list[int] = []
+        self._files: list[str] = []
+        self._file_ids: dict[str, int] = {}
+        self._file_self: list[int] = []
+        self._file_total: list[int] = []
+        self._file_lines: list[list[int]] = []
+        self._file_funcs: list[list[int]] = []
+        self._file_stacks: list[list[tuple[int, ...]]] = []
+        self._file_generation: list[int] = []
+        # (callee spot, caller spot) -> [stacks with the pair, of which with the callee as leaf]
+        self._pairs: dict[tuple[int, int], list[int]] = {}
+        self._stacks: dict[tuple[int, ...], _Stack] = {}
+        self.synthetic_leaves: dict[str, int] = {}  # weight of stacks whose leaf is <GC> and co
+        self.script_files: dict[str, None] = {}  # files whose <module> is a stack's root (a set)
+        self.update(stacks)
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> "LineIndex":
+        return cls(profile.iter_stacks())
+
+    # -- building ---------------------------------------------------------------------------
+
+    def update(self, stacks: Iterable[StackItem]) -> None:
+        """Count more stacks in: a profile's delta, or a whole profile."""
+        self.generation += 1
+        generation = self.generation
+        spot_of, known = self._spot_of, self._stacks
+        spot_line, spot_func, spot_file = self._spot_line, self._spot_func, self._spot_file
+        spot_self, spot_total = self._spot_self, self._spot_total
+        line_self, line_total = self._line_self, self._line_total
+        func_self, func_total = self._func_self, self._func_total
+        file_self, file_total, file_generation = self._file_self, self._file_total, self._file_generation
+        for _tid, frames, weight in stacks:
+            if not frames or weight <= 0:
+                continue
+            try:
+                spots = tuple(map(spot_of.__getitem__, frames))
+            except KeyError:
+                spots = tuple(map(self._intern, frames))
+            stack = known.get(spots)
+            if stack is None:
+                stack = self._new_stack(spots)
+            stack.weight += weight
+            self.total += weight
+            leaf = spots[0]
+            spot_self[leaf] += weight
+            func_self[spot_func[leaf]] += weight
+            line = spot_line[leaf]
+            if line != _NONE:
+                line_self[line] += weight
+            file = spot_file[leaf]
+            if file != _NONE:
+                file_self[file] += weight
+            elif self.spots[leaf][0] == SYNTHETIC_FILENAME:
+                name = self.spots[leaf][2]
+                self.synthetic_leaves[name] = self.synthetic_leaves.get(name, 0) + weight
+            for s in stack.spots:
+                spot_total[s] += weight
+            for line in stack.lines:
+                line_total[line] += weight
+            for func in stack.funcs:
+                func_total[func] += weight
+            for file in stack.files:
+                file_total[file] += weight
+                file_generation[file] = generation
+            pairs = stack.pairs
+            for counts in pairs:
+                counts[0] += weight
+            if pairs:
+                pairs[0][1] += weight
+
+    def _intern(self, frame: Frame) -> int:
+        spot = self._spot_of.get(frame)
+        if spot is not None:
+            return spot
+        key = (frame.filename, frame.lineno, frame.funcname)
+        spot = self._spot_ids.get(key)
+        if spot is None:
+            spot = self._spot_ids[key] = len(self.spots)
+            self.spots.append(key)
+            self._spot_self.append(0)
+            self._spot_total.append(0)
+            filename, lineno, funcname = key
+            synthetic = filename == SYNTHETIC_FILENAME
+            file = _NONE if synthetic else self._file_id(filename)
+            func = self._func_id(filename, funcname, file)
+            line = _NONE
+            if file != _NONE and lineno > 0:
+                line = self._line_id(filename, lineno, file)
+                self._line_spots[line].append(spot)
+                first = self._func_first[func]
+                if first == 0 or lineno < first:
+                    self._func_first[func] = lineno
+            self._spot_line.append(line)
+            self._spot_func.append(func)
+            self._spot_file.append(file)
+        self._spot_of[frame] = spot
+        return spot
+
+    def _file_id(self, filename: str) -> int:
+        file = self._file_ids.get(filename)
+        if file is None:
+            file = self._file_ids[filename] = len(self._files)
+            self._files.append(filename)
+            for column in (self._file_self, self._file_total, self._file_generation):
+                column.append(0)
+            for lists in (self._file_lines, self._file_funcs, self._file_stacks):
+                lists.append([])
+        return file
+
+    def _func_id(self, filename: str, funcname: str, file: int) -> int:
+        key = (filename, funcname)
+        func = self._func_ids.get(key)
+        if func is None:
+            func = self._func_ids[key] = len(self._funcs)
+            self._funcs.append(key)
+            for column in (self._func_self, self._func_total, self._func_first):
+                column.append(0)
+            if file != _NONE:
+                self._file_funcs[file].append(func)
+        return func
+
+    def _line_id(self, filename: str, lineno: int, file: int) -> int:
+        key = (filename, lineno)
+        line = self._line_ids.get(key)
+        if line is None:
+            line = self._line_ids[key] = len(self._lines)
+            self._lines.append(key)
+            self._line_spots.append([])
+            self._line_self.append(0)
+            self._line_total.append(0)
+            self._file_lines[file].append(line)
+        return line
+
+    def _new_stack(self, spots: tuple[int, ...]) -> _Stack:
+        distinct = tuple(dict.fromkeys(spots))
+        lines = {self._spot_line[s] for s in distinct}
+        lines.discard(_NONE)
+        files = {self._spot_file[s] for s in distinct}
+        files.discard(_NONE)
+        pairs = []
+        for pair in dict.fromkeys(zip(spots, spots[1:])):  # leaf pair first
+            counts = self._pairs.get(pair)
+            if counts is None:
+                counts = self._pairs[pair] = [0, 0]
+            pairs.append(counts)
+        stack = self._stacks[spots] = _Stack(
+            distinct, tuple(lines), tuple({self._spot_func[s] for s in distinct}), tuple(files), pairs
+        )
+        for file in files:
+            self._file_stacks[file].append(spots)
+        filename, _lineno, funcname = self.spots[spots[-1]]
+        if funcname == "<module>" and filename != SYNTHETIC_FILENAME:
+            self.script_files[filename] = None
+        return stack
+
+    # -- spots (pstats) ---------------------------------------------------------------------
+
+    def spot_heat(self) -> Iterator[tuple[Spot, Heat]]:
+        """Every spot with its heat, in first-seen order."""
+        for spot, key in enumerate(self.spots):
+            yield key, Heat(self._spot_self[spot], self._spot_total[spot])
+
+    def spot_pairs(self) -> Iterator[tuple[Spot, Spot, int, int]]:
+        """(callee, caller, stacks with the call, of which with the callee as leaf), first-seen order."""
+        spots = self.spots
+        for (callee, caller), (n, leaf_n) in self._pairs.items():
+            yield spots[callee], spots[caller], n, leaf_n
+
+    # -- files and lines --------------------------------------------------------------------
+
+    def filenames(self) -> list[str]:
+        """Files with sampled frames (synthetic frames are in none), in first-seen order."""
+        return list(self._files)
+
+    def file_heat(self, filename: str) -> Heat:
+        file = self._file_ids.get(filename)
+        return Heat(0, 0) if file is None else Heat(self._file_self[file], self._file_total[file])
+
+    def lines(self, filename: str) -> dict[int, Heat]:
+        """Every sampled line (> 0) of `filename`: line -> heat; empty for an unknown file."""
+        file = self._file_ids.get(filename)
+        if file is None:
+            return {}
+        lines, line_self, line_total = self._lines, self._line_self, self._line_total
+        return {lines[line][1]: Heat(line_self[line], line_total[line]) for line in self._file_lines[file]}
+
+    def line_spots(self, filename: str, lineno: int) -> list[tuple[Spot, int]]:
+        """The spots sampled on one line (two functions can share one) with their totals."""
+        line = self._line_ids.get((filename, lineno))
+        if line is None:
+            return []
+        return [(self.spots[s], self._spot_total[s]) for s in self._line_spots[line]]
+
+    def max_line_heat(self) -> Heat:
+        """The heaviest line's self and total (maybe two lines), 0 when there is none."""
+        return Heat(max(self._line_self, default=0), max(self._line_total, default=0))
+
+    def file_generation(self, filename: str) -> int:
+        """The last `generation` whose update added weight to a stack through `filename`."""
+        file = self._file_ids.get(filename)
+        return 0 if file is None else self._file_generation[file]
+
+    # -- functions --------------------------------------------------------------------------
+
+    def functions(self, filename: str) -> dict[str, FunctionStats]:
+        """Every frame-named function of `filename`: funcname -> stats."""
+        file = self._file_ids.get(filename)
+        if file is None:
+            return {}
+        return {self._funcs[f][1]: self._function_stats(f) for f in self._file_funcs[file]}
+
+    def all_functions(self) -> Iterator[tuple[tuple[str, str], FunctionStats]]:
+        """((filename, funcname), stats) for every function, synthetic ones (`~`) included."""
+        for func, key in enumerate(self._funcs):
+            yield key, self._function_stats(func)
+
+    def _function_stats(self, func: int) -> FunctionStats:
+        return FunctionStats(self._func_self[func], self._func_total[func], self._func_first[func])
+
+    # -- views grouped on demand ------------------------------------------------------------
+
+    def stacks(self, filename: str | None = None) -> Iterator[tuple[tuple[int, ...], int]]:
+        """(spot ids leaf first, weight) of every distinct stack, or of those through
+        `filename`, in first-seen order. `spots[i]` names a spot id."""
+        if filename is None:
+            for spots, stack in self._stacks.items():
+                yield spots, stack.weight
+            return
+        file = self._file_ids.get(filename)
+        if file is not None:
+            known = self._stacks
+            for spots in self._file_stacks[file]:
+                yield spots, known[spots].weight
+
+    def grouped(
+        self, key: Callable[[int], Hashable | None], filename: str | None = None
+    ) -> tuple[dict[Hashable, int], dict[Hashable, int]]:
+        """(self, total) weight per `key(spot id)` (None: not counted), each key once per stack;
+        only stacks through `filename` if given."""
+        keys: dict[int, Hashable | None] = {}
+        self_w: dict[Hashable, int] = {}
+        total_w: dict[Hashable, int] = {}
+        for spots, weight in self.stacks(filename):
+            groups = set()
+            for s in dict.fromkeys(spots):
+                k = keys[s] if s in keys else keys.setdefault(s, key(s))
+                if k is not None:
+                    groups.add(k)
+            if not groups:
+                continue
+            leaf = keys[spots[0]]
+            if leaf is not None:
+                self_w[leaf] = self_w.get(leaf, 0) + weight
+            for k in groups:
+                total_w[k] = total_w.get(k, 0) + weight
+        return self_w, total_w
+
+    def pairs(
+        self,
+        caller_key: Callable[[int], Hashable | None],
+        callee_key: Callable[[int], Hashable | None],
+        filename: str | None = None,
+    ) -> dict[tuple[Hashable, Hashable], int]:
+        """Weight per (caller_key(caller), callee_key(callee)) over adjacent frames, each pair
+        of keys once per stack, skipping frames whose key is None; in first-seen order."""
+        callers: dict[int, Hashable | None] = {}
+        callees: dict[int, Hashable | None] = {}
+        out: dict[tuple[Hashable, Hashable], int] = {}
+        for spots, weight in self.stacks(filename):
+            seen = set()
+            for callee, caller in zip(spots, spots[1:]):
+                a = callers[caller] if caller in callers else callers.setdefault(caller, caller_key(caller))
+                if a is None:
+                    continue
+                b = callees[callee] if callee in callees else callees.setdefault(callee, callee_key(callee))
+                if b is None or (a, b) in seen:
+                    continue
+                seen.add((a, b))
+                out[(a, b)] = out.get((a, b), 0) + weight
+        return out
