@@ -1,4 +1,4 @@
-"""The base every output format shares: options, default names, safe writes, internal frames."""
+"""The base every output format shares: options, default names, safe writes."""
 
 from __future__ import annotations
 
@@ -10,33 +10,9 @@ from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 from ..output_path import STDOUT, check_output, write_output
 from ..model import Frame, Profile, ThreadSample
 
-# Files of heatline's own `run` bootstrap (`sampler/_coordinator.py`), which executes inside the
-# target and calls the user's code: its frames, the frames below it and the runpy frames it calls
-# into are plumbing, never shown (Tachyon does the same for its `_sync_coordinator.py`). The
-# unwinder already strips them while sampling; this covers profiles from any other source.
-# Matched as path suffixes, with "/" separators.
-INTERNAL_FRAME_SUFFIXES: tuple[str, ...] = ("sampler/_coordinator.py",)
-_RUNPY_SUFFIXES = ("/runpy.py", "<frozen runpy>")
-
-
-def is_internal_frame(frame: Frame) -> bool:
-    return frame.filename.replace("\\", "/").endswith(INTERNAL_FRAME_SUFFIXES)
-
-
-def strip_internal_frames(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
-    """`frames` (leaf first) cut just above heatline's launcher and the runpy calls it made.
-
-    Stacks without a launcher frame (threads the target started itself) are returned unchanged;
-    a stack that is all plumbing comes back empty.
-    """
-    for i, frame in enumerate(frames):
-        if is_internal_frame(frame):
-            while i > 0 and frames[i - 1].filename.replace("\\", "/").endswith(_RUNPY_SUFFIXES):
-                i -= 1
-            kept = frames[:i]
-            # A <GC> on top of launcher code alone is the launcher's, not the user's.
-            return kept if any(not f.is_synthetic for f in kept) else ()
-    return frames
+# Re-exported only until `collectors/binary.py` imports it from `sampler.launcher_frames`:
+# profiles cut launcher frames where samples enter them, so no collector strips them.
+from ..launcher_frames import strip_internal_frames  # noqa: E402,F401
 
 
 def short_filename(filename: str) -> str:
@@ -82,9 +58,9 @@ class Collector:
         self.options: dict[str, Any] = {**self.option_defaults, **options}
 
     def stacks(self) -> Iterator[tuple[int, tuple[Frame, ...], int]]:
-        """The profile's `(thread_id, frames leaf first, weight)` without heatline's own frames."""
+        """The profile's `(thread_id, frames leaf first, weight)`, leaving out stacks that were
+        all launcher plumbing (cut to nothing when they entered the profile) and empty weights."""
         for tid, frames, weight in self.profile.iter_stacks():
-            frames = strip_internal_frames(frames)
             if frames and weight > 0:
                 yield tid, frames, weight
 
