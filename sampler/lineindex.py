@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Callable, Hashable, Iterable, Iterator, NamedTuple
 
-from .model import SYNTHETIC_FILENAME, Frame, Profile
+from .model import SYNTHETIC_FILENAME, Frame, Profile, ProfileDelta
 
 Spot = tuple[str, int, str]  # (filename, lineno, funcname): Frame.key()
 StackItem = tuple[int, tuple[Frame, ...], int]  # (thread id, frames leaf first, weight)
@@ -99,31 +99,66 @@ class LineIndex:
         self._stacks: dict[tuple[int, ...], _Stack] = {}
         self.synthetic_leaves: dict[str, int] = {}  # weight of stacks whose leaf is <GC> and co
         self.script_files: dict[str, None] = {}  # files whose <module> is a stack's root (a set)
+        self._source_frames: list[Frame] = []  # the frames of the profile `apply` is fed from
+        self._source_spots: list[int] = []  # their spots, by that profile's frame id
         self.update(stacks)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "LineIndex":
-        return cls(profile.iter_stacks())
+        """The index of a whole profile; `apply` its later deltas to keep it current."""
+        index = cls()
+        index.apply(profile.delta_since(None))
+        return index
 
     # -- building ---------------------------------------------------------------------------
 
     def update(self, stacks: Iterable[StackItem]) -> None:
-        """Count more stacks in: a profile's delta, or a whole profile."""
+        """Count more stacks in: `(thread id, frames leaf first, weight)` items."""
+        spot_of, intern = self._spot_of, self._intern
+
+        def spots() -> Iterator[tuple[tuple[int, ...], int]]:
+            for _tid, frames, weight in stacks:
+                if frames and weight > 0:
+                    try:
+                        yield tuple(map(spot_of.__getitem__, frames)), weight
+                    except KeyError:
+                        yield tuple(map(intern, frames)), weight
+
+        self._count(spots())
+
+    def apply(self, delta: ProfileDelta) -> None:
+        """Count in what a profile gained (`Profile.delta_since`): pass every delta of one
+        profile, in order, from `delta_since(None)` or the one `from_profile` took on."""
+        frames, spots = self._source_frames, self._source_spots
+        if delta.first_frame_id != len(frames):
+            raise ValueError(f"delta starts at frame {delta.first_frame_id}, {len(frames)} frames known")
+        frames.extend(delta.frames)
+        spots.extend([_NONE] * len(delta.frames))  # interned when a stack first uses them
+        intern = self._intern
+
+        def stacks() -> Iterator[tuple[tuple[int, ...], int]]:
+            for (_tid, ids), weight in delta.stacks.items():
+                if ids and weight > 0:
+                    stack = tuple(map(spots.__getitem__, ids))
+                    if _NONE in stack:
+                        for i in ids:
+                            if spots[i] == _NONE:
+                                spots[i] = intern(frames[i])
+                        stack = tuple(map(spots.__getitem__, ids))
+                    yield stack, weight
+
+        self._count(stacks())
+
+    def _count(self, stacks: Iterable[tuple[tuple[int, ...], int]]) -> None:
         self.generation += 1
         generation = self.generation
-        spot_of, known = self._spot_of, self._stacks
+        known = self._stacks
         spot_line, spot_func, spot_file = self._spot_line, self._spot_func, self._spot_file
         spot_self, spot_total = self._spot_self, self._spot_total
         line_self, line_total = self._line_self, self._line_total
         func_self, func_total = self._func_self, self._func_total
         file_self, file_total, file_generation = self._file_self, self._file_total, self._file_generation
-        for _tid, frames, weight in stacks:
-            if not frames or weight <= 0:
-                continue
-            try:
-                spots = tuple(map(spot_of.__getitem__, frames))
-            except KeyError:
-                spots = tuple(map(self._intern, frames))
+        for spots, weight in stacks:
             stack = known.get(spots)
             if stack is None:
                 stack = self._new_stack(spots)
@@ -138,7 +173,7 @@ class LineIndex:
             file = spot_file[leaf]
             if file != _NONE:
                 file_self[file] += weight
-            elif self.spots[leaf][0] == SYNTHETIC_FILENAME:
+            else:  # a synthetic leaf: time outside source files, by name
                 name = self.spots[leaf][2]
                 self.synthetic_leaves[name] = self.synthetic_leaves.get(name, 0) + weight
             for s in stack.spots:
