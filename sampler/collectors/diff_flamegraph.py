@@ -36,6 +36,7 @@ from .flamegraph import (
     MIN_SHARE,
     SOURCE_CONTEXT,
     FrameTable,
+    _is_gc,
     _status_stats,
     default_title,
     profile_stacks,
@@ -74,7 +75,7 @@ def _function_tree(profile: Profile, lines: dict[FuncKey, dict[int, int]]) -> tu
             per_line[frame.lineno] = per_line.get(frame.lineno, 0) + weight
             node = child
         node.self += weight
-        if any(f.is_synthetic and f.funcname == "<GC>" for f in frames):
+        if _is_gc(frames):
             gc += weight
     return root, gc
 

@@ -40,7 +40,6 @@ import hashlib
 import html
 import json
 import linecache
-import os
 import re
 from importlib import resources
 from typing import Any, BinaryIO, Iterator
@@ -56,7 +55,8 @@ from ..model import (
     Frame,
     Profile,
 )
-from .base import Collector, strip_internal_frames
+from ..sourcefiles import module_name  # noqa: F401 - part of this module's API (files' "module")
+from .base import Collector
 
 DATA_FORMAT = "heatline-flamegraph"
 DATA_VERSION = 1
@@ -83,36 +83,6 @@ def frame_name(frame: Frame, *, with_line: bool = True) -> str:
         return frame.funcname
     where = short_path(frame.filename)
     return f"{frame.funcname} ({where}:{frame.lineno})" if with_line else f"{frame.funcname} ({where})"
-
-
-_STDLIB = re.compile(r"/lib/(?:pypy|python)\d+(?:\.\d+)?[a-z]*/(.*)$")
-
-
-def module_name(filename: str) -> str:
-    """A dotted module name guessed from a path (site-packages, the stdlib, else the file stem).
-
-    Only the path is known (the target's `sys.path` is not), so a project's own files show as
-    their file stem.
-    """
-    if not filename or filename.startswith("<") or filename == "~":
-        return filename
-    path = filename.replace("\\", "/")
-    rel = None
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in path:
-            rel = path.rsplit(marker, 1)[1]
-            break
-    if rel is None:
-        m = _STDLIB.search(path)
-        rel = m.group(1) if m else os.path.basename(path)
-    for ext in (".py", ".pyw", ".pyi"):
-        if rel.endswith(ext):
-            rel = rel[: -len(ext)]
-            break
-    parts = [p for p in rel.split("/") if p]
-    if len(parts) > 1 and parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts) or filename
 
 
 class _SourceReader:
@@ -213,11 +183,8 @@ def _is_gc(frames: tuple[Frame, ...]) -> bool:
 
 
 def profile_stacks(profile: Profile) -> Iterator[tuple[int, tuple[Frame, ...], int]]:
-    """`(tid, frames leaf first, weight)` without heatline's launcher frames or empty stacks."""
-    for tid, frames, weight in profile.iter_stacks():
-        frames = strip_internal_frames(frames)
-        if frames and weight > 0:
-            yield tid, frames, weight
+    """`(tid, frames leaf first, weight)` of the non-empty stacks: what a collector reads."""
+    return Collector(profile).stacks()
 
 
 def _pct(part: float, whole: float) -> float:
