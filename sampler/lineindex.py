@@ -260,12 +260,9 @@ class LineIndex:
         lines.discard(_NONE)
         files = {self._spot_file[s] for s in distinct}
         files.discard(_NONE)
-        pairs = []
-        for pair in dict.fromkeys(zip(spots, spots[1:])):  # leaf pair first
-            counts = self._pairs.get(pair)
-            if counts is None:
-                counts = self._pairs[pair] = [0, 0]
-            pairs.append(counts)
+        known, add = self._pairs.get, self._pairs.setdefault
+        # the counters of its distinct pairs, leaf pair first ([0, 0] is true: `or` adds only new ones)
+        pairs = [known(pair) or add(pair, [0, 0]) for pair in dict.fromkeys(zip(spots, spots[1:]))]
         stack = self._stacks[spots] = _Stack(
             distinct, tuple(lines), tuple({self._spot_func[s] for s in distinct}), tuple(files), pairs
         )

@@ -27,8 +27,10 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO
 
-from ..errors import HeatlineError, ProfileFileError, UsageError
+from ..errors import ProfileFileError, UsageError
+from ..loaders import replay_binary
 from ..model import Frame, Profile
+from ..replay import BinaryProfile, open_binary_profile
 from .base import Collector
 from .flamegraph import (
     DATA_FORMAT,
@@ -214,23 +216,14 @@ def diff_flamegraph_data(
 
 def load_baseline(path: str) -> Profile:
     """Replay a `--binary` file into a Profile; every failure is one `HeatlineError` line."""
-    from ..loaders import replay_binary
-
     return replay_binary(open_baseline(path))
 
 
-def open_baseline(path: str):
+def open_baseline(path: str) -> BinaryProfile:
     if not os.path.exists(path):
         raise ProfileFileError(f"cannot read the baseline profile {path}: no such file")
     if os.path.isdir(path):
         raise ProfileFileError(f"cannot read the baseline profile {path}: it is a directory")
-    try:
-        from ..replay import open_binary_profile
-    except ImportError:
-        raise HeatlineError(
-            "--diff-flamegraph needs the --binary format's reader (sampler.replay), "
-            "which this installation lacks"
-        ) from None
     return open_binary_profile(path)
 
 

@@ -40,7 +40,6 @@ from ..lineindex import LineIndex, StackItem
 from ..model import SYNTHETIC_FILENAME, Profile
 from ..output_path import check_output, file_mode_for
 from ..sourcefiles import (
-    MAX_SOURCE_BYTES,
     OTHER,
     PROJECT,
     SITE,
@@ -56,7 +55,6 @@ from ..target.files import TargetFiles
 from ..target.maps import process_start_time
 from .base import Collector
 
-__all__ = ["OTHER", "PROJECT", "SITE", "STDLIB", "HeatmapCollector", "aggregate", "classify", "heat_level", "project_roots"]
 GROUP_TITLES = {
     PROJECT: "Project",
     STDLIB: "Standard library",
