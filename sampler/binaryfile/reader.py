@@ -98,6 +98,8 @@ _BLOCK_BITS = 12
 _PAIR = rb"[\x80-\xff]{0,7}[\x00-\x7f][\x00-\x7f]"
 _PAIR_BLOCK_MATCHES = [re.compile(rb"(?:%s){%d}" % (_PAIR, 1 << k)).match for k in range(_BLOCK_BITS + 1)]
 _HIGH_BYTES = bytes(range(0x80, 0x100))
+# A frame table entry's varints, named in the error a malformed one raises.
+_FRAME_FIELDS = ("filename", "funcname", "lineno", "end_lineno_delta", "column", "end_column_delta")
 _ONE_BYTE = [bytes((i,)) for i in range(256)]
 StackKey = tuple[int, int, int, tuple[int, ...]]  # thread id, interpreter id, status, frame indices
 _FILE_KINDS = (
@@ -168,6 +170,12 @@ def _varint32(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if value > U32_MAX:
         raise _Malformed
     return value, pos
+
+
+def _position(start: int, end_delta: int) -> tuple[int, int]:
+    """A frame's (line, end line) or (column, end column) from their zigzag varints."""
+    first = unzigzag32(start)
+    return first, NO_LOCATION if first == NO_LOCATION else first + unzigzag32(end_delta)
 
 
 def _decode(data: bytes) -> str:
@@ -430,22 +438,13 @@ class BinaryProfile:
                 stream.pos = pos
                 stream.fill(MAX_FRAME_ENTRY)
                 data, pos, end = stream.buf, stream.pos, len(stream.buf)
-                field = "filename"
-                file_idx, pos = _varint32(data, pos, end)
-                field = "funcname"
-                func_idx, pos = _varint32(data, pos, end)
-                field = "lineno"
-                raw, pos = _varint32(data, pos, end)
-                lineno = unzigzag32(raw)
-                field = "end_lineno_delta"
-                raw, pos = _varint32(data, pos, end)
-                end_lineno = NO_LOCATION if lineno == NO_LOCATION else lineno + unzigzag32(raw)
-                field = "column"
-                raw, pos = _varint32(data, pos, end)
-                col = unzigzag32(raw)
-                field = "end_column_delta"
-                raw, pos = _varint32(data, pos, end)
-                end_col = NO_LOCATION if col == NO_LOCATION else col + unzigzag32(raw)
+                raw = []
+                for field in _FRAME_FIELDS:
+                    value, pos = _varint32(data, pos, end)
+                    raw.append(value)
+                file_idx, func_idx = raw[0], raw[1]
+                lineno, end_lineno = _position(raw[2], raw[3])
+                col, end_col = _position(raw[4], raw[5])
                 if pos >= end:
                     raise ProfileFileError("Unexpected end of frame table (opcode)")
                 pos += 1  # the opcode: heatline's model has no place for it
