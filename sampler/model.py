@@ -239,8 +239,12 @@ class Profile:
     def _count(self, sample: ThreadSample, weight: int) -> None:
         ids = self._stack_cache.get(sample.frames)
         if ids is None:
-            # The launcher cut, once per distinct stack: the ids are cached with it.
-            ids = tuple(self.frame_id(f) for f in strip_internal_frames(sample.frames))
+            # The launcher cut, once per distinct stack: the ids are cached with it. A sample
+            # that came through `_cut` is already cut, and known there as its own cut.
+            cut = self._cut_frames.get(sample.frames)
+            if cut is None:
+                cut = strip_internal_frames(sample.frames)
+            ids = tuple(self.frame_id(f) for f in cut)
             if len(self._stack_cache) < self.MAX_CACHED_STACKS:
                 self._stack_cache[sample.frames] = ids
         self._add_stack((sample.thread_id, ids), weight)
@@ -264,36 +268,52 @@ class Profile:
 
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
         """`SampleSink` interface: counts the samples and hands them, cut, to the sinks."""
-        if not self._sinks:
-            add = self.add
-            for t in threads:
-                add(t, weight)
-            return
-        cut = self._cut(threads)
+        # `add`'s identity count inlined for the repeated sample (the common case: at 100k
+        # samples/s the call is a good share of the cost). `add` may fold, replacing `_pending`.
         add = self.add
-        for t in cut:
-            add(t, weight)
+        pending = self._pending
+        if not self._sinks:
+            for t in threads:
+                entry = pending.get(id(t))
+                if entry is not None and entry[0] is t:
+                    entry[1] += weight
+                else:
+                    add(t, weight)
+                    pending = self._pending
+            return
+        # A sample object seen before is looked up by identity; its cut form is a stable object
+        # too, so it is still counted by identity.
+        known = self._cut_samples
+        cut = []
+        for t in threads:
+            pair = known.get(id(t))
+            if pair is None or pair[0] is not t:
+                pair = self._cut(t)
+            t = pair[1]
+            cut.append(t)
+            entry = pending.get(id(t))
+            if entry is not None and entry[0] is t:
+                entry[1] += weight
+            else:
+                add(t, weight)
+                pending = self._pending
         for sink in self._sinks:
             sink.collect(timestamp_us, cut, weight)
 
-    def _cut(self, threads: Sequence[ThreadSample]) -> list[ThreadSample]:
-        """`threads` without launcher frames. A sample object seen before is looked up by
-        identity; its cut form is a stable object too, so `add` still counts it by identity."""
-        known = self._cut_samples
-        out = []
-        for t in threads:
-            entry = known.get(id(t))
-            if entry is None or entry[0] is not t:
-                frames = self._cut_frames.get(t.frames)
-                if frames is None:
-                    frames = strip_internal_frames(t.frames)
-                    if len(self._cut_frames) < self.MAX_CACHED_STACKS:
-                        self._cut_frames[t.frames] = frames
-                if len(known) >= self.MAX_CUT_SAMPLES:
-                    known.clear()
-                entry = known[id(t)] = (t, t if frames is t.frames else t._replace(frames=frames))
-            out.append(entry[1])
-        return out
+    def _cut(self, sample: ThreadSample) -> tuple[ThreadSample, ThreadSample]:
+        """(sample, sample without launcher frames), remembered for the next time it comes."""
+        frames = self._cut_frames.get(sample.frames)
+        if frames is None:
+            frames = strip_internal_frames(sample.frames)
+            if len(self._cut_frames) < self.MAX_CACHED_STACKS:
+                self._cut_frames[sample.frames] = frames
+                self._cut_frames[frames] = frames  # so `_count` does not cut it again
+        if len(self._cut_samples) >= self.MAX_CUT_SAMPLES:
+            self._cut_samples.clear()
+        # A cut only ever shortens a stack: the same length is the sample as it came.
+        same = len(frames) == len(sample.frames)
+        entry = self._cut_samples[id(sample)] = (sample, sample if same else sample._replace(frames=frames))
+        return entry
 
     def add_sink(self, sink: SampleSink) -> None:
         """Hand every sample that enters through `collect` on to `sink`, cut, after counting it."""
