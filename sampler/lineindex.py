@@ -62,6 +62,22 @@ class _Stack:
         self.pairs = pairs  # the counters of its distinct adjacent pairs, leaf pair first
 
 
+def _table_id(ids: dict, keys: list, key: Hashable, counters: tuple[list[int], ...],
+              lists: tuple[list[list], ...]) -> tuple[int, bool]:
+    """`key`'s id in a table (`ids`: key -> id, `keys`: id -> key) and whether it is new; a new
+    id gets a 0 in each of `counters` and an empty list in each of `lists`."""
+    found = ids.get(key)
+    if found is not None:
+        return found, False
+    found = ids[key] = len(keys)
+    keys.append(key)
+    for column in counters:
+        column.append(0)
+    for column in lists:
+        column.append([])
+    return found, True
+
+
 class LineIndex:
     """Per-line, per-function, per-file and caller/callee weights, built incrementally."""
 
@@ -220,37 +236,21 @@ class LineIndex:
         return spot
 
     def _file_id(self, filename: str) -> int:
-        file = self._file_ids.get(filename)
-        if file is None:
-            file = self._file_ids[filename] = len(self._files)
-            self._files.append(filename)
-            for column in (self._file_self, self._file_total, self._file_generation):
-                column.append(0)
-            for lists in (self._file_lines, self._file_funcs, self._file_stacks):
-                lists.append([])
-        return file
+        return _table_id(self._file_ids, self._files, filename,
+                         (self._file_self, self._file_total, self._file_generation),
+                         (self._file_lines, self._file_funcs, self._file_stacks))[0]
 
     def _func_id(self, filename: str, funcname: str, file: int) -> int:
-        key = (filename, funcname)
-        func = self._func_ids.get(key)
-        if func is None:
-            func = self._func_ids[key] = len(self._funcs)
-            self._funcs.append(key)
-            for column in (self._func_self, self._func_total, self._func_first):
-                column.append(0)
-            if file != _NONE:
-                self._file_funcs[file].append(func)
+        func, new = _table_id(self._func_ids, self._funcs, (filename, funcname),
+                              (self._func_self, self._func_total, self._func_first), ())
+        if new and file != _NONE:
+            self._file_funcs[file].append(func)
         return func
 
     def _line_id(self, filename: str, lineno: int, file: int) -> int:
-        key = (filename, lineno)
-        line = self._line_ids.get(key)
-        if line is None:
-            line = self._line_ids[key] = len(self._lines)
-            self._lines.append(key)
-            self._line_spots.append([])
-            self._line_self.append(0)
-            self._line_total.append(0)
+        line, new = _table_id(self._line_ids, self._lines, (filename, lineno),
+                              (self._line_self, self._line_total), (self._line_spots,))
+        if new:
             self._file_lines[file].append(line)
         return line
 
