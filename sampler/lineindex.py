@@ -47,21 +47,6 @@ class FunctionStats(NamedTuple):
     first_line: int  # the smallest line sampled in it (0: none above 0)
 
 
-class _Stack:
-    """One distinct stack of spots: its weight and what it counts into, found once."""
-
-    __slots__ = ("weight", "spots", "lines", "funcs", "files", "pairs")
-
-    def __init__(self, spots: tuple[int, ...], lines: tuple[int, ...], funcs: tuple[int, ...],
-                 files: tuple[int, ...], pairs: list[list[int]]) -> None:
-        self.weight = 0
-        self.spots = spots  # distinct
-        self.lines = lines
-        self.funcs = funcs
-        self.files = files
-        self.pairs = pairs  # the counters of its distinct adjacent pairs, leaf pair first
-
-
 def _table_id(ids: dict, keys: list, key: Hashable, counters: tuple[list[int], ...],
               lists: tuple[list[list], ...]) -> tuple[int, bool]:
     """`key`'s id in a table (`ids`: key -> id, `keys`: id -> key) and whether it is new; a new
@@ -110,9 +95,18 @@ class LineIndex:
         self._file_funcs: list[list[int]] = []
         self._file_stacks: list[list[tuple[int, ...]]] = []
         self._file_generation: list[int] = []
-        # (callee spot, caller spot) -> [stacks with the pair, of which with the callee as leaf]
-        self._pairs: dict[tuple[int, int], list[int]] = {}
-        self._stacks: dict[tuple[int, ...], _Stack] = {}
+        # Per distinct stack of spots, its weight and what it counts into, found once: distinct
+        # spots, lines, functions, files. Int tuples only, which the garbage collector stops
+        # tracking: a build makes tens of thousands of them.
+        self._weights: dict[tuple[int, ...], int] = {}
+        self._parts: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
+        # Call pairs, counted from the first `spot_pairs()` on (only pstats asks): (callee spot,
+        # caller spot) -> pair id in first-seen order; per pair id, the stacks holding it and of
+        # those, the stacks with the callee as leaf; per stack, its pair ids, leaf pair first.
+        self._pair_ids: dict[tuple[int, int], int] = {}
+        self._pair_total: list[int] = []
+        self._pair_leaf: list[int] = []
+        self._stack_pairs: dict[tuple[int, ...], tuple[int, ...]] | None = None
         self.synthetic_leaves: dict[str, int] = {}  # weight of stacks whose leaf is <GC> and co
         self.script_files: dict[str, None] = {}  # files whose <module> is a stack's root (a set)
         self._source_frames: list[Frame] = []  # the frames of the profile `apply` is fed from
@@ -168,17 +162,18 @@ class LineIndex:
     def _count(self, stacks: Iterable[tuple[tuple[int, ...], int]]) -> None:
         self.generation += 1
         generation = self.generation
-        known = self._stacks
+        known, weights = self._parts, self._weights
         spot_line, spot_func, spot_file = self._spot_line, self._spot_func, self._spot_file
         spot_self, spot_total = self._spot_self, self._spot_total
         line_self, line_total = self._line_self, self._line_total
         func_self, func_total = self._func_self, self._func_total
         file_self, file_total, file_generation = self._file_self, self._file_total, self._file_generation
+        stack_pairs = self._stack_pairs
         for spots, weight in stacks:
-            stack = known.get(spots)
-            if stack is None:
-                stack = self._new_stack(spots)
-            stack.weight += weight
+            parts = known.get(spots)
+            if parts is None:
+                parts = self._new_stack(spots)
+            weights[spots] += weight
             self.total += weight
             leaf = spots[0]
             spot_self[leaf] += weight
@@ -192,20 +187,18 @@ class LineIndex:
             else:  # a synthetic leaf: time outside source files, by name
                 name = self.spots[leaf][2]
                 self.synthetic_leaves[name] = self.synthetic_leaves.get(name, 0) + weight
-            for s in stack.spots:
+            distinct, lines, funcs, files = parts
+            for s in distinct:
                 spot_total[s] += weight
-            for line in stack.lines:
+            for line in lines:
                 line_total[line] += weight
-            for func in stack.funcs:
+            for func in funcs:
                 func_total[func] += weight
-            for file in stack.files:
+            for file in files:
                 file_total[file] += weight
                 file_generation[file] = generation
-            pairs = stack.pairs
-            for counts in pairs:
-                counts[0] += weight
-            if pairs:
-                pairs[0][1] += weight
+            if stack_pairs is not None:
+                self._count_pairs(stack_pairs, spots, weight)
 
     def _intern(self, frame: Frame) -> int:
         spot = self._spot_of.get(frame)
@@ -254,24 +247,21 @@ class LineIndex:
             self._file_lines[file].append(line)
         return line
 
-    def _new_stack(self, spots: tuple[int, ...]) -> _Stack:
+    def _new_stack(self, spots: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
         distinct = tuple(dict.fromkeys(spots))
-        lines = {self._spot_line[s] for s in distinct}
+        lines = set(map(self._spot_line.__getitem__, distinct))
         lines.discard(_NONE)
-        files = {self._spot_file[s] for s in distinct}
+        files = set(map(self._spot_file.__getitem__, distinct))
         files.discard(_NONE)
-        known, add = self._pairs.get, self._pairs.setdefault
-        # the counters of its distinct pairs, leaf pair first ([0, 0] is true: `or` adds only new ones)
-        pairs = [known(pair) or add(pair, [0, 0]) for pair in dict.fromkeys(zip(spots, spots[1:]))]
-        stack = self._stacks[spots] = _Stack(
-            distinct, tuple(lines), tuple({self._spot_func[s] for s in distinct}), tuple(files), pairs
-        )
+        funcs = set(map(self._spot_func.__getitem__, distinct))
+        parts = self._parts[spots] = (distinct, tuple(lines), tuple(funcs), tuple(files))
+        self._weights[spots] = 0
         for file in files:
             self._file_stacks[file].append(spots)
         filename, _lineno, funcname = self.spots[spots[-1]]
         if funcname == "<module>" and filename != SYNTHETIC_FILENAME:
             self.script_files[filename] = None
-        return stack
+        return parts
 
     # -- spots (pstats) ---------------------------------------------------------------------
 
@@ -280,11 +270,34 @@ class LineIndex:
         for spot, key in enumerate(self.spots):
             yield key, Heat(self._spot_self[spot], self._spot_total[spot])
 
+    def _count_pairs(self, stack_pairs: dict[tuple[int, ...], tuple[int, ...]], spots: tuple[int, ...],
+                     weight: int) -> None:
+        pairs = stack_pairs.get(spots)
+        if pairs is None:
+            pair_ids = self._pair_ids
+            add = pair_ids.setdefault
+            pairs = stack_pairs[spots] = tuple(
+                [add(pair, len(pair_ids)) for pair in dict.fromkeys(zip(spots, spots[1:]))]
+            )
+            new_pairs = len(pair_ids) - len(self._pair_total)
+            if new_pairs:
+                self._pair_total.extend([0] * new_pairs)
+                self._pair_leaf.extend([0] * new_pairs)
+        total = self._pair_total
+        for pair in pairs:
+            total[pair] += weight
+        if pairs:
+            self._pair_leaf[pairs[0]] += weight
+
     def spot_pairs(self) -> Iterator[tuple[Spot, Spot, int, int]]:
         """(callee, caller, stacks with the call, of which with the callee as leaf), first-seen order."""
-        spots = self.spots
-        for (callee, caller), (n, leaf_n) in self._pairs.items():
-            yield spots[callee], spots[caller], n, leaf_n
+        if self._stack_pairs is None:  # the first ask: count every stack so far, then keep up
+            stack_pairs = self._stack_pairs = {}
+            for stack, weight in self._weights.items():
+                self._count_pairs(stack_pairs, stack, weight)
+        spots, total, leaf = self.spots, self._pair_total, self._pair_leaf
+        for (callee, caller), pair in self._pair_ids.items():
+            yield spots[callee], spots[caller], total[pair], leaf[pair]
 
     # -- files and lines --------------------------------------------------------------------
 
@@ -342,15 +355,14 @@ class LineIndex:
     def stacks(self, filename: str | None = None) -> Iterator[tuple[tuple[int, ...], int]]:
         """(spot ids leaf first, weight) of every distinct stack, or of those through
         `filename`, in first-seen order. `spots[i]` names a spot id."""
+        weights = self._weights
         if filename is None:
-            for spots, stack in self._stacks.items():
-                yield spots, stack.weight
+            yield from weights.items()
             return
         file = self._file_ids.get(filename)
         if file is not None:
-            known = self._stacks
             for spots in self._file_stacks[file]:
-                yield spots, known[spots].weight
+                yield spots, weights[spots]
 
     def grouped(
         self, key: Callable[[int], Hashable | None], filename: str | None = None

@@ -83,8 +83,10 @@ def test_incremental_updates_equal_a_build_from_scratch(varied):
             if weight > first:
                 pieces.append((tid, frames, weight - first))
         index = LineIndex()
-        for run in split(pieces, rng):
+        for number, run in enumerate(split(pieces, rng)):
             index.update(run)
+            if number == seed % 3:  # call pairs are counted from the first ask on
+                list(index.spot_pairs())
         assert snapshot(index) == whole, seed
 
 
@@ -141,7 +143,8 @@ def test_known_target_proportions(known):
     index = LineIndex.from_profile(known)
     lines = index.lines(KNOWN_LINES)
     assert index.total > 500
-    assert lines[8].self_samples >= 0.7 * index.total  # inner()'s loop is the hot line
+    assert max(lines, key=lambda n: lines[n].self_samples) == 8  # the hot line
+    assert lines[7].self_samples + lines[8].self_samples >= 0.9 * index.total  # inner()'s loop
     assert lines[21].total_samples >= 0.9 * index.total  # main() calls inner() from line 21
     assert lines[21].self_samples <= 0.1 * index.total
     assert index.functions(KNOWN_LINES)["inner"].total_samples >= 0.9 * index.total
