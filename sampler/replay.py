@@ -38,15 +38,20 @@ def replay(reader: BinaryProfile, profile: Profile, sink: SampleSink | None = No
             profile.collect(reader.start_time_us, [sample], weight)
             done += weight
     else:
+        # Registered on the profile, the sink gets each sample after the profile has counted it,
+        # launcher frames cut, as during a run.
         step = max(1, reader.sample_count // 100)
         next_report = step
-        for timestamp_us, threads, weight in reader.samples():
-            profile.collect(timestamp_us, threads, weight)
-            sink.collect(timestamp_us, threads, weight)
-            done += weight
-            if progress is not None and done >= next_report:
-                progress(done)
-                next_report = done + step
+        profile.add_sink(sink)
+        try:
+            for timestamp_us, threads, weight in reader.samples():
+                profile.collect(timestamp_us, threads, weight)
+                done += weight
+                if progress is not None and done >= next_report:
+                    progress(done)
+                    next_report = done + step
+        finally:
+            profile.remove_sink(sink)
     reader.check_complete(done)
     if progress is not None:
         progress(done)

@@ -5,7 +5,8 @@ way) and assembles the file (header, sample data, string and frame tables, TACHS
 `dump`. `sampler/collectors/binary.py` is the `--binary` collector over it.
 
 Where heatline's writer differs from Tachyon's (files stay readable by both): heatline's
-launcher frames are left out, as in every other output; synthetic frames (`<GC>`) are stored
+launcher frames are left out, as in every other output (the Profile cuts them before its sinks,
+the `--binary` collector among them, see them); synthetic frames (`<GC>`) are stored
 with no location, as Tachyon's; an unknown end line or end column next to a known start is
 stored as the delta that gives -1 back (Tachyon stores 0, which reads back as "same as the
 start"); each changed stack takes the smallest of FULL, SUFFIX and POP_PUSH by byte count.
@@ -19,7 +20,7 @@ import re
 import shutil
 import struct
 import tempfile
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Sequence
 
 from ..errors import HeatlineError, UsageError
 from ..model import SYNTHETIC_FILENAME, Frame, RunStats, ThreadSample
@@ -104,13 +105,11 @@ class BinaryWriter:
     """Encodes samples as they come into a temporary file; `dump` writes the whole file.
 
     `stats` is read when the first sample comes (the start time) and at `dump` (header, TACHSTAT),
-    so the sampling loop may fill it in meanwhile. `cut`, when given, maps a sample's frames to
-    the frames to store (the collector's launcher-frame cut).
+    so the sampling loop may fill it in meanwhile.
     """
 
     def __init__(self, stats: RunStats, *, compression: str = "auto", format_version: int = DEFAULT_FORMAT_VERSION,
-                 gc: bool | None = None, blocking: bool = False, byte_order: str = "=",
-                 cut: Callable[[tuple[Frame, ...]], tuple[Frame, ...]] | None = None) -> None:
+                 gc: bool | None = None, blocking: bool = False, byte_order: str = "=") -> None:
         if compression not in ("auto", "zstd", "none"):
             raise UsageError(f"invalid compression {compression!r} (choose from auto, zstd, none)")
         if compression == "zstd" and _zstd is None:
@@ -126,7 +125,6 @@ class BinaryWriter:
         self.blocking = blocking
         # struct prefix for fixed-width fields: "=" is native order, as Tachyon writes.
         self.byte_order = byte_order
-        self._cut = cut
         self.compression = COMPRESSION_ZSTD if compression != "none" and _zstd is not None else COMPRESSION_NONE
         self._start_us: int | None = None
         self._threads: dict[tuple[int, int], _Thread] = {}
@@ -184,12 +182,10 @@ class BinaryWriter:
         return idx
 
     def _stack(self, frames: tuple[Frame, ...]) -> tuple[int, ...]:
-        """Frame indices of a sample's stack (after `cut`), at most the innermost 256 (what
-        Tachyon's writer keeps)."""
+        """Frame indices of a sample's stack, at most the innermost 256 (what Tachyon's writer keeps)."""
         cached = self._stack_cache.get(frames)
         if cached is None:
-            kept = self._cut(frames) if self._cut is not None else frames
-            cached = (tuple(self._frame(f) for f in kept[:MAX_STACK_DEPTH]), len(kept) > MAX_STACK_DEPTH)
+            cached = (tuple(self._frame(f) for f in frames[:MAX_STACK_DEPTH]), len(frames) > MAX_STACK_DEPTH)
             if len(self._stack_cache) >= STACK_CACHE_LIMIT:
                 self._stack_cache.clear()
             self._stack_cache[frames] = cached

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Sequence
 from ..binaryfile.layout import DEFAULT_FORMAT_VERSION
 from ..binaryfile.writer import BinaryWriter
 from ..model import Profile, ThreadSample
-from .base import Collector, strip_internal_frames
+from .base import Collector
 
 # Names tests and tools import from here, as before the reader and writer moved to sampler/binaryfile.
 from ..binaryfile.layout import HEADER, HEADER_OLD, MAX_STACK_DEPTH, STATS_SIGNATURE  # noqa: E402,F401
@@ -56,8 +56,8 @@ class BinaryCollector(Collector):
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
-        # Launcher frames are left out as in every other output.
-        self.writer = BinaryWriter(profile.stats, byte_order=self.byte_order, cut=strip_internal_frames, **self.options)
+        # Samples come through the profile (a sink registered on it), launcher frames already cut.
+        self.writer = BinaryWriter(profile.stats, byte_order=self.byte_order, **self.options)
 
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
         self.writer.collect(timestamp_us, threads, weight)
