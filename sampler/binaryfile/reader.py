@@ -172,6 +172,18 @@ def _varint32(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     return value, pos
 
 
+def _delta_and_status(buf: bytes, pos: int, end: int, rle: bool) -> tuple[int, int, int]:
+    """A sample's timestamp delta and status byte at `pos`, and the position after them (the
+    errors say RLE inside a REPEAT record, as Tachyon's)."""
+    try:
+        delta, pos = _varint(buf, pos, end)
+    except _Malformed:
+        raise ProfileFileError(f"Malformed varint in {'RLE ' if rle else ''}sample data") from None
+    if pos >= end:
+        raise ProfileFileError("Unexpected end of sample data in RLE" if rle else "Unexpected end of sample data")
+    return delta, buf[pos], pos + 1
+
+
 def _position(start: int, end_delta: int) -> tuple[int, int]:
     """A frame's (line, end line) or (column, end column) from their zigzag varints."""
     first = unzigzag32(start)
@@ -770,14 +782,8 @@ class BinaryProfile:
                         k -= 1
                     else:
                         # A delta longer than 8 bytes, or a malformed or cut pair: one at a time.
-                        try:
-                            delta, pos = _varint(buf, pos, end)
-                        except _Malformed:
-                            raise ProfileFileError("Malformed varint in RLE sample data") from None
-                        if pos >= end:
-                            raise ProfileFileError("Unexpected end of sample data in RLE")
-                        parts.append(one_status[buf[pos]])
-                        pos += 1
+                        delta, status, pos = _delta_and_status(buf, pos, end, rle=True)
+                        parts.append(one_status[status])
                         if deltas is not None:
                             deltas.append(delta)
                         todo -= 1
@@ -786,14 +792,7 @@ class BinaryProfile:
                 continue
             if encoding not in (FULL, SUFFIX, POP_PUSH):
                 raise ProfileFileError(f"Unknown stack encoding: {encoding}")
-            try:
-                delta, pos = _varint(buf, pos, end)
-            except _Malformed:
-                raise ProfileFileError("Malformed varint in sample data") from None
-            if pos >= end:
-                raise ProfileFileError("Unexpected end of sample data")
-            status = buf[pos]
-            pos += 1
+            delta, status, pos = _delta_and_status(buf, pos, end, rle=False)
             try:
                 first, pos = _varint32(buf, pos, end)
                 if encoding == FULL:
