@@ -270,34 +270,27 @@ class Profile:
         """`SampleSink` interface: counts the samples and hands them, cut, to the sinks."""
         # `add`'s identity count inlined for the repeated sample (the common case: at 100k
         # samples/s the call is a good share of the cost). `add` may fold, replacing `_pending`.
+        # For the sinks, a sample object seen before is looked up by identity; its cut form is a
+        # stable object too, so it is still counted by identity.
         add = self.add
         pending = self._pending
-        if not self._sinks:
-            for t in threads:
-                entry = pending.get(id(t))
-                if entry is not None and entry[0] is t:
-                    entry[1] += weight
-                else:
-                    add(t, weight)
-                    pending = self._pending
-            return
-        # A sample object seen before is looked up by identity; its cut form is a stable object
-        # too, so it is still counted by identity.
+        sinks = self._sinks
         known = self._cut_samples
         cut = []
         for t in threads:
-            pair = known.get(id(t))
-            if pair is None or pair[0] is not t:
-                pair = self._cut(t)
-            t = pair[1]
-            cut.append(t)
+            if sinks:
+                pair = known.get(id(t))
+                if pair is None or pair[0] is not t:
+                    pair = self._cut(t)
+                t = pair[1]
+                cut.append(t)
             entry = pending.get(id(t))
             if entry is not None and entry[0] is t:
                 entry[1] += weight
             else:
                 add(t, weight)
                 pending = self._pending
-        for sink in self._sinks:
+        for sink in sinks:
             sink.collect(timestamp_us, cut, weight)
 
     def _cut(self, sample: ThreadSample) -> tuple[ThreadSample, ThreadSample]:
