@@ -61,7 +61,8 @@ class ThreadSample(NamedTuple):
 
 class SampleSink(Protocol):
     """Receives every sample as it is taken or replayed: in time order within each thread (a
-    replay delivers runs of one thread as blocks, so threads may interleave out of time order)."""
+    replay delivers runs of one thread as blocks, so threads may interleave out of time order).
+    A profile's sinks (`Profile.add_sink`) get them after the profile, launcher frames cut."""
 
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None: ...
 

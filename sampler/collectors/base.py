@@ -84,7 +84,8 @@ class Collector:
         return [flag for option, flag in cls.cli_options.items() if getattr(args, option, None) is not None]
 
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
-        """Every sample, in time order; only formats with `streaming = True` are sent them."""
+        """Every sample, in time order, launcher frames cut: formats with `streaming = True` are
+        registered as sinks of their profile, which hands them on."""
 
     def default_output(self, pid: int) -> str:
         return f"{self.format_name}_{pid}.{self.default_extension}"
