@@ -10,10 +10,6 @@ from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 from ..output_path import STDOUT, check_output, write_output
 from ..model import Frame, Profile, ThreadSample
 
-# Re-exported only until `collectors/binary.py` imports it from `sampler.launcher_frames`:
-# profiles cut launcher frames where samples enter them, so no collector strips them.
-from ..launcher_frames import strip_internal_frames  # noqa: E402,F401
-
 
 def short_filename(filename: str) -> str:
     return os.path.basename(filename) or filename
