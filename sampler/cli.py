@@ -16,9 +16,6 @@ from sampler.commands import COMMANDS
 from sampler.errors import HeatlineError, ProcessNotFoundError, UsageError
 from sampler.model import MODES
 
-# sampler/live.py imports these from here; they live in sampler/commands.py.
-from sampler.commands import open_walker, sample_launched  # noqa: E402,F401
-from sampler.commands import make_collector as _make_collector, write_output as _write_output  # noqa: E402,F401
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
 

@@ -42,16 +42,14 @@ from typing import Any, Callable, Sequence
 
 from sampler.cli import (
     blocking_warning,
-    open_walker,
-    sample_launched,
-    _make_collector,
     _Parser,
     _positive_seconds,
     _validate,
-    _write_output,
     add_attach_arguments,
     add_run_arguments,
 )
+from sampler.commands import attached_identity, launched_identity, open_walker, sample_launched
+from sampler.commands import make_collector as _make_collector, write_output as _write_output
 from sampler.errors import HeatlineError, LiveStreamError, ProcessNotFoundError, TargetExitedError, UsageError
 from sampler.model import MODES, Frame, Mark, Profile, ProfileDelta, RunStats
 
@@ -221,17 +219,15 @@ class _Session:
 
 
 def _run(session: _Session) -> None:
-    from sampler.launcher import launch, resolve_python
+    from sampler.launcher import launch
 
     args = session.args
-    interpreter = resolve_python(args.python)
-    target = launch(args.target, args.args, module=args.module, python=interpreter)
-    shown = ["-m", args.target] if args.module else [os.path.abspath(args.target)]
+    cwd, argv = launched_identity(args)
+    target = launch(args.target, args.args, module=args.module, python=argv[0])
     (profile, collector), status = sample_launched(
         target, args,
         lambda unwinder: session.profile(
-            unwinder, target.alive, target.pid, cwd=os.getcwd(), argv=[interpreter, *shown, *args.args],
-            on_started=target.start,
+            unwinder, target.alive, target.pid, cwd=cwd, argv=argv, on_started=target.start,
         ),
         lambda result: result[0].stats,
     )
@@ -239,16 +235,13 @@ def _run(session: _Session) -> None:
 
 
 def _attach(session: _Session) -> None:
-    from sampler.target.maps import read_cmdline, read_cwd
-
     args = session.args
     if args.pid <= 0:
         raise ProcessNotFoundError(args.pid)
     unwinder = open_walker(args.pid, args)
     try:
-        profile, collector = session.profile(
-            unwinder, unwinder.alive, args.pid, cwd=read_cwd(args.pid), argv=read_cmdline(args.pid)
-        )
+        cwd, argv = attached_identity(args.pid)
+        profile, collector = session.profile(unwinder, unwinder.alive, args.pid, cwd=cwd, argv=argv)
     finally:
         unwinder.close()
     session.finish(profile, collector, None)

@@ -16,9 +16,6 @@ from ..binaryfile.writer import BinaryWriter
 from ..model import Profile, ThreadSample
 from .base import Collector
 
-# Names tests and tools import from here, as before the reader and writer moved to sampler/binaryfile.
-from ..binaryfile.layout import HEADER, HEADER_OLD, MAX_STACK_DEPTH, STATS_SIGNATURE  # noqa: E402,F401
-
 
 class BinaryCollector(Collector):
     """Streams every sample to a temporary file while sampling; `write` assembles the file."""
