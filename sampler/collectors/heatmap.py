@@ -249,10 +249,12 @@ class HeatmapCollector(Collector):
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
-        # Taken now, while the target runs: RunStats does not keep the working directory, and a
-        # target in a container names files inside its own root.
+        # Taken now, while the target runs: its root and working directory held open let its
+        # sources be read after it exits, and a target in a container names files inside its root.
         self.target_files = _live_files(profile)
-        self.target_cwd = self.target_files.cwd
+        # The directory as the target names it, through the handles held open on it; the
+        # profile's own record of it when those could not be taken.
+        self.target_cwd = self.target_files.cwd or self.profile.stats.cwd or None
 
     def default_output(self, pid: int) -> str:
         return f"heatmap_{pid}"
