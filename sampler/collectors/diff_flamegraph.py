@@ -41,7 +41,6 @@ from .flamegraph import (
     _is_gc,
     _status_stats,
     default_title,
-    profile_stacks,
     render_html,
     run_stats,
 )
@@ -64,7 +63,7 @@ def _function_tree(profile: Profile, lines: dict[FuncKey, dict[int, int]]) -> tu
     """The call tree keyed by (filename, funcname); `lines` gathers each function's line weights."""
     root = _FNode()
     gc = 0
-    for _tid, frames, weight in profile_stacks(profile):
+    for _tid, frames, weight in Collector(profile).stacks():
         node = root
         node.value += weight
         for frame in reversed(frames):

@@ -182,11 +182,6 @@ def _is_gc(frames: tuple[Frame, ...]) -> bool:
     return any(f.is_synthetic and f.funcname == "<GC>" for f in frames)
 
 
-def profile_stacks(profile: Profile) -> Iterator[tuple[int, tuple[Frame, ...], int]]:
-    """`(tid, frames leaf first, weight)` of the non-empty stacks: what a collector reads."""
-    return Collector(profile).stacks()
-
-
 def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 3) if whole else 0.0
 
@@ -278,7 +273,7 @@ def flamegraph_data(
     frame_list: list[Frame] = []
     thread_weight: dict[int, int] = {}
     gc_by_thread: dict[int, int] = {}
-    for tid, frames, weight in profile_stacks(profile):
+    for tid, frames, weight in Collector(profile).stacks():
         thread_weight[tid] = thread_weight.get(tid, 0) + weight
         if _is_gc(frames):
             gc_by_thread[tid] = gc_by_thread.get(tid, 0) + weight
