@@ -8,7 +8,7 @@ import { HeatPayload } from "./heat";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, processItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
-import { LiveProfile, liveStatus, parseArgs, runChange, RunStatus, statusProfile, validateArgs, validateModule } from "./status";
+import { LiveProfile, liveStatus, parseArgs, runChange, validateArgs, validateModule } from "./status";
 import { ShownProfile } from "./shown";
 import { FlamegraphKind, FlamegraphPanels, openAt } from "./webview";
 
@@ -111,8 +111,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.command = "heatline.stopProfiling";
   statusItem.tooltip = "heatline is profiling: click to stop";
   context.subscriptions.push(statusItem);
-  let runStartedAt: number | undefined;
-  let fallback: ReturnType<typeof setInterval> | undefined;
+  let runStartedAt: number | undefined; // set while a run is watched, to time it until the server says
   const showLive = (profile: LiveProfile | null | undefined) => {
     const text = liveStatus(profile, runStartedAt, Date.now());
     if (text) {
@@ -122,34 +121,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       statusItem.hide();
       runEnded();
       runStartedAt = undefined;
-      if (fallback) clearInterval(fallback);
-      fallback = undefined;
     }
   };
-  // Every heat notification says whether the run is live, with its samples and duration: that
-  // drives the item. The server sends heat only for the Python documents it has open, though:
-  // while none is open, the item asks heatline.status instead, once a second.
+  // Every heat notification says whether the run is live, with its samples and duration, and the
+  // server sends one (uri null) even while no document is open: that alone drives the item. A
+  // run's start, each delta, its end and a clear all publish heat, the start before the run's
+  // command answers, so the item needs no poll and no start of its own.
   const followRun = (profile: LiveProfile | null | undefined) => {
     const change = runChange(profile, runStartedAt !== undefined);
-    if (change && runStartedAt === undefined) watchRun();
+    if (change && runStartedAt === undefined) runStartedAt = Date.now();
     if (change !== undefined) showLive(change);
   };
-  const heatComes = () => vscode.workspace.textDocuments.some((d) => d.uri.scheme === "file" && d.languageId === "python");
-  const watchRun = () => {
-    runStartedAt = Date.now();
-    showLive({ live: true, totalSamples: 0 });
-    if (fallback) clearInterval(fallback);
-    fallback = setInterval(async () => {
-      if (heatComes()) return;
-      try {
-        const status = (await server("heatline.status")) as RunStatus | undefined;
-        if (runStartedAt !== undefined) followRun(statusProfile(status)); // not a run already over
-      } catch {
-        /* the next tick tries again */
-      }
-    }, 1000);
-  };
-  context.subscriptions.push({ dispose: () => fallback && clearInterval(fallback) });
 
   const showFlamegraph = async (kind: FlamegraphKind, args: Record<string, unknown> = {}) => {
     const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
@@ -220,9 +202,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const startProfiling = async (command: "heatline.run" | "heatline.attach", args: Record<string, unknown>) => {
     const output = runOutput();
     await server(command, { ...args, output, ...sampling() });
-    await shown.clear();
+    // both at once, before any notification is handled: a run that ends while the clear is
+    // stored is still remembered, after it
     pendingOutput = output;
-    watchRun();
+    await shown.clear();
   };
 
   register("heatline.runFile", async (uri?: unknown) => {

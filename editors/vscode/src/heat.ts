@@ -15,7 +15,8 @@ export interface HeatLine {
 }
 
 export interface HeatPayload {
-  uri: string;
+  /** null when no document is open: the notification then only describes the profile */
+  uri: string | null;
   version?: number | null;
   profile?: { id?: string; source?: string; label?: string; totalSamples?: number; capturedSamples?: number; mode?: string; live?: boolean; durationS?: number } | null;
   stale?: boolean;
@@ -23,6 +24,11 @@ export interface HeatPayload {
   lines: HeatLine[];
   maxSelfPct?: number;
   maxTotalPct?: number;
+}
+
+/** Whether a notification is heat for a document, rather than the document-less one (`uri` null). */
+export function forDocument(payload: HeatPayload | undefined): payload is HeatPayload & { uri: string } {
+  return !!payload && typeof payload.uri === "string";
 }
 
 export interface LineDecoration {

@@ -86,19 +86,6 @@ export function runChange(profile: LiveProfile | null | undefined, watching: boo
   return watching && profile !== undefined ? null : undefined;
 }
 
-/** The part of heatline.status's answer about the run. */
-export interface RunStatus {
-  profile?: LiveProfile | null;
-  running?: boolean;
-}
-
-/** heatline.status's answer read as the profile description a heat notification carries. */
-export function statusProfile(status: RunStatus | undefined): LiveProfile | null | undefined {
-  if (!status) return undefined;
-  if (!status.running) return null;
-  return status.profile && status.profile.live !== false ? { ...status.profile, live: true } : undefined;
-}
-
 /** Status-bar state out of a profile description: text when live, undefined when it should hide. */
 export function liveStatus(profile: LiveProfile | null | undefined, startedAt: number | undefined, now: number): string | undefined {
   if (!profile || !profile.live) return undefined;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatSeconds, liveStatus, parseArgs, profileSummary, runChange, statusProfile, statusText, validateArgs, validateModule } from "../src/status";
+import { formatSeconds, liveStatus, parseArgs, profileSummary, runChange, statusText, validateArgs, validateModule } from "../src/status";
 
 suite("status bar", () => {
   test("text: grouped samples and elapsed seconds with one decimal", () => {
@@ -27,6 +27,19 @@ suite("status bar", () => {
 suite("the run's status-bar item, from heat notifications", () => {
   const live = { live: true, totalSamples: 40, durationS: 0.5 };
 
+  test("a run followed from the notifications the server sends with no document open", () => {
+    // start, a delta, the end: what publish() sends (uri null, no lines) while nothing is open
+    const notes = [{ live: true, totalSamples: 0 }, live, { live: false, totalSamples: 90, durationS: 1.2 }];
+    let watching = false;
+    const shown = notes.map((profile) => {
+      const change = runChange(profile, watching);
+      if (change !== undefined) watching = change !== null;
+      return liveStatus(change, 1000, 1500);
+    });
+    assert.deepEqual(shown, ["$(flame) heatline: 0 samples · 0.5 s", "$(flame) heatline: 40 samples · 0.5 s", undefined]);
+    assert.equal(watching, false);
+  });
+
   test("a live profile shows, whether or not a run is watched (a run started elsewhere)", () => {
     assert.equal(runChange(live, false), live);
     assert.equal(runChange(live, true), live);
@@ -39,16 +52,6 @@ suite("the run's status-bar item, from heat notifications", () => {
     assert.equal(runChange({ live: false, totalSamples: 40 }, false), undefined);
     assert.equal(runChange(null, false), undefined);
     assert.equal(runChange(undefined, true), undefined);
-  });
-
-  test("heatline.status, asked while no document gets heat, reads the same way", () => {
-    assert.deepEqual(statusProfile({ running: true, profile: { totalSamples: 40, durationS: 0.5 } }), live);
-    assert.deepEqual(statusProfile({ running: true, profile: live }), live);
-    assert.equal(statusProfile({ running: false, profile: live }), null);
-    // running, but another profile is on show (opened during the run): no news about the run
-    assert.equal(statusProfile({ running: true, profile: { live: false } }), undefined);
-    assert.equal(statusProfile({ running: true, profile: null }), undefined);
-    assert.equal(statusProfile(undefined), undefined);
   });
 });
 
