@@ -158,7 +158,14 @@ class StopSignals:
         return self
 
     def restore(self) -> None:
+        """Put the handlers back; once a stop was asked for, keep ignoring the signals instead.
+
+        heatline is then on its way out, and Python's finalization resets a Python-level SIGINT
+        handler to the default action: a second Ctrl-C in that window would kill heatline by
+        the signal after it wrote the profile, turning a clean exit into "killed by SIGINT"."""
         for signum, previous in self._previous.items():
+            if self.requested:
+                previous = signal.SIG_IGN
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
 
