@@ -792,31 +792,65 @@ class BinaryProfile:
                 continue
             if encoding not in (FULL, SUFFIX, POP_PUSH):
                 raise ProfileFileError(f"Unknown stack encoding: {encoding}")
-            delta, status, pos = _delta_and_status(buf, pos, end, rle=False)
-            try:
-                first, pos = _varint32(buf, pos, end)
-                if encoding == FULL:
-                    if first > MAX_STACK_DEPTH:
-                        raise ProfileFileError(f"Stack depth {first} exceeds capacity {MAX_STACK_DEPTH}")
-                    stack, pos = read_indices(buf, pos, end, first)
-                    check(stack)
-                else:
-                    push, pos = _varint32(buf, pos, end)
-                    if encoding == SUFFIX:
-                        if first > len(stack):
-                            raise ProfileFileError(f"Shared count {first} exceeds current stack depth {len(stack)}")
-                        kept = stack[len(stack) - first:] if first else ()
+            # Most records take this path, inline since it runs per record: a delta of one or two
+            # bytes, counts and indices below 128 (a byte each), a valid stack. Any other record,
+            # and any near the data's end, goes through the general path after, which alone
+            # raises (with its exact messages) for a malformed one.
+            new = None
+            if end - pos > 4:  # the bytes read here: two of delta, status, two counts
+                delta = buf[pos]
+                at = pos + 1
+                if delta >= 0x80:
+                    high = buf[at]
+                    at += 1
+                    delta = (delta & 0x7F) | high << 7 if high < 0x80 else -1
+                if delta >= 0:
+                    status = buf[at]
+                    first = buf[at + 1]
+                    if encoding == FULL:
+                        push, kept, at = first, (), at + 2
                     else:
-                        kept = stack[first:]
-                    if len(kept) + push > MAX_STACK_DEPTH:
-                        raise ProfileFileError(
-                            f"Final stack depth {len(kept) + push} exceeds capacity {MAX_STACK_DEPTH}"
-                        )
-                    new, pos = read_indices(buf, pos, end, push)
-                    check(new)
-                    stack = new + kept
-            except _Malformed:
-                raise ProfileFileError("Malformed varint in sample data") from None
+                        push, at = buf[at + 2], at + 3
+                        if encoding == POP_PUSH:
+                            kept = stack[first:]
+                        elif first <= len(stack):
+                            kept = stack[len(stack) - first:] if first else ()
+                        else:
+                            first = 0x80  # the general path names the bad count
+                    if first < 0x80 and push < 0x80 and len(kept) + push <= MAX_STACK_DEPTH:
+                        chunk = buf[at:at + push]
+                        if len(chunk) == push and chunk.isascii():
+                            new = tuple(chunk)
+                            if new and (max(new) >= n_frames or (unusable and not unusable.isdisjoint(new))):
+                                check(new)  # raises, as the general path would
+                            stack = new + kept
+                            pos = at + push
+            if new is None:
+                delta, status, pos = _delta_and_status(buf, pos, end, rle=False)
+                try:
+                    first, pos = _varint32(buf, pos, end)
+                    if encoding == FULL:
+                        if first > MAX_STACK_DEPTH:
+                            raise ProfileFileError(f"Stack depth {first} exceeds capacity {MAX_STACK_DEPTH}")
+                        stack, pos = read_indices(buf, pos, end, first)
+                        check(stack)
+                    else:
+                        push, pos = _varint32(buf, pos, end)
+                        if encoding == SUFFIX:
+                            if first > len(stack):
+                                raise ProfileFileError(f"Shared count {first} exceeds current stack depth {len(stack)}")
+                            kept = stack[len(stack) - first:] if first else ()
+                        else:
+                            kept = stack[first:]
+                        if len(kept) + push > MAX_STACK_DEPTH:
+                            raise ProfileFileError(
+                                f"Final stack depth {len(kept) + push} exceeds capacity {MAX_STACK_DEPTH}"
+                            )
+                        new, pos = read_indices(buf, pos, end, push)
+                        check(new)
+                        stack = new + kept
+                except _Malformed:
+                    raise ProfileFileError("Malformed varint in sample data") from None
             if decoded >= declared:
                 raise ProfileFileError(
                     f"Sample count mismatch: header declares {declared} samples but the sample data holds more"
