@@ -698,6 +698,11 @@ class BinaryProfile:
         unpack_head = record_head.unpack_from
         pair_blocks = _PAIR_BLOCK_MATCHES
         one_status = _ONE_BYTE
+        # Finds a byte that is not a whole valid frame index: a multi-byte varint's first byte,
+        # an index past the table or one of an unusable frame (all for the general path).
+        not_index = re.compile(b"[%s]" % b"".join(
+            b"\\x%02x" % i for i in range(256) if i >= n_frames or i >= 0x80 or frame_table[i] is None
+        )).search
         decoded = 0
 
         def check(indices: tuple[int, ...]) -> None:
@@ -793,9 +798,9 @@ class BinaryProfile:
             if encoding not in (FULL, SUFFIX, POP_PUSH):
                 raise ProfileFileError(f"Unknown stack encoding: {encoding}")
             # Most records take this path, inline since it runs per record: a delta of one or two
-            # bytes, counts and indices below 128 (a byte each), a valid stack. Any other record,
-            # and any near the data's end, goes through the general path after, which alone
-            # raises (with its exact messages) for a malformed one.
+            # bytes, counts below 128 and valid frame indices below 128 (a byte each). Any other
+            # record, and any near the data's end, goes through the general path after, which
+            # alone raises (with its exact messages) for a malformed one.
             new = None
             if end - pos > 4:  # the bytes read here: two of delta, status, two counts
                 delta = buf[pos]
@@ -819,10 +824,8 @@ class BinaryProfile:
                             first = 0x80  # the general path names the bad count
                     if first < 0x80 and push < 0x80 and len(kept) + push <= MAX_STACK_DEPTH:
                         chunk = buf[at:at + push]
-                        if len(chunk) == push and chunk.isascii():
+                        if len(chunk) == push and not_index(chunk) is None:
                             new = tuple(chunk)
-                            if new and (max(new) >= n_frames or (unusable and not unusable.isdisjoint(new))):
-                                check(new)  # raises, as the general path would
                             stack = new + kept
                             pos = at + push
             if new is None:
