@@ -698,6 +698,12 @@ class BinaryProfile:
         unpack_head = record_head.unpack_from
         pair_blocks = _PAIR_BLOCK_MATCHES
         one_status = _ONE_BYTE
+        # The stack a valid inline record (encoding, count byte, indices) makes of the stack before
+        # it, keyed by that stack's id and holding it (so the id stays its own): programs move
+        # between the same few stacks, so most records need no decoding. The stacks made are
+        # kept one object per value (`known`), so that their ids recur in turn.
+        moves: dict[tuple[int, int, int, bytes], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        known: dict[tuple[int, ...], tuple[int, ...]] = {}  # one object per distinct stack made here
         # Finds a byte that is not a whole valid frame index: a multi-byte varint's first byte,
         # an index past the table or one of an unusable frame (all for the general path).
         not_index = re.compile(b"[%s]" % b"".join(
@@ -813,21 +819,36 @@ class BinaryProfile:
                     status = buf[at]
                     first = buf[at + 1]
                     if encoding == FULL:
-                        push, kept, at = first, (), at + 2
+                        push, at = first, at + 2
                     else:
                         push, at = buf[at + 2], at + 3
-                        if encoding == POP_PUSH:
+                    chunk = buf[at:at + push]
+                    move_key = (id(stack), encoding, first, chunk)
+                    move = moves.get(move_key)
+                    if move is not None and move[0] is stack and len(chunk) == push:
+                        new = move[1]
+                    else:
+                        if encoding == FULL:
+                            kept: tuple[int, ...] = ()
+                        elif encoding == POP_PUSH:
                             kept = stack[first:]
                         elif first <= len(stack):
                             kept = stack[len(stack) - first:] if first else ()
                         else:
                             first = 0x80  # the general path names the bad count
-                    if first < 0x80 and push < 0x80 and len(kept) + push <= MAX_STACK_DEPTH:
-                        chunk = buf[at:at + push]
-                        if len(chunk) == push and not_index(chunk) is None:
-                            new = tuple(chunk)
-                            stack = new + kept
-                            pos = at + push
+                        if (
+                            first < 0x80 and push < 0x80 and len(kept) + push <= MAX_STACK_DEPTH
+                            and len(chunk) == push and not_index(chunk) is None
+                        ):
+                            new = tuple(chunk) + kept
+                            if len(moves) >= STACK_CACHE_LIMIT:
+                                moves.clear()
+                                known.clear()
+                            new = known.setdefault(new, new)
+                            moves[move_key] = (stack, new)
+                    if new is not None:
+                        stack = new
+                        pos = at + push
             if new is None:
                 delta, status, pos = _delta_and_status(buf, pos, end, rle=False)
                 try:
