@@ -8,12 +8,13 @@ target exiting both end the loop normally, so the caller always gets a profile t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import struct
 import sys
 import time
 from random import random
-from typing import Callable, Protocol, Sequence, TextIO
+from typing import Callable, ContextManager, Protocol, Sequence, TextIO
 
 from sampler.errors import ProcessGoneError, ReadError
 from sampler.model import Profile, RunStats, SampleSink, ThreadSample
@@ -63,11 +64,14 @@ class SamplingLoop:
         alive: Callable[[], bool] | None = None,
         realtime_stats: TextIO | None = None,
         sinks: Sequence[SampleSink] = (),
+        lock: ContextManager[object] | None = None,
     ) -> None:
         # Samples go to the profile only; `sinks` are registered with it, which hands them the
-        # samples it took in (launcher frames cut).
+        # samples it took in (launcher frames cut). `lock` is held around every write into the
+        # profile, so a reader on another thread (`--live`) can take a delta between batches.
         self.source = source
         self.profile = profile
+        self.lock: ContextManager[object] = lock if lock is not None else contextlib.nullcontext()
         for sink in sinks:
             profile.add_sink(sink)
         self.interval = interval_usec / 1e6
@@ -221,17 +225,18 @@ class SamplingLoop:
         feeds its sinks); names and the real-time line refreshed when due. The bookkeeping is
         done once per call: at 100k samples/s every statement per sample counts."""
         profile = self.profile
-        profile.stats.samples += len(ticks)
         collect = profile.collect
         known_threads = profile.thread_names
         unnamed = False
-        for timestamp_us, threads in ticks:
-            collect(timestamp_us, threads)
-            if not unnamed:
-                for t in threads:
-                    if t.thread_id not in known_threads:
-                        unnamed = True
-                        break
+        with self.lock:
+            profile.stats.samples += len(ticks)
+            for timestamp_us, threads in ticks:
+                collect(timestamp_us, threads)
+                if not unnamed:
+                    for t in threads:
+                        if t.thread_id not in known_threads:
+                            unnamed = True
+                            break
         self._housekeeping(time.perf_counter(), unnamed)
 
     def _housekeeping(self, t0: float, unnamed: bool) -> None:
@@ -247,11 +252,12 @@ class SamplingLoop:
             names = self.source.thread_names()
         except (ReadError, ProcessGoneError, OSError):
             return
-        for tid, name in names.items():
-            self.profile.thread_names[tid] = name
-        # Threads without a name (e.g. started from C) are not looked up again and again.
-        for tid in self.profile.status_counts:
-            self.profile.thread_names.setdefault(tid, "")
+        with self.lock:  # read from the target above, outside the lock: only the update is in it
+            for tid, name in names.items():
+                self.profile.thread_names[tid] = name
+            # Threads without a name (e.g. started from C) are not looked up again and again.
+            for tid in self.profile.status_counts:
+                self.profile.thread_names.setdefault(tid, "")
 
     def _report(self, elapsed: float) -> None:
         stats = self.profile.stats
