@@ -81,8 +81,9 @@ def curses_session() -> Iterator[Any]:
                 screen.keypad(False)
                 curses.nocbreak()
                 curses.echo()
-            finally:
                 curses.endwin()
+            except curses.error:
+                pass  # the terminal is gone (SIGHUP): there is nothing left to restore
         locale.setlocale(locale.LC_CTYPE, saved_ctype)
 
 
