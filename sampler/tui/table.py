@@ -20,7 +20,7 @@ import time
 from operator import itemgetter
 from typing import Any, Callable, Hashable, Iterable, NamedTuple, TypeVar
 
-from ..collectors.pstats import _display_names
+from ..sourcefiles import display_names
 from ..lineindex import Heat, LineIndex, Spot
 from ..model import (GC_FRAME, GIL_REQUESTED, HAS_EXCEPTION, HAS_GIL, ON_CPU, SYNTHETIC_FILENAME, Frame, Profile,
                      ProfileDelta, RunStats)
@@ -331,7 +331,7 @@ class LiveTable:
         known, count, names = self._display
         files = index.filenames()
         if known is not index or count != len(files):
-            names = _display_names(files)
+            names = display_names(files)
             self._display = (index, len(files), names)
         return names
 
