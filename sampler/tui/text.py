@@ -48,6 +48,10 @@ def fit(text: str, width: int, *, keep_end: bool = False) -> str:
     at the start with `keep_end` (paths, whose end says the most)."""
     if width <= 0:
         return ""
+    if text.isascii():  # the common case, drawn hundreds of times a refresh: one cell a character
+        if len(text) <= width:
+            return text
+        return ELLIPSIS if width == 1 else ("…" + text[1 - width:] if keep_end else text[:width - 1] + "…")
     if cells(text) <= width:
         return text
     if width == 1:
