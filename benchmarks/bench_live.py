@@ -34,7 +34,10 @@ and heatline attaches to the same kind of target from the host; ratios are heatl
 Without the root, a line says why Tachyon was skipped. Absolute figures depend on the machine
 and its load: compare the columns of one run.
 
-    python benchmarks/bench_live.py [--rate 1000 --rate 10000] [--duration 6] [--python PATH|sid:3.15]
+With `--repeat N` each pair runs N times, interleaved, and the table shows medians (the UI cost
+is the median of the pairs' differences); a Tachyon UI cost under 1 point of a core has no ratio.
+
+    python benchmarks/bench_live.py [--rate 1000 --rate 10000] [--duration 6] [--repeat 1] [--python PATH|sid:3.15]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -60,10 +64,12 @@ TICK_S = 0.2
 HEAD_S = 1.5   # the window starts this long after sampling began (first table build, warm-up)
 TAIL_S = 0.5   # ... and ends this long before the end was seen (the banner shows at a redraw)
 MIN_DURATION = 3
+NOISE_POINTS = 1.0  # CPU differences (points of a core) under this are within a window's noise
 # heatline's finished banner, and Tachyon's ("✓ PROFILING COMPLETE - Final Results Below ...").
 BANNER = re.compile(r"FINISHED|PROFILING COMPLETE")
-# Both views' samples line: "Samples: 3719 total ( 1000.4/s) ...".
-SCREEN_SAMPLES = re.compile(r"Samples:\s*([\d,]+)\s+total\s*\(\s*([\d,.]+)/s\)")
+# Both views' samples line: Tachyon's "Samples: 3719 total ( 1000.4/s) ...", heatline's
+# "Samples: 3,719 total  1,000/s of 1,000/s asked (100%)".
+SCREEN_SAMPLES = re.compile(r"Samples:\s*([\d,]+)\s+total\W*?([\d,.]+)/s")
 
 
 # -- CPU of process trees, from /proc --------------------------------------------------------------
@@ -321,36 +327,62 @@ def pair(tool: str, python: bs.Interpreter, rate: int, seconds: int, scratch: bc
 # -- printing --------------------------------------------------------------------------------------
 
 
-def achieved(run: Run, rate: int) -> str:
-    if not run.ok or run.rate is None:
-        return "n/a"
-    mark = "" if run.rate_from == "summary" else " (screen)"
-    return f"{run.rate:,.0f}/s {100 * run.rate / rate:.1f}%{mark}"
+@dataclass
+class Pairs:
+    """Every (no UI, --live) pair of one profiler on one kind of target; the table shows medians."""
+
+    pairs: list[tuple[Run, Run]] = field(default_factory=list)
+
+    def runs(self, live: bool) -> list[Run]:
+        return [live_run if live else plain for plain, live_run in self.pairs]
+
+    def median(self, live: bool, get: Callable[[Run], float | None]) -> float | None:
+        values = [v for r in self.runs(live) if r.ok and (v := get(r)) is not None]
+        return statistics.median(values) if values else None
+
+    def cost(self) -> float | None:
+        """The UI's cost: the median over pairs of --live CPU minus no-UI CPU (points of one core)."""
+        diffs = [live.cpu_pct - plain.cpu_pct for plain, live in self.pairs if plain.ok and live.ok]
+        return statistics.median(diffs) if diffs else None
+
+    def achieved(self, live: bool, rate: int) -> str:
+        got = self.median(live, lambda r: r.rate)
+        if got is None:
+            return "n/a"
+        screen = any(r.ok and r.rate_from == "screen" for r in self.runs(live))
+        return f"{got:,.0f}/s {100 * got / rate:.1f}%{' (screen)' if screen else ''}"
 
 
-def cost(plain: Run, live: Run) -> float | None:
-    return live.cpu_pct - plain.cpu_pct if plain.ok and live.ok else None
+def cost_ratio(ours: float | None, theirs: float | None) -> str:
+    # A ratio of two differences within the window's noise says nothing.
+    if ours is not None and theirs is not None and abs(theirs) < NOISE_POINTS:
+        return f"n/a (<{NOISE_POINTS:g} pt)"
+    return bc.ratio(ours, theirs)
 
 
-def measure(pythons: list[bs.Interpreter], rate: int, seconds: int, scratch: bc.Scratch, term: Terminal) -> None:
-    table = bc.Table(f"--live at {rate:,} Hz asked: varied_stacks.py (3 threads, one GIL), -a, {seconds} s per run; "
-                     f"CPU in % of one core over the steady window",
+def measure(pythons: list[bs.Interpreter], rate: int, seconds: int, repeat: int, scratch: bc.Scratch,
+            term: Terminal) -> None:
+    runs = "1 run" if repeat == 1 else f"medians of {repeat} runs"
+    table = bc.Table(f"--live at {rate:,} Hz asked: varied_stacks.py (3 threads, one GIL), -a, {seconds} s per run, "
+                     f"{runs}; CPU in % of one core over the steady window",
                      ["profiler / target", "CPU no UI", "CPU --live", "UI cost", "achieved no UI", "achieved --live",
                       "live / no UI rate", "tmux", "other load"])
     for python in pythons:
         where = python.short_version
-        results = {}
-        for tool in [bc.HEATLINE] + ([bc.TACHYON] if python.tachyon_here else []):
-            plain, live = pair(tool, python, rate, seconds, scratch, term)
-            results[tool] = (plain, live)
-            table.add(f"{tool} / {where}", bc.fmt(plain.cpu_pct if plain.ok else None, ".1f"),
-                      bc.fmt(live.cpu_pct if live.ok else None, ".1f"), bc.fmt(cost(plain, live), "+.1f"),
-                      achieved(plain, rate), achieved(live, rate),
-                      bc.ratio(live.rate if live.ok else None, plain.rate if plain.ok else None),
-                      bc.fmt(live.terminal_pct if live.ok else None, ".1f"),
-                      bc.fmt(live.other_load if live.ok else None, ".2f") + " / "
-                      + bc.fmt(plain.other_load if plain.ok else None, ".2f"))
-            for run in (plain, live):
+        tools = [bc.HEATLINE] + ([bc.TACHYON] if python.tachyon_here else [])
+        results = {tool: Pairs() for tool in tools}
+        for _ in range(repeat):
+            for tool in tools:
+                results[tool].pairs.append(pair(tool, python, rate, seconds, scratch, term))
+        for tool, res in results.items():
+            table.add(f"{tool} / {where}", bc.fmt(res.median(False, lambda r: r.cpu_pct), ".1f"),
+                      bc.fmt(res.median(True, lambda r: r.cpu_pct), ".1f"), bc.fmt(res.cost(), "+.1f"),
+                      res.achieved(False, rate), res.achieved(True, rate),
+                      bc.ratio(res.median(True, lambda r: r.rate), res.median(False, lambda r: r.rate)),
+                      bc.fmt(res.median(True, lambda r: r.terminal_pct), ".1f"),
+                      bc.fmt(res.median(True, lambda r: r.other_load), ".2f") + " / "
+                      + bc.fmt(res.median(False, lambda r: r.other_load), ".2f"))
+            for run in (r for p in res.pairs for r in p):
                 kind = "--live" if run.live else "no UI"
                 if not run.ok:
                     table.notes.append(f"{tool} / {where} {kind}: {bc.na(run.summary.reason)}")
@@ -358,12 +390,13 @@ def measure(pythons: list[bs.Interpreter], rate: int, seconds: int, scratch: bc.
                     table.notes.append(f"{tool} / {where} {kind}: {run.summary.missed}")
                 table.notes.extend(f"{tool} / {where} {kind}: {n}" for n in run.notes)
         if bc.TACHYON in results:
-            (hp, hl), (tp, tl) = results[bc.HEATLINE], results[bc.TACHYON]
-            on = lambda r, v: v if r.ok else None  # noqa: E731
-            table.add(f"heatline / Tachyon ({where})", bc.ratio(on(hp, hp.cpu_pct), on(tp, tp.cpu_pct)),
-                      bc.ratio(on(hl, hl.cpu_pct), on(tl, tl.cpu_pct)), bc.ratio(cost(hp, hl), cost(tp, tl)),
-                      bc.ratio(on(hp, hp.rate), on(tp, tp.rate)), bc.ratio(on(hl, hl.rate), on(tl, tl.rate)),
-                      "", "", "")
+            ours, theirs = results[bc.HEATLINE], results[bc.TACHYON]
+            row = [bc.ratio(ours.median(live, lambda r: r.cpu_pct), theirs.median(live, lambda r: r.cpu_pct))
+                   for live in (False, True)]
+            row.append(cost_ratio(ours.cost(), theirs.cost()))
+            row += [bc.ratio(ours.median(live, lambda r: r.rate), theirs.median(live, lambda r: r.rate))
+                    for live in (False, True)]
+            table.add(f"heatline / Tachyon ({where})", *row, "", "", "")
     table.notes.append("UI cost: CPU --live minus CPU no UI (percentage points of one core); achieved: samples/s "
                        "and % of the asked rate, '(screen)' when read off the final screen (no summary printed); "
                        "other load: cores, --live run / no-UI run; heatline / Tachyon: ratios on the same target")
@@ -394,12 +427,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, action="append", help="asked rate in Hz; repeatable (default 1000, 10000)")
     parser.add_argument("--duration", type=int, default=6, help=f"seconds per run, at least {MIN_DURATION} (default 6)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="pairs of runs per profiler, target and rate; the table shows medians (default 1)")
     parser.add_argument("--python", action="append",
                         help="target interpreter: a path, or sid:3.15 inside the sid root (adds Tachyon); "
                              "repeatable (default: this one, and sid:3.15 when the root is there)")
     args = parser.parse_args(argv)
     if args.duration < MIN_DURATION:
         parser.error(f"--duration must be at least {MIN_DURATION} s (the CPU window leaves out its first and last second)")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if shutil.which("tmux") is None:
         parser.error("tmux is needed: the live views run in detached tmux sessions")
     specs = args.python or [sys.executable] + ([bs.SID_PREFIX + "3.15"] if bs.sid_unavailable_reason() is None else [])
@@ -418,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print_header(pythons, rates, args.duration)
             for rate in rates:
-                measure(pythons, rate, args.duration, bc.Scratch(work), term)
+                measure(pythons, rate, args.duration, args.repeat, bc.Scratch(work), term)
         finally:
             term.close()
 
