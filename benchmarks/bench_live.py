@@ -70,6 +70,8 @@ BANNER = re.compile(r"FINISHED|PROFILING COMPLETE")
 # Both views' samples line: Tachyon's "Samples: 3719 total ( 1000.4/s) ...", heatline's
 # "Samples: 3,719 total  1,000/s of 1,000/s asked (100%)".
 SCREEN_SAMPLES = re.compile(r"Samples:\s*([\d,]+)\s+total\W*?([\d,.]+)/s")
+# The view's refresh rate in its header: heatline's "Refresh 10 Hz", Tachyon's "Display: 10.0Hz".
+SCREEN_REFRESH = re.compile(r"(?:Refresh|Display:)\s*([\d.]+)\s*Hz")
 
 
 # -- CPU of process trees, from /proc --------------------------------------------------------------
@@ -149,6 +151,7 @@ class Run:
     other_load: float | None = None     # cores
     rate_from: str = ""                 # "summary" or "screen"
     screen_rate: float | None = None
+    refresh: str = ""                   # the live view's refresh rate, as its header says
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -164,7 +167,9 @@ def fill_window(run: Run, readings: list[Reading], t_end: float, seconds: int) -
     start, stop = t_end - seconds + HEAD_S, t_end - TAIL_S
     inside = [r for r in readings if start <= r.t <= stop]
     if len(inside) < 2:
-        run.summary.reason = f"too few CPU readings inside the window ({len(inside)})"
+        gap = max((b.t - a.t for a, b in zip(readings, readings[1:])), default=0.0)
+        run.summary.reason = (f"{len(inside)} CPU readings inside the window (readings up to {gap:.1f} s apart: "
+                              "a busy machine; a longer --duration helps)")
         return
     a, b = inside[0], inside[-1]
     dt = b.t - a.t
@@ -270,6 +275,8 @@ def run_live(tool: str, target: bs.Target, rate: int, seconds: int, scratch: bc.
         screen = last[0]
         if mt := SCREEN_SAMPLES.search(screen):
             run.screen_rate = float(mt.group(2).replace(",", ""))
+        if mt := SCREEN_REFRESH.search(screen):
+            run.refresh = f"{float(mt.group(1)):g} Hz"
         if t_end is None or BANNER.search(screen) is None:
             lines = [ln.strip() for ln in term.screen(name, history=True).splitlines() if ln.strip()]
             why = "it exited" if t_end is not None else f"none within {seconds * 4 + 60} s"
@@ -382,6 +389,8 @@ def measure(pythons: list[bs.Interpreter], rate: int, seconds: int, repeat: int,
                       bc.fmt(res.median(True, lambda r: r.terminal_pct), ".1f"),
                       bc.fmt(res.median(True, lambda r: r.other_load), ".2f") + " / "
                       + bc.fmt(res.median(False, lambda r: r.other_load), ".2f"))
+            if refresh := sorted({r.refresh for r in res.runs(True) if r.refresh}):
+                table.notes.append(f"{tool} / {where} --live: the view refreshed at {', '.join(refresh)} (its default)")
             for run in (r for p in res.pairs for r in p):
                 kind = "--live" if run.live else "no UI"
                 if not run.ok:
