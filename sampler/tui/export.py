@@ -63,7 +63,5 @@ def try_write(profile: Profile, text: str) -> tuple[bool, str]:
     """(written, message) for the status line."""
     try:
         return True, write_profile(profile, text)
-    except UsageError as err:
-        return False, f"o: {err}"
     except (HeatlineError, OSError) as err:
-        return False, f"o: cannot write: {err}"
+        return False, f"o: {err}"

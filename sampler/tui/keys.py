@@ -73,8 +73,12 @@ ACTIONS: dict[str, str] = {
     key: b.action for section in TABLE_KEYS.values() for b in section if b.action for key in b.keys
 }
 
-FOOTER = "s:sort  t:threads  ←→:thread  /:filter  p:pause  Enter:source  o:write  h:help  q:quit"
-FOOTER_ASCII = "s:sort  t:threads  <>:thread  /:filter  p:pause  Enter:source  o:write  h:help  q:quit"
+# The footer's key summary, the first that fits the width (the narrowest terminal is 60 wide).
+FOOTERS = (
+    "s:sort  t:threads  ←→:thread  /:filter  p:pause  Enter:source  o:write  h:help  q:quit",
+    "s:sort t:thread /:filter p:pause Enter:source h:help q:quit",
+)
+FOOTERS_ASCII = tuple(f.replace("←→", "<>") for f in FOOTERS)
 
 
 def help_lines(launched: bool) -> list[str]:

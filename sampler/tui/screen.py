@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sampler.tui.keys import FOOTER, FOOTER_ASCII, help_lines
+from sampler.tui.keys import FOOTERS, FOOTERS_ASCII, help_lines
 from sampler.tui.terminal import MIN_HEIGHT, MIN_WIDTH, unicode_ok
 from sampler.tui.text import cells, fit, pad, printable
 
@@ -29,6 +29,12 @@ GAP = 2
 HEADER_ORDER = ("samples", "efficiency", "threads", "functions", "top")
 HEADER_PRIORITY = ("samples", "threads", "top", "efficiency", "functions")
 MIN_TABLE_ROWS = 3
+# The status line when it has nothing to say: the first that fits.
+LEGENDS = (
+    "nsamples: direct/cumulative (direct: the line was executing; cumulative: on the stack); "
+    "times: samples x interval",
+    "nsamples: direct/cumulative samples; times: samples x interval",
+)
 
 
 class Palette:
@@ -73,7 +79,7 @@ class Symbols:
         self.sep = " │ " if unicode else " | "
         self.sorted = "▼" if unicode else "v"
         self.rule = "─" if unicode else "-"
-        self.footer = FOOTER if unicode else FOOTER_ASCII
+        self.footers = FOOTERS if unicode else FOOTERS_ASCII
         self.bar = "█" if unicode else "#"
 
 
@@ -181,7 +187,8 @@ def _main(canvas: Canvas, app: Any, palette: Palette, symbols: Symbols) -> None:
     canvas.line(y, _state_line(app, palette, symbols))
     y += 1
     y = _table(canvas, y, app, palette, symbols, room)
-    canvas.line(canvas.height - 2, [(symbols.footer, palette.dim)])
+    footer = next((f for f in symbols.footers if cells(f) <= canvas.width), symbols.footers[-1])
+    canvas.line(canvas.height - 2, [(footer, palette.dim)])
     _status(canvas, app, palette)
 
 
@@ -301,8 +308,8 @@ def _status(canvas: Canvas, app: Any, palette: Palette) -> None:
         text, error = app.message
         canvas.line(y, [(printable(text), palette.warn if error else palette.bold)])
     else:
-        canvas.line(y, [("nsamples: direct/cumulative (direct: the line was executing; cumulative: on the stack); "
-                         "times: samples x interval", palette.dim)])
+        legend = next((text for text in LEGENDS if cells(text) < canvas.width), LEGENDS[-1])
+        canvas.line(y, [(legend, palette.dim)])
 
 
 # -- help and source ----------------------------------------------------------------------------------
