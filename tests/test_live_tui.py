@@ -274,6 +274,11 @@ def test_table_and_keys(interp, spawn, panes, shares_script, tmp_path):
     assert int(hot_line[1:].split()[1]) > 0, hot_line  # its direct samples
     pane.keys("Escape")
     pane.wait(lambda s: "Source:" not in s and "file:line" in s, "the table after Esc")
+    # j selects the top row, j again the next: Enter then shows that one's function.
+    pane.keys("j", "j", "Enter")
+    pane.wait_for("Source: warm_function_live")
+    pane.keys("q")  # in the source view, q goes back
+    pane.wait(lambda s: "Source:" not in s and "file:line" in s, "the table after q")
 
     # p: PAUSED, and the numbers hold still however long one looks; p again resumes.
     pane.keys("p")
