@@ -168,8 +168,9 @@ def fill_window(run: Run, readings: list[Reading], t_end: float, seconds: int) -
     inside = [r for r in readings if start <= r.t <= stop]
     if len(inside) < 2:
         gap = max((b.t - a.t for a, b in zip(readings, readings[1:])), default=0.0)
-        run.summary.reason = (f"{len(inside)} CPU readings inside the window (readings up to {gap:.1f} s apart: "
-                              "a busy machine; a longer --duration helps)")
+        first = t_end - readings[0].t if readings else 0.0
+        run.summary.reason = (f"{len(inside)} CPU readings inside the window (readings from {first:.1f} s before "
+                              f"the end, up to {gap:.1f} s apart: a busy machine; a longer --duration helps)")
         return
     a, b = inside[0], inside[-1]
     dt = b.t - a.t
