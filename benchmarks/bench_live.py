@@ -35,7 +35,7 @@ Without the root, a line says why Tachyon was skipped. Absolute figures depend o
 and its load: compare the columns of one run.
 
 With `--repeat N` each pair runs N times, interleaved, and the table shows medians (the UI cost
-is the median of the pairs' differences); a Tachyon UI cost under 1 point of a core has no ratio.
+is the median of the pairs' differences); a UI cost under 1 point of a core (noise) gets no ratio.
 
     python benchmarks/bench_live.py [--rate 1000 --rate 10000] [--duration 6] [--repeat 1] [--python PATH|sid:3.15]
 """
@@ -362,8 +362,8 @@ class Pairs:
 
 
 def cost_ratio(ours: float | None, theirs: float | None) -> str:
-    # A ratio of two differences within the window's noise says nothing.
-    if ours is not None and theirs is not None and abs(theirs) < NOISE_POINTS:
+    # A ratio with a difference within the window's noise (or below zero) says nothing.
+    if ours is not None and theirs is not None and min(ours, theirs) < NOISE_POINTS:
         return f"n/a (<{NOISE_POINTS:g} pt)"
     return bc.ratio(ours, theirs)
 
