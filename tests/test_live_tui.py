@@ -9,13 +9,14 @@ running; a small terminal gets a message; no terminal, and output options, are r
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -65,9 +66,6 @@ print("ready", flush=True)
 spin()
 '''
 
-_counter = itertools.count()
-
-
 def _interpreters() -> list:
     params = [pytest.param(Interpreter("current", sys.executable), id="current")]
     reason = sid_root.unavailable_reason()
@@ -91,17 +89,19 @@ class Pane:
     which then says how heatline exited and stays, so the pane can be read after it."""
 
     def __init__(self, argv: list[str], width: int = 150, height: int = 40) -> None:
-        self.socket = f"heatline-live-{os.getpid()}-{next(_counter)}"
+        # A socket path of its own, short (a socket path holds at most 107 bytes), removed by close().
+        self.socket_dir = tempfile.mkdtemp(prefix="hl-tmux-", dir="/tmp")
+        self.socket = os.path.join(self.socket_dir, "s")
         env = dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8",
                    PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env.pop("PYTHONWARNINGS", None)
         command = f'{shlex.join(argv)}; echo "{EXITED}$?"; exec sleep 3600'
-        subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-s", "live",
+        subprocess.run([TMUX, "-S", self.socket, "-f", "/dev/null", "new-session", "-d", "-s", "live",
                         "-x", str(width), "-y", str(height), "-c", ROOT, command], env=env, check=True)
         self.tmux("set-option", "-g", "remain-on-exit", "on")
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True,
+        return subprocess.run([TMUX, "-S", self.socket, *args], capture_output=True, text=True,
                               check=True).stdout
 
     def keys(self, *keys: str) -> None:
@@ -141,7 +141,8 @@ class Pane:
         raise AssertionError("heatline is not running in the pane")
 
     def close(self) -> None:
-        subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True)
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 @pytest.fixture
