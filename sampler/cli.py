@@ -5,7 +5,6 @@ It parses and dispatches; what each command does is in `sampler/commands.py`."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import sys
@@ -243,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `heatline ... | head`: the reader left; stay quiet like other CLI tools.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        from sampler.output_path import point_at_devnull
+
+        point_at_devnull(sys.stdout)
         return 0
 
 

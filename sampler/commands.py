@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 
 from sampler.errors import HeatlineError, ProcessGoneError, TargetExitedError
 from sampler.model import Profile, RunStats
+from sampler.output_path import tell
 
 T = TypeVar("T")
 
@@ -51,10 +52,10 @@ def write_output(collector, args: argparse.Namespace, pid: int | str) -> str | N
         collector.write_stdout(sys.stdout)
         return None
     path = collector.write(args.output or collector.default_output(pid))
-    print(written_message(collector, path), file=sys.stderr)
+    tell(written_message(collector, path))
     if args.browser:
         if not collector.opens_in_browser:
-            print(f"note: --browser has no effect for {collector.cli_flag} output", file=sys.stderr)
+            tell(f"note: --browser has no effect for {collector.cli_flag} output")
         else:
             import webbrowser
 
@@ -113,12 +114,12 @@ def _check_sampled(stats: RunStats) -> None:
 
 
 def _print_summary(stats: RunStats, stream) -> None:
-    from sampler.sampling import print_summary
+    from sampler.sampling import format_summary
 
-    print_summary(stats, stream)
+    tell(format_summary(stats), stream)
     note = slow_sampler_note()
     if note:
-        print(note, file=stream)
+        tell(note, stream)
 
 
 def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
@@ -136,7 +137,7 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tupl
         on_started(loop)
     loop.run()
     if stats.interrupted:
-        print("Interrupted by user.", file=sys.stderr)
+        tell("Interrupted by user.")
     _check_sampled(stats)
     to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
     _print_summary(stats, sys.stderr if to_stdout else sys.stdout)
@@ -166,7 +167,7 @@ def _live_report(result: tuple[Profile, bool], captured=None) -> None:
     if captured is not None:
         captured.show()
     if by_signal:
-        print("Interrupted by user.", file=sys.stderr)
+        tell("Interrupted by user.")
     _print_summary(profile.stats, sys.stdout)
 
 
@@ -231,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             write_output(result, args, target.pid)
         if status not in (None, 0) and not target.stopped:
-            print(f"note: the target exited with status {status}", file=sys.stderr)
+            tell(f"note: the target exited with status {status}")
         # The target's status, so that CI fails when the program fails.
         return target.run_exit_status()
     finally:

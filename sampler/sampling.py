@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import struct
-import sys
 import time
 from random import random
 from typing import Callable, ContextManager, Protocol, Sequence, TextIO
 
 from sampler.errors import ProcessGoneError, ReadError
 from sampler.model import Profile, RunStats, SampleSink, ThreadSample
+from sampler.output_path import point_at_devnull
 
 
 class SampleSource(Protocol):
@@ -112,7 +112,7 @@ class SamplingLoop:
             self._refresh_names()
         stats.missed = max(0, stats.expected_samples - stats.attempts)
         if self.realtime is not None:
-            self.realtime.write("\n")
+            self._realtime_write("\n")
         return stats
 
     def _run_ticks(self, start: float) -> None:
@@ -267,9 +267,16 @@ class SamplingLoop:
             f"\rStats: {rate:,.0f}Hz ({mean:.1f}µs per sample) Min: {self.sample_cost_min * 1e6:.1f}µs "
             f"Max: {self.sample_cost_max * 1e6:.1f}µs N={stats.samples:,} errors={stats.errors:,}"
         )
+        self._realtime_write(line)
+
+    def _realtime_write(self, text: str) -> None:
         assert self.realtime is not None
-        self.realtime.write(line)
-        self.realtime.flush()
+        try:
+            self.realtime.write(text)
+            self.realtime.flush()
+        except OSError:  # the terminal hung up (EIO) or the reader left: sampling goes on
+            point_at_devnull(self.realtime)
+            self.realtime = None
 
 
 def format_summary(stats: RunStats) -> str:
@@ -283,7 +290,3 @@ def format_summary(stats: RunStats) -> str:
         pct = 100.0 * stats.missed / expected
         lines.append(f"Warning: missed {stats.missed:,} samples from the expected total of {expected:,} ({pct:.2f}%)")
     return "\n".join(lines)
-
-
-def print_summary(stats: RunStats, stream: TextIO = sys.stdout) -> None:
-    print(format_summary(stats), file=stream)
