@@ -291,7 +291,8 @@ def run_live(tool: str, target: bs.Target, rate: int, seconds: int, scratch: bc.
                 return run
             time.sleep(0.05)
         status = term.value(name, "#{pane_dead_status}")
-        after = term.screen(name, history=True)
+        # Without tmux's own "Pane is dead (status N, DATE)" line: the last line is the profiler's.
+        after = "\n".join(ln for ln in term.screen(name, history=True).splitlines() if not ln.startswith("Pane is dead"))
         bc.parse_summary(run.summary, after)
         if status not in ("", "0"):
             run.summary.reason = f"exit {status} after q: {bc.last_line(after)}"
