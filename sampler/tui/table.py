@@ -84,7 +84,7 @@ class Figures(NamedTuple):
     executing: int  # those with direct samples,
     on_stack_only: int  # those with cumulative samples only,
     shown: int  # those the filter keeps
-    top: list[tuple[str, float]]  # up to 3 (funcname, direct %), hottest by direct samples
+    top: list[tuple[str, float]]  # up to 3 (funcname, direct %): functions, their lines summed
     thread_label: str  # "ALL" or "<name> (TID n)  k/N"
 
 
@@ -255,8 +255,7 @@ class LiveTable:
         kept = self._rows_matching(view)
         history = view.history
         in_gc = view.in_gc()
-        top = view.answer(("top", self._needle()), lambda: _largest(
-            [item for item in kept if item[1].self_samples], TOP_COUNT, direct_first=True))
+        top = view.answer(("top", self._needle()), lambda: _top_functions(kept, TOP_COUNT))
         held = view.share(HAS_GIL)
         return Figures(
             samples=good + failed, good=good, failed=failed,
@@ -268,7 +267,7 @@ class LiveTable:
             exception=view.share(HAS_EXCEPTION), gc=in_gc / view.samples if view.samples else 0.0,
             functions=len(history.heat), executing=history.executing,
             on_stack_only=len(history.heat) - history.executing, shown=len(kept),
-            top=[(spot[2], percent(heat.self_samples, history.total)) for spot, heat in top],
+            top=[(funcname, percent(direct, history.total)) for (_filename, funcname), direct in top],
             thread_label=self._thread_label(),
         )
 
@@ -415,6 +414,17 @@ def _largest(items: list[tuple[Spot, Heat]], limit: int | None, direct_first: bo
     if limit is None:
         return sorted(items, key=key, reverse=True)
     return heapq.nlargest(max(limit, 0), items, key=key)
+
+
+def _top_functions(rows: list[tuple[Spot, Heat]], count: int) -> list[tuple[tuple[str, str], int]]:
+    """The `count` functions (filename, funcname) with the most direct samples over their rows,
+    ties in first-seen order: a function hot on two lines is one entry, not two."""
+    direct: dict[tuple[str, str], int] = {}
+    for (filename, _lineno, funcname), heat in rows:
+        if heat.self_samples:
+            key = (filename, funcname)
+            direct[key] = direct.get(key, 0) + heat.self_samples
+    return heapq.nlargest(count, direct.items(), key=itemgetter(1))
 
 
 def _cumulative_first(item: tuple[Spot, Heat]) -> tuple[int, int]:
