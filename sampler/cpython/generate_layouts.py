@@ -218,6 +218,21 @@ FIELDS: tuple[Field, ...] = (
     # generators / coroutines
     Field("gen.gi_frame", _off("PyGenObject", "gi_frame"), until=10),
     Field("gen.gi_iframe", _off("PyGenObject", "gi_iframe"), since=11),
+    # asyncio (docs/async-plan.md). A suspended coroutine's frame state tells whether it is
+    # parked in an `await` (its awaitable then sits on top of its frame's value stack: the
+    # stack pointer is an index before 3.14, a pointer from 3.14).
+    Field("gen.gi_frame_state", _off("PyGenObject", "gi_frame_state"), since=11),
+    Field("frame.stacktop", _off(_IF, "stacktop"), since=11, until=13),
+    Field("frame.stackpointer", _off(_IF, "stackpointer"), since=14),
+    Field("frame.localsplus", _off(_IF, "localsplus"), since=11),
+    # A thread's running loop: in its thread-state dict under "__asyncio_running_event_loop__"
+    # up to 3.12, a field of the thread state from 3.13; the running task (and the list of its
+    # tasks) from 3.14. The per-interpreter list holds tasks of threads that have exited.
+    Field("tstate.dict", _off(_TS, "dict"), since=11, until=12),
+    Field("tstate.asyncio_running_loop", _off("_PyThreadStateImpl", "asyncio_running_loop"), since=13),
+    Field("tstate.asyncio_running_task", _off("_PyThreadStateImpl", "asyncio_running_task"), since=14),
+    Field("tstate.asyncio_tasks_head", _off("_PyThreadStateImpl", "asyncio_tasks_head"), since=14),
+    Field("interp.asyncio_tasks_head", _off(_IS, "asyncio_tasks_head"), since=14),
 )
 
 # Build configurations whose object layouts differ from a default build; installs
