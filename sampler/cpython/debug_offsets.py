@@ -449,3 +449,67 @@ def _validate(fields: dict[str, int], layout_name: str) -> None:
                 f"thread_state.exc_state + err_stackitem.exc_value = {at} lies outside "
                 f"thread_state.size={fields['thread_state.size']}",
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# The asyncio table (3.14+).
+# ---------------------------------------------------------------------------------------------
+# `_asyncio` keeps a second table, `_Py_AsyncioModuleDebugOffsets`, in an ELF section named
+# `.AsyncioDebug` of the image it is built into (the `_asyncio` extension module, or the
+# interpreter itself when the module is built in, as in Debian's 3.15). It has no cookie and no
+# version: the section's size tells the layout, and the same validation as above guards the
+# words. All members are uint64. Seen in 3.14.10 and 3.15.2 (104 bytes, the order below); an
+# earlier 3.14 development table was shorter and is not supported. docs/async-plan.md has more.
+
+ASYNCIO_SECTION = ".AsyncioDebug"
+ASYNCIO_FIELDS: tuple[str, ...] = (
+    _group(
+        "asyncio_task_object",
+        "size task_name task_awaited_by task_is_task task_awaited_by_is_set task_coro task_node",
+    )
+    + _group("asyncio_interpreter_state", "size asyncio_tasks_head")
+    + _group("asyncio_thread_state", "size asyncio_running_loop asyncio_running_task asyncio_tasks_head")
+)
+ASYNCIO_SIZE: int = 8 * len(ASYNCIO_FIELDS)
+
+# The two flags are chars; everything else is a pointer or a struct starting with one.
+_ASYNCIO_ALIGN = {"asyncio_task_object.task_is_task": 1, "asyncio_task_object.task_awaited_by_is_set": 1}
+_ASYNCIO_SIZE_BOUNDS = {
+    "asyncio_task_object": (32, 4096),  # a future's header plus the task's own fields
+    "asyncio_interpreter_state": _SIZE_BOUNDS["interpreter_state"],
+    "asyncio_thread_state": _SIZE_BOUNDS["thread_state"],
+}
+
+
+def parse_asyncio_debug_offsets(raw: bytes) -> dict[str, int]:
+    """Decode the `.AsyncioDebug` section's bytes (the whole section) into dotted field names.
+
+    Raises ValueError (one line) for a section of another size or words that fail validation.
+    """
+    raw = bytes(raw)
+    if len(raw) != ASYNCIO_SIZE:
+        raise ValueError(
+            f"{ASYNCIO_SECTION} is {len(raw)} bytes; the known layout is {ASYNCIO_SIZE} "
+            f"({len(ASYNCIO_FIELDS)} offsets)"
+        )
+    fields = dict(zip(ASYNCIO_FIELDS, struct.unpack_from(f"<{len(ASYNCIO_FIELDS)}Q", raw)))
+    for group, (lo, hi) in _ASYNCIO_SIZE_BOUNDS.items():
+        size = fields[f"{group}.size"]
+        if not lo <= size <= hi:
+            raise ValueError(f"invalid {ASYNCIO_SECTION}: {group}.size={size} is not between {lo} and {hi}")
+    for name, value in fields.items():
+        group, member = name.split(".", 1)
+        if member == "size":
+            continue
+        width = _ASYNCIO_ALIGN.get(name, 8)
+        limit = fields[f"{group}.size"]
+        if value % width or value + width > limit:
+            raise ValueError(
+                f"invalid {ASYNCIO_SECTION}: {name}={value} (width {width}) is misaligned or "
+                f"lies outside {group}.size={limit}"
+            )
+    # Every object starts with its refcount and type: no task field can sit in that header.
+    for name in ASYNCIO_FIELDS[1:7]:
+        if fields[name] < 16:
+            raise ValueError(f"invalid {ASYNCIO_SECTION}: {name}={fields[name]} lies in the object header")
+    return fields

@@ -154,3 +154,87 @@ def layout_from_debug_offsets(fields: dict[str, int], version: tuple[int, int]) 
         if anchor in layout and version >= NEIGHBOUR_SINCE.get(key, (3, 13)):
             layout.setdefault(key, layout[anchor] + distance)
     return layout
+
+
+# ---------------------------------------------------------------------------------------------
+# asyncio (issue 15; docs/async-plan.md says how each fact was found and verified).
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncioTraits:
+    # Where a thread's running event loop is: "tstate.dict" (its thread-state dict, under
+    # RUNNING_LOOP_KEY) or "tstate.asyncio_running_loop" (a thread-state field, 3.13+).
+    running_loop: str
+    # Where the task a loop is running is: "current_tasks" (the `_asyncio` module's {loop: task}
+    # dict, which `asyncio.tasks._current_tasks` names too) or "tstate.asyncio_running_task".
+    current_task: str
+    # gi_frame_state values of a coroutine that is suspended (not created, running or done).
+    suspended_states: frozenset[int]
+    # The gi_frame_state of a coroutine suspended inside an `await`, with the awaitable on top of
+    # its frame's value stack; None where one state means both a plain yield and an await (3.11,
+    # 3.12: then the instruction after the frame's instr_ptr is a RESUME whose oparg is >= 2).
+    awaiting_state: int | None
+    # How deep below the top of that stack the awaitable is: 3.15's SEND keeps a second slot
+    # (a NULL reference, bits 1) above it, so it is at stackpointer[-2] there.
+    awaitable_depth: int = 1
+    # _asyncio.Task (TaskObj) offsets: "size", "loop", "fut_waiter", "coro", "name". From 3.14
+    # the target's AsyncioDebug table also gives coro and name (and wins), plus what only it has.
+    task: dict[str, int] = field(default_factory=dict)
+    # 3.11 keeps a `_RunningLoopHolder` in the thread-state dict; its loop is at this offset.
+    loop_holder_loop: int | None = None
+
+
+RUNNING_LOOP_KEY = "__asyncio_running_event_loop__"
+
+# TaskObj is private to Modules/_asynciomodule.c, so no header gives it: these are read from the
+# sources (Debian's 3.11.2 and 3.13.15 source packages) and checked against every installed
+# interpreter by tests/test_async_layouts.py (3.12 has no source here: it has 3.11's struct).
+_TASK_311 = {"size": 176, "loop": 16, "fut_waiter": 128, "coro": 136, "name": 144}
+_TASK_313 = {"size": 144, "loop": 16, "fut_waiter": 112, "coro": 120, "name": 128}
+_TASK_314 = {"size": 168, "loop": 16, "fut_waiter": 120, "coro": 128, "name": 136}
+
+ASYNCIO_TRAITS: dict[tuple[int, int], AsyncioTraits] = {
+    (3, 11): AsyncioTraits("tstate.dict", "current_tasks", frozenset({-1}), None, 1, _TASK_311, 16),
+    (3, 12): AsyncioTraits("tstate.dict", "current_tasks", frozenset({-1}), None, 1, _TASK_311),
+    (3, 13): AsyncioTraits("tstate.asyncio_running_loop", "current_tasks", frozenset({-2, -1}), -1, 1, _TASK_313),
+    (3, 14): AsyncioTraits(
+        "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({-2, -1}), -1, 1, _TASK_314
+    ),
+    # 3.15 renumbered the frame states: SUSPENDED 1, SUSPENDED_YIELD_FROM 2, ..._LOCKED 3 (an
+    # await whose awaitable another thread is stepping; free-threaded builds).
+    (3, 15): AsyncioTraits(
+        "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({1, 2, 3}), 2, 2, _TASK_314
+    ),
+}
+
+# AsyncioDebug field -> heatline layout key (debug_offsets.ASYNCIO_FIELDS).
+ASYNCIO_DEBUG_FIELD_MAP = {
+    "asyncio_task_object.size": "task.size",
+    "asyncio_task_object.task_name": "task.name",
+    "asyncio_task_object.task_awaited_by": "task.awaited_by",
+    "asyncio_task_object.task_is_task": "task.is_task",
+    "asyncio_task_object.task_awaited_by_is_set": "task.awaited_by_is_set",
+    "asyncio_task_object.task_coro": "task.coro",
+    "asyncio_task_object.task_node": "task.node",
+    "asyncio_interpreter_state.asyncio_tasks_head": "interp.asyncio_tasks_head",
+    "asyncio_thread_state.asyncio_running_loop": "tstate.asyncio_running_loop",
+    "asyncio_thread_state.asyncio_running_task": "tstate.asyncio_running_task",
+    "asyncio_thread_state.asyncio_tasks_head": "tstate.asyncio_tasks_head",
+}
+
+
+def asyncio_traits_for(version: tuple[int, int]) -> AsyncioTraits | None:
+    return ASYNCIO_TRAITS.get(version)
+
+
+def asyncio_layout(version: tuple[int, int], debug_fields: dict[str, int] | None = None) -> dict[str, int]:
+    """Layout keys for reading tasks: "task.*" from the traits, then the target's AsyncioDebug
+    table (when given) over them, under the same names the thread-state fields have in the
+    generated tables."""
+    traits = ASYNCIO_TRAITS.get(version)
+    layout = {f"task.{k}": v for k, v in traits.task.items()} if traits else {}
+    for src, dst in ASYNCIO_DEBUG_FIELD_MAP.items():
+        if debug_fields and src in debug_fields:
+            layout[dst] = debug_fields[src]
+    return layout
