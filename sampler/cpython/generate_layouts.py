@@ -233,6 +233,13 @@ FIELDS: tuple[Field, ...] = (
     Field("tstate.asyncio_running_task", _off("_PyThreadStateImpl", "asyncio_running_task"), since=14),
     Field("tstate.asyncio_tasks_head", _off("_PyThreadStateImpl", "asyncio_tasks_head"), since=14),
     Field("interp.asyncio_tasks_head", _off(_IS, "asyncio_tasks_head"), since=14),
+    # A task awaited by several others keeps them in a set (3.14+); sets are open-addressed
+    # tables of (key, hash) entries, `mask + 1` of them.
+    Field("set.table", _off("PySetObject", "table"), since=11),
+    Field("set.mask", _off("PySetObject", "mask"), since=11),
+    Field("setentry.size", _size("setentry"), since=11),
+    Field("setentry.key", _off("setentry", "key"), since=11),
+    Field("setentry.hash", _off("setentry", "hash"), since=11),  # -1 marks a discarded entry
 )
 
 # Build configurations whose object layouts differ from a default build; installs
