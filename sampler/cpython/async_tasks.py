@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sampler.cpython import debug_offsets
 from sampler.cpython.code_objects import CodeCache, StringReader
 from sampler.cpython.runtime import Runtime
-from sampler.cpython.versions import AsyncioTraits, asyncio_layout, asyncio_traits_for
+from sampler.cpython.versions import ASYNCIO_TRAITS, AsyncioTraits, asyncio_layout
 from sampler.errors import ReadError
 from sampler.model import Frame
 from sampler.target.elf import ElfError, ElfFile
@@ -84,7 +84,7 @@ class AsyncTaskReader:
     """Lists a 3.14+ target's tasks; `ValueError` from the constructor says why it cannot."""
 
     def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime) -> None:
-        traits = asyncio_traits_for(runtime.minor)
+        traits = ASYNCIO_TRAITS.get(runtime.minor)
         debug = find_asyncio_debug(pid, memory, runtime)
         if traits is None or traits.current_task != "tstate.asyncio_running_task" or debug is None:
             raise ValueError(f"no asyncio task list to read in Python {runtime.version_string}")

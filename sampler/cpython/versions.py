@@ -224,10 +224,6 @@ ASYNCIO_DEBUG_FIELD_MAP = {
 }
 
 
-def asyncio_traits_for(version: tuple[int, int]) -> AsyncioTraits | None:
-    return ASYNCIO_TRAITS.get(version)
-
-
 def asyncio_layout(version: tuple[int, int], debug_fields: dict[str, int] | None = None) -> dict[str, int]:
     """Layout keys for reading tasks: "task.*" from the traits, then the target's AsyncioDebug
     table (when given) over them, under the same names the thread-state fields have in the
