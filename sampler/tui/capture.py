@@ -11,6 +11,8 @@ import tempfile
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
+from sampler.output_path import point_at_devnull
+
 TAIL_LINES = 50
 TAIL_BYTES = 64 * 1024
 
@@ -56,12 +58,14 @@ class TargetOutput:
         if self._shown:
             return
         self._shown = True
-        sys.stdout.flush()
-        write_tail(self._out, sys.stdout.buffer, "the target's stdout")
-        sys.stderr.flush()
-        write_tail(self._err, sys.stderr.buffer, "the target's stderr")
-        self._out.close()
-        self._err.close()
+        for held, stream, what in ((self._out, sys.stdout, "the target's stdout"),
+                                   (self._err, sys.stderr, "the target's stderr")):
+            try:
+                stream.flush()
+                write_tail(held, stream.buffer, what)
+            except OSError:  # our terminal hung up (SIGHUP, then EIO): nobody is left to read it
+                point_at_devnull(stream)
+            held.close()
 
 
 @contextmanager
