@@ -3,7 +3,9 @@
 The path, per interpreter: `sys.modules` (the interpreter state's modules dict) -> the
 `threading` module -> its globals -> `_active` (dict: ident int -> Thread) -> each Thread's
 instance attributes -> `_name` (a str). Nothing is evaluated in the target: the dicts are
-walked as data, so only keys that are compact str objects can be matched.
+walked as data, so only keys that are compact str objects can be matched. The dict, attribute
+and int readers are `RemoteObjects`, public for other readers of Python-level state (the asyncio
+reader of 3.11-3.13 reaches `asyncio.tasks`' tables the same way).
 
 Cost: what earlier calls found is remembered and re-checked, never trusted blindly. Before
 3.14, a dict whose `ma_version_tag` is unchanged holds what it held (`sys.modules`, threading's
@@ -22,8 +24,10 @@ attributes are reached in each version.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sampler.cpython.code_objects import StringReader
@@ -222,7 +226,7 @@ class _Keys:
 
 
 @dataclass
-class _InterpState:
+class LookupState:
     """What one interpreter's earlier calls found; every item is re-checked before use."""
 
     # name -> addresses of str objects that were found equal to it (interned keys repeat).
@@ -245,8 +249,14 @@ class _InterpState:
             self.listings.clear()
 
 
-class ThreadNames:
-    """Reads `{thread ident: name}` for one interpreter of the target from its memory."""
+class RemoteObjects:
+    """Reads the target's dicts, objects' attributes and small ints as data (the readers
+    `ThreadNames` and the asyncio reader share).
+
+    A reading is made of calls inside `with objects.call(...)`: it starts with empty page and
+    type caches and turns any inconsistency into `ReadError`. What look-ups found is kept in a
+    `LookupState` per interpreter (`lookup_state`) and re-checked on the next reading.
+    """
 
     def __init__(self, memory: RemoteMemory, runtime: Runtime) -> None:
         self.memory = memory
@@ -258,79 +268,52 @@ class ThreadNames:
         self.missing = [k for k in required_keys(self.rules) if k not in layout] if self.rules else []
         self.supported = self.rules is not None and not self.missing
         self._reads = _PageReads(memory)
-        self._strings: StringReader | None = None
-        if self.supported:
-            # StringReader only calls `read`, so it can share the call's page cache.
-            self._strings = StringReader(self._reads, runtime)  # type: ignore[arg-type]
-        self._interps: dict[int, _InterpState] = {}
+        # StringReader only calls `read`, so it can share the call's page cache.
+        self.strings = StringReader(self._reads, runtime)  # type: ignore[arg-type]
+        self._interps: dict[int, LookupState] = {}
         self._types: dict[int, tuple[int, int, int, int]] = {}
 
-    # -- public ---------------------------------------------------------------------------------
-
-    def read(self, interp_addr: int) -> dict[int, str]:
-        """`{threading.get_ident() value: Thread.name}` for the threads in `threading._active`.
-
-        {} if the interpreter never imported `threading`. Raises only `ReadError`.
-        """
-        if not self.supported:
-            why = f"missing layout keys {self.missing}" if self.rules else "no rules for this version"
-            raise ReadError(f"thread names cannot be read from Python {self.runtime.version_string}: {why}")
+    @contextlib.contextmanager
+    def call(self, what: str) -> Iterator[None]:
+        """One reading: fresh caches, and only `ReadError` out (`what` heads inconsistencies)."""
         self._reads.reset()
         self._types.clear()
         try:
-            return self._read(interp_addr)
+            yield
         except ReadError:
             raise
         except HeatlineError as exc:  # the process went away or access was withdrawn
             raise ReadError(str(exc)) from None
         except (struct.error, IndexError, KeyError, ValueError, OverflowError, MemoryError) as exc:
-            raise ReadError(f"inconsistent thread name data: {exc!r}") from None
+            raise ReadError(f"{what}: {exc!r}") from None
         finally:
             self._reads.reset()
 
-    # -- the walk -------------------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        """`size` bytes at `addr`, through the call's page cache."""
+        return self._reads.read(addr, size)
 
-    def _read(self, interp_addr: int) -> dict[int, str]:
-        L = self.L
-        state = self._interps.get(interp_addr)
+    def u64(self, addr: int) -> int:
+        return self._reads.u64(addr)
+
+    def lookup_state(self, key: int) -> LookupState:
+        """What earlier readings found under `key` (an interpreter state's address)."""
+        state = self._interps.get(key)
         if state is None:
             if len(self._interps) >= MAX_INTERPS:
                 self._interps.clear()
-            state = self._interps[interp_addr] = _InterpState()
+            state = self._interps[key] = LookupState()
         state.trim()
-        reads = self._reads
-        modules = reads.u64(interp_addr + L["interp.modules"])
-        if not modules:
-            return {}
-        module = self._dict_get(state, modules, "threading")
-        if not module:
-            return {}
-        md_dict = reads.u64(module + L["module.md_dict"])
-        if not md_dict:
-            return {}
-        active = self._dict_get(state, md_dict, "_active")
-        if not active:
-            return {}
-        names: dict[int, str] = {}
-        assert self.rules is not None and self._strings is not None
-        hash_is_int_below = self.rules.hash_is_int_below
-        for key, thread, key_hash in self._dict_items(state, active, MAX_THREADS):
-            try:
-                if key_hash is not None and 0 < key_hash < hash_is_int_below:
-                    ident = key_hash
-                else:
-                    ident = self._read_int(key)
-                if ident is None:
-                    continue
-                name_ptr = self._attribute(state, thread, "_name")
-                if not name_ptr:
-                    continue
-                names[ident] = self._strings.read_str(name_ptr)
-            except ReadError:
-                continue  # one Thread being torn down (or a torn read) does not spoil the rest
-        return names
+        return state
 
-    def _attribute(self, state: _InterpState, obj: int, name: str) -> int:
+    def module_dict(self, state: LookupState, interp_addr: int, name: str) -> int:
+        """The globals dict of the module `sys.modules[name]` of an interpreter, or 0."""
+        modules = self._reads.u64(interp_addr + self.L["interp.modules"])
+        module = self.dict_get(state, modules, name) if modules else 0
+        return self._reads.u64(module + self.L["module.md_dict"]) if module else 0
+
+    def attribute(self, state: LookupState, obj: int, name: str) -> int:
+        """The object held in `obj`'s instance attribute `name`, or 0."""
         keys, values = self._instance_tables(obj)
         return self._find(state, keys, values, name) if keys else 0
 
@@ -379,7 +362,7 @@ class ThreadNames:
             return self._dict_tables(d) if d else (0, 0)
         return 0, 0  # no instance dict, or one at the end of a variable-size object
 
-    def _read_int(self, addr: int) -> int | None:
+    def read_int(self, addr: int) -> int | None:
         """A non-negative int of at most MAX_LONG_DIGITS digits; None for anything else."""
         L = self.L
         r = self.rules
@@ -500,7 +483,7 @@ class ThreadNames:
                 return 0
         return self._reads.u64(values + self.L.get("dictvalues.values", 0) + 8 * index)
 
-    def _dict_items(self, state: _InterpState, d: int, limit: int) -> list[tuple[int, int, int | None]]:
+    def dict_items(self, state: LookupState, d: int, limit: int) -> list[tuple[int, int, int | None]]:
         """(key, value, cached key hash or None) of a dict's items, at most `limit`."""
         keys, values, version = self._dict_head(d)
         known = state.listings.get(d)
@@ -515,7 +498,7 @@ class ThreadNames:
         state.listings[d] = (version, items)
         return items
 
-    def _dict_get(self, state: _InterpState, d: int, name: str) -> int:
+    def dict_get(self, state: LookupState, d: int, name: str) -> int:
         """`d[name]` for a str key, or 0; a dict of unchanged version is not searched again."""
         keys, values, version = self._dict_head(d)
         known = state.lookups.get((d, name))
@@ -525,7 +508,7 @@ class ThreadNames:
         state.lookups[(d, name)] = (version, value)
         return value
 
-    def _find(self, state: _InterpState, keys: int, values: int, name: str) -> int:
+    def _find(self, state: LookupState, keys: int, values: int, name: str) -> int:
         """The value stored under the str key `name`, or 0."""
         k = self._keys(keys)
         known = state.key_ptrs.setdefault(name, set())
@@ -545,7 +528,6 @@ class ThreadNames:
         found = next((e for e in entries if e[1] in known), None)
         if found is None:
             compares = 0
-            assert self._strings is not None
             for entry in entries:
                 if entry[0] < start:
                     continue
@@ -553,7 +535,7 @@ class ThreadNames:
                 if compares > MAX_KEY_COMPARES:
                     raise ReadError(f"too many keys to compare in dict keys {keys:#x}")
                 try:
-                    if self._strings.read_str(entry[1]) == name:
+                    if self.strings.read_str(entry[1]) == name:
                         found = entry
                         break
                 except ReadError:
@@ -568,6 +550,61 @@ class ThreadNames:
         state.hints[(keys, name)] = index
         state.absent.pop((keys, name), None)
         return self._value(k, values, index, in_entry)
+
+
+class ThreadNames:
+    """Reads `{thread ident: name}` for one interpreter of the target from its memory."""
+
+    def __init__(self, memory: RemoteMemory, runtime: Runtime) -> None:
+        self.memory = memory
+        self.runtime = runtime
+        self.objects = RemoteObjects(memory, runtime)
+        self.rules = self.objects.rules
+        self.missing = self.objects.missing
+        self.supported = self.objects.supported
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def read(self, interp_addr: int) -> dict[int, str]:
+        """`{threading.get_ident() value: Thread.name}` for the threads in `threading._active`.
+
+        {} if the interpreter never imported `threading`. Raises only `ReadError`.
+        """
+        if not self.supported:
+            why = f"missing layout keys {self.missing}" if self.rules else "no rules for this version"
+            raise ReadError(f"thread names cannot be read from Python {self.runtime.version_string}: {why}")
+        with self.objects.call("inconsistent thread name data"):
+            return self._read(interp_addr)
+
+    # -- the walk -------------------------------------------------------------------------------
+
+    def _read(self, interp_addr: int) -> dict[int, str]:
+        objects = self.objects
+        state = objects.lookup_state(interp_addr)
+        md_dict = objects.module_dict(state, interp_addr, "threading")
+        if not md_dict:
+            return {}
+        active = objects.dict_get(state, md_dict, "_active")
+        if not active:
+            return {}
+        names: dict[int, str] = {}
+        assert self.rules is not None
+        hash_is_int_below = self.rules.hash_is_int_below
+        for key, thread, key_hash in objects.dict_items(state, active, MAX_THREADS):
+            try:
+                if key_hash is not None and 0 < key_hash < hash_is_int_below:
+                    ident = key_hash
+                else:
+                    ident = objects.read_int(key)
+                if ident is None:
+                    continue
+                name_ptr = objects.attribute(state, thread, "_name")
+                if not name_ptr:
+                    continue
+                names[ident] = objects.strings.read_str(name_ptr)
+            except ReadError:
+                continue  # one Thread being torn down (or a torn read) does not spoil the rest
+        return names
 
 
 def read_comm_names(pid: int, tids: list[int]) -> dict[int, str]:
@@ -589,4 +626,4 @@ def read_comm_names(pid: int, tids: list[int]) -> dict[int, str]:
     return names
 
 
-__all__ = ["ThreadNames", "RULES", "Rules", "read_comm_names", "required_keys"]
+__all__ = ["LookupState", "RULES", "RemoteObjects", "Rules", "ThreadNames", "read_comm_names", "required_keys"]
