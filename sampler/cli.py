@@ -16,6 +16,8 @@ from sampler.errors import HeatlineError, ProcessNotFoundError, UsageError
 from sampler.model import MODES
 
 
+ASYNC_MODES = ("running", "all")  # Tachyon's --async-mode values; "all" is not built yet
+
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
 
 
@@ -76,6 +78,11 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="wall: every sample; cpu: threads on CPU; gil: the thread holding the GIL; "
                         "exception: threads with an exception being raised or handled")
     g.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
+    g.add_argument("--async-aware", action="store_true",
+                   help="asyncio stacks: each thread's running task, its coroutines and the tasks awaiting it "
+                        "(CPython 3.14 and 3.15 so far)")
+    g.add_argument("--async-mode", choices=ASYNC_MODES, default="running",
+                   help="with --async-aware, running: the task each thread runs (all: not yet)")
     g.add_argument("--realtime-stats", action="store_true", help="show the achieved rate while sampling")
     g.add_argument("--blocking", action="store_true",
                    help="stop the target's threads (ptrace) around every sample: consistent stacks, at a cost "
@@ -200,6 +207,23 @@ def _validate(args: argparse.Namespace) -> None:
             )
 
 
+def _validate_async(args: argparse.Namespace) -> None:
+    """Tachyon's refusals around --async-aware, in its words: a task's stack is rebuilt for the
+    thread running it, in wall mode, without <GC> frames."""
+    if not args.async_aware:
+        if args.async_mode != "running":
+            raise UsageError("heatline: error: --async-mode requires --async-aware to be enabled.")
+        return
+    issues = [flag for flag, given in (("--no-gc", not args.gc), (f"--mode={args.mode}", args.mode != "wall"),
+                                       ("--all-threads", args.all_threads)) if given]
+    if issues:
+        raise UsageError(f"heatline: error: Options {', '.join(issues)} are incompatible with --async-aware. "
+                         "Async-aware profiling uses task-based stack reconstruction.")
+    if args.async_mode != "running":
+        raise UsageError(f"heatline: error: --async-mode {args.async_mode} is not implemented yet: "
+                         "only running (the default) is.")
+
+
 def _validate_live(args: argparse.Namespace) -> None:
     """`--live` draws the profile instead of writing it: output options are refused (Tachyon's
     messages), and so is --realtime-stats, whose line would scribble over the screen."""
@@ -226,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in ("dump",):
             _validate(args)
         if args.command in ("run", "attach"):
+            _validate_async(args)
             blocking_warning(args)
         if args.command == "attach" and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)

@@ -24,7 +24,12 @@ def open_walker(pid: int, args: argparse.Namespace):
     from sampler.cpython.walkers import open_source
 
     return open_source(pid, all_threads=args.all_threads, mode=getattr(args, "mode", "wall"), gc=args.gc,
-                       blocking=args.blocking)
+                       blocking=args.blocking, async_mode=async_mode(args))
+
+
+def async_mode(args: argparse.Namespace) -> str | None:
+    """`--async-mode`'s value with --async-aware, else None (plain stacks)."""
+    return args.async_mode if getattr(args, "async_aware", False) else None
 
 
 def make_collector(profile: Profile, args: argparse.Namespace):
@@ -80,11 +85,11 @@ def attached_identity(pid: int) -> tuple[str, list[str]]:
     return read_cwd(pid) or "", read_cmdline(pid) or []
 
 
-def slow_sampler_note() -> str | None:
+def slow_sampler_note(async_aware: bool = False) -> str | None:
     """The summary's line when the pure-Python walker sampled (slower: users must know why)."""
     from sampler.cpython.walkers import native_choice
 
-    native, why = native_choice()
+    native, why = native_choice(async_aware)
     return None if native else f"Note: sampled with the pure-Python walker ({why})."
 
 
@@ -113,11 +118,11 @@ def _check_sampled(stats: RunStats) -> None:
         raise TargetExitedError(f"the target (PID {stats.pid}) exited before heatline could take a first sample.")
 
 
-def _print_summary(stats: RunStats, stream) -> None:
+def _print_summary(stats: RunStats, stream, args: argparse.Namespace) -> None:
     from sampler.sampling import format_summary
 
     tell(format_summary(stats), stream)
-    note = slow_sampler_note()
+    note = slow_sampler_note(async_mode(args) is not None)
     if note:
         tell(note, stream)
 
@@ -140,7 +145,7 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tupl
         tell("Interrupted by user.")
     _check_sampled(stats)
     to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
-    _print_summary(stats, sys.stderr if to_stdout else sys.stdout)
+    _print_summary(stats, sys.stderr if to_stdout else sys.stdout, args)
     return collector
 
 
@@ -161,14 +166,14 @@ def _live(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[s
     return profile, by_signal
 
 
-def _live_report(result: tuple[Profile, bool], captured=None) -> None:
+def _live_report(result: tuple[Profile, bool], args: argparse.Namespace, captured=None) -> None:
     """After `--live`: the target's output, then how the run ended and its summary."""
     profile, by_signal = result
     if captured is not None:
         captured.show()
     if by_signal:
         tell("Interrupted by user.")
-    _print_summary(profile.stats, sys.stdout)
+    _print_summary(profile.stats, sys.stdout, args)
 
 
 def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T],
@@ -228,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"heatline: {err}", file=sys.stderr)
             return target.run_exit_status() or err.exit_status
         if args.live:
-            _live_report(result, captured)
+            _live_report(result, args, captured)
         else:
             write_output(result, args, target.pid)
         if status not in (None, 0) and not target.stopped:
@@ -264,7 +269,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         finally:
             unwinder.close()
         if args.live:
-            _live_report(result)
+            _live_report(result, args)
         else:
             write_output(collector, args, args.pid)
         return 0

@@ -48,6 +48,16 @@ class UnsupportedVersionError(HeatlineError):
         self.version = version
 
 
+class AsyncUnavailableError(HeatlineError):
+    """The target's asyncio tasks cannot be read (`--async-aware`): its version has no data for
+    it, or what it keeps could not be found."""
+
+    def __init__(self, version: str, reason: str) -> None:
+        super().__init__(f"cannot read asyncio tasks of Python {version}: {reason}.")
+        self.version = version
+        self.reason = reason
+
+
 class TargetNotFoundError(HeatlineError):
     """The script or module given to `heatline run` does not exist."""
 

@@ -28,6 +28,11 @@ MAIN_THREAD = 1 << 5
 MODES = ("wall", "cpu", "gil", "exception")
 
 SYNTHETIC_FILENAME = "~"
+# An asyncio task in an --async-aware stack is a frame of this "file", named after the task, on
+# line 0: Tachyon's shape (`<task>:NAME:0` in collapsed stacks), so every format carries it as
+# Tachyon's do. Not synthetic: formats that print `~` frames by their name alone would drop the
+# `<task>` that tells a task from a function.
+TASK_FILENAME = "<task>"
 
 
 class Frame(NamedTuple):
@@ -44,12 +49,22 @@ class Frame(NamedTuple):
     def is_synthetic(self) -> bool:
         return self.filename == SYNTHETIC_FILENAME
 
+    @property
+    def is_task(self) -> bool:
+        """An asyncio task's marker in an --async-aware stack (`task_frame`)."""
+        return self.filename == TASK_FILENAME
+
     def key(self) -> tuple[str, int, str]:
         """The pstats key: (filename, lineno, funcname)."""
         return (self.filename, self.lineno, self.funcname)
 
 
 GC_FRAME = Frame(SYNTHETIC_FILENAME, "<GC>", 0)
+
+
+def task_frame(name: str) -> Frame:
+    """The marker of asyncio task `name` in an --async-aware stack."""
+    return Frame(TASK_FILENAME, name, 0)
 
 
 class ThreadSample(NamedTuple):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterator
 
+from sampler.cpython.async_stacks import AsyncStacks
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.frame_objects import FrameObjectWalker
 from sampler.cpython.runtime import Runtime, locate_runtime
@@ -84,6 +85,7 @@ class Unwinder:
         mode: str = "wall",
         gc: bool = True,
         memory: RemoteMemory | None = None,
+        async_mode: str | None = None,
     ) -> None:
         self.pid = pid
         self.all_threads = all_threads
@@ -94,12 +96,15 @@ class Unwinder:
         self.codes = CodeCache(self.memory, self.runtime)
         self.cpu = CpuStates(pid)
         self._setup_layout()
+        # --async-aware: samples are rebuilt from each thread's running asyncio task.
+        self.tasks = None if async_mode is None else AsyncStacks(pid, self.memory, self.runtime, async_mode)
         self.identity = ThreadIdentity(pid, self.memory, self.runtime, (self.interp_lo, self.interp_hi))
         self._walker: StackWalker
         if self.t.frame_kind == "object":
             self._walker = FrameObjectWalker(self.memory, self.L, self.t, self.codes, self.frame_read)
         else:
-            self._walker = ChunkWalker(self.memory, self.L, self.t, self.codes, self.frame_read, self._top_frame)
+            make = ChunkWalker if self.tasks is None else self.tasks.walker_for
+            self._walker = make(self.memory, self.L, self.t, self.codes, self.frame_read, self._top_frame)
         self._epoch_started = time.monotonic()
         self._generation = -1
 
@@ -306,8 +311,12 @@ class Unwinder:
             frames = self._frames(tstate, tbuf, guard=in_flight)
             if frames is None:
                 return None
-        else:
+        elif self.tasks is None:
             frames = self._frames(tstate, tbuf)
+        else:
+            frames = self.tasks.frames(tstate, tbuf, self._frames)
+            if frames is None:
+                return None  # running no task
         if mode != "cpu":
             status |= self._cpu_status(tid)
         return ThreadSample(tid, status, frames, interp_id)

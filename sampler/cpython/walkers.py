@@ -14,8 +14,10 @@ from typing import Any
 NATIVE_ENV = "HEATLINE_NATIVE"
 
 
-def native_choice() -> tuple[bool, str]:
+def native_choice(async_aware: bool = False) -> tuple[bool, str]:
     """(True, "") when runs use the native core; else (False, why not, for users)."""
+    if async_aware:
+        return False, "--async-aware has no native core yet"
     if os.environ.get(NATIVE_ENV, "").strip() == "0":
         return False, f"{NATIVE_ENV}=0 is set"
     try:
@@ -32,19 +34,23 @@ def sampler_description() -> str:
 
 
 def open_source(pid: int, *, all_threads: bool = False, mode: str = "wall", gc: bool = True,
-                blocking: bool = False) -> Any:
+                blocking: bool = False, async_mode: str | None = None) -> Any:
     """A sample source for process `pid` (`sample()`, `alive()`, `thread_names()`, `close()`,
     `runtime`; the native core also has the batched `run`). With `blocking`, every sample is
-    taken with the target's threads stopped (sampler.target.freeze)."""
-    native, _ = native_choice()
-    if native:
-        from sampler.cpython.native import NativeUnwinder as Walker
-    else:
-        from sampler.cpython.unwinder import Unwinder as Walker
+    taken with the target's threads stopped (sampler.target.freeze). With `async_mode`
+    (--async-aware), stacks are the running asyncio tasks' (sampler.cpython.async_stacks)."""
+    native, _ = native_choice(async_mode is not None)
     # Stopped threads all read as off CPU in /proc: under --blocking the walker samples every
     # thread and BlockingSource chooses cpu mode's by their state from just before the freeze.
     walk_mode = "wall" if blocking and mode == "cpu" else mode
-    source = Walker(pid, all_threads=all_threads, mode=walk_mode, gc=gc)
+    if native:
+        from sampler.cpython.native import NativeUnwinder
+
+        source = NativeUnwinder(pid, all_threads=all_threads, mode=walk_mode, gc=gc)
+    else:
+        from sampler.cpython.unwinder import Unwinder
+
+        source = Unwinder(pid, all_threads=all_threads, mode=walk_mode, gc=gc, async_mode=async_mode)
     if not blocking:
         return source
     try:

@@ -1,0 +1,151 @@
+"""`--async-aware` stacks: a thread's sample rebuilt from the asyncio task it is running.
+
+For `--async-mode running` (the only mode so far), a thread whose event loop is running a task
+is shown as that task and the tasks awaiting it, root first, as Tachyon shows it:
+
+    <task>:Task-1;main;<task>:supervisor;supervisor;<task>:heavy;heavy;heavy_round;crunch
+
+Each task is a marker frame (`model.task_frame`) followed by its coroutines, outermost first.
+The awaiting tasks are suspended, so their coroutine chains are read from the tasks
+(`async_tasks.AsyncTaskReader`); the running task's part is the thread's own stack from the
+task's coroutine frame up to the leaf, which the walk finds by the frame's address. The loop's
+frames under that coroutine (`run_forever`, `_run_once`, the handle) are left out. A task awaited
+by several others is shown under one of them, the smallest name (so a sample is counted once,
+and the same parent is chosen in every sample), its marker saying how many there are. A thread
+running no task is left out of the sample.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from sampler.cpython.async_tasks import AsyncTaskReader, TaskInfo
+from sampler.cpython.runtime import Runtime
+from sampler.cpython.stack_chunks import Chunks, ChunkWalker
+from sampler.errors import AsyncUnavailableError, ReadError
+from sampler.model import Frame, task_frame
+from sampler.target.memory import U64, RemoteMemory
+
+# The reader covers these so far (docs/async-plan.md): earlier versions keep their tasks elsewhere.
+FIRST_READABLE = (3, 14)
+# A 3.14 target loads `_asyncio` (whose image holds the task offsets) when it imports asyncio,
+# which a launched target has not done yet at attach: look again at most this often until then.
+# Until it is loaded no task can run, so no sample is lost meanwhile.
+READER_RETRY_S = 0.25
+MAX_AWAITERS_UP = 256  # tasks followed from the running one towards the root
+
+u64 = U64.unpack_from
+
+
+class RecordingChunkWalker(ChunkWalker):
+    """A `ChunkWalker` that also says where a frame address sits in the stack it returned."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._walked: tuple[tuple[Frame, ...], dict[int, int]] | None = None
+        self._returned: tuple[Frame, ...] | None = None
+
+    def forget(self) -> None:
+        """Before a walk: a thread with no current frame is not walked, and must not be
+        answered from the previous thread's walk."""
+        self._walked = self._returned = None
+
+    def interp_frames(self, f: int, chunks: Chunks) -> tuple[tuple[Frame, ...], dict[int, int]]:
+        self._walked = super().interp_frames(f, chunks)
+        return self._walked
+
+    def attempt(self, *args, **kwargs) -> tuple[Frame, ...] | None:
+        self.forget()
+        self._returned = super().attempt(*args, **kwargs)
+        return self._returned
+
+    def index_of(self, address: int) -> int | None:
+        """The index, in the stack the last trusted walk returned, of the frame at `address`;
+        None when that frame is not on it."""
+        if self._walked is None or self._returned is None:
+            return None
+        frames, starts = self._walked
+        # A walk that settled on a caller of its top returns the stack cut from that caller down.
+        index = starts.get(address, -1) - (len(frames) - len(self._returned))
+        return index if 0 <= index < len(self._returned) else None
+
+
+class AsyncStacks:
+    """Turns a thread's walked stack into its running task's stack (`frames`)."""
+
+    def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime, mode: str = "running") -> None:
+        if mode != "running":
+            raise ValueError(f"--async-mode {mode} is not implemented yet")  # the CLI refuses it
+        if runtime.minor < FIRST_READABLE:
+            raise AsyncUnavailableError(runtime.version_string,
+                                        "heatline reads them on CPython 3.14 and 3.15 so far")
+        self.pid = pid
+        self.memory = memory
+        self.runtime = runtime
+        self.thread_id_off = runtime.layout["tstate.thread_id"]
+        self.walker: RecordingChunkWalker | None = None  # the unwinder's, set by `walker_for`
+        self._reader: AsyncTaskReader | None = None
+        self._next_try = 0.0
+        self._reader_or_none()
+
+    def walker_for(self, *args, **kwargs) -> RecordingChunkWalker:
+        """The unwinder's chunk walker (its arguments), one that can locate coroutine frames."""
+        self.walker = RecordingChunkWalker(*args, **kwargs)
+        return self.walker
+
+    def _reader_or_none(self) -> AsyncTaskReader | None:
+        if self._reader is None and time.monotonic() >= self._next_try:
+            try:
+                self._reader = AsyncTaskReader(self.pid, self.memory, self.runtime)
+            except (ValueError, AsyncUnavailableError):
+                # `_asyncio` not loaded yet (the version was checked above): no task runs.
+                self._next_try = time.monotonic() + READER_RETRY_S
+        return self._reader
+
+    def frames(self, tstate: int, tbuf: bytes,
+               walk: Callable[[int, bytes], tuple[Frame, ...] | None]) -> tuple[Frame, ...] | None:
+        """The thread's sample as its running task's stack, leaf first; None when the thread runs
+        no task. `walk(tstate, tbuf)` is the unwinder's checked walk of the thread's stack."""
+        reader = self._reader_or_none()
+        if reader is None:
+            return None
+        thread_id = u64(tbuf, self.thread_id_off)[0]
+        address = reader.running().get(thread_id)
+        if not address:
+            return None
+        running = reader.task(address, thread_id)
+        assert self.walker is not None, "the unwinder's walker comes from walker_for"
+        self.walker.forget()
+        stack = walk(tstate, tbuf)
+        if stack is None:
+            return None
+        index = self.walker.index_of(running.coro_frame)
+        if index is not None:
+            own = stack[: index + 1]
+        elif reader.running().get(thread_id) != address:
+            raise ReadError("the running task changed while its thread's stack was read")
+        else:
+            # The task is between steps: the loop has made it current, but its coroutine is not
+            # (or no longer) on the stack. Its time is shown on its marker alone, as Tachyon does.
+            own = ()
+        return own + self._awaiters(reader, running)
+
+    def _awaiters(self, reader: AsyncTaskReader, task: TaskInfo) -> tuple[Frame, ...]:
+        """`task`'s marker, then each awaiting task's coroutines and marker, towards the root."""
+        out: list[Frame] = []
+        seen = {task.address}
+        while True:
+            parents = [reader.task(a) for a in task.awaited_by if a not in seen and self._is_task(reader, a)]
+            name = task.name if len(parents) < 2 else f"{task.name} ({len(parents)} parents)"
+            out.append(task_frame(name))
+            if not parents or len(seen) >= MAX_AWAITERS_UP:
+                return tuple(out)
+            task = min(parents, key=lambda t: (t.name, t.address))
+            seen.add(task.address)
+            out.extend(reversed(task.stack))
+
+    def _is_task(self, reader: AsyncTaskReader, address: int) -> bool:
+        """Whether an awaiter is a task (not a bare future, which has no coroutines to show)."""
+        offset = reader.L.get("task.is_task")
+        return offset is None or self.memory.read(address + offset, 1) != b"\0"
