@@ -14,9 +14,8 @@ and `thread_identity` (TIDs, the main thread, names).
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from sampler.cpython.async_stacks import AsyncStacks
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.frame_objects import FrameObjectWalker
 from sampler.cpython.runtime import Runtime, locate_runtime
@@ -51,6 +50,9 @@ from sampler.model import (
 from sampler.target.maps import is_gone
 from sampler.target.memory import I32, U64, RemoteMemory
 from sampler.target.threads import CpuStates
+
+if TYPE_CHECKING:
+    from sampler.cpython.async_stacks import AsyncStacks
 
 EPOCH_SECONDS = 1.0
 GUARD_WINDOW_S = 100e-6
@@ -96,8 +98,13 @@ class Unwinder:
         self.codes = CodeCache(self.memory, self.runtime)
         self.cpu = CpuStates(pid)
         self._setup_layout()
-        # --async-aware: samples are rebuilt from each thread's running asyncio task.
-        self.tasks = None if async_mode is None else AsyncStacks(pid, self.memory, self.runtime, async_mode)
+        # --async-aware: samples are rebuilt from each thread's running asyncio task (imported
+        # only then: plain sampling does not depend on the asyncio reader).
+        self.tasks: AsyncStacks | None = None
+        if async_mode is not None:
+            from sampler.cpython.async_stacks import AsyncStacks
+
+            self.tasks = AsyncStacks(pid, self.memory, self.runtime, async_mode)
         self.identity = ThreadIdentity(pid, self.memory, self.runtime, (self.interp_lo, self.interp_hi))
         self._walker: StackWalker
         if self.t.frame_kind == "object":
