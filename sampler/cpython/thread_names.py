@@ -185,8 +185,9 @@ class _PageReads:
     the object's own read would succeed; if it does anyway, the exact read is made instead.
     """
 
-    def __init__(self, memory: RemoteMemory) -> None:
+    def __init__(self, memory: RemoteMemory, max_pages: int = MAX_PAGES) -> None:
         self.memory = memory
+        self.max_pages = max_pages
         self.pages: dict[int, bytes] = {}
 
     def reset(self) -> None:
@@ -197,7 +198,7 @@ class _PageReads:
         start = addr - base
         if start + size <= PAGE:
             page = self.pages.get(base)
-            if page is None and len(self.pages) < MAX_PAGES:
+            if page is None and len(self.pages) < self.max_pages:
                 try:
                     page = self.memory.read(base, PAGE)
                 except ReadError:
@@ -258,7 +259,8 @@ class RemoteObjects:
     `LookupState` per interpreter (`lookup_state`) and re-checked on the next reading.
     """
 
-    def __init__(self, memory: RemoteMemory, runtime: Runtime) -> None:
+    def __init__(self, memory: RemoteMemory, runtime: Runtime, max_pages: int = MAX_PAGES) -> None:
+        """`max_pages`: how many pages one call keeps (a reader of many objects wants more)."""
         self.memory = memory
         self.runtime = runtime
         self.rules = RULES.get(runtime.minor)
@@ -267,7 +269,7 @@ class RemoteObjects:
         self.L = layout
         self.missing = [k for k in required_keys(self.rules) if k not in layout] if self.rules else []
         self.supported = self.rules is not None and not self.missing
-        self._reads = _PageReads(memory)
+        self._reads = _PageReads(memory, max_pages)
         # StringReader only calls `read`, so it can share the call's page cache.
         self.strings = StringReader(self._reads, runtime)  # type: ignore[arg-type]
         self._interps: dict[int, LookupState] = {}
