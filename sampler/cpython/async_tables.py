@@ -10,9 +10,10 @@ Before 3.14 no thread state lists tasks. What there is (docs/async-plan.md):
 - a task's fields: at fixed offsets in an `_asyncio.Task` (versions.ASYNCIO_TRAITS), or instance
   attributes of a pure-Python task (`asyncio.tasks._PyTask`, or a subclass of either);
 - who awaits whom: nothing keeps it. A task waits on one future (`fut_waiter`): another task, or a
-  `_GatheringFuture` whose `_children` are the gathered ones. A `TaskGroup`'s owner waits in the
-  group's `__aexit__` (3.13: `_aexit`), whose first local is the group with its `_tasks` set.
-  3.14+ records the same relations in the tasks (async_tasks.py); here they are derived.
+  `_GatheringFuture` whose `_children` are the gathered ones. A `TaskGroup`'s child has the
+  group's `_on_task_done` among its done callbacks, and the group names its `_parent_task`: the
+  child is awaited by that task from its creation on. 3.14+ records the same relations in the
+  tasks (async_tasks.py); here they are derived.
 
 The set, weakref and list readers below are the one place such containers are read remotely
 (async_tasks.py reads 3.14's awaited-by sets with `set_members`).
@@ -20,14 +21,13 @@ The set, weakref and list readers below are the one place such containers are re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.thread_names import LookupState, RemoteObjects
 from sampler.cpython.versions import RUNNING_LOOP_KEY, AsyncioTraits
 from sampler.errors import ReadError
-from sampler.model import Frame
 from sampler.target.memory import I64, U64
 
 u64 = U64.unpack_from
@@ -48,17 +48,27 @@ DISCARDED_HASH = (1 << 64) - 1  # a set entry's hash -1 as an unsigned word: a d
 WEAKREF_OBJECT = 16
 LIST_SIZE = 16
 LIST_ITEMS = 24
+TUPLE_ITEMS = 24
 TP_BASE_BEFORE_DICTOFFSET = 32
+METHOD_SELF = 24  # PyMethodObject: im_func, then im_self
+# An `_asyncio.Future`/`Task` (FutureObj_HEAD in Modules/_asynciomodule.c, 3.11-3.14): after
+# fut_loop come fut_callback0 (the first done callback) and fut_context0, then fut_callbacks
+# (a list of (callback, context) tuples for the others, or NULL).
+FUTURE_CALLBACK0 = 24
+FUTURE_CALLBACKS = 40
+MAX_CALLBACKS = 64  # done callbacks of one task looked at for a TaskGroup's
 
 # Type names that tell what an object is (tp_name of the type or of one of its bases).
 C_TASK_TYPE = "_asyncio.Task"
 PY_TASK_TYPE = "Task"  # asyncio.tasks._PyTask's __name__
 GATHER_TYPE = "_GatheringFuture"
-_KINDS = ((C_TASK_TYPE, "c-task"), (GATHER_TYPE, "gather"), (PY_TASK_TYPE, "py-task"))
+TASKGROUP_TYPE = "TaskGroup"
+METHOD_TYPE = "method"
+_KINDS = (
+    (C_TASK_TYPE, "c-task"), (GATHER_TYPE, "gather"), (PY_TASK_TYPE, "py-task"),
+    (TASKGROUP_TYPE, "taskgroup"), (METHOD_TYPE, "method"),
+)
 
-# The coroutines a TaskGroup's owner waits in, as (file suffix, qualname); local 0 is the group.
-TASKGROUP_FILE = "asyncio/taskgroups.py"
-TASKGROUP_WAITS = frozenset({"TaskGroup.__aexit__", "TaskGroup._aexit"})
 
 Read = Callable[[int, int], bytes]
 
@@ -87,14 +97,25 @@ def weakref_target(read: Read, ref: int, none: int) -> int:
     return 0 if target == none else target
 
 
-def list_items(read: Read, obj: int) -> list[int]:
-    """The objects in a `list`."""
-    n = i64(read(obj + LIST_SIZE, 8), 0)[0]
-    if not 0 <= n <= MAX_LIST_ITEMS:
-        raise ReadError(f"a list at {obj:#x} has an implausible length {n}")
+def list_items(read: Read, obj: int, limit: int = MAX_LIST_ITEMS) -> list[int]:
+    """The objects in a `list` (its first `limit`)."""
+    n = min(_length(read, obj), limit)
     items = u64(read(obj + LIST_ITEMS, 8), 0)[0]
     raw = read(items, 8 * n) if n else b""
     return [u64(raw, 8 * i)[0] for i in range(n)]
+
+
+def tuple_item(read: Read, obj: int, index: int) -> int:
+    """Item `index` of a `tuple` (the items are inside the object); 0 past its end."""
+    return u64(read(obj + TUPLE_ITEMS + 8 * index, 8), 0)[0] if index < _length(read, obj) else 0
+
+
+def _length(read: Read, obj: int) -> int:
+    """ob_size of a list or tuple."""
+    n = i64(read(obj + LIST_SIZE, 8), 0)[0]
+    if not 0 <= n <= MAX_LIST_ITEMS:
+        raise ReadError(f"a sequence at {obj:#x} has an implausible length {n}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,8 @@ class TaskFields:
     name: int  # the name object (a str)
     fut_waiter: int  # the future the task waits on, 0 when none
     loop: int
+    callback0: int  # its first done callback (C tasks), 0 when none
+    callbacks: int  # the list of the others as (callback, context) tuples, 0 when none
 
 
 class TaskTables:
@@ -200,6 +223,7 @@ class TaskTables:
             return TaskFields(
                 u64(buf, L["task.coro"])[0], u64(buf, L["task.name"])[0],
                 u64(buf, L["task.fut_waiter"])[0], u64(buf, L["task.loop"])[0],
+                u64(buf, FUTURE_CALLBACK0)[0], u64(buf, FUTURE_CALLBACKS)[0],
             )
         if kind == "py-task":
             get = self.objects.attribute
@@ -207,42 +231,45 @@ class TaskTables:
             if not coro:
                 return None
             waiter = get(state, task, "_fut_waiter")
+            callbacks = get(state, task, "_callbacks")
             return TaskFields(
-                coro, get(state, task, "_name"), 0 if waiter == self.none else waiter, get(state, task, "_loop")
+                coro, get(state, task, "_name"), 0 if waiter == self.none else waiter, get(state, task, "_loop"),
+                0, 0 if callbacks == self.none else callbacks,
             )
         return None
 
     # -- awaiters -------------------------------------------------------------------------------
 
-    def taskgroup(self, frame: Frame, frame_addr: int) -> int:
-        """The TaskGroup whose completion a coroutine frame waits for, or 0."""
-        if frame.funcname in TASKGROUP_WAITS and frame.filename.endswith(TASKGROUP_FILE):
-            return self.objects.u64(frame_addr + self.L["frame.localsplus"])  # `self`
-        return 0
-
-    def awaiters(
-        self, state: LookupState, waits: Iterable[tuple[int, int, int]], tasks: set[int]
-    ) -> dict[int, list[int]]:
-        """{task: the tasks awaiting it} from each task's (address, fut_waiter, TaskGroup or 0)."""
-        out: dict[int, list[int]] = {}
-
-        def add(awaited: int, awaiter: int) -> None:
-            found = out.setdefault(awaited, [])
-            if awaiter not in found:
-                found.append(awaiter)
-
-        for task, waiter, group in waits:
-            if waiter:
-                for awaited in self._awaited_through(state, waiter, tasks, MAX_GATHER_DEPTH):
-                    add(awaited, task)
-            if group:
-                grouped = self.objects.attribute(state, group, "_tasks")
-                for child in set_members(self.objects.read, self.L, grouped) if grouped else ():
-                    if child in tasks:
-                        add(child, task)
+    def awaiters(self, state: LookupState, tasks: dict[int, TaskFields], of: Iterable[int]) -> dict[int, list[int]]:
+        """{task: the tasks awaiting it} for the tasks `of` (keys of `tasks`, every task's fields)."""
+        wanted = set(of)
+        out: dict[int, list[int]] = {task: [] for task in wanted}
+        for task, fields in tasks.items():
+            if fields.fut_waiter:
+                for awaited in self._awaited_through(state, fields.fut_waiter, tasks.keys(), MAX_GATHER_DEPTH):
+                    if awaited in wanted and task not in out[awaited]:
+                        out[awaited].append(task)
+        for task in wanted:
+            owner = self._group_owner(state, tasks[task])
+            if owner in tasks and owner not in out[task]:
+                out[task].append(owner)
         return out
 
-    def _awaited_through(self, state: LookupState, future: int, tasks: set[int], depth: int) -> list[int]:
+    def _group_owner(self, state: LookupState, fields: TaskFields) -> int:
+        """The task owning the TaskGroup a task belongs to (found among its done callbacks), or 0."""
+        read = self.objects.read
+        callbacks = [fields.callback0] if fields.callback0 else []
+        if fields.callbacks:
+            callbacks += [tuple_item(read, pair, 0) for pair in list_items(read, fields.callbacks, MAX_CALLBACKS)]
+        for callback in callbacks:
+            if callback and self.kind(callback) == "method":
+                group = self.objects.u64(callback + METHOD_SELF)
+                if group and self.kind(group) == "taskgroup":
+                    owner = self.objects.attribute(state, group, "_parent_task")
+                    return 0 if owner == self.none else owner
+        return 0
+
+    def _awaited_through(self, state: LookupState, future: int, tasks: Collection[int], depth: int) -> list[int]:
         """The tasks a task waiting on `future` awaits: that task, or what a gather gathers."""
         if future in tasks:
             return [future]

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 
 from sampler.cpython import debug_offsets
-from sampler.cpython.async_tables import TaskFields, TaskTables, set_members
+from sampler.cpython.async_tables import TaskTables, set_members
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.thread_names import RemoteObjects
@@ -156,14 +156,14 @@ class AsyncTaskReader:
             return self._tables_tasks(interp)
 
     def task(self, address: int, thread_id: int = 0) -> TaskInfo:
-        """One task. Before 3.14 its awaiters and thread are worked out from every task, so
-        `tasks()` costs about the same; `thread_id` is then ignored."""
+        """One task. Before 3.14 its awaiters are worked out from every task's fields (one read
+        each, no coroutine chains), and `thread_id` is ignored: the thread running its loop is."""
         with self.objects.call("inconsistent asyncio data"):
             if self.tables is None:
                 return self._task(address, thread_id)
-            found = [t for t in self._tables_tasks(self._interpreter(), (address,)) if t.address == address]
+            found = self._tables_tasks(self._interpreter(), (address,))
             if not found:
-                raise ReadError(f"no asyncio task at {address:#x}")
+                raise ReadError(f"no live asyncio task at {address:#x}")
             return found[0]
 
     # -- threads --------------------------------------------------------------------------------
@@ -244,31 +244,32 @@ class AsyncTaskReader:
 
     # -- 3.11-3.13: asyncio's tables ------------------------------------------------------------
 
-    def _tables_tasks(self, interp: int, extra: tuple[int, ...] = ()) -> list[TaskInfo]:
-        """Every live task from asyncio's tables (and `extra` objects), awaiters derived."""
+    def _tables_tasks(self, interp: int, only: tuple[int, ...] | None = None) -> list[TaskInfo]:
+        """The live tasks in asyncio's tables (or just those `only`), awaiters derived.
+
+        Every task's fields are read (its awaiters are the tasks waiting on it), but only the
+        tasks returned have their coroutine chains walked.
+        """
         tables = self.tables
         assert tables is not None
         state = self.objects.lookup_state(interp)
+        fields = {}
+        for address in dict.fromkeys([*tables.task_objects(state, interp), *(only or ())]):
+            found = tables.fields(state, address)
+            if found is not None and not self._finished(found.coro):
+                fields[address] = found
+        wanted = [a for a in only if a in fields] if only is not None else list(fields)
+        awaiters = tables.awaiters(state, fields, wanted)
         loops = self._loop_threads(interp)
-        read: list[tuple[int, TaskFields, list[tuple[int, Frame]]]] = []
-        for address in dict.fromkeys([*tables.task_objects(state, interp), *extra]):
-            fields = tables.fields(state, address)
-            if fields is None or self._finished(fields.coro):
-                continue
-            read.append((address, fields, self._coroutine_chain(fields.coro)))
-        addresses = {address for address, _f, _c in read}
-        waits = []
-        for address, fields, chain in read:
-            group = next((g for g in (tables.taskgroup(f, a) for a, f in chain) if g), 0)
-            waits.append((address, fields.fut_waiter, group))
-        awaiters = tables.awaiters(state, waits, addresses)
-        return [
-            TaskInfo(
-                address, self._name(fields.name), fields.coro, self._frame_of(fields.coro),
-                tuple(frame for _a, frame in chain), tuple(awaiters.get(address, ())), loops.get(fields.loop, 0),
-            )
-            for address, fields, chain in read
-        ]
+        out = []
+        for address in wanted:
+            task = fields[address]
+            stack = tuple(frame for _a, frame in self._coroutine_chain(task.coro))
+            out.append(TaskInfo(
+                address, self._name(task.name), task.coro, self._frame_of(task.coro), stack,
+                tuple(awaiters[address]), loops.get(task.loop, 0),
+            ))
+        return out
 
     def _finished(self, coro: int) -> bool:
         """Whether a coroutine has returned (its task is done); other awaitables are taken as live."""

@@ -1,8 +1,9 @@
 """A known asyncio task tree that holds still: tasks parked in awaits (one five coroutines deep,
-one awaited by two others, one left unnamed, two gathered, one in a TaskGroup; before 3.14 also a
-pure-Python task awaited by another) while the main task runs on the CPU, and a second thread
-whose loop's running task is blocked in a plain call. Prints "ready" and then, as JSON, what it
-knows of its tasks (for tests/test_async_tasks.py).
+one awaited by two others, one left unnamed, two gathered, two in TaskGroups: one owner waiting
+in the group's exit, one still in its block; before 3.14 also a pure-Python task awaited by
+another) while the main task runs on the CPU, and a second thread whose loop's running task is
+blocked in a plain call. Prints "ready" and then, as JSON, what it knows of its tasks (for
+tests/test_async_tasks.py).
 
 `--extra N` parks N more tasks in the five-deep chain (for measuring a reader's cost).
 """
@@ -45,6 +46,13 @@ async def gatherer(fut):
 async def group_owner(fut):
     async with asyncio.TaskGroup() as group:
         group.create_task(leaf(fut), name="grouped")
+    # (waits in the group's __aexit__)
+
+
+async def early_owner(fut):
+    async with asyncio.TaskGroup() as group:
+        group.create_task(leaf(fut), name="grouped-early")
+        await fut  # still inside the block: its child is awaited by it all the same
 
 
 def spin():
@@ -80,7 +88,8 @@ async def main(extra):
     unnamed = asyncio.create_task(leaf(fut))
     gathering = asyncio.create_task(gatherer(fut), name="gatherer")
     owner = asyncio.create_task(group_owner(fut), name="group-owner")
-    made = [shared, *watchers, unnamed, gathering, owner]
+    early = asyncio.create_task(early_owner(fut), name="early-owner")
+    made = [shared, *watchers, unnamed, gathering, owner, early]
     # 3.14 lists only _asyncio.Task objects; earlier versions see pure-Python tasks too.
     if sys.version_info < (3, 14):
         py_task = asyncio.tasks._PyTask(leaf(fut), loop=loop, name="py-task")
@@ -90,8 +99,8 @@ async def main(extra):
         await asyncio.sleep(0)
     me = asyncio.current_task()
     tasks = list(asyncio.all_tasks())
-    # gathered-1/2 and grouped are made by their parents.
-    assert {me, *made} <= set(tasks) and len(tasks) == len(made) + 4
+    # gathered-1/2, grouped and grouped-early are made by their parents.
+    assert {me, *made} <= set(tasks) and len(tasks) == len(made) + 5
     side, ready, forever = {}, threading.Event(), threading.Event()
     threading.Thread(target=side_thread, args=(side, ready, forever), name="side", daemon=True).start()
     assert ready.wait(60)
@@ -102,6 +111,7 @@ async def main(extra):
     for name in ("gathered-1", "gathered-2"):
         truth[name]["awaited_by"] = ["gatherer"]
     truth["grouped"]["awaited_by"] = ["group-owner"]
+    truth["grouped-early"]["awaited_by"] = ["early-owner"]
     if "py-task" in truth:
         truth["py-task"]["awaited_by"] = ["py-watcher"]
     truth.update(side["tasks"])
