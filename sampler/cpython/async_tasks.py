@@ -256,7 +256,9 @@ class AsyncTaskReader:
         fields = {}
         for address in dict.fromkeys([*tables.task_objects(state, interp), *(only or ())]):
             found = tables.fields(state, address)
-            if found is not None and not self._finished(found.coro):
+            # A done task (its coroutine returned) is left out where it is listed; elsewhere it
+            # only costs a look (it waits on nothing and owns no running group).
+            if found is not None and (only is not None and address not in only or not self._finished(found.coro)):
                 fields[address] = found
         wanted = [a for a in only if a in fields] if only is not None else list(fields)
         awaiters = tables.awaiters(state, fields, wanted)
