@@ -49,12 +49,14 @@ def chunk_header(layout: dict[str, int]) -> tuple[int, int, int]:
             layout.get("chunk.data", CHUNK_DATA))
 
 
-def returned_into(chunks: Chunks, now: int, top: int) -> bool:
+def returned_into(chunks: Chunks, now: int, top: int, min_bytes: int) -> bool:
     """Whether the thread's current frame `now` lies in the newest copied chunk below the copy's
-    top frame: the top returned (a callback that C calls in a loop returns between two calls)
-    into a frame that was suspended, hence unchanged, while the copy was taken."""
-    chunk = chunks[0][0]
-    return bool(chunk) and chunk <= now < top
+    top frame, itself in that chunk: the top returned (a callback that C calls in a loop returns
+    between two calls) into a frame that was suspended, hence unchanged, while the copy was
+    taken. A top outside the chunk (a generator's frame, a C-stack shim) has no "below" there."""
+    chunk, cbuf = chunks[0]
+    # the chunk's own mapping: at least min_bytes, more when its copy was longer
+    return bool(chunk) and chunk <= now < top < chunk + max(len(cbuf), min_bytes)
 
 
 def check_bottom(chunks: Chunks, lowest: int, previous_off: int = CHUNK_PREVIOUS, data_off: int = CHUNK_DATA) -> None:
@@ -125,7 +127,7 @@ class ChunkWalker(StackWalker):
         # The copy is trustworthy if the top frame is still live right after it, called on, or
         # returned into a frame of the copy (settle then cuts the stack there)...
         now = self.top_frame(tstate, tbuf, True)
-        if now != top and not returned_into(chunks, now, top) and not self.descends_from(now, top):
+        if now != top and not returned_into(chunks, now, top, self.min_bytes) and not self.descends_from(now, top):
             return None
         if not self.suspended_unchanged(chunks, top, now):
             return None

@@ -892,11 +892,14 @@ static int top_frame(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh,
 
 /* Whether the current frame `now` lies in the newest copied chunk below the copy's top frame:
  * the top returned (a callback that C calls in a loop returns between two calls) into a frame
- * that was suspended, hence unchanged, while the copy was taken (stack_chunks.returned_into). */
+ * that was suspended, hence unchanged, while the copy was taken; the top must lie in that chunk
+ * too (a generator's frame or a C-stack shim has no "below" there; stack_chunks.returned_into). */
 static int returned_into(const Walker *w, uint64_t now, uint64_t top)
 {
     uint64_t chunk = w->nchunks ? w->chunks[0].addr : 0;
-    return chunk && chunk <= now && now < top;
+    /* the chunk's own mapping: at least chunk_min_bytes, more when its copy was longer */
+    uint64_t span = w->chunks[0].len > (size_t)w->c.chunk_min_bytes ? w->chunks[0].len : (uint64_t)w->c.chunk_min_bytes;
+    return chunk && chunk <= now && now < top && top < chunk + span;
 }
 
 /* Whether `ancestor` is among the first hops callers of `frame` (a leaf that called on). */
