@@ -896,10 +896,12 @@ static int top_frame(Walker *w, uint64_t tstate, const uint8_t *tbuf, int fresh,
  * too (a generator's frame or a C-stack shim has no "below" there; stack_chunks.returned_into). */
 static int returned_into(const Walker *w, uint64_t now, uint64_t top)
 {
-    uint64_t chunk = w->nchunks ? w->chunks[0].addr : 0;
+    if (!w->nchunks || !w->chunks[0].addr)
+        return 0;
+    uint64_t chunk = w->chunks[0].addr;
     /* the chunk's own mapping: at least chunk_min_bytes, more when its copy was longer */
     uint64_t span = w->chunks[0].len > (size_t)w->c.chunk_min_bytes ? w->chunks[0].len : (uint64_t)w->c.chunk_min_bytes;
-    return chunk && chunk <= now && now < top && top < chunk + span;
+    return chunk <= now && now < top && top < chunk + span;
 }
 
 /* Whether `ancestor` is among the first hops callers of `frame` (a leaf that called on). */
