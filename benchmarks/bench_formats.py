@@ -13,10 +13,9 @@ that copying the short profile 100 times would hand to zstd.
 What it prints (figures only):
   - bytes per sample of the file, zstd and uncompressed (and the writer's samples/s);
   - replay throughput in samples/s, measured the way `heatline replay FILE --<format> -o OUT`
-    runs (open, feed every sample to the Profile and, for streaming formats, the collector,
-    check the count, write the output), for --pstats and --flamegraph ("n/a" when no
-    flamegraph collector is registered); plus pstats with the reader's batch mode, where a
-    REPEAT run comes as one weighted item.
+    runs (open, sampler.replay.replay into the Profile and, for streaming formats, the
+    collector, write the output), for --pstats, --collapsed, --flamegraph and --gecko ("n/a"
+    when a collector is not registered).
 
 Run from the repository root:  python benchmarks/bench_formats.py [--samples 1000000]
 """
@@ -38,7 +37,7 @@ sys.path.insert(0, ROOT)
 from sampler.collectors import COLLECTORS  # noqa: E402
 from sampler.collectors.binary import BinaryCollector  # noqa: E402
 from sampler.model import Profile, RunStats, ThreadSample  # noqa: E402
-from sampler.replay import open_binary_profile  # noqa: E402
+from sampler.replay import open_binary_profile, replay  # noqa: E402
 
 
 def real_profile(path: str, duration: float) -> None:
@@ -107,20 +106,14 @@ def write_binary(path: str, ticks, run: RunStats, compression: str) -> tuple[Bin
     return collector, time.perf_counter() - t0
 
 
-def replay_throughput(path: str, fmt: str, out_dir: str, batch: bool = False) -> float:
-    """samples/s for `heatline replay path --fmt -o OUT`, done in-process as cmd_replay does."""
+def replay_throughput(path: str, fmt: str, out_dir: str) -> float:
+    """samples/s for `heatline replay path --fmt -o OUT`, in-process through the one replay loop."""
     t0 = time.perf_counter()
     reader = open_binary_profile(path)
     profile = Profile(reader.run_stats())
     cls = COLLECTORS[fmt]
     collector = cls(profile)
-    sinks = [profile, collector] if cls.streaming else [profile]
-    done = 0
-    for ts, threads, weight in reader.samples(batch=batch):
-        for sink in sinks:
-            sink.collect(ts, threads, weight)
-        done += weight
-    reader.check_complete(done)
+    done = replay(reader, profile, collector if cls.streaming else None)
     collector.write(os.path.join(out_dir, f"out.{cls.default_extension}"))
     return done / (time.perf_counter() - t0)
 
@@ -153,13 +146,12 @@ def main() -> None:
         gc.collect()
         sys.stderr = open(os.devnull, "w")  # the collectors' "written to" chatter
         try:
-            for label, fmt, batch in (("binary -> pstats", "pstats", False),
-                                      ("binary -> pstats (batch)", "pstats", True),
-                                      ("binary -> flamegraph", "flamegraph", False)):
+            for label, fmt in (("binary -> pstats", "pstats"), ("binary -> collapsed", "collapsed"),
+                               ("binary -> flamegraph", "flamegraph"), ("binary -> gecko", "gecko")):
                 if fmt not in COLLECTORS:
                     print(f"replay {label:<26} n/a (no {fmt} collector registered)", file=sys.stdout)
                     continue
-                rate = replay_throughput(files["zstd"], fmt, tmp, batch)
+                rate = replay_throughput(files["zstd"], fmt, tmp)
                 print(f"replay {label:<26} {rate:>12,.0f} samples/s (zstd file)", file=sys.stdout)
         finally:
             sys.stderr.close()

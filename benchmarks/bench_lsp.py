@@ -12,6 +12,15 @@ heat notification (median of --repeat runs, each in a fresh server) and to the c
 response; the notification's size in bytes (as JSON) and line count; code-lens, inlay-hint and
 hover response times after loading; the server's peak memory.
 
+Then a live update at that size, in process: the same samples go through a `Profile` with the
+live stream's `DeltaSink` (as `python -m sampler.live` does) into a `LiveProfileReader`, the
+server's `ProfileView` and its document tracker, with the target's source open. Once all but the
+last samples are in and heat was shown once, each further delta carries one second of a 10-minute
+run at that size (1/600 of the samples). Timed per delta (median and worst of --deltas): the
+server's handling, from the stream line to the heat notification's JSON (`reader.feed`, the view's
+update, the document's heat, the payload), and then the code lenses the client asks for after
+the refresh. Building the delta on the child's side and the pipe are not timed.
+
 Run from the repository root:  python benchmarks/bench_lsp.py [--samples 1000000] [--repeat 3]
 """
 
@@ -34,6 +43,12 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from bench_formats import learned_ticks, write_binary  # noqa: E402
 from lsprotocol import types  # noqa: E402
 from pytest_lsp import client_capabilities, make_test_lsp_client  # noqa: E402
+
+from sampler.live import DeltaSink, LiveProfileReader, StreamWriter, start_message  # noqa: E402
+from sampler.model import Profile, RunStats  # noqa: E402
+from server.documents import DocumentTracker  # noqa: E402
+from server.presentation import code_lenses, heat_payload  # noqa: E402
+from server.profile_view import ProfileView  # noqa: E402
 
 TARGET = os.path.join(ROOT, "tests", "targets", "varied_stacks.py")
 
@@ -101,10 +116,56 @@ async def one_run(profile_path: str) -> dict[str, float]:
     }
 
 
+def live_updates(ticks: list, run: RunStats, deltas: int) -> dict[str, list[float]]:
+    """Milliseconds per live delta at the profile's full size (see the module docstring)."""
+    child = Profile(run)
+    sink = DeltaSink(child, StreamWriter(None), 1.0, lambda: None)
+    reader = LiveProfileReader()
+    reader.feed(json.dumps(start_message(run, time.time())))
+    per_delta = max(1, len(ticks) // 600)
+    split = len(ticks) - per_delta * deltas
+    for ts, threads in ticks[:split]:
+        child.collect(ts, threads)
+    reader.feed(json.dumps(sink.delta()))
+    view = ProfileView(profile=reader.profile, source="run", label="bench", started_at=time.time(), live=True)
+    docs = DocumentTracker()
+    uri = pathlib.Path(TARGET).as_uri()
+    text = pathlib.Path(TARGET).read_text(encoding="utf-8")
+    roots = (ROOT,)
+
+    def publish() -> None:
+        heat = docs.heat(uri, TARGET, text, "utf-16", view, roots)
+        json.dumps(heat_payload(uri, 1, heat))
+
+    def lenses() -> None:
+        code_lenses(TARGET, docs.functions(uri, docs.heat(uri, TARGET, text, "utf-16", view, roots)))
+
+    publish()  # the heat on screen before the deltas, as in a run
+    lenses()
+    out: dict[str, list[float]] = {"heat_ms": [], "lens_ms": [], "samples": []}
+    for i in range(deltas):
+        part = ticks[split + i * per_delta:split + (i + 1) * per_delta]
+        for ts, threads in part:
+            child.collect(ts, threads)
+        out["samples"].append(sum(len(threads) for _, threads in part))
+        line = json.dumps(sink.delta())
+        t0 = time.perf_counter()
+        reader.feed(line)
+        view.changed()
+        publish()
+        t1 = time.perf_counter()
+        lenses()
+        t2 = time.perf_counter()
+        out["heat_ms"].append((t1 - t0) * 1000)
+        out["lens_ms"].append((t2 - t1) * 1000)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=1_000_000, help="thread samples in the profile")
     ap.add_argument("--repeat", type=int, default=3, help="fresh servers to time")
+    ap.add_argument("--deltas", type=int, default=20, help="live deltas to time")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-lsp-") as tmp:
         reader, ticks, _ = learned_ticks(tmp, args.samples)
@@ -112,6 +173,7 @@ def main() -> None:
         write_binary(path, ticks, reader.run_stats(), "zstd")
         n = sum(len(t) for _, t in ticks)
         distinct = len({t.frames for _, threads in ticks for t in threads})
+        live = live_updates(ticks, reader.run_stats(), args.deltas)
         del ticks
         print(f"profile: {n:,} thread samples, {distinct:,} distinct stacks, "
               f"{os.path.getsize(path) / 1e6:.1f} MB (zstd)")
@@ -124,6 +186,11 @@ def main() -> None:
     print(f"after loading: code lens {med['lens_ms']:.1f} ms, inlay hints {med['hint_ms']:.1f} ms, "
           f"hover {med['hover_ms']:.1f} ms")
     print(f"server peak memory: {med['rss_mb']:.0f} MB")
+    per_delta = statistics.median(live["samples"])
+    print(f"live update at {n:,} samples, deltas of {per_delta:,.0f} samples (1 s of a 10-minute run): "
+          f"stream line -> heat JSON {statistics.median(live['heat_ms']):.1f} ms median, "
+          f"{max(live['heat_ms']):.1f} ms worst of {len(live['heat_ms'])}; code lenses after it "
+          f"{statistics.median(live['lens_ms']):.1f} ms median, {max(live['lens_ms']):.1f} ms worst")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""`heatline` / `python -m sampler`: run, attach and dump, flag-compatible with Tachyon."""
+"""`heatline` / `python -m sampler`: the command line, flag-compatible with Tachyon.
+
+It parses and dispatches; what each command does is in `sampler/commands.py`."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ import os
 import re
 import signal
 import sys
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Sequence
 
 from sampler import __version__
-from sampler.errors import HeatlineError, ProcessGoneError, ProcessNotFoundError, TargetExitedError, UsageError
-from sampler.model import MODES, Profile, RunStats
+from sampler.commands import COMMANDS
+from sampler.errors import HeatlineError, ProcessNotFoundError, UsageError
+from sampler.model import MODES
 
-T = TypeVar("T")
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
 
@@ -173,14 +175,6 @@ def blocking_warning(args: argparse.Namespace) -> None:
         )
 
 
-def open_walker(pid: int, args: argparse.Namespace):
-    """The sample source for a run, attach or dump, as the options ask."""
-    from sampler.cpython.walkers import open_source
-
-    return open_source(pid, all_threads=args.all_threads, mode=getattr(args, "mode", "wall"), gc=args.gc,
-                       blocking=args.blocking)
-
-
 def _validate(args: argparse.Namespace) -> None:
     from sampler.collectors import COLLECTORS
 
@@ -194,210 +188,6 @@ def _validate(args: argparse.Namespace) -> None:
                 f"heatline: error: Options {', '.join(given)} are only valid with {collector.cli_flag}, "
                 f"not {chosen.cli_flag}"
             )
-
-
-# -- commands -------------------------------------------------------------------------------------
-
-
-def _make_collector(profile: Profile, args: argparse.Namespace):
-    from sampler.collectors import COLLECTORS
-
-    cls = COLLECTORS[args.format]
-    return cls(profile, **cls.options_from_args(args))
-
-
-def _check_output(args: argparse.Namespace) -> None:
-    """Refuse a bad -o before anything is launched or sampled: a run cannot be taken again."""
-    from sampler.collectors import COLLECTORS
-
-    COLLECTORS[args.format].check_output(args.output)
-
-
-def _write_output(collector, args: argparse.Namespace, pid: int | str) -> str | None:
-    """Write the profile; returns the file written (None when it went to stdout)."""
-    if collector.writes_stdout and not args.output:
-        collector.write_stdout(sys.stdout)
-        return None
-    path = collector.write(args.output or collector.default_output(pid))
-    print(f"{collector.format_name} profile written to {path}", file=sys.stderr)
-    if args.browser:
-        if not collector.opens_in_browser:
-            print(f"note: --browser has no effect for {collector.cli_flag} output", file=sys.stderr)
-        else:
-            import webbrowser
-
-            webbrowser.open("file://" + os.path.abspath(collector.browser_target(path)))
-    return path
-
-
-def _profile(args: argparse.Namespace, unwinder, alive, pid: int, on_started=None):
-    """Sample until done; returns the collector holding the profile, ready to write."""
-    from sampler.sampling import SamplingLoop, print_summary
-
-    stats = RunStats(
-        pid=pid,
-        python_version=unwinder.runtime.version_string,
-        mode=args.mode,
-        all_threads=args.all_threads,
-        interval_usec=args.interval_usec,
-    )
-    profile = Profile(stats)
-    collector = _make_collector(profile, args)
-    loop = SamplingLoop(
-        unwinder, profile, interval_usec=args.interval_usec, duration_s=args.duration, alive=alive,
-        realtime_stats=sys.stderr if args.realtime_stats else None,
-        sinks=[collector] if collector.streaming else [],
-    )
-    if on_started is not None:
-        on_started(loop)
-    loop.run()
-    if stats.interrupted:
-        print("Interrupted by user.", file=sys.stderr)
-    if stats.samples == 0 and stats.target_exited:
-        raise TargetExitedError(f"the target (PID {pid}) exited before heatline could take a first sample.")
-    from sampler.output_path import is_stdout
-
-    to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
-    print_summary(stats, sys.stderr if to_stdout else sys.stdout)
-    note = slow_sampler_note()
-    if note:
-        print(note, file=sys.stderr if to_stdout else sys.stdout)
-    return collector
-
-
-def slow_sampler_note() -> str | None:
-    """The summary's line when the pure-Python walker sampled (slower: users must know why)."""
-    from sampler.cpython.walkers import native_choice
-
-    native, why = native_choice()
-    return None if native else f"Note: sampled with the pure-Python walker ({why})."
-
-
-def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T],
-                    stats_of: Callable[[T], RunStats]) -> tuple[T, int | None]:
-    """Sample a target `launch` started: `sample(unwinder)` does the sampling; then the target is
-    stopped if it is still running (Ctrl-C, --duration) and reaped. Returns what `sample`
-    returned and the target's exit status. A failure leaves no target behind."""
-    unwinder = None
-    try:
-        unwinder = open_walker(target.pid, args)
-        result = sample(unwinder)
-    except BaseException:
-        target.abandon()
-        raise
-    finally:
-        if unwinder is not None:
-            unwinder.close()
-    stats = stats_of(result)
-    # A target still running (Ctrl-C, --duration) is stopped; what it started goes in any case.
-    return result, target.finish(stop=stats.interrupted or not stats.target_exited)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from sampler.launcher import StopSignals, launch
-
-    _check_output(args)
-    signals = StopSignals().install()
-    try:
-        target = launch(args.target, args.args, module=args.module, python=args.python)
-
-        def started(loop) -> None:
-            signals.sampling(loop)
-            target.start()
-
-        try:
-            collector, status = sample_launched(
-                target, args, lambda unwinder: _profile(args, unwinder, target.alive, target.pid, on_started=started),
-                lambda collector: collector.profile.stats,
-            )
-        except TargetExitedError as err:
-            # Nothing sampled, but the program's own failure must still fail the run.
-            print(f"heatline: {err}", file=sys.stderr)
-            return target.run_exit_status() or err.exit_status
-        _write_output(collector, args, target.pid)
-        if status not in (None, 0) and not target.stopped:
-            print(f"note: the target exited with status {status}", file=sys.stderr)
-        # The target's status, so that CI fails when the program fails.
-        return target.run_exit_status()
-    finally:
-        signals.restore()
-
-
-def cmd_attach(args: argparse.Namespace) -> int:
-    from sampler.launcher import StopSignals
-
-    _check_output(args)
-    # SIGTERM and SIGHUP end an attach as Ctrl-C does: sampling stops and the profile is written.
-    signals = StopSignals().install()
-    try:
-        unwinder = open_walker(args.pid, args)
-        try:
-            collector = _profile(args, unwinder, unwinder.alive, args.pid, on_started=signals.sampling)
-        finally:
-            unwinder.close()
-        _write_output(collector, args, args.pid)
-        return 0
-    finally:
-        signals.restore()
-
-
-def cmd_dump(args: argparse.Namespace) -> int:
-    from sampler.dump import SourceLines, format_dump
-    from sampler.errors import ReadError
-
-    unwinder = open_walker(args.pid, args)
-    try:
-        last_error: Exception | None = None
-        for _ in range(20):  # the target keeps running: retry a torn read
-            try:
-                threads = unwinder.sample()
-                break
-            except ReadError as exc:
-                last_error = exc
-        else:
-            raise HeatlineError(f"could not read a consistent stack from process {args.pid}: {last_error}")
-        names = unwinder.thread_names()
-        sys.stdout.write(format_dump(args.pid, threads, SourceLines(args.pid), names))
-    except ProcessGoneError:
-        raise HeatlineError(
-            f"No stack dump collected - process {args.pid} exited before its stack could be read."
-        ) from None
-    finally:
-        unwinder.close()
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from sampler.progress import ProgressBar
-    from sampler.replay import open_binary_profile
-
-    _check_output(args)
-    reader = open_binary_profile(args.input_file)
-    profile = Profile(reader.run_stats())
-    collector = _make_collector(profile, args)
-    sinks = [profile, collector] if collector.streaming else [profile]
-    total = reader.sample_count
-    print(f"Replaying {total:,} samples from {args.input_file}", file=sys.stderr)
-    print(f"  Sample interval: {profile.stats.interval_usec} us", file=sys.stderr)
-    print(f"  Compression: {reader.compression}", file=sys.stderr)
-    bar = ProgressBar(total, sys.stderr)
-    done = 0
-    # Aggregating formats need no per-sample timestamps: batched runs replay 1.5-2x faster.
-    for timestamp_us, threads, weight in reader.samples(batch=not collector.streaming):
-        for sink in sinks:
-            sink.collect(timestamp_us, threads, weight)
-        done += weight
-        bar.update(done)
-    bar.finish()
-    reader.check_complete(done)
-    print(f"Replayed {done:,} samples", file=sys.stderr)
-    # Binary files carry no PID: name default outputs after the input (`run1.bin` -> `pstats_run1.pstats`).
-    stem = os.path.splitext(os.path.basename(args.input_file))[0] or "replay"
-    _write_output(collector, args, stem)
-    return 0
-
-
-COMMANDS = {"run": cmd_run, "attach": cmd_attach, "dump": cmd_dump, "replay": cmd_replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,18 +42,16 @@ from typing import Any, Callable, Sequence
 
 from sampler.cli import (
     blocking_warning,
-    open_walker,
-    sample_launched,
-    _make_collector,
     _Parser,
     _positive_seconds,
     _validate,
-    _write_output,
     add_attach_arguments,
     add_run_arguments,
 )
+from sampler.commands import attached_identity, launched_identity, open_walker, sample_launched
+from sampler.commands import make_collector as _make_collector, write_output as _write_output
 from sampler.errors import HeatlineError, LiveStreamError, ProcessNotFoundError, TargetExitedError, UsageError
-from sampler.model import MODES, Frame, Profile, RunStats
+from sampler.model import MODES, Frame, Mark, Profile, ProfileDelta, RunStats
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 PROG = "python -m sampler.live"
@@ -96,11 +94,21 @@ class StreamWriter:
         return True
 
 
-class DeltaSink:
-    """A `SampleSink` that sends what the profile gained since the last delta, once per interval.
+def start_message(stats: RunStats, start_time: float) -> dict[str, Any]:
+    """The `start` line, from the run's `RunStats`; an unknown cwd or argv is sent as null."""
+    return {
+        "type": "start", "pid": stats.pid, "python_version": stats.python_version, "mode": stats.mode,
+        "all_threads": stats.all_threads, "interval_usec": stats.interval_usec, "cwd": stats.cwd or None,
+        "argv": stats.argv or None, "start_time": start_time,
+    }
 
-    Samples reach sinks before the loop adds them to the profile, so a delta holds every sample
-    up to the one before; the final `flush()` after the loop sends the rest.
+
+class DeltaSink:
+    """A `SampleSink` of the profile that sends what the profile gained since the last delta
+    (`Profile.delta_since`), once per interval: the cost of a delta is what changed.
+
+    The profile counts a sample before it hands it to its sinks, so a delta holds every sample
+    up to the current one; the final `flush()` after the loop sends what came after.
     """
 
     def __init__(self, profile: Profile, writer: StreamWriter, interval_s: float, on_lost: Callable[[], None],
@@ -111,10 +119,8 @@ class DeltaSink:
         self.on_lost = on_lost
         self.parent = os.getppid() if parent is None else parent
         self.next_flush = time.monotonic() + interval_s
-        self._frames_sent = 0
-        self._stacks_sent: dict[tuple[int, tuple[int, ...]], int] = {}
-        self._status_sent: dict[tuple[int, int], int] = {}
-        self._names_sent: dict[int, str] = {}
+        # None: the first delta sends the whole profile (stream frame ids are profile frame ids).
+        self._mark: Mark | None = None
 
     def start_clock(self) -> None:
         self.next_flush = time.monotonic() + self.interval_s
@@ -134,35 +140,19 @@ class DeltaSink:
     def delta(self, elapsed_s: float | None = None) -> dict[str, Any]:
         profile = self.profile
         stats = profile.stats
-        frames = [list(f) for f in profile.frames[self._frames_sent:]]
-        self._frames_sent = len(profile.frames)
-        stacks = []
-        sent = self._stacks_sent
-        for key, weight in profile.stacks.items():
-            gained = weight - sent.get(key, 0)
-            if gained:
-                stacks.append([key[0], list(key[1]), gained])
-                sent[key] = weight
-        status = []
-        for tid, counts in profile.status_counts.items():
-            for flags, count in counts.items():
-                gained = count - self._status_sent.get((tid, flags), 0)
-                if gained:
-                    status.append([tid, flags, gained])
-                    self._status_sent[(tid, flags)] = count
-        names = {}
-        for tid, name in profile.thread_names.items():
-            if self._names_sent.get(tid) != name:
-                names[str(tid)] = name
-                self._names_sent[tid] = name
+        change = profile.delta_since(self._mark)
+        self._mark = profile.mark()
+        stacks = [[tid, list(ids), gained] for (tid, ids), gained in change.stacks.items() if gained]
+        status = [[tid, flags, gained] for tid, counts in change.status_counts.items()
+                  for flags, gained in counts.items() if gained]
         if elapsed_s is None:
             elapsed_s = time.monotonic() - stats.start_monotonic_us / 1e6 if stats.start_monotonic_us else 0.0
         return {
             "type": "delta",
-            "frames": frames,
+            "frames": [list(f) for f in change.frames],
             "stacks": stacks,
             "status": status,
-            "threads": names,
+            "threads": {str(tid): name for tid, name in change.thread_names.items()},
             "stats": {"samples": stats.samples, "attempts": stats.attempts, "errors": stats.errors,
                       "elapsed_s": round(elapsed_s, 6)},
         }
@@ -191,23 +181,20 @@ class _Session:
 
         args = self.args
         stats = RunStats(pid=pid, python_version=unwinder.runtime.version_string, mode=args.mode,
-                         all_threads=args.all_threads, interval_usec=args.interval_usec)
+                         all_threads=args.all_threads, interval_usec=args.interval_usec, cwd=cwd or "",
+                         argv=list(argv or ()))
         profile = Profile(stats)
         collector = _make_collector(profile, args) if args.output else None
         deltas = DeltaSink(profile, self.writer, args.flush_interval, self.request_stop, self.parent)
-        sinks: list[Any] = [deltas]
         if collector is not None and collector.streaming:
-            sinks.insert(0, collector)
+            profile.add_sink(collector)
+        profile.add_sink(deltas)
         loop = SamplingLoop(
             unwinder, profile, interval_usec=args.interval_usec, duration_s=args.duration, alive=alive,
-            realtime_stats=sys.stderr if args.realtime_stats else None, sinks=sinks,
+            realtime_stats=sys.stderr if args.realtime_stats else None,
         )
         self._loop = loop
-        if not self.writer.send({
-            "type": "start", "pid": pid, "python_version": stats.python_version, "mode": args.mode,
-            "all_threads": args.all_threads, "interval_usec": args.interval_usec, "cwd": cwd, "argv": argv,
-            "start_time": time.time(),
-        }):
+        if not self.writer.send(start_message(stats, time.time())):
             self.request_stop()
         if self.stop_requested:
             loop.stop()
@@ -232,17 +219,15 @@ class _Session:
 
 
 def _run(session: _Session) -> None:
-    from sampler.launcher import launch, resolve_python
+    from sampler.launcher import launch
 
     args = session.args
-    interpreter = resolve_python(args.python)
-    target = launch(args.target, args.args, module=args.module, python=interpreter)
-    shown = ["-m", args.target] if args.module else [os.path.abspath(args.target)]
+    cwd, argv = launched_identity(args)
+    target = launch(args.target, args.args, module=args.module, python=argv[0])
     (profile, collector), status = sample_launched(
         target, args,
         lambda unwinder: session.profile(
-            unwinder, target.alive, target.pid, cwd=os.getcwd(), argv=[interpreter, *shown, *args.args],
-            on_started=target.start,
+            unwinder, target.alive, target.pid, cwd=cwd, argv=argv, on_started=target.start,
         ),
         lambda result: result[0].stats,
     )
@@ -250,16 +235,13 @@ def _run(session: _Session) -> None:
 
 
 def _attach(session: _Session) -> None:
-    from sampler.target.maps import read_cmdline, read_cwd
-
     args = session.args
     if args.pid <= 0:
         raise ProcessNotFoundError(args.pid)
     unwinder = open_walker(args.pid, args)
     try:
-        profile, collector = session.profile(
-            unwinder, unwinder.alive, args.pid, cwd=read_cwd(args.pid), argv=read_cmdline(args.pid)
-        )
+        cwd, argv = attached_identity(args.pid)
+        profile, collector = session.profile(unwinder, unwinder.alive, args.pid, cwd=cwd, argv=argv)
     finally:
         unwinder.close()
     session.finish(profile, collector, None)
@@ -352,6 +334,10 @@ def _optional(value: Any, check: Callable[[Any], bool], what: str) -> Any:
 _STATS_TYPES = {f.name: f.type for f in dataclasses.fields(RunStats)}
 
 
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(a, str) for a in value)
+
+
 def _stat_ok(name: str, value: Any) -> bool:
     kind = _STATS_TYPES[name]
     if kind == "bool":
@@ -360,11 +346,14 @@ def _stat_ok(name: str, value: Any) -> bool:
         return _is_int(value)
     if kind == "float":
         return _is_number(value)
+    if kind == "list[str]":
+        return _is_str_list(value)
     return isinstance(value, str)
 
 
 class LiveProfileReader:
-    """Rebuilds the profile of a `python -m sampler.live` child from its stream, line by line."""
+    """Rebuilds the profile of a `python -m sampler.live` child from its stream, line by line:
+    each delta is applied with `Profile.apply`; the target's cwd and argv are in its `RunStats`."""
 
     def __init__(self) -> None:
         self.profile = Profile()
@@ -373,13 +362,20 @@ class LiveProfileReader:
         self.error: str | None = None
         self.error_kind: str | None = None
         self.output: str | None = None
-        self.cwd: str | None = None
-        self.argv: list[str] | None = None
         self.pid: int | None = None
         self.samples = 0
         self.elapsed_s = 0.0
         self.target_exit_status: int | None = None
         self._frame_ids: list[int] = []  # stream frame id -> profile frame id
+
+    @property
+    def cwd(self) -> str | None:
+        """The target's working directory (None until known); `profile.stats.cwd` holds it."""
+        return self.profile.stats.cwd or None
+
+    @property
+    def argv(self) -> list[str] | None:
+        return self.profile.stats.argv or None
 
     def feed(self, line: bytes | str) -> dict[str, Any]:
         """Apply one line; returns the decoded message. A bad line changes nothing and raises
@@ -414,14 +410,15 @@ class LiveProfileReader:
             raise _bad("start message fields have the wrong types")
         interval = _int(m.get("interval_usec"), "interval_usec", 1)
         cwd = _optional(m.get("cwd"), lambda v: isinstance(v, str), "cwd")
-        argv = _optional(m.get("argv"), lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "argv")
+        argv = _optional(m.get("argv"), _is_str_list, "argv")
         start_time = m.get("start_time")
         if not _is_number(start_time):
             raise _bad("start_time is not a number")
         stats = self.profile.stats
         stats.pid, stats.python_version, stats.mode = pid, version, mode
         stats.all_threads, stats.interval_usec, stats.start_time = m["all_threads"], interval, float(start_time)
-        self.pid, self.cwd, self.argv = pid, cwd, argv
+        stats.cwd, stats.argv = cwd or "", list(argv or ())
+        self.pid = pid
         self.started = True
 
     def _delta(self, m: dict[str, Any]) -> None:
@@ -433,17 +430,20 @@ class LiveProfileReader:
                 raise _bad("a frame has the wrong field types")
             frames.append(Frame(*f))
         known = len(self._frame_ids) + len(frames)
-        stacks = []
+        stacks: dict[tuple[int, tuple[int, ...]], int] = {}
         for raw in _list(m.get("stacks"), "delta stacks"):
             tid, ids, weight = _list(raw, "a stack", 3)
             for fid in _list(ids, "a stack's frame ids"):
                 if not _is_int(fid) or not 0 <= fid < known:
                     raise _bad(f"frame id {fid!r} was never sent")
-            stacks.append((_int(tid, "thread id"), ids, _int(weight, "stack weight", 0)))
-        status = []
+            key = (_int(tid, "thread id"), tuple(ids))
+            stacks[key] = stacks.get(key, 0) + _int(weight, "stack weight", 0)
+        status: dict[int, dict[int, int]] = {}
         for raw in _list(m.get("status"), "delta status"):
             tid, flags, count = _list(raw, "a status count", 3)
-            status.append((_int(tid, "thread id"), _int(flags, "status", 0), _int(count, "status count", 0)))
+            per_thread = status.setdefault(_int(tid, "thread id"), {})
+            flags = _int(flags, "status", 0)
+            per_thread[flags] = per_thread.get(flags, 0) + _int(count, "status count", 0)
         names = m.get("threads")
         if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
             raise _bad("delta threads is not an object of names")
@@ -460,15 +460,7 @@ class LiveProfileReader:
             raise _bad("stats elapsed_s is not a number")
 
         profile = self.profile
-        ids = self._frame_ids
-        ids.extend(profile.frame_id(f) for f in frames)
-        for tid, fids, weight in stacks:
-            key = (tid, tuple(ids[i] for i in fids))
-            profile.stacks[key] = profile.stacks.get(key, 0) + weight
-        for tid, flags, count in status:
-            per_thread = profile.status_counts.setdefault(tid, {})
-            per_thread[flags] = per_thread.get(flags, 0) + count
-        profile.thread_names.update(names)
+        profile.apply(ProfileDelta(len(self._frame_ids), frames, stacks, status, names), self._frame_ids)
         stats = profile.stats
         stats.samples, stats.attempts, stats.errors = counts["samples"], counts["attempts"], counts["errors"]
         stats.duration_s = self.elapsed_s = float(elapsed)

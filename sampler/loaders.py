@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Iterable
 
 from .errors import HeatlineError, ProfileFileError
 from .model import MAIN_THREAD, Frame, Profile, RunStats, ThreadSample
-from .replay import open_regular_file
+from .replay import BinaryProfile, open_binary_profile, open_regular_file, replay
 
 Progress = Callable[[int, int], None]  # (done, total) in samples
 
@@ -47,26 +47,16 @@ class Loaded:
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
-def replay_binary(reader, progress: Progress | None = None) -> Profile:
+def replay_binary(reader: BinaryProfile, progress: Progress | None = None) -> Profile:
     """Every sample of an opened `--binary` reader (sampler.replay) in one Profile."""
     profile = Profile(reader.run_stats())
     total = reader.sample_count
-    done = 0
-    next_report = 0
     try:
-        for timestamp_us, threads, weight in reader.samples(batch=True):
-            profile.collect(timestamp_us, threads, weight)
-            done += weight
-            if progress is not None and done >= next_report:
-                progress(done, total)
-                next_report = done + max(1, total // 100)
-        reader.check_complete(done)
+        replay(reader, profile, progress=None if progress is None else lambda done: progress(done, total))
     except HeatlineError:
         raise
     except Exception as err:  # the reader's own checks should have raised ProfileFileError already
         raise ProfileFileError(f"cannot read the profile {reader.path}: {err}") from err
-    if progress is not None:
-        progress(done, total)
     return profile
 
 
@@ -372,8 +362,6 @@ def load_profile(path: str, progress: Progress | None = None) -> Loaded:
         try:
             head = fh.read(4)
             if head in (b"HCAT", b"TACH"):
-                from .replay import open_binary_profile
-
                 return Loaded(replay_binary(open_binary_profile(path), progress), "binary")
             # marshal's dict type code, possibly with its "referenced" flag bit (0x80) set; text
             # profiles never start with "{".

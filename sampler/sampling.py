@@ -64,9 +64,12 @@ class SamplingLoop:
         realtime_stats: TextIO | None = None,
         sinks: Sequence[SampleSink] = (),
     ) -> None:
-        self.sinks = list(sinks)
+        # Samples go to the profile only; `sinks` are registered with it, which hands them the
+        # samples it took in (launcher frames cut).
         self.source = source
         self.profile = profile
+        for sink in sinks:
+            profile.add_sink(sink)
         self.interval = interval_usec / 1e6
         self.duration_s = duration_s
         self.alive = alive or source.alive
@@ -214,21 +217,21 @@ class SamplingLoop:
         self.sample_cost_max = max(self.sample_cost_max, highest)
 
     def _deliver(self, ticks: list[tuple[int, list[ThreadSample]]]) -> None:
-        """Good samples, as (timestamp in µs, threads): counted, handed to the sinks and the
-        profile; names and the real-time line refreshed when due. The bookkeeping is done once
-        per call: at 100k samples/s every statement per sample counts."""
-        self.profile.stats.samples += len(ticks)
-        add = self.profile.add
-        known_threads = self.profile.thread_names
+        """Good samples, as (timestamp in µs, threads): counted, handed to the profile (which
+        feeds its sinks); names and the real-time line refreshed when due. The bookkeeping is
+        done once per call: at 100k samples/s every statement per sample counts."""
+        profile = self.profile
+        profile.stats.samples += len(ticks)
+        collect = profile.collect
+        known_threads = profile.thread_names
         unnamed = False
-        sinks = self.sinks
         for timestamp_us, threads in ticks:
-            for sink in sinks:
-                sink.collect(timestamp_us, threads)
-            for t in threads:
-                add(t)
-                if t.thread_id not in known_threads:
-                    unnamed = True
+            collect(timestamp_us, threads)
+            if not unnamed:
+                for t in threads:
+                    if t.thread_id not in known_threads:
+                        unnamed = True
+                        break
         self._housekeeping(time.perf_counter(), unnamed)
 
     def _housekeeping(self, t0: float, unnamed: bool) -> None:

@@ -169,12 +169,17 @@ class HeatlineServer(LanguageServer):
         self.protocol.notify(HEAT_NOTIFICATION, heat_payload(uri, doc.version, heat))
 
     def publish(self) -> None:
-        """Heat for every open document, then ask clients to refetch lenses and hints."""
-        for uri in list(self.workspace.text_documents):
+        """Heat for every open document, then ask clients to refetch lenses and hints. With no
+        document open, one notification without a document (`uri` null) still carries the
+        profile's description, so a client follows a run (live, samples, end) from heat alone."""
+        uris = list(self.workspace.text_documents)
+        for uri in uris:
             try:
                 self.publish_document(uri)
             except Exception:  # one odd document must not stop the others' heat
                 log.exception("heat for %s", uri)
+        if not uris:
+            self.protocol.notify(HEAT_NOTIFICATION, heat_payload(None, None, DocumentHeat(self.view, None)))
         self.request_refresh()
 
     def request_refresh(self) -> None:

@@ -81,7 +81,7 @@ def staleness(path: str, text: str, view: ProfileView) -> str | None:
 class _Tracked:
     view_id: str
     filename: str | None
-    matched_version: int
+    matched_files: int  # how many profile files the matcher knew when `filename` was looked for
     original_text: str
     tracker: LineTracker
     stale_reason: str | None
@@ -111,15 +111,16 @@ class DocumentTracker:
     def _tracked(self, uri: str, path: str | None, text: str, encoding: str, view: ProfileView,
                  roots: tuple[str, ...]) -> _Tracked:
         tracked = self._docs.get(uri)
+        matcher = view.matcher(roots)
         if tracked is not None and tracked.view_id == view.id:
-            # A live run may reach this file only later: look for it again on each update.
-            if tracked.filename is None and tracked.matched_version != view.version and path:
-                tracked.filename = view.matcher(roots).filename_for(path)
-                tracked.matched_version = view.version
+            # A live run may reach this file only later: look again when the profile has new files.
+            if tracked.filename is None and tracked.matched_files != len(matcher.filenames) and path:
+                tracked.filename = matcher.filename_for(path)
+                tracked.matched_files = len(matcher.filenames)
             return tracked
-        filename = view.matcher(roots).filename_for(path) if path else None
+        filename = matcher.filename_for(path) if path else None
         tracked = _Tracked(
-            view_id=view.id, filename=filename, matched_version=view.version, original_text=text,
+            view_id=view.id, filename=filename, matched_files=len(matcher.filenames), original_text=text,
             tracker=LineTracker(text, encoding=encoding),
             stale_reason=staleness(path, text, view) if path else None,
         )

@@ -1,21 +1,22 @@
-"""What a profile says about each source line and each function of a file.
+"""What an editor asks about one profile's heat, answered from the sampler's `LineIndex`.
 
-`HeatIndex` walks the profile's distinct stacks once (never one sample at a time), with frames
-interned to small ints first so each stack costs a few set and list operations: self and total
-weight per line and per frame-named function. The stacks are kept as int tuples, from which
-callers/callees (per file, on first use) and per-def heat for whatever source text the editor
-holds (`functions()`, cached per text) are computed when asked. "Total" always counts a stack
-once, however often a line or function recurs in it, so no share exceeds 100%.
+The aggregation is `sampler/lineindex.py`'s; this module only shapes its answers for the
+editor and keeps them current cheaply. `HeatIndex` builds the profile's index once and, on
+`update()` (a live run's delta), applies what the profile gained since it last looked, so an
+update costs what changed. Per-file answers (line heat, callers/callees, per-def heat of a
+document's text) are cached until that file's `file_generation` changes, so files a delta did
+not touch are never recomputed; a text is parsed once (`sourcefiles.definitions`).
 """
+
 from __future__ import annotations
 
-import ast
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from sampler.collectors.flamegraph import profile_stacks
-from sampler.model import Frame, Profile
+from sampler import sourcefiles
+from sampler.lineindex import LineIndex
+from sampler.model import SYNTHETIC_FILENAME, Profile
 
 _FUNCTION_CACHE_SIZE = 64  # one entry per (file, text): every edit makes a new text, so bound it
 _BY = ("self", "total")
@@ -46,16 +47,8 @@ class Neighbor:
     samples: int
 
 
-@dataclass(frozen=True)
-class _Def:
-    name: str
-    qualname: str
-    def_line: int
-    end_line: int
-    first_line: int  # first decorator line: a call's first instruction can report it
-
-
-_NeighborMap = dict[int, dict[tuple[str, str, int], int]]  # lineno -> {(funcname, filename, lineno): weight}
+_Key = tuple[str, str, int]  # (funcname, filename, lineno): a neighbour's name, as shown
+_NeighborMap = dict[int, dict[_Key, int]]  # lineno -> {neighbour: weight}
 
 
 def _check_by(by: str) -> None:
@@ -63,162 +56,94 @@ def _check_by(by: str) -> None:
         raise ValueError(f"by must be 'self' or 'total', not {by!r}")
 
 
-class _Interner:
-    """Frames -> "spot" ids: one per (funcname, filename, lineno), columns merged. Each spot
-    knows its line id and function id (0 = none: synthetic frames, unknown lines)."""
-
-    def __init__(self) -> None:
-        self.spot_of: dict[Frame, int] = {}
-        self.spots: list[tuple[str, str, int]] = [("", "", 0)]  # spot 0 is never used
-        self.spot_line: list[int] = [0]
-        self.spot_func: list[int] = [0]
-        self._spot_ids: dict[tuple[str, str, int], int] = {}
-        self.lines: list[tuple[str, int]] = [("", 0)]
-        self._line_ids: dict[tuple[str, int], int] = {}
-        self.funcs: list[tuple[str, str]] = [("", "")]
-        self._func_ids: dict[tuple[str, str], int] = {}
-
-    def add(self, frame: Frame) -> int:
-        key = (frame.funcname, frame.filename, frame.lineno)
-        spot = self._spot_ids.get(key)
-        if spot is None:
-            spot = self._spot_ids[key] = len(self.spots)
-            self.spots.append(key)
-            line = func = 0
-            if not frame.is_synthetic:
-                func = self._id(self._func_ids, self.funcs, (frame.filename, frame.funcname))
-                if frame.lineno > 0:
-                    line = self._id(self._line_ids, self.lines, (frame.filename, frame.lineno))
-            self.spot_line.append(line)
-            self.spot_func.append(func)
-        self.spot_of[frame] = spot
-        return spot
-
-    def line_id(self, filename: str, lineno: int) -> int:
-        return self._line_ids.get((filename, lineno), 0)
-
-    @staticmethod
-    def _id(ids: dict, table: list, key: tuple) -> int:
-        i = ids.get(key)
-        if i is None:
-            i = ids[key] = len(table)
-            table.append(key)
-        return i
-
-
 class HeatIndex:
-    """Per-line, per-function and caller/callee heat of one profile (all threads together)."""
+    """Per-line, per-function and caller/callee heat of one profile (all threads together),
+    kept current with the profile by `update()`."""
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self.total_samples = 0
-        intern = _Interner()
-        for frame in profile.frames:  # every frame up front: the walk below only looks ids up
-            intern.add(frame)
-        spot_of = intern.spot_of
-        spot_line, spot_func = intern.spot_line, intern.spot_func
-        n_lines, n_funcs = len(intern.lines), len(intern.funcs)
-        line_self = [0] * n_lines
-        line_total = [0] * n_lines
-        func_self = [0] * n_funcs
-        func_total = [0] * n_funcs
-        stacks: list[tuple[tuple[int, ...], int]] = []
+        self.index = LineIndex.from_profile(profile)
+        self._mark = profile.mark()  # nothing is added between the two: one thread owns both
+        self.source_files: list[str] = []  # files with sampled lines, in the order they got one
+        self._without_lines: list[str] = []  # files seen with no line > 0 yet
+        self._files_seen = 0  # how many of index.filenames() were sorted into the two lists
+        self._lines: dict[str, tuple[int, dict[int, LineHeat]]] = {}  # per file: (generation, lines)
+        self._neighbors: dict[str, tuple[int, _NeighborMap, _NeighborMap]] = {}
+        self._functions: OrderedDict[tuple[str, str], tuple[int, list[FunctionHeat]]] = OrderedDict()
+        self._sort_files()
 
-        for _tid, frames, weight in profile_stacks(profile):
-            try:
-                spots = tuple(map(spot_of.__getitem__, frames))
-            except KeyError:  # a frame that is not in profile.frames: intern it now
-                spots = tuple(spot_of[f] if f in spot_of else intern.add(f) for f in frames)
-                line_self += [0] * (len(intern.lines) - len(line_self))
-                line_total += [0] * (len(intern.lines) - len(line_total))
-                func_self += [0] * (len(intern.funcs) - len(func_self))
-                func_total += [0] * (len(intern.funcs) - len(func_total))
-            self.total_samples += weight
-            stacks.append((spots, weight))
-            lines = list(map(spot_line.__getitem__, spots))
-            line_self[lines[0]] += weight
-            func_self[spot_func[spots[0]]] += weight
-            for line in set(lines):
-                line_total[line] += weight
-            for func in set(map(spot_func.__getitem__, spots)):
-                func_total[func] += weight
+    @property
+    def total_samples(self) -> int:
+        return self.index.total
 
-        self._intern = intern
-        self._stacks = stacks
-        self._lines: dict[str, dict[int, LineHeat]] = {}
-        self._line_ids: dict[str, set[int]] = {}
-        self._spots_by_line: dict[int, list[int]] = {}
-        for spot in range(1, len(intern.spots)):
-            line = spot_line[spot]
-            if line and line_total[line]:
-                self._spots_by_line.setdefault(line, []).append(spot)
-        for line in self._spots_by_line:
-            filename, lineno = intern.lines[line]
-            self._lines.setdefault(filename, {})[lineno] = LineHeat(lineno, line_self[line], line_total[line])
-            self._line_ids.setdefault(filename, set()).add(line)
-        self._neighbor_cache: dict[str, tuple[_NeighborMap, _NeighborMap]] = {}
-        self._func_heat: dict[tuple[str, str], tuple[int, int]] = {
-            intern.funcs[f]: (func_self[f], func_total[f]) for f in range(1, len(intern.funcs)) if func_total[f]
-        }
-        self._func_first: dict[tuple[str, str], int] | None = None
-        self._function_cache: OrderedDict[tuple[str, str], list[FunctionHeat]] = OrderedDict()
+    def update(self) -> list[str]:
+        """Count in what the profile gained since the last look; returns the files that got
+        their first sampled line (for the path matcher)."""
+        delta = self.profile.delta_since(self._mark)
+        self._mark = self.profile.mark()
+        if delta.empty:
+            return []
+        self.index.apply(delta)
+        return self._sort_files()
+
+    def _sort_files(self) -> list[str]:
+        """Move files that got a sampled line into `source_files`; returns them."""
+        names = self.index.filenames()  # first-seen order: the new ones are at the end
+        waiting = self._without_lines + names[self._files_seen:]
+        self._files_seen = len(names)
+        new = [name for name in waiting if self.index.lines(name)]
+        self._without_lines = [name for name in waiting if not self.index.lines(name)]
+        self.source_files += new
+        return new
 
     # -- lines ------------------------------------------------------------------------------
 
     def filenames(self) -> list[str]:
         """Files with sampled lines, sorted; synthetic frames (<GC>) are no file."""
-        return sorted(self._lines)
+        return sorted(self.source_files)
 
     def lines(self, filename: str) -> dict[int, LineHeat]:
         """Every sampled line of `filename` (1-based line -> heat); empty for unknown files."""
-        return dict(self._lines.get(filename, {}))
+        generation = self.index.file_generation(filename)
+        cached = self._lines.get(filename)
+        if cached is None or cached[0] != generation:
+            lines = {n: LineHeat(n, h.self_samples, h.total_samples) for n, h in self.index.lines(filename).items()}
+            cached = self._lines[filename] = (generation, lines)
+        return dict(cached[1])
 
     def callers(self, filename: str, line: int, limit: int = 5) -> list[Neighbor]:
         """The frames that called into (filename, line), heaviest first."""
-        return _neighbors(self._neighbors(filename)[0].get(line), limit)
+        return _neighbors(self._neighbor_maps(filename)[1].get(line), limit)
 
     def callees(self, filename: str, line: int, limit: int = 5) -> list[Neighbor]:
         """The frames (filename, line) called, heaviest first (synthetic ones have filename "~")."""
-        return _neighbors(self._neighbors(filename)[1].get(line), limit)
+        return _neighbors(self._neighbor_maps(filename)[2].get(line), limit)
 
-    def _neighbors(self, filename: str) -> tuple[_NeighborMap, _NeighborMap]:
-        """(callers, callees) of every sampled line of `filename`, built on first use: hovers ask
-        about a few files, so the build does not pay for every file's pairs."""
-        cached = self._neighbor_cache.get(filename)
-        if cached is not None:
+    def _neighbor_maps(self, filename: str) -> tuple[int, _NeighborMap, _NeighborMap]:
+        """(generation, callers, callees) of every sampled line of `filename`, built on first
+        use: hovers ask about a few files, so nobody pays for every file's pairs."""
+        generation = self.index.file_generation(filename)
+        cached = self._neighbors.get(filename)
+        if cached is not None and cached[0] == generation:
             return cached
-        file_lines = self._line_ids.get(filename, set())
-        spot_line = self._intern.spot_line
-        by_caller: dict[tuple[int, int], int] = {}
-        by_callee: dict[tuple[int, int], int] = {}
-        for spots, weight in self._stacks:
-            lines = list(map(spot_line.__getitem__, spots))
-            if file_lines.isdisjoint(lines):
-                continue
-            # spots[i] was called by spots[i + 1]; a pair repeated under recursion counts once.
-            up: set[tuple[int, int]] = set()
-            down: set[tuple[int, int]] = set()
-            last = len(spots) - 1
-            for i, line in enumerate(lines):
-                if line in file_lines:
-                    if i < last:
-                        up.add((line, spots[i + 1]))
-                    if i:
-                        down.add((line, spots[i - 1]))
-            for pair in up:
-                by_caller[pair] = by_caller.get(pair, 0) + weight
-            for pair in down:
-                by_callee[pair] = by_callee.get(pair, 0) + weight
-        result = (self._group(by_caller), self._group(by_callee))
-        self._neighbor_cache[filename] = result
-        return result
+        spots = self.index.spots
 
-    def _group(self, pairs: dict[tuple[int, int], int]) -> _NeighborMap:
-        """{(line id, spot): weight} -> {lineno: {(funcname, filename, lineno): weight}}."""
-        out: _NeighborMap = {}
-        for (line, spot), weight in pairs.items():
-            out.setdefault(self._intern.lines[line][1], {})[self._intern.spots[spot]] = weight
-        return out
+        def name(spot: int) -> _Key:
+            spot_file, lineno, funcname = spots[spot]
+            return (funcname, spot_file, lineno)
+
+        def line_in_file(spot: int) -> int | None:
+            spot_file, lineno, _ = spots[spot]
+            return lineno if spot_file == filename and lineno > 0 else None
+
+        by_caller: _NeighborMap = {}
+        for (caller, line), weight in self.index.pairs(name, line_in_file, filename).items():
+            by_caller.setdefault(line, {})[caller] = weight
+        by_callee: _NeighborMap = {}
+        for (line, callee), weight in self.index.pairs(line_in_file, name, filename).items():
+            by_callee.setdefault(line, {})[callee] = weight
+        cached = self._neighbors[filename] = (generation, by_caller, by_callee)
+        return cached
 
     def hottest_lines(self, n: int, by: str = "self") -> list[tuple[str, LineHeat, str]]:
         """The `n` heaviest lines of all files as (filename, heat, funcname); lines with no
@@ -226,9 +151,9 @@ class HeatIndex:
         _check_by(by)
         use_self = by == "self"
         candidates = (
-            (filename, heat)
-            for filename, lines in self._lines.items()
-            for heat in lines.values()
+            (filename, LineHeat(line, heat.self_samples, heat.total_samples))
+            for filename in self.source_files
+            for line, heat in self.index.lines(filename).items()
             if (heat.self_samples if use_self else heat.total_samples) > 0
         )
         best = heapq.nsmallest(
@@ -239,36 +164,27 @@ class HeatIndex:
         return [(filename, heat, self._line_funcname(filename, heat.line)) for filename, heat in best]
 
     def _line_funcname(self, filename: str, lineno: int) -> str:
-        spots = self._spots_by_line[self._intern.line_id(filename, lineno)]
-        if len(spots) > 1:  # two functions on one line (a lambda in a one-line def): the heavier
-            weights = dict.fromkeys(spots, 0)
-            for stack, weight in self._stacks:
-                for spot in set(stack).intersection(spots):
-                    weights[spot] += weight
-            spots = sorted(spots, key=lambda s: (-weights[s], self._intern.spots[s]))
-        return self._intern.spots[spots[0]][0]
+        """The function sampled on a line; two on one line (a lambda in a one-line def): the
+        one more stacks hold, then the first by name."""
+        spots = self.index.line_spots(filename, lineno)
+        (_, _, funcname), _ = min(spots, key=lambda st: (-st[1], (st[0][2], st[0][0], st[0][1])))
+        return funcname
 
     def hottest_functions(self, n: int, by: str = "self") -> list[tuple[str, str, int, int, int]]:
         """The `n` heaviest functions as (filename, funcname, first line seen, self, total), a
         function being a frame name within a file (no source needed)."""
         _check_by(by)
-        index = 0 if by == "self" else 1
-        candidates = (item for item in self._func_heat.items() if item[1][index] > 0)
-        best = heapq.nsmallest(max(n, 0), candidates, key=lambda item: (-item[1][index], item[0]))
-        first = self._first_lines()
-        return [(filename, funcname, first.get((filename, funcname), 0), s, t) for (filename, funcname), (s, t) in best]
-
-    def _first_lines(self) -> dict[tuple[str, str], int]:
-        if self._func_first is None:
-            first: dict[tuple[str, str], int] = {}
-            seen = set().union(*(stack for stack, _ in self._stacks))
-            for spot in seen:
-                funcname, filename, lineno = self._intern.spots[spot]
-                key = (filename, funcname)
-                if lineno > 0 and (key not in first or lineno < first[key]):
-                    first[key] = lineno
-            self._func_first = first
-        return self._func_first
+        use_self = by == "self"
+        candidates = (
+            (key, stats)
+            for key, stats in self.index.all_functions()
+            if key[0] != SYNTHETIC_FILENAME and (stats.self_samples if use_self else stats.total_samples) > 0
+        )
+        best = heapq.nsmallest(
+            max(n, 0), candidates,
+            key=lambda item: (-(item[1].self_samples if use_self else item[1].total_samples), item[0]),
+        )
+        return [(filename, funcname, s.first_line, s.self_samples, s.total_samples) for (filename, funcname), s in best]
 
     # -- functions from the source ----------------------------------------------------------
 
@@ -278,86 +194,37 @@ class HeatIndex:
         # Keyed on the text itself: str caches its hash, and equal hashes of different texts
         # must never return another text's functions.
         key = (filename, source)
-        cached = self._function_cache.get(key)
-        if cached is not None:
-            self._function_cache.move_to_end(key)
-            return list(cached)
-        result = self._compute_functions(filename, source)
-        self._function_cache[key] = result
-        if len(self._function_cache) > _FUNCTION_CACHE_SIZE:
-            self._function_cache.popitem(last=False)
-        return list(result)
+        generation = self.index.file_generation(filename)
+        cached = self._functions.get(key)
+        if cached is None or cached[0] != generation:
+            cached = self._functions[key] = (generation, self._compute_functions(filename, source))
+            if len(self._functions) > _FUNCTION_CACHE_SIZE:
+                self._functions.popitem(last=False)
+        self._functions.move_to_end(key)
+        return list(cached[1])
 
     def _compute_functions(self, filename: str, source: str) -> list[FunctionHeat]:
-        if filename not in self._lines:
+        if not self.index.lines(filename):
             return []
-        defs = parse_defs(source)
-        if not defs:
+        defs = sourcefiles.definitions(source)
+        if not defs.functions:
             return []
-        by_name: dict[str, list[_Def]] = {}
-        for d in defs:
-            by_name.setdefault(d.name, []).append(d)
-        # The file's spots and the def each belongs to (None: a frame of no def, e.g. <module>).
-        owner: dict[int, _Def | None] = {}
-        for spot, (funcname, spot_file, lineno) in enumerate(self._intern.spots):
-            if spot and spot_file == filename and self._intern.spot_func[spot]:
-                owner[spot] = _innermost(by_name, funcname, lineno)
-        in_file = owner.keys()
+        spots = self.index.spots
+        kinds = (sourcefiles.FUNCTION,)
 
-        fself: dict[_Def, int] = {}
-        ftotal: dict[_Def, int] = {}
-        for stack, weight in self._stacks:
-            if in_file.isdisjoint(stack):
-                continue
-            leaf = owner.get(stack[0])
-            if leaf is not None:
-                fself[leaf] = fself.get(leaf, 0) + weight
-            for d in {owner[spot] for spot in in_file & set(stack)}:
-                if d is not None:
-                    ftotal[d] = ftotal.get(d, 0) + weight
+        def owner(spot: int) -> sourcefiles.Definition | None:
+            spot_file, lineno, funcname = spots[spot]
+            return defs.innermost(funcname, lineno, kinds=kinds) if spot_file == filename else None
+
+        fself, ftotal = self.index.grouped(owner, filename)
         return [
             FunctionHeat(d.name, d.qualname, d.def_line, d.end_line, fself.get(d, 0), ftotal[d])
             for d in sorted(ftotal, key=lambda d: (d.def_line, d.end_line))
         ]
 
 
-def _innermost(by_name: dict[str, list[_Def]], funcname: str, lineno: int) -> _Def | None:
-    """The innermost def named like the frame's function (the last part of a qualname) whose
-    lines, decorators included, hold the frame's line."""
-    best = None
-    for d in by_name.get(funcname.rsplit(".", 1)[-1], ()):
-        if d.first_line <= lineno <= d.end_line and (best is None or d.first_line > best.first_line):
-            best = d
-    return best
-
-
-def _neighbors(weights: dict[tuple[str, str, int], int] | None, limit: int) -> list[Neighbor]:
+def _neighbors(weights: dict[_Key, int] | None, limit: int) -> list[Neighbor]:
     if not weights:
         return []
     best = heapq.nsmallest(max(limit, 0), weights.items(), key=lambda item: (-item[1], item[0]))
     return [Neighbor(funcname, filename, line, samples) for (funcname, filename, line), samples in best]
-
-
-def parse_defs(source: str) -> list[_Def]:
-    """Every def/async def of `source` with its qualified name; [] if it does not parse."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: null bytes
-        return []
-    out: list[_Def] = []
-    # (node, qualname prefix of its children)
-    todo: list[tuple[ast.AST, str]] = [(tree, "")]
-    while todo:
-        node, prefix = todo.pop()
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                qualname = prefix + child.name
-                first = min([child.lineno] + [dec.lineno for dec in child.decorator_list])
-                out.append(_Def(child.name, qualname, child.lineno, child.end_lineno or child.lineno, first))
-                todo.append((child, qualname + ".<locals>."))
-            elif isinstance(child, ast.ClassDef):
-                todo.append((child, prefix + child.name + "."))
-            else:
-                todo.append((child, prefix))
-    out.sort(key=lambda d: (d.def_line, d.qualname))
-    return out

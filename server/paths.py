@@ -5,7 +5,8 @@ through symlinks, or under another root entirely (taken in a container at /app, 
 /home/me/proj). `PathMatcher` tries, in order: the same string; the same real path; a relative
 name resolved against the target's cwd, then each workspace root; and last the one profile
 filename sharing the longest path suffix (directory and file name at least) with the document.
-A tie is no match: heat on the wrong file is worse than none.
+A tie is no match: heat on the wrong file is worse than none. A live run's new files are
+`add`ed to the matcher as they appear, so it is never rebuilt during a run.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ from __future__ import annotations
 import os
 from typing import Iterable, Sequence
 
-from sampler.model import SYNTHETIC_FILENAME
+from sampler.sourcefiles import is_source_file
 
 _MIN_SUFFIX = 2  # path components a suffix match needs: a file name alone is too common
 
 
-def is_synthetic(filename: str) -> bool:
-    """Names of no file on disk: "~" (<GC>), "<frozen runpy>", "<string>", "<stdin>", ""."""
-    return not filename or filename == SYNTHETIC_FILENAME or (filename.startswith("<") and filename.endswith(">"))
-
-
 def _parts(path: str) -> list[str]:
     return [p for p in os.path.normpath(path).split(os.sep) if p and p != "."]
+
+
+def _realpath_rank(name: str) -> tuple[bool, str]:
+    """Of two names of one real file, the lower ranked is shown: absolute first, then sorted."""
+    return (not os.path.isabs(name), name)
 
 
 def _common_suffix(a: list[str], b: list[str]) -> int:
@@ -38,21 +39,34 @@ def _common_suffix(a: list[str], b: list[str]) -> int:
 
 class PathMatcher:
     """Profile filenames <-> local documents for one profile; file system answers are cached
-    for the matcher's life (one profile load)."""
+    for the matcher's life (one profile load, or one live run)."""
 
     def __init__(self, profile_filenames: Iterable[str], *, cwd: str | None = None, roots: Sequence[str] = ()) -> None:
-        self.filenames = sorted({name for name in profile_filenames if not is_synthetic(name)})
-        self._names = set(self.filenames)
+        self.filenames: list[str] = []
+        self._names: set[str] = set()
         self.cwd = cwd
         self.roots = list(roots)
         self._realpaths: dict[str, str] = {}
         self._isfile: dict[str, bool] = {}
         self._by_realpath: dict[str, str] | None = None
         self._by_basename: dict[str, list[tuple[str, list[str]]]] = {}
-        for name in self.filenames:
+        self.add(profile_filenames)
+
+    def add(self, profile_filenames: Iterable[str]) -> None:
+        """Match these filenames too (a live run's new files): costs what is added."""
+        new = sorted({name for name in profile_filenames if is_source_file(name)} - self._names)
+        if not new:
+            return
+        self.filenames = sorted(self.filenames + new)
+        self._names.update(new)
+        for name in new:
             parts = _parts(name)
             if parts:
-                self._by_basename.setdefault(parts[-1], []).append((name, parts))
+                candidates = self._by_basename.setdefault(parts[-1], [])
+                candidates.append((name, parts))
+                candidates.sort()  # as a build from all names at once orders them
+        if self._by_realpath is not None:
+            self._index_realpaths(self._by_realpath, new)
 
     # -- cached file system calls ----------------------------------------------------------
 
@@ -83,19 +97,25 @@ class PathMatcher:
     def _realpath_index(self) -> dict[str, str]:
         """Real path -> profile filename; absolute names first, then the first in sorted order."""
         if self._by_realpath is None:
-            index: dict[str, str] = {}
-            for name in sorted(self.filenames, key=lambda n: (not os.path.isabs(n), n)):
-                local = self._local(name)
-                if local is not None:
-                    index.setdefault(self._realpath(local), name)
-            self._by_realpath = index
+            self._by_realpath = {}
+            self._index_realpaths(self._by_realpath, self.filenames)
         return self._by_realpath
+
+    def _index_realpaths(self, index: dict[str, str], names: Iterable[str]) -> None:
+        for name in names:
+            local = self._local(name)
+            if local is None:
+                continue
+            real = self._realpath(local)
+            known = index.get(real)
+            if known is None or _realpath_rank(name) < _realpath_rank(known):
+                index[real] = name
 
     # -- the two directions ------------------------------------------------------------------
 
     def filename_for(self, doc_path: str) -> str | None:
         """The profile filename whose heat the document at `doc_path` (absolute) shows."""
-        if is_synthetic(doc_path):
+        if not is_source_file(doc_path):
             return None
         if doc_path in self._names:
             return doc_path
@@ -130,7 +150,7 @@ class PathMatcher:
 
     def doc_path_for(self, filename: str) -> str | None:
         """An existing local file for a profile filename (to open it), or None."""
-        if is_synthetic(filename):
+        if not is_source_file(filename):
             return None
         local = self._local(filename)
         if local is not None and self._is_file(local):

@@ -14,8 +14,9 @@ HEAT_NOTIFICATION = "heatline/heat"
 FLAMEGRAPH_COMMAND = "heatline.flamegraph"
 
 
-def heat_payload(uri: str, version: int | None, heat: DocumentHeat) -> dict[str, Any]:
-    """`heatline/heat` params for one document. Lines are 0-based, as everywhere in LSP."""
+def heat_payload(uri: str | None, version: int | None, heat: DocumentHeat) -> dict[str, Any]:
+    """`heatline/heat` params for one document (or for none: `uri` None, no lines). Lines are
+    0-based, as everywhere in LSP."""
     lines = []
     max_self = max_total = 0.0
     for entry in sorted(heat.lines.values(), key=lambda e: e.line):

@@ -1,4 +1,9 @@
-"""The profile the server shows: a sampler `Profile` plus what the editor needs around it."""
+"""The profile the server shows: a sampler `Profile` plus what the editor needs around it.
+
+Its `HeatIndex` and `PathMatcher` are built once and kept current: when the profile changes (a
+live run's delta bumps `version`), the index applies what was added and the matcher learns the
+new files; neither is rebuilt.
+"""
 
 from __future__ import annotations
 
@@ -23,29 +28,41 @@ class ProfileView:
     source: str  # "run", "attach" or "file"
     label: str  # what the user profiled: a script, "PID 1234", a file name
     started_at: float  # epoch seconds: sources changed on disk after this may not match the samples
-    cwd: str | None = None  # the target's working directory, for relative file names
     live: bool = False
     id: str = field(default_factory=new_profile_id)
     exact_totals: bool = True
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)  # overrides (pstats files)
     baseline: ProfileView | None = None
     version: int = 0  # bumped whenever the profile or its baseline changes
-    _index: tuple[int, HeatIndex] | None = None
-    _matcher: tuple[tuple, PathMatcher] | None = None
+    _index: HeatIndex | None = None
+    _index_version: int = 0  # the version the index has counted up to
+    _matcher: tuple[tuple[str, ...], PathMatcher] | None = None  # (roots, matcher)
+    _matched_files: int = 0  # how many of the index's source_files the matcher has
     _totals_by_file: dict[str, dict[int, int]] | None = None
+
+    @property
+    def cwd(self) -> str | None:
+        """The target's working directory (for relative file names), as its RunStats say."""
+        return self.profile.stats.cwd or None
 
     def changed(self) -> None:
         self.version += 1
 
     def index(self) -> HeatIndex:
-        if self._index is None or self._index[0] != self.version:
-            self._index = (self.version, HeatIndex(self.profile))
-        return self._index[1]
+        if self._index is None:
+            self._index = HeatIndex(self.profile)
+        elif self._index_version != self.version:
+            self._index.update()
+        self._index_version = self.version
+        return self._index
 
     def matcher(self, roots: tuple[str, ...]) -> PathMatcher:
-        key = (self.version, roots)
-        if self._matcher is None or self._matcher[0] != key:
-            self._matcher = (key, PathMatcher(self.index().filenames(), cwd=self.cwd, roots=roots))
+        files = self.index().source_files
+        if self._matcher is None or self._matcher[0] != roots:
+            self._matcher = (roots, PathMatcher(files, cwd=self.cwd, roots=roots))
+        elif self._matched_files != len(files):
+            self._matcher[1].add(files[self._matched_files:])
+        self._matched_files = len(files)
         return self._matcher[1]
 
     def stated_totals(self, filename: str) -> dict[int, int]:

@@ -104,7 +104,7 @@ class ActiveRun:
         s = self.reader.profile.stats
         self.view = ProfileView(
             profile=self.reader.profile, source=self.source, label=self.label,
-            started_at=self.launched_at, cwd=self.reader.cwd, live=True,
+            started_at=self.launched_at, live=True,  # the target's cwd: in the profile's RunStats
         )
         if self.source == "attach":
             self.view.started_at = s.start_time or self.launched_at

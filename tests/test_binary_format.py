@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from conftest import INTERPRETERS, has_func, heatline, parse_collapsed, target, weight_where
 from sampler.collectors import COLLECTORS
-from sampler.collectors.binary import HEADER, HEADER_OLD, MAX_STACK_DEPTH, STATS_SIGNATURE, BinaryCollector
+from sampler.binaryfile.layout import HEADER, HEADER_OLD, MAX_STACK_DEPTH, STATS_SIGNATURE
+from sampler.collectors.binary import BinaryCollector
 from sampler.errors import ProfileFileError, UsageError
 from sampler.model import (
     GC_FRAME,

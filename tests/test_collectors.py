@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from sampler.collectors import COLLECTORS, CollapsedCollector, Collector, PstatsCollector
-from sampler.collectors.base import INTERNAL_FRAME_SUFFIXES, strip_internal_frames
+from sampler.launcher_frames import INTERNAL_FRAME_SUFFIXES, strip_internal_frames
 from sampler.errors import HeatlineError, UsageError
 from sampler.model import GC_FRAME, HAS_GIL, ON_CPU, Frame, Profile, RunStats, ThreadSample
 
@@ -379,7 +379,7 @@ def test_no_samples():
 
 
 def test_launcher_only_gc_is_dropped():
-    from sampler.collectors.base import strip_internal_frames
+    from sampler.launcher_frames import strip_internal_frames
     from sampler.launcher import COORDINATOR
     from sampler.model import GC_FRAME, Frame
 

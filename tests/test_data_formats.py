@@ -57,12 +57,14 @@ def new_profile(mode="wall", interval_usec=1000, names=None):
 
 
 def feed(collector, ticks):
-    """`ticks`: (timestamp_us, [ThreadSample...]) or (timestamp_us, [...], weight); the
-    collector's profile gets them too, as in the sampling loop."""
+    """`ticks`: (timestamp_us, [ThreadSample...]) or (timestamp_us, [...], weight), through the
+    collector's profile, which hands them on as in the sampling loop."""
+    profile = collector.profile
+    profile.add_sink(collector)
     for tick in ticks:
         ts, threads, weight = tick if len(tick) == 3 else (*tick, 1)
-        collector.collect(ts, threads, weight)
-        collector.profile.collect(ts, threads, weight)
+        profile.collect(ts, threads, weight)
+    profile.remove_sink(collector)
     return collector
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import sid_root
 from conftest import ROOT, target, wait_ready
-from sampler.collectors.flamegraph import profile_stacks
+from sampler.collectors.base import Collector
 from sampler.errors import LiveStreamError
 from sampler.live import DeltaSink, LiveProfileReader, StreamWriter
 from sampler.model import HAS_GIL, ON_CPU, Frame, Profile, RunStats, ThreadSample
@@ -120,7 +120,7 @@ def _version(interpreter) -> str:
 def _self_shares(profile: Profile) -> dict[tuple[str, str, int], float]:
     """Share of samples per leaf line: (file basename, function, line)."""
     weights: collections.Counter = collections.Counter()
-    for _tid, frames, weight in profile_stacks(profile):
+    for _tid, frames, weight in Collector(profile).stacks():
         leaf = frames[0]
         weights[(os.path.basename(leaf.filename), leaf.funcname, leaf.lineno)] += weight
     total = sum(weights.values())
@@ -286,7 +286,7 @@ def test_binary_output_matches_the_stream(live, tmp_path):
     end = child.messages[-1]
     assert end["type"] == "end" and end["output"] == str(out) == child.reader.output
     streamed = collections.Counter()
-    for tid, frames, weight in profile_stacks(child.reader.profile):
+    for tid, frames, weight in Collector(child.reader.profile).stacks():
         streamed[(tid, frames)] += weight
     replayed = collections.Counter()
     reader = open_binary_profile(out)

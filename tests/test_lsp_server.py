@@ -234,6 +234,29 @@ async def test_run_saves_a_binary_profile_that_reopens_the_same(client: Language
         (n["line"], n["self"], n["total"]) for n in final["lines"]]
 
 
+async def test_without_open_documents_heat_still_says_what_the_run_is_doing(client: LanguageClient):
+    # No document is open: each change still sends one heat notification, with no document
+    # (uri null), carrying the profile's description, so an editor follows the run without
+    # asking heatline.status.
+    def documentless(*, live: bool | None = None) -> list[dict]:
+        return [n for n in client.heat if n["uri"] is None and n["profile"] is not None
+                and (live is None or n["profile"]["live"] == live)]
+
+    await execute(client, "heatline.run", {"script": target("known_lines.py"), "args": ["1.5"], "rate": 1000})
+    final = (await wait_until(lambda: documentless(live=False), "a final heat notification without a document"))[-1]
+    live = documentless(live=True)
+    assert live, "no heat notification arrived while the program ran"
+    assert all(n["version"] is None and n["lines"] == [] and not n["stale"] and n["staleReason"] is None
+               and n["maxSelfPct"] == 0 and n["maxTotalPct"] == 0 for n in client.heat)
+    assert final["profile"]["source"] == "run" and final["profile"]["totalSamples"] > 500
+    assert final["profile"]["totalSamples"] >= max(n["profile"]["totalSamples"] for n in live)
+
+    before = len(client.heat)
+    await execute(client, "heatline.clear")
+    cleared = await wait_until(lambda: [n for n in client.heat[before:] if n["uri"] is None], "heat after clearing")
+    assert cleared[-1]["profile"] is None
+
+
 def interpreter_version(interpreter) -> str:
     out = subprocess.run(interpreter.python("-c", "import sys; print('%d.%d' % sys.version_info[:2])"),
                          capture_output=True, text=True, check=True)
@@ -271,7 +294,9 @@ async def test_a_target_that_exits_mid_run_still_leaves_its_profile(client: Lang
     uri = open_doc(client, target("known_lines.py"))
     await execute(client, "heatline.attach", {"pid": proc.pid})
     final = await wait_until(lambda: heat_for(client, uri, live=False), "the final heat")
-    assert hottest(final)["line"] == 7 and final["profile"]["totalSamples"] > 100
+    shares = sorted((line["line"], round(line["selfPct"], 1)) for line in final["lines"])
+    assert final["profile"]["totalSamples"] > 100, final["profile"]
+    assert hottest(final)["line"] == 7, (shares, final["profile"])  # about 70/30 against line 6
     assert (await execute(client, "heatline.status"))["running"] is False
     assert not [m for m in client.messages if m.type == types.MessageType.Error]
 

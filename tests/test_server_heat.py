@@ -228,3 +228,86 @@ def test_real_profile_of_known_lines(tmp_path) -> None:
     assert "outer" not in functions  # never called
     assert os.path.basename(h.callers(filename, 8)[0].filename) == "known_lines.py"
     assert h.callers(filename, 8)[0].line == 21
+
+
+# -- live updates --------------------------------------------------------------------------------
+
+
+def answers(h: HeatIndex) -> tuple:
+    """Everything the editor can ask of an index about A and W (W's functions from its text)."""
+    per_file = tuple(
+        (name, h.lines(name), [(n, h.callers(name, n, 100), h.callees(name, n, 100)) for n in sorted(h.lines(name))])
+        for name in h.filenames()
+    )
+    return (h.total_samples, h.filenames(), per_file, h.functions(W, WORKER_SOURCE),
+            h.hottest_lines(100), h.hottest_lines(100, by="total"),
+            h.hottest_functions(100), h.hottest_functions(100, by="total"))
+
+
+def test_update_counts_what_the_profile_gained_as_a_fresh_index_would() -> None:
+    profile = Profile()
+    h = HeatIndex(profile)
+    assert h.total_samples == 0 and h.filenames() == [] and h.update() == []
+    steps = [
+        [([f("<module>", 0, "/p/late.py")], 2)],  # a file with no line yet: no file with heat
+        [([f("main", 10), f("f", 3)], 5)],
+        [([f("<module>", 0, "/p/late.py"), f("g", 7, "/p/late.py")], 1), ([f("main", 11)], 3)],
+    ]
+    new_files = []
+    for stacks in steps:
+        make_profile(*stacks, profile=profile)
+        new_files.append(h.update())
+        assert answers(h) == answers(HeatIndex(profile))
+    assert new_files == [[], [A], ["/p/late.py"]]
+    assert h.update() == []  # nothing gained: nothing to do
+    # the worker's stacks arrive in two deltas; its functions follow
+    worker = list(worker_profile(True).iter_stacks())
+    for part, files in ((worker[:2], [W]), (worker[2:], [])):
+        for tid, frames, weight in part:
+            profile.add(ThreadSample(tid, 0, frames), weight)
+        assert h.update() == files
+        assert answers(h) == answers(HeatIndex(profile))
+    assert h.functions(W, WORKER_SOURCE) == EXPECTED_WORKER
+
+
+def test_per_file_views_are_recomputed_only_when_their_file_changed() -> None:
+    profile = worker_profile(True)
+    h = HeatIndex(profile)
+    groupings = []
+    grouped = h.index.grouped
+    h.index.grouped = lambda key, filename=None: groupings.append(filename) or grouped(key, filename)
+    assert h.functions(W, WORKER_SOURCE) == EXPECTED_WORKER
+    assert groupings == [W]
+    make_profile(([f("main", 10)], 3), profile=profile)  # a delta that does not touch W
+    h.update()
+    assert h.functions(W, WORKER_SOURCE) == EXPECTED_WORKER and groupings == [W]
+    make_profile(([f("<module>", 37, W), f("outer", 24, W)], 2), profile=profile)  # one that does
+    h.update()
+    expected = [fn if fn.qualname != "outer" else FunctionHeat("outer", "outer", 21, 24, 4, 10)
+                for fn in EXPECTED_WORKER]
+    assert h.functions(W, WORKER_SOURCE) == expected and groupings == [W, W]
+
+
+def test_the_view_follows_a_live_profile_without_rebuilding(tmp_path) -> None:
+    from server.paths import PathMatcher
+    from server.profile_view import ProfileView
+
+    here = tmp_path / "proj"
+    here.mkdir()
+    for name in ("a.py", "b.py"):
+        (here / name).write_text("x = 1\n")
+    profile = make_profile(([f("main", 1, "a.py")], 2))
+    profile.stats.cwd = str(here)
+    view = ProfileView(profile=profile, source="run", label="t", started_at=0.0, live=True)
+    assert view.cwd == str(here)  # from the run's RunStats
+    index, matcher = view.index(), view.matcher(())
+    assert matcher.filename_for(str(here / "b.py")) is None
+    make_profile(([f("main", 1, "a.py"), f("g", 1, "b.py")], 1), ([f("<GC>", 0, "~")], 1), profile=profile)
+    view.changed()
+    assert view.index() is index and view.matcher(()) is matcher  # updated, not rebuilt
+    assert matcher.filename_for(str(here / "b.py")) == "b.py"
+    fresh = PathMatcher(HeatIndex(profile).filenames(), cwd=str(here))
+    assert matcher.filenames == fresh.filenames == ["a.py", "b.py"]
+    assert matcher._realpath_index() == fresh._realpath_index()
+    assert index.total_samples == 4 and index.lines("b.py") == {1: LineHeat(1, 1, 1)}
+    assert view.matcher((str(tmp_path),)) is not matcher  # other roots: another matcher

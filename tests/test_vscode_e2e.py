@@ -239,6 +239,9 @@ LENSES_JS = r"""() => [...document.querySelectorAll('.editor-instance .codelens-
 
 
 STATUS_JS = "[...document.querySelectorAll('.part.statusbar .statusbar-item')].map(e => e.textContent)"
+# the run's status-bar item is shown / hidden
+RUN_SHOWN = "() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))"
+RUN_HIDDEN = "() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))"
 
 
 def _self_pct(after: list[str]) -> float | None:
@@ -270,7 +273,7 @@ def test_profile_current_file_shows_heat_lens_and_flamegraph(code_server, page, 
         page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples · [\\d.]+ s/.test(t))", timeout=15_000)
         time.sleep(3)  # a few seconds of samples
         _palette(page, "Heatline: Stop Profiling")
-        page.wait_for_function("() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=20_000)
+        page.wait_for_function(RUN_HIDDEN, timeout=20_000)
 
         def settled():
             lines = page.evaluate(LINES_JS)
@@ -391,6 +394,19 @@ def _fail_artifacts(page, tmp_path, user: str, name: str) -> None:
     print(f"screenshot: {tmp_path}\nextension host logs:\n{_exthost_logs(user)}")
 
 
+def _pick_process(page, pid: int) -> None:
+    """In the attach quick pick (one row per Python process, labelled with its pid): filter on
+    the pid, check the focused row is known_lines.py's, choose it."""
+    page.locator(".quick-input-widget .quick-input-title", has_text="attach to a Python process").wait_for(timeout=30_000)
+    page.locator(".quick-input-widget input").fill(str(pid))
+    focused = page.locator(".quick-input-list .monaco-list-row.focused")
+    deadline = time.time() + 20
+    while not (focused.count() and re.search(rf"(?<!\d){pid}(?!\d).*known_lines\.py", focused.first.inner_text(), re.S)):
+        assert time.time() < deadline, page.locator(".quick-input-list").inner_text()
+        time.sleep(0.2)
+    page.keyboard.press("Enter")
+
+
 def test_attach_from_palette_shows_heat_and_stop_leaves_target_running(code_server, page, tmp_path):
     url, user, workspace = code_server
     target = subprocess.Popen(
@@ -405,25 +421,16 @@ def test_attach_from_palette_shows_heat_and_stop_leaves_target_running(code_serv
         _start_clean(page)
 
         _palette(page, "Heatline: Attach to Process\u2026")
-        # the process quick pick: one row per Python process, labelled with its pid; filter on the pid
-        # and check the focused row is the target before choosing it
-        page.locator(".quick-input-widget .quick-input-title", has_text="attach to a Python process").wait_for(timeout=30_000)
-        page.locator(".quick-input-widget input").fill(str(target.pid))
-        focused = page.locator(".quick-input-list .monaco-list-row.focused")
-        deadline = time.time() + 20
-        while not (focused.count() and re.search(rf"(?<!\d){target.pid}(?!\d).*known_lines\.py", focused.first.inner_text(), re.S)):
-            assert time.time() < deadline, page.locator(".quick-input-list").inner_text()
-            time.sleep(0.2)
-        page.keyboard.press("Enter")
+        _pick_process(page, target.pid)
         page.locator(".quick-input-widget").wait_for(state="hidden", timeout=10_000)
 
-        page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=30_000)
+        page.wait_for_function(RUN_SHOWN, timeout=30_000)
         pct, lines = _hot_pct(page, timeout=30)
         assert pct is not None and pct > 50, lines
         _screenshot(page, tmp_path, "attach.png")
 
         _palette(page, "Heatline: Stop Profiling")
-        page.wait_for_function("() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=20_000)
+        page.wait_for_function(RUN_HIDDEN, timeout=20_000)
         time.sleep(1)
         assert target.poll() is None, "stopping the profiler ended the attached process"
         os.kill(target.pid, 0)
@@ -501,10 +508,10 @@ def test_flame_graph_click_opens_the_line_and_a_reload_brings_the_profile_back(c
         page.locator(".editor-instance .view-lines").click()
         _start_clean(page)
         _palette(page, "Heatline: Profile Current File")
-        page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=30_000)
+        page.wait_for_function(RUN_SHOWN, timeout=30_000)
         time.sleep(2)
         _palette(page, "Heatline: Stop Profiling")
-        page.wait_for_function("() => !" + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples/.test(t))", timeout=20_000)
+        page.wait_for_function(RUN_HIDDEN, timeout=20_000)
         pct, lines = _hot_pct(page, timeout=20)
         assert pct is not None and pct > 50, lines
 
@@ -539,3 +546,62 @@ def test_flame_graph_click_opens_the_line_and_a_reload_brings_the_profile_back(c
     except BaseException:
         _fail_artifacts(page, tmp_path, user, "reload")
         raise
+
+
+# A module that spins until the file named by its argument exists: the test ends it on cue.
+SPIN_UNTIL = """import os
+import sys
+
+while not os.path.exists(sys.argv[1]):
+    sum(i * i for i in range(20000))
+"""
+
+
+def test_with_no_python_file_open_the_run_item_follows_profile_module_and_attach(code_server, page, tmp_path):
+    """No document open: the server's document-less heat notifications alone show the run's
+    status-bar item and hide it when the run ends by itself (not by Stop, which hides it directly)."""
+    url, user, workspace = code_server
+    stop_file = tmp_path / "stop-now"
+    with open(os.path.join(workspace, "spin_until.py"), "w", encoding="utf-8") as fh:
+        fh.write(SPIN_UNTIL)
+    target = None
+    try:
+        _load_workbench(page, url)
+        _palette(page, "View: Close All Editors")
+        page.wait_for_function("() => !document.querySelector('.tabs-container .tab')", timeout=10_000)
+        _start_clean(page)
+
+        # Profile Module…: name, then arguments, in two input boxes
+        _palette(page, "Heatline: Profile Module\u2026", wait_hidden=False)
+        page.locator(".quick-input-widget .quick-input-title", has_text="profile a module").wait_for(timeout=10_000)
+        page.locator(".quick-input-widget input").fill("spin_until")
+        page.keyboard.press("Enter")
+        page.locator(".quick-input-widget .quick-input-title", has_text="arguments for spin_until").wait_for(timeout=10_000)
+        page.locator(".quick-input-widget input").fill(str(stop_file))
+        page.keyboard.press("Enter")
+        page.wait_for_function(RUN_SHOWN, timeout=30_000)
+        stop_file.touch()  # the module returns: the run ends by itself
+        page.wait_for_function(RUN_HIDDEN, timeout=30_000)
+
+        target = subprocess.Popen(
+            [sys.executable, os.path.join(workspace, "known_lines.py")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, cwd=workspace,
+        )
+        assert target.stdout.readline().strip() == "ready"
+        _palette(page, "Heatline: Attach to Process\u2026", wait_hidden=False)
+        _pick_process(page, target.pid)
+        page.wait_for_function(RUN_SHOWN, timeout=30_000)
+        _screenshot(page, tmp_path, "no-document-run.png")
+        target.kill()  # the attached process exits: the run ends by itself
+        target.wait(timeout=10)
+        page.wait_for_function(RUN_HIDDEN, timeout=30_000)
+        assert page.locator(".editor-instance .view-lines").count() == 0, "a document was opened during the test"
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "no-document")
+        raise
+    finally:
+        stop_file.touch()
+        os.unlink(os.path.join(workspace, "spin_until.py"))
+        if target is not None and target.poll() is None:
+            target.kill()
+            target.wait(timeout=10)

@@ -27,8 +27,10 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO
 
-from ..errors import HeatlineError, ProfileFileError, UsageError
+from ..errors import ProfileFileError, UsageError
+from ..loaders import replay_binary
 from ..model import Frame, Profile
+from ..replay import BinaryProfile, open_binary_profile
 from .base import Collector
 from .flamegraph import (
     DATA_FORMAT,
@@ -36,9 +38,9 @@ from .flamegraph import (
     MIN_SHARE,
     SOURCE_CONTEXT,
     FrameTable,
+    _is_gc,
     _status_stats,
     default_title,
-    profile_stacks,
     render_html,
     run_stats,
 )
@@ -61,7 +63,7 @@ def _function_tree(profile: Profile, lines: dict[FuncKey, dict[int, int]]) -> tu
     """The call tree keyed by (filename, funcname); `lines` gathers each function's line weights."""
     root = _FNode()
     gc = 0
-    for _tid, frames, weight in profile_stacks(profile):
+    for _tid, frames, weight in Collector(profile).stacks():
         node = root
         node.value += weight
         for frame in reversed(frames):
@@ -74,7 +76,7 @@ def _function_tree(profile: Profile, lines: dict[FuncKey, dict[int, int]]) -> tu
             per_line[frame.lineno] = per_line.get(frame.lineno, 0) + weight
             node = child
         node.self += weight
-        if any(f.is_synthetic and f.funcname == "<GC>" for f in frames):
+        if _is_gc(frames):
             gc += weight
     return root, gc
 
@@ -213,23 +215,14 @@ def diff_flamegraph_data(
 
 def load_baseline(path: str) -> Profile:
     """Replay a `--binary` file into a Profile; every failure is one `HeatlineError` line."""
-    from ..loaders import replay_binary
-
     return replay_binary(open_baseline(path))
 
 
-def open_baseline(path: str):
+def open_baseline(path: str) -> BinaryProfile:
     if not os.path.exists(path):
         raise ProfileFileError(f"cannot read the baseline profile {path}: no such file")
     if os.path.isdir(path):
         raise ProfileFileError(f"cannot read the baseline profile {path}: it is a directory")
-    try:
-        from ..replay import open_binary_profile
-    except ImportError:
-        raise HeatlineError(
-            "--diff-flamegraph needs the --binary format's reader (sampler.replay), "
-            "which this installation lacks"
-        ) from None
     return open_binary_profile(path)
 
 

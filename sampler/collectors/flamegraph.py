@@ -40,7 +40,6 @@ import hashlib
 import html
 import json
 import linecache
-import os
 import re
 from importlib import resources
 from typing import Any, BinaryIO, Iterator
@@ -56,7 +55,8 @@ from ..model import (
     Frame,
     Profile,
 )
-from .base import Collector, strip_internal_frames
+from ..sourcefiles import module_name  # noqa: F401 - part of this module's API (files' "module")
+from .base import Collector
 
 DATA_FORMAT = "heatline-flamegraph"
 DATA_VERSION = 1
@@ -83,36 +83,6 @@ def frame_name(frame: Frame, *, with_line: bool = True) -> str:
         return frame.funcname
     where = short_path(frame.filename)
     return f"{frame.funcname} ({where}:{frame.lineno})" if with_line else f"{frame.funcname} ({where})"
-
-
-_STDLIB = re.compile(r"/lib/(?:pypy|python)\d+(?:\.\d+)?[a-z]*/(.*)$")
-
-
-def module_name(filename: str) -> str:
-    """A dotted module name guessed from a path (site-packages, the stdlib, else the file stem).
-
-    Only the path is known (the target's `sys.path` is not), so a project's own files show as
-    their file stem.
-    """
-    if not filename or filename.startswith("<") or filename == "~":
-        return filename
-    path = filename.replace("\\", "/")
-    rel = None
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in path:
-            rel = path.rsplit(marker, 1)[1]
-            break
-    if rel is None:
-        m = _STDLIB.search(path)
-        rel = m.group(1) if m else os.path.basename(path)
-    for ext in (".py", ".pyw", ".pyi"):
-        if rel.endswith(ext):
-            rel = rel[: -len(ext)]
-            break
-    parts = [p for p in rel.split("/") if p]
-    if len(parts) > 1 and parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts) or filename
 
 
 class _SourceReader:
@@ -212,14 +182,6 @@ def _is_gc(frames: tuple[Frame, ...]) -> bool:
     return any(f.is_synthetic and f.funcname == "<GC>" for f in frames)
 
 
-def profile_stacks(profile: Profile) -> Iterator[tuple[int, tuple[Frame, ...], int]]:
-    """`(tid, frames leaf first, weight)` without heatline's launcher frames or empty stacks."""
-    for tid, frames, weight in profile.iter_stacks():
-        frames = strip_internal_frames(frames)
-        if frames and weight > 0:
-            yield tid, frames, weight
-
-
 def _pct(part: float, whole: float) -> float:
     return round(100.0 * part / whole, 3) if whole else 0.0
 
@@ -311,7 +273,7 @@ def flamegraph_data(
     frame_list: list[Frame] = []
     thread_weight: dict[int, int] = {}
     gc_by_thread: dict[int, int] = {}
-    for tid, frames, weight in profile_stacks(profile):
+    for tid, frames, weight in Collector(profile).stacks():
         thread_weight[tid] = thread_weight.get(tid, 0) + weight
         if _is_gc(frames):
             gc_by_thread[tid] = gc_by_thread.get(tid, 0) + weight

@@ -54,7 +54,7 @@ from ..model import (
     Frame,
     ThreadSample,
 )
-from .base import Collector, StringTable, TickClock, short_filename, strip_internal_frames
+from .base import Collector, StringTable, TickClock, short_filename
 
 GECKO_FORMAT_VERSION = 32  # meta.version: the Gecko (raw) format version, as Tachyon writes
 PROCESSED_PROFILE_VERSION = 57  # meta.preprocessedProfileVersion
@@ -182,10 +182,9 @@ class GeckoCollector(Collector):
         hit = th.cache.get(frames)
         if hit is not None:
             return hit
-        kept = strip_internal_frames(frames)
         prefix = -1
         gc = False
-        for frame in reversed(kept):  # root first
+        for frame in reversed(frames):  # root first; -1 for a stack the profile cut to nothing
             if frame.is_synthetic and frame.funcname == "<GC>":
                 gc = True
             fidx = self._frame(th, frame)

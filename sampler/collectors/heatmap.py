@@ -19,37 +19,42 @@ needs nothing but itself.
 
 from __future__ import annotations
 
-import ast
 import base64
 import ctypes
 import errno
-import functools
 import hashlib
 import html
-import io
 import math
 import os
 import re
 import shutil
-import stat
-import sysconfig
 import tempfile
 import time
-import tokenize
-import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, BinaryIO, Iterable, Iterator
 
-from .. import __version__
+from .. import __version__, sourcefiles
 from ..errors import HeatlineError, OutputSavedElsewhereError
+from ..lineindex import LineIndex, StackItem
+from ..model import SYNTHETIC_FILENAME, Profile
+from ..output_path import check_output, file_mode_for
+from ..sourcefiles import (
+    OTHER,
+    PROJECT,
+    SITE,
+    STDLIB,
+    Definitions,
+    SourceUnreadable,
+    classify,
+    display_path,
+    is_source_file,
+    project_roots,
+)
 from ..target.files import TargetFiles
 from ..target.maps import process_start_time
-from ..model import Frame, Profile
-from ..output_path import check_output, file_mode_for
 from .base import Collector
 
-PROJECT, STDLIB, SITE, OTHER = "project", "stdlib", "site", "other"
 GROUP_TITLES = {
     PROJECT: "Project",
     STDLIB: "Standard library",
@@ -58,24 +63,8 @@ GROUP_TITLES = {
 }
 HEAT_LEVELS = 10
 MENU_ENTRIES = 20  # callers / callees listed per menu, heaviest first
-MAX_SOURCE_BYTES = 32 * 1024 * 1024  # a bigger "source file" is not one: show sampled lines only
 # What a heatmap directory may hold: only such a directory (or an empty one) is replaced.
 _OUR_FILES = re.compile(r"(index\.html|file_\d{4,}\.html|heatmap\.(css|js))\Z")
-
-# Path shapes, whatever Python the target ran (it need not be the profiler's own):
-# `.../lib/python3.11/os.py`, `.../lib64/python3.9/...`, `.../lib/python3.13t/...`,
-# Windows `...\Lib\os.py`, a zipped stdlib `python311.zip/...`.
-_SITE_RE = re.compile(r"(?:^|/)(?:site|dist)-packages/")
-_STDLIB_RE = re.compile(r"(?:^|/)(?:lib|lib64)/python\d+(?:\.\d+)?t?/|(?:^|/)Lib/|/python\d+\.zip/")
-
-_ANONYMOUS_NODES = {
-    "<lambda>": (ast.Lambda,),
-    "<genexpr>": (ast.GeneratorExp,),
-    "<listcomp>": (ast.ListComp,),
-    "<setcomp>": (ast.SetComp,),
-    "<dictcomp>": (ast.DictComp,),
-}
-
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
@@ -102,6 +91,8 @@ class FuncStats:
 
 @dataclass
 class FileStats:
+    """One file's page: its weights from the line index, and where it goes."""
+
     filename: str
     self: int = 0  # samples whose leaf frame is in the file
     total: int = 0  # samples with the file anywhere on the stack, once per sample
@@ -114,64 +105,54 @@ class FileStats:
 
 
 def has_page(filename: str) -> bool:
-    """Real source files get a page; `<frozen os>`, `<string>`, `[eval]` and '' do not."""
-    return bool(filename) and not filename.startswith(("<", "["))
+    """Real source files get a page; `<frozen os>`, `<string>` and '' do not."""
+    return is_source_file(filename)
 
 
 @dataclass
 class Aggregate:
-    total: int = 0  # Σ weight of every (non-empty) stack
+    index: LineIndex
     files: dict[str, FileStats] = field(default_factory=dict)
-    synthetic: dict[str, int] = field(default_factory=dict)  # <GC> and co, as leaves
-    scripts: set[str] = field(default_factory=set)  # files whose module body is a stack's root
-    max_self: int = 0
-    max_total: int = 0
+
+    @property
+    def total(self) -> int:  # Σ weight of every (non-empty) stack
+        return self.index.total
+
+    @property
+    def synthetic(self) -> dict[str, int]:  # <GC> and co, as leaves
+        return self.index.synthetic_leaves
+
+    @property
+    def scripts(self) -> dict[str, None]:  # files whose module body is a stack's root
+        return self.index.script_files
+
+    @property
+    def max_self(self) -> int:
+        return self.index.max_line_heat().self_samples
+
+    @property
+    def max_total(self) -> int:
+        return self.index.max_line_heat().total_samples
 
 
-def aggregate(stacks: Iterable[tuple[int, tuple[Frame, ...], int]]) -> Aggregate:
-    agg = Aggregate()
-    files = agg.files
-    for _tid, frames, weight in stacks:
-        agg.total += weight
-        leaf, root = frames[0], frames[-1]
-        if root.funcname == "<module>" and not root.is_synthetic:
-            agg.scripts.add(root.filename)
-        if leaf.is_synthetic:
-            agg.synthetic[leaf.funcname] = agg.synthetic.get(leaf.funcname, 0) + weight
-        else:
-            fs = files.get(leaf.filename) or files.setdefault(leaf.filename, FileStats(leaf.filename))
-            fs.self += weight
-            if leaf.lineno > 0:
-                fs.line_self[leaf.lineno] = fs.line_self.get(leaf.lineno, 0) + weight
-            func = fs.funcs.get(leaf.funcname) or fs.funcs.setdefault(leaf.funcname, FuncStats(leaf.funcname))
-            func.self += weight
-        seen_files: set[str] = set()
-        seen_lines: set[tuple[str, int]] = set()
-        seen_funcs: set[tuple[str, str]] = set()
-        for frame in frames:
-            if frame.is_synthetic:
-                continue
-            filename = frame.filename
-            fs = files.get(filename)
-            if fs is None:
-                fs = files[filename] = FileStats(filename)
-            if filename not in seen_files:
-                seen_files.add(filename)
-                fs.total += weight
-            if frame.lineno > 0 and (filename, frame.lineno) not in seen_lines:
-                seen_lines.add((filename, frame.lineno))
-                fs.line_total[frame.lineno] = fs.line_total.get(frame.lineno, 0) + weight
-            func = fs.funcs.get(frame.funcname)
-            if func is None:
-                func = fs.funcs[frame.funcname] = FuncStats(frame.funcname)
-            if (filename, frame.funcname) not in seen_funcs:
-                seen_funcs.add((filename, frame.funcname))
-                func.total += weight
-            if frame.lineno > 0 and (func.first_line == 0 or frame.lineno < func.first_line):
-                func.first_line = frame.lineno
-    for fs in files.values():
-        agg.max_self = max(agg.max_self, max(fs.line_self.values(), default=0))
-        agg.max_total = max(agg.max_total, max(fs.line_total.values(), default=0))
+def aggregate(stacks: Iterable[StackItem]) -> Aggregate:
+    """The pages' figures: every file of the stacks with its lines and functions."""
+    agg = Aggregate(LineIndex(stacks))
+    index = agg.index
+    for filename in index.filenames():
+        file_heat = index.file_heat(filename)
+        lines = index.lines(filename)
+        agg.files[filename] = FileStats(
+            filename,
+            file_heat.self_samples,
+            file_heat.total_samples,
+            {n: h.self_samples for n, h in lines.items() if h.self_samples},
+            {n: h.total_samples for n, h in lines.items()},
+            {
+                name: FuncStats(name, f.self_samples, f.total_samples, f.first_line)
+                for name, f in index.functions(filename).items()
+            },
+        )
     return agg
 
 
@@ -188,98 +169,8 @@ def heat_level(count: int, maximum: int) -> int:
 # -- where a file belongs ------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _profiler_stdlib_dirs() -> tuple[str, ...]:
-    """The profiler's own stdlib directories: only a hint, the target may be another Python."""
-    dirs = []
-    for key in ("stdlib", "platstdlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.append(os.path.join(os.path.realpath(path), ""))
-    return tuple(dict.fromkeys(dirs))
-
-
-def classify(filename: str, project_roots: tuple[str, ...]) -> str:
-    path = filename.replace("\\", "/")
-    if path.startswith("<frozen "):
-        return STDLIB
-    if not has_page(filename):
-        return OTHER
-    if _SITE_RE.search(path):
-        return SITE
-    if _is_library(filename):
-        return STDLIB
-    if any(_is_under(filename, root) for root in project_roots):
-        return PROJECT
-    return OTHER
-
-
-def _is_under(path: str, root: str) -> bool:
-    if not os.path.isabs(path):
-        return False
-    root = root.rstrip("/") + "/"
-    return root == "/" or path.startswith(root)
-
-
 def _display_name(fs: FileStats, project_roots: tuple[str, ...]) -> str:
-    path = fs.filename
-    slashed = path.replace("\\", "/")
-    if fs.group == PROJECT:
-        for root in sorted(project_roots, key=len, reverse=True):
-            if _is_under(path, root):
-                return os.path.relpath(path, root) if root != "/" else path
-    if fs.group == SITE:
-        m = None
-        for m in _SITE_RE.finditer(slashed):
-            pass
-        if m is not None:
-            return slashed[m.end():]
-    if fs.group == STDLIB and has_page(path):
-        m = None
-        for m in _STDLIB_RE.finditer(slashed):
-            pass
-        if m is not None:
-            return slashed[m.end():]
-    return path
-
-
-def _is_library(filename: str) -> bool:
-    path = filename.replace("\\", "/")
-    return bool(_SITE_RE.search(path) or _STDLIB_RE.search(path)) or filename.startswith(_profiler_stdlib_dirs())
-
-
-def project_roots(
-    cwd: str | None, script_files: Iterable[str], filenames: Iterable[str]
-) -> tuple[tuple[str, ...], str]:
-    """The directories whose files count as Project, and a sentence saying how they were chosen.
-
-    The target's working directory when it is known (read live from /proc) and the directories
-    of the scripts at the bottom of its stacks (its `sys.path[0]`); a replayed profile without
-    either falls back to the common directory of its files outside the libraries.
-    """
-    scripts = sorted({
-        os.path.dirname(f) for f in script_files
-        if has_page(f) and os.path.isabs(f) and not _is_library(f)
-    })
-    roots: list[str] = []
-    reasons = []
-    if cwd:
-        roots.append(cwd)
-        reasons.append("the target's working directory")
-    extra = [d for d in scripts if not any(_is_under(os.path.join(d, "x"), r) for r in roots)]
-    if extra:
-        roots.extend(extra)
-        reasons.append("the directory of the script it ran" if len(scripts) == 1 else "the directories of the scripts it ran")
-    if roots:
-        return tuple(roots), "files under " + " and ".join(reasons)
-    own = [f for f in filenames if has_page(f) and os.path.isabs(f) and not _is_library(f)]
-    if not own:
-        return (), "no file lies outside the standard library and site-packages"
-    root = os.path.commonpath([os.path.dirname(f) for f in own])
-    return (root,), (
-        "the target's working directory is unknown (a replayed profile), so: files under the "
-        "common directory of the profile's files outside the standard library and site-packages"
-    )
+    return display_path(fs.filename, fs.group, project_roots)
 
 
 def _live_files(profile: Profile) -> TargetFiles:
@@ -304,85 +195,27 @@ def _live_files(profile: Profile) -> TargetFiles:
 class Source:
     lines: list[str] | None  # None: not available
     note: str = ""  # why not, or why the lines may not match
+    definitions: Definitions | None = None  # None: no source to find them in
 
 
 def read_source(filename: str, files: TargetFiles, profile_start: float) -> Source:
     """The file as the target saw it, read now; never blocks on a FIFO or device."""
-    path = files.path(filename)
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return Source(None, "it is not a regular file")
-        if st.st_size > MAX_SOURCE_BYTES:
-            return Source(None, f"it is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB")
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_SOURCE_BYTES + 1)
-    except OSError as err:
-        return Source(None, f"it could not be read when the heatmap was written ({err.strerror or err})")
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except (SyntaxError, LookupError):
-        encoding = "utf-8"
-    try:
-        text = data.decode(encoding, "replace")
-    except LookupError:
-        text = data.decode("utf-8", "replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    # Python numbers lines at \n, \r\n and \r only (not at form feeds or U+2028).
-    lines = re.split(r"\r\n|\r|\n", text)
-    if lines and lines[-1] == "":
-        lines.pop()
+        text = sourcefiles.read_source(files.path(filename))
+    except SourceUnreadable as err:
+        if err.os_error:
+            return Source(None, f"it could not be read when the heatmap was written ({err.os_error})")
+        return Source(None, err.reason)
     note = ""
-    if st.st_mtime > profile_start + 1:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))
+    if text.mtime > profile_start + 1:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(text.mtime))
         note = f"This file was modified ({when}) after the profile started: lines may not match."
-    return Source(lines, note)
+    return Source(text.lines, note, text.definitions)
 
 
-class DefinitionFinder:
-    """Maps a sampled (function, line) to the line of its `def`, from the source when parsable."""
-
-    def __init__(self, lines: list[str] | None) -> None:
-        self.lines = lines
-        # name -> [(first line, last line)] of every def, class, lambda and comprehension
-        self.nodes: dict[str, list[tuple[int, int]]] | None = None
-        if lines is None:
-            return
-        try:
-            with warnings.catch_warnings():  # invalid escapes and the like: not ours to report
-                warnings.simplefilter("ignore")
-                tree = ast.parse("\n".join(lines) + "\n")
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return  # newer syntax than the profiler's Python, say: fall back to a text search
-        nodes: dict[str, list[tuple[int, int]]] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                name = node.name
-            else:
-                name = next((n for n, kinds in _ANONYMOUS_NODES.items() if isinstance(node, kinds)), None)
-                if name is None:
-                    continue
-            nodes.setdefault(name, []).append((node.lineno, node.end_lineno or node.lineno))
-        self.nodes = nodes
-
-    def find(self, funcname: str, lineno: int) -> int | None:
-        name = funcname.rsplit(".", 1)[-1]
-        if name == "<module>":
-            return 1 if self.lines else None
-        if self.nodes is not None:
-            best = None
-            for first, last in self.nodes.get(name, ()):
-                if first <= lineno <= last and (best is None or first > best):
-                    best = first  # the innermost of nested same-named definitions
-            return best
-        if self.lines is None or not name.isidentifier():
-            return None
-        pattern = re.compile(r"\s*(?:async\s+)?(?:def|class)\s+" + re.escape(name) + r"\b")
-        for index in range(min(lineno, len(self.lines)) - 1, -1, -1):
-            if pattern.match(self.lines[index]):
-                return index + 1
-        return None
+def _def_line(source: Source, funcname: str, lineno: int) -> int | None:
+    """The definition line of a sampled function, when its source is available."""
+    return source.definitions.def_line(funcname, lineno) if source.definitions is not None else None
 
 
 # -- the collector --------------------------------------------------------------------------------
@@ -416,10 +249,12 @@ class HeatmapCollector(Collector):
 
     def __init__(self, profile: Profile, **options: Any) -> None:
         super().__init__(profile, **options)
-        # Taken now, while the target runs: RunStats does not keep the working directory, and a
-        # target in a container names files inside its own root.
+        # Taken now, while the target runs: its root and working directory held open let its
+        # sources be read after it exits, and a target in a container names files inside its root.
         self.target_files = _live_files(profile)
-        self.target_cwd = self.target_files.cwd
+        # The directory as the target names it, through the handles held open on it; the
+        # profile's own record of it when those could not be taken.
+        self.target_cwd = self.target_files.cwd or self.profile.stats.cwd or None
 
     def default_output(self, pid: int) -> str:
         return f"heatmap_{pid}"
@@ -438,8 +273,7 @@ class HeatmapCollector(Collector):
 
     def iter_pages(self) -> Iterator[tuple[str, str]]:
         """(file name inside the output directory, its HTML), one page at a time."""
-        stacks = list(self.stacks())
-        agg = aggregate(stacks)
+        agg = aggregate(self.stacks())
         roots, roots_note = project_roots(self.target_cwd, agg.scripts, agg.files)
         for fs in agg.files.values():
             fs.group = classify(fs.filename, roots)
@@ -454,50 +288,39 @@ class HeatmapCollector(Collector):
             fs.filename: read_source(fs.filename, self.target_files, self.profile.stats.start_time)
             for fs in ordered if fs.page
         }
-        finders = {name: DefinitionFinder(src.lines) for name, src in sources.items()}
-        graph = self._call_graph(stacks, agg, finders)
+        graph = self._call_graph(agg, sources)
 
         assets = _Assets.load()
         yield "index.html", self._index(agg, ordered, roots, roots_note, assets)
         for fs in ordered:
             if fs.page:
-                yield fs.page, self._file_page(fs, agg, sources[fs.filename], finders[fs.filename], graph, assets)
+                yield fs.page, self._file_page(fs, agg, sources[fs.filename], graph, assets)
 
-    def _call_graph(
-        self,
-        stacks: list[tuple[int, tuple[Frame, ...], int]],
-        agg: Aggregate,
-        finders: dict[str, DefinitionFinder],
-    ) -> "CallGraph":
-        """Who calls whom, in samples with that call on the stack, counted once per sample."""
-        anchor_cache: dict[tuple[str, str, int], int] = {}
+    def _call_graph(self, agg: Aggregate, sources: dict[str, Source]) -> "CallGraph":
+        """Who calls whom, in samples with that call on the stack, counted once per sample.
 
-        def anchor(frame: Frame) -> int:
-            key = (frame.filename, frame.funcname, frame.lineno)
-            line = anchor_cache.get(key)
+        A call goes to the callee's definition line (its anchor), else its first sampled line."""
+        spots = agg.index.spots
+
+        def caller(spot: int) -> CallerKey | None:
+            filename, lineno, funcname = spots[spot]
+            return None if filename == SYNTHETIC_FILENAME else (filename, lineno, funcname)
+
+        def callee(spot: int) -> CalleeKey | None:
+            filename, lineno, funcname = spots[spot]
+            if filename == SYNTHETIC_FILENAME:
+                return None
+            source = sources.get(filename)
+            line = _def_line(source, funcname, lineno) if source else None
             if line is None:
-                finder = finders.get(frame.filename)
-                line = finder.find(frame.funcname, frame.lineno) if finder else None
-                if line is None:
-                    fs = agg.files.get(frame.filename)
-                    func = fs.funcs.get(frame.funcname) if fs else None
-                    line = func.first_line if func else 0
-                anchor_cache[key] = line
-            return line
+                fs = agg.files.get(filename)
+                func = fs.funcs.get(funcname) if fs else None
+                line = func.first_line if func else 0
+            return (filename, funcname, line)
 
         graph = CallGraph()
-        for _tid, frames, weight in stacks:
-            seen: set[tuple[CallerKey, CalleeKey]] = set()
-            for callee, caller in zip(frames, frames[1:]):
-                if callee.is_synthetic or caller.is_synthetic:
-                    continue
-                edge = (
-                    (caller.filename, caller.lineno, caller.funcname),
-                    (callee.filename, callee.funcname, anchor(callee)),
-                )
-                if edge not in seen:
-                    seen.add(edge)
-                    graph.add(edge[0], edge[1], weight)
+        for (caller_key, callee_key), weight in agg.index.pairs(caller, callee).items():
+            graph.add(caller_key, callee_key, weight)
         return graph
 
     def _head(self, title: str, assets: "_Assets", script: bool) -> str:
@@ -614,7 +437,6 @@ class HeatmapCollector(Collector):
         fs: FileStats,
         agg: Aggregate,
         source: Source,
-        finder: DefinitionFinder,
         graph: "CallGraph",
         assets: "_Assets",
     ) -> str:
@@ -664,7 +486,7 @@ class HeatmapCollector(Collector):
         # callees menu on the line itself.
         menus_callers = graph.callers.get(fs.filename, {})
         menus_calls = graph.calls.get(fs.filename, {})
-        out.append(self._functions_table(fs, finder, graph.anchors.get(fs.filename, {})))
+        out.append(self._functions_table(fs, source, graph.anchors.get(fs.filename, {})))
 
         out.append(
             "<table class=\"src\"><thead><tr><th class=\"n\">Line</th><th class=\"n\">Samples</th>"
@@ -721,7 +543,7 @@ class HeatmapCollector(Collector):
         out.append(f"<script>{assets.js}</script>\n</body>\n</html>\n")
         return "".join(part if part.endswith("\n") else part + "\n" for part in out)
 
-    def _functions_table(self, fs: FileStats, finder: DefinitionFinder, def_lines: dict[str, int]) -> str:
+    def _functions_table(self, fs: FileStats, source: Source, def_lines: dict[str, int]) -> str:
         funcs = sorted(fs.funcs.values(), key=lambda f: (-f.total, -f.self, f.name))
         out = [
             "<details class=\"functions\" open><summary>Functions in this file</summary>"
@@ -729,7 +551,7 @@ class HeatmapCollector(Collector):
             "<th class=\"n\">Total</th><th class=\"n\">Self</th></tr></thead><tbody>"
         ]
         for func in funcs:
-            line = def_lines.get(func.name) or finder.find(func.name, func.first_line) or func.first_line
+            line = def_lines.get(func.name) or _def_line(source, func.name, func.first_line) or func.first_line
             where = f"<a href=\"#line-{line}\">{line}</a>" if line > 0 else ""
             out.append(
                 f"<tr><td class=\"fname mono\">{_e(func.name)}</td><td class=\"n\">{where}</td>"

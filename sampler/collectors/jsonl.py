@@ -30,7 +30,7 @@ import uuid
 from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from ..model import HAS_GIL, ON_CPU, Frame, Profile, ThreadSample
-from .base import Collector, StringTable, strip_internal_frames
+from .base import Collector, StringTable
 
 CHUNK_SIZE = 256
 SCHEMA_VERSION = 0
@@ -57,7 +57,7 @@ class JsonlCollector(Collector):
         self._self: list[int] = []
         self._cumulative: list[int] = []
         self._total = 0
-        # frames (as sampled) -> (leaf frame id, distinct frame ids), or None when empty
+        # frames (cut by the profile) -> (leaf frame id, distinct frame ids)
         self._stacks: dict[tuple[Frame, ...], tuple[int, tuple[int, ...]] | None] = {}
         self._streamed = False
 
@@ -74,18 +74,12 @@ class JsonlCollector(Collector):
     def _count(self, frames: tuple[Frame, ...], weight: int) -> None:
         if not frames or weight <= 0:
             return
-        entry = self._stacks.get(frames, False)
-        if entry is False:
-            kept = strip_internal_frames(frames)
-            if kept:
-                ids = [self._frame_id(f) for f in kept]  # leaf first: Tachyon's id order
-                entry = (ids[0], tuple(dict.fromkeys(ids)))
-            else:
-                entry = None
+        entry = self._stacks.get(frames)
+        if entry is None:
+            ids = [self._frame_id(f) for f in frames]  # leaf first: Tachyon's id order
+            entry = (ids[0], tuple(dict.fromkeys(ids)))
             if len(self._stacks) < _CACHE_LIMIT:
                 self._stacks[frames] = entry
-        if entry is None:
-            return
         leaf, distinct = entry
         self._total += weight
         self._self[leaf] += weight

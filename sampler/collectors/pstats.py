@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 
 import marshal
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, TextIO
 
 from ..errors import UsageError
+from ..lineindex import LineIndex
 from ..model import Profile
 from .base import Collector, short_filename
 
@@ -41,17 +41,6 @@ Legend:
   cumtime: estimated time with the line on the stack, callees included (cumulative x interval).
   filename:lineno(function): lineno is the line executing when sampled, not the first line of
             the function, so a function can take several rows."""
-
-
-@dataclass
-class Aggregate:
-    total: int = 0  # Σ direct: the weight of every non-empty stack
-    direct: dict[Key, int] = field(default_factory=dict)
-    cumulative: dict[Key, int] = field(default_factory=dict)
-    # callers[callee][caller] = [stacks with the pair adjacent, of which with callee as leaf]
-    callers: dict[Key, dict[Key, list[int]]] = field(default_factory=dict)
-    func_direct: dict[FuncKey, int] = field(default_factory=dict)
-    func_cumulative: dict[FuncKey, int] = field(default_factory=dict)
 
 
 class PstatsCollector(Collector):
@@ -77,52 +66,28 @@ class PstatsCollector(Collector):
             raise UsageError(
                 f"invalid sort key {self.options['sort']!r} (choose from {', '.join(SORT_CHOICES)})"
             )
-        self._aggregate: Aggregate | None = None
+        self._index: LineIndex | None = None
 
-    # -- aggregation ------------------------------------------------------------------------
-
-    def aggregate(self) -> Aggregate:
-        if self._aggregate is not None:
-            return self._aggregate
-        agg = Aggregate()
-        direct, cumulative, callers = agg.direct, agg.cumulative, agg.callers
-        func_direct, func_cumulative = agg.func_direct, agg.func_cumulative
-        for _tid, frames, weight in self.stacks():
-            keys = [f.key() for f in frames]
-            leaf = keys[0]
-            agg.total += weight
-            direct[leaf] = direct.get(leaf, 0) + weight
-            for key in dict.fromkeys(keys):  # each key once per stack: recursion counts once
-                cumulative[key] = cumulative.get(key, 0) + weight
-            for callee, caller in dict.fromkeys(zip(keys, keys[1:])):  # once per stack too
-                counts = callers.setdefault(callee, {}).setdefault(caller, [0, 0])
-                counts[0] += weight
-            if len(keys) > 1:  # the leaf's own time, split by the caller it ran under
-                callers[leaf][keys[1]][1] += weight
-            leaf_func = (leaf[0], leaf[2])
-            func_direct[leaf_func] = func_direct.get(leaf_func, 0) + weight
-            for func in {(k[0], k[2]) for k in keys}:
-                func_cumulative[func] = func_cumulative.get(func, 0) + weight
-        self._aggregate = agg
-        return agg
+    def index(self) -> LineIndex:
+        if self._index is None:
+            self._index = LineIndex(self.stacks())
+        return self._index
 
     def create_stats(self) -> dict[Key, tuple[int, int, float, float, dict[Key, tuple]]]:
         """The dict the file holds, in the shape cProfile's `Profile.create_stats` makes."""
-        agg = self.aggregate()
+        index = self.index()
         usec = self.profile.stats.interval_usec
 
         def seconds(n: int) -> float:
             return n * usec / 1_000_000  # not n * (usec / 1e6): 13 x 1 ms stays 0.013
 
-        stats = {}
-        for key, cumul in agg.cumulative.items():
-            direct = agg.direct.get(key, 0)
-            callers = {
-                caller: (n, n, seconds(leaf_n), seconds(n))
-                for caller, (n, leaf_n) in agg.callers.get(key, {}).items()
-            }
-            stats[key] = (direct, cumul, seconds(direct), seconds(cumul), callers)
-        return stats
+        callers: dict[Key, dict[Key, tuple]] = {}
+        for callee, caller, n, leaf_n in index.spot_pairs():
+            callers.setdefault(callee, {})[caller] = (n, n, seconds(leaf_n), seconds(n))
+        return {
+            key: (direct, cumul, seconds(direct), seconds(cumul), callers.get(key, {}))
+            for key, (direct, cumul) in index.spot_heat()
+        }
 
     def dump(self, fh: BinaryIO) -> None:
         marshal.dump(self.create_stats(), fh)
@@ -130,8 +95,8 @@ class PstatsCollector(Collector):
     # -- the table --------------------------------------------------------------------------
 
     def write_stdout(self, stream: TextIO) -> None:
-        agg = self.aggregate()
-        if agg.total == 0:
+        index = self.index()
+        if index.total == 0:
             stream.write("No samples were collected.\n")
             if self.profile.stats.mode == "cpu":
                 stream.write("This can happen in CPU mode when all threads are idle.\n")
@@ -139,17 +104,16 @@ class PstatsCollector(Collector):
         color = _isatty(stream)
         micro = "μs" if _can_encode(stream, "μ") else "us"
         interval = self.profile.stats.interval_usec / 1_000_000
-        total = agg.total
-        names = _display_names(k[0] for k in agg.cumulative)
-
-        rows = [(key, agg.direct.get(key, 0), cumul) for key, cumul in agg.cumulative.items()]
+        total = index.total
+        rows = [(key, direct, cumul) for key, (direct, cumul) in index.spot_heat()]
+        names = _display_names(key[0] for key, _direct, _cumul in rows)
+        # units from every row, not only those shown: the heaviest of each measure
+        tt_unit, tt_scale = _time_unit(max(direct for _key, direct, _cumul in rows) * interval, micro)
+        ct_unit, ct_scale = _time_unit(max(cumul for _key, _direct, cumul in rows) * interval, micro)
         rows.sort(key=self._sort_key(names))
         limit = self.options["limit"]
         if limit is not None and limit > 0:
             rows = rows[:limit]
-
-        tt_unit, tt_scale = _time_unit(max(agg.direct.values(), default=0) * interval, micro)
-        ct_unit, ct_scale = _time_unit(max(agg.cumulative.values()) * interval, micro)
         tt_head, ct_head = f"tottime ({tt_unit})", f"cumtime ({ct_unit})"
         tt_w, ct_w = max(12, len(tt_head)), max(12, len(ct_head))
 
@@ -187,7 +151,7 @@ class PstatsCollector(Collector):
         out.append(LEGEND)
         if self.options["show_summary"]:
             out.append("")
-            out.extend(self._summary(agg, color))
+            out.extend(self._summary(index, color))
         stream.write("\n".join(out) + "\n")
 
     def _sort_key(self, names: dict[str, str]) -> Callable[[tuple[Key, int, int]], tuple]:
@@ -202,12 +166,10 @@ class PstatsCollector(Collector):
             return lambda row: (-row[2], -row[1], by_name(row[0]))
         return lambda row: (-row[1], -row[2], by_name(row[0]))  # direct first
 
-    def _summary(self, agg: Aggregate, color: bool) -> list[str]:
-        names = _display_names(f for f, _ in agg.func_cumulative)
-        total = agg.total
-        funcs = [
-            (func, agg.func_direct.get(func, 0), cumul) for func, cumul in agg.func_cumulative.items()
-        ]
+    def _summary(self, index: LineIndex, color: bool) -> list[str]:
+        funcs = [(func, stats.self_samples, stats.total_samples) for func, stats in index.all_functions()]
+        names = _display_names(filename for (filename, _funcname), _direct, _cumul in funcs)
+        total = index.total
 
         def label(func: FuncKey) -> str:
             filename, funcname = func

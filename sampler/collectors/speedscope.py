@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Sequence
 
 from .. import __version__
 from ..model import MAIN_THREAD, Frame, Profile, ThreadSample
-from .base import Collector, TickClock, short_filename, strip_internal_frames
+from .base import Collector, TickClock, short_filename
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNIT = "microseconds"
@@ -84,11 +84,10 @@ class SpeedscopeCollector(Collector):
     def _stack(self, frames: tuple[Frame, ...]) -> int:
         sid = self._stack_ids.get(frames)
         if sid is None:
-            kept = strip_internal_frames(frames)
-            if kept:
+            if frames:
                 sid = len(self._stacks)
-                self._stacks.append(tuple(self._frame(f) for f in reversed(kept)))
-            else:
+                self._stacks.append(tuple(self._frame(f) for f in reversed(frames)))
+            else:  # all launcher plumbing, cut to nothing by the profile
                 sid = _IDLE
             self._stack_ids[frames] = sid
         return sid

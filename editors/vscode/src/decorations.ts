@@ -1,6 +1,6 @@
 // Draws `heatline/heat` on the visible editors: one decoration type per bucket, created once.
 import * as vscode from "vscode";
-import { BUCKETS, HeatBuckets, HeatPayload, LineDecoration, bucketColorId, bucketHeat, isCurrent } from "./heat";
+import { BUCKETS, HeatBuckets, HeatPayload, LineDecoration, bucketColorId, bucketHeat, forDocument, isCurrent } from "./heat";
 
 export class HeatDecorations implements vscode.Disposable {
   private readonly types: vscode.TextEditorDecorationType[] = [];
@@ -35,7 +35,7 @@ export class HeatDecorations implements vscode.Disposable {
 
   /** A new payload from the server: remembered per document, drawn where visible. */
   update(payload: HeatPayload): void {
-    if (!payload || typeof payload.uri !== "string") return;
+    if (!forDocument(payload)) return; // the document-less notification has no lines to draw
     const key = keyOf(payload.uri);
     const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === key);
     if (doc && !isCurrent(payload.version, doc.version)) return; // a newer one is on its way

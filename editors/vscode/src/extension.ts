@@ -8,7 +8,7 @@ import { HeatPayload } from "./heat";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, processItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
-import { LiveProfile, liveStatus, parseArgs, validateArgs, validateModule } from "./status";
+import { LiveProfile, liveStatus, parseArgs, runChange, validateArgs, validateModule } from "./status";
 import { ShownProfile } from "./shown";
 import { FlamegraphKind, FlamegraphPanels, openAt } from "./webview";
 
@@ -111,8 +111,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.command = "heatline.stopProfiling";
   statusItem.tooltip = "heatline is profiling: click to stop";
   context.subscriptions.push(statusItem);
-  let runStartedAt: number | undefined;
-  let poll: ReturnType<typeof setInterval> | undefined;
+  let runStartedAt: number | undefined; // set while a run is watched, to time it until the server says
   const showLive = (profile: LiveProfile | null | undefined) => {
     const text = liveStatus(profile, runStartedAt, Date.now());
     if (text) {
@@ -122,27 +121,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       statusItem.hide();
       runEnded();
       runStartedAt = undefined;
-      if (poll) clearInterval(poll);
-      poll = undefined;
     }
   };
-  // heat only arrives for open documents: also ask the server once a second while a run is live
-  const watchRun = () => {
-    runStartedAt = Date.now();
-    showLive({ live: true, totalSamples: 0 });
-    if (poll) clearInterval(poll);
-    poll = setInterval(async () => {
-      try {
-        const status = (await server("heatline.status")) as { profile?: LiveProfile | null; running?: boolean } | undefined;
-        if (!status) return;
-        if (status.running && status.profile && status.profile.live !== false) showLive({ ...status.profile, live: true });
-        else if (!status.running) showLive(undefined);
-      } catch {
-        /* the next tick tries again */
-      }
-    }, 1000);
+  // Every heat notification says whether the run is live, with its samples and duration, and the
+  // server sends one (uri null) even while no document is open: that alone drives the item. A
+  // run's start, each delta, its end and a clear all publish heat, the start before the run's
+  // command answers, so the item needs no poll and no start of its own.
+  const followRun = (profile: LiveProfile | null | undefined) => {
+    const change = runChange(profile, runStartedAt !== undefined);
+    if (change && runStartedAt === undefined) runStartedAt = Date.now();
+    if (change !== undefined) showLive(change);
   };
-  context.subscriptions.push({ dispose: () => poll && clearInterval(poll) });
 
   const showFlamegraph = async (kind: FlamegraphKind, args: Record<string, unknown> = {}) => {
     const command = kind === "diff" ? "heatline.diffFlamegraph" : "heatline.flamegraph";
@@ -176,12 +165,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   client = new LanguageClient("heatline", "heatline", serverOptions, clientOptions);
   context.subscriptions.push(client.onNotification("heatline/heat", (payload: HeatPayload) => {
     decorations.update(payload);
-    if (payload.profile?.live) {
-      if (runStartedAt === undefined) watchRun();
-      showLive(payload.profile);
-    } else if (payload.profile && runStartedAt !== undefined) {
-      showLive(undefined);
-    }
+    followRun(payload.profile);
   }));
 
   // Every command waits until the profile of before a reload is back, so that a user's run or
@@ -218,9 +202,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const startProfiling = async (command: "heatline.run" | "heatline.attach", args: Record<string, unknown>) => {
     const output = runOutput();
     await server(command, { ...args, output, ...sampling() });
-    await shown.clear();
+    // both at once, before any notification is handled: a run that ends while the clear is
+    // stored is still remembered, after it
     pendingOutput = output;
-    watchRun();
+    await shown.clear();
   };
 
   register("heatline.runFile", async (uri?: unknown) => {
@@ -290,6 +275,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     return result;
   });
   register("heatline.clearProfile", async () => {
+    pendingOutput = undefined; // a run cleared while live is forgotten too, not shown once it ends
     await server("heatline.clear");
     await shown.clear();
     decorations.clear();

@@ -15,14 +15,20 @@ export interface HeatLine {
 }
 
 export interface HeatPayload {
-  uri: string;
+  /** null when no document is open: the notification then only describes the profile */
+  uri: string | null;
   version?: number | null;
-  profile?: { id?: string; source?: string; label?: string; totalSamples?: number; mode?: string; live?: boolean };
+  profile?: { id?: string; source?: string; label?: string; totalSamples?: number; capturedSamples?: number; mode?: string; live?: boolean; durationS?: number } | null;
   stale?: boolean;
   staleReason?: string | null;
   lines: HeatLine[];
   maxSelfPct?: number;
   maxTotalPct?: number;
+}
+
+/** Whether a notification is heat for a document, rather than the document-less one (`uri` null). */
+export function forDocument(payload: HeatPayload | undefined): payload is HeatPayload & { uri: string } {
+  return !!payload && typeof payload.uri === "string";
 }
 
 export interface LineDecoration {

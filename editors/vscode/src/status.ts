@@ -76,6 +76,16 @@ export interface LiveProfile {
   durationS?: number;
 }
 
+/**
+ * What a profile description (each heat notification carries one) means for the status-bar
+ * item: the live profile to show; null when the watched run is over (its profile finished,
+ * another replaced it, or it was cleared); undefined when nothing changes.
+ */
+export function runChange(profile: LiveProfile | null | undefined, watching: boolean): LiveProfile | null | undefined {
+  if (profile && profile.live) return profile;
+  return watching && profile !== undefined ? null : undefined;
+}
+
 /** Status-bar state out of a profile description: text when live, undefined when it should hide. */
 export function liveStatus(profile: LiveProfile | null | undefined, startedAt: number | undefined, now: number): string | undefined {
   if (!profile || !profile.live) return undefined;

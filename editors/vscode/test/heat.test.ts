@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BUCKETS, HeatPayload, bucketAlpha, bucketHeat, bucketOf, isCurrent, lineText } from "../src/heat";
+import { BUCKETS, HeatPayload, bucketAlpha, bucketHeat, bucketOf, forDocument, isCurrent, lineText } from "../src/heat";
 
 function payload(extra: Partial<HeatPayload> = {}): HeatPayload {
   return {
@@ -66,4 +66,12 @@ test("bucketing edge cases: no max, negative lines, empty payload", () => {
   assert.deepEqual(b.buckets[BUCKETS].map((d) => d.line), [0], "max computed from the lines");
   assert.deepEqual(bucketHeat({ uri: "file:///x.py", lines: [] })!.stale, []);
   assert.ok(bucketAlpha(1) < bucketAlpha(BUCKETS) && bucketAlpha(0) === 0);
+});
+
+test("the document-less notification (no document open) is not heat for a document", () => {
+  assert.equal(forDocument(payload()), true);
+  const none = payload({ uri: null, version: null, lines: [], maxSelfPct: 0, maxTotalPct: 0 });
+  assert.equal(forDocument(none), false);
+  assert.equal(forDocument({ ...none, uri: 7 as unknown as string }), false);
+  assert.equal(forDocument(undefined), false);
 });

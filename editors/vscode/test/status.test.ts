@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatSeconds, liveStatus, parseArgs, profileSummary, statusText, validateArgs, validateModule } from "../src/status";
+import { formatSeconds, liveStatus, parseArgs, profileSummary, runChange, statusText, validateArgs, validateModule } from "../src/status";
 
 suite("status bar", () => {
   test("text: grouped samples and elapsed seconds with one decimal", () => {
@@ -21,6 +21,37 @@ suite("status bar", () => {
     assert.equal(liveStatus({ live: true, totalSamples: 2000, durationS: 2 }, 1000, 9000), "$(flame) heatline: 2,000 samples · 2.0 s");
     assert.equal(liveStatus({ live: true, totalSamples: 10 }, 1000, 4500), "$(flame) heatline: 10 samples · 3.5 s");
     assert.equal(liveStatus({ live: true, totalSamples: 10, capturedSamples: 12 }, 1000, 4500), "$(flame) heatline: 12 samples · 3.5 s");
+  });
+});
+
+suite("the run's status-bar item, from heat notifications", () => {
+  const live = { live: true, totalSamples: 40, durationS: 0.5 };
+
+  test("a run followed from the notifications the server sends with no document open", () => {
+    // start, a delta, the end: what publish() sends (uri null, no lines) while nothing is open
+    const notes = [{ live: true, totalSamples: 0 }, live, { live: false, totalSamples: 90, durationS: 1.2 }];
+    let watching = false;
+    const shown = notes.map((profile) => {
+      const change = runChange(profile, watching);
+      if (change !== undefined) watching = change !== null;
+      return liveStatus(change, 1000, 1500);
+    });
+    assert.deepEqual(shown, ["$(flame) heatline: 0 samples · 0.5 s", "$(flame) heatline: 40 samples · 0.5 s", undefined]);
+    assert.equal(watching, false);
+  });
+
+  test("a live profile shows, whether or not a run is watched (a run started elsewhere)", () => {
+    assert.equal(runChange(live, false), live);
+    assert.equal(runChange(live, true), live);
+  });
+
+  test("the watched run ends with its final profile, another profile, or none (cleared)", () => {
+    assert.equal(runChange({ live: false, totalSamples: 40 }, true), null);
+    assert.equal(runChange(null, true), null);
+    // nothing to end when no run is watched; a payload without a profile says nothing
+    assert.equal(runChange({ live: false, totalSamples: 40 }, false), undefined);
+    assert.equal(runChange(null, false), undefined);
+    assert.equal(runChange(undefined, true), undefined);
   });
 });
 

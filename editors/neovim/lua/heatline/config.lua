@@ -15,7 +15,8 @@ end
 M.defaults = {
   -- Server command; nil means "heatline-lsp" if executable, else {python3, "-m", "server"}.
   cmd = nil,
-  -- Sampling rate (Hz), "wall" or "cpu", and whether to sample every thread.
+  -- Sampling rate (Hz), what a sample counts ('wall', 'cpu', 'gil' or 'exception': see
+  -- :help heatline-modes), and whether to sample every thread.
   sampling_rate = 1000,
   mode = 'wall',
   all_threads = false,
