@@ -5,7 +5,6 @@ It parses and dispatches; what each command does is in `sampler/commands.py`."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import sys
@@ -96,7 +95,9 @@ class _FormatWithValue(argparse.Action):
         setattr(namespace, self.value_option, values)
 
 
-def _add_output_options(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
+def add_output_options(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
+    """The format flags, -o, --browser and each format's own options (also what `--live`'s `o`
+    key parses)."""
     from sampler.collectors import COLLECTORS
 
     g = p.add_argument_group("output format")
@@ -129,14 +130,19 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("target", help="script path, or module name with -m")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the target")
     _add_sampling_options(run)
-    _add_output_options(run)
+    add_output_options(run)
 
 
 def add_attach_arguments(attach: argparse.ArgumentParser) -> None:
     """Everything `heatline attach` takes; shared with `python -m sampler.live attach`."""
     attach.add_argument("pid", type=int)
     _add_sampling_options(attach)
-    _add_output_options(attach)
+    add_output_options(attach)
+
+
+def _add_live_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--live", action="store_true",
+                   help="a top-style view of the hottest functions in the terminal while sampling (h: its keys)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,12 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
     sub.required = True
 
-    add_run_arguments(sub.add_parser("run", help="launch a script or module and profile it from its first line"))
-    add_attach_arguments(sub.add_parser("attach", help="profile a running process"))
+    run = sub.add_parser("run", help="launch a script or module and profile it from its first line")
+    add_run_arguments(run)
+    attach = sub.add_parser("attach", help="profile a running process")
+    add_attach_arguments(attach)
+    for p in (run, attach):  # not in add_*_arguments: `python -m sampler.live` shares those
+        _add_live_option(p)
 
     replay = sub.add_parser("replay", help="convert a --binary profile to another format")
     replay.add_argument("input_file", metavar="FILE", help="a profile written with --binary")
-    _add_output_options(replay, replay=True)
+    add_output_options(replay, replay=True)
 
     dump = sub.add_parser("dump", help="print the stacks of a running process once")
     dump.add_argument("pid", type=int)
@@ -190,9 +200,29 @@ def _validate(args: argparse.Namespace) -> None:
             )
 
 
+def _validate_live(args: argparse.Namespace) -> None:
+    """`--live` draws the profile instead of writing it: output options are refused (Tachyon's
+    messages), and so is --realtime-stats, whose line would scribble over the screen."""
+    from sampler.collectors import COLLECTORS
+
+    chosen = COLLECTORS[args.format]
+    if args.format != "pstats":
+        raise UsageError(f"heatline: error: --live is incompatible with {chosen.cli_flag}. Live mode uses a TUI interface.")
+    for flag, given in (("-o", args.output is not None), ("--browser", args.browser),
+                        ("--realtime-stats", args.realtime_stats)):
+        if given:
+            raise UsageError(f"heatline: error: --live is incompatible with {flag}. Live mode uses a TUI interface.")
+    given = chosen.flags_given(args)
+    if given:
+        raise UsageError(f"heatline: error: Options {', '.join(given)} are incompatible with --live. "
+                         "Live mode uses a TUI interface with its own controls.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # in the try: Ctrl-C while it loads is no traceback
+        if getattr(args, "live", False):
+            _validate_live(args)
         if args.command not in ("dump",):
             _validate(args)
         if args.command in ("run", "attach"):
@@ -212,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `heatline ... | head`: the reader left; stay quiet like other CLI tools.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        from sampler.output_path import point_at_devnull
+
+        point_at_devnull(sys.stdout)
         return 0
 
 

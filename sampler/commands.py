@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 
 from sampler.errors import HeatlineError, ProcessGoneError, TargetExitedError
 from sampler.model import Profile, RunStats
+from sampler.output_path import tell
 
 T = TypeVar("T")
 
@@ -41,16 +42,20 @@ def check_output(args: argparse.Namespace) -> None:
     COLLECTORS[args.format].check_output(args.output)
 
 
+def written_message(collector, path: str) -> str:
+    return f"{collector.format_name} profile written to {path}"
+
+
 def write_output(collector, args: argparse.Namespace, pid: int | str) -> str | None:
     """Write the profile; returns the file written (None when it went to stdout)."""
     if collector.writes_stdout and not args.output:
         collector.write_stdout(sys.stdout)
         return None
     path = collector.write(args.output or collector.default_output(pid))
-    print(f"{collector.format_name} profile written to {path}", file=sys.stderr)
+    tell(written_message(collector, path))
     if args.browser:
         if not collector.opens_in_browser:
-            print(f"note: --browser has no effect for {collector.cli_flag} output", file=sys.stderr)
+            tell(f"note: --browser has no effect for {collector.cli_flag} output")
         else:
             import webbrowser
 
@@ -83,14 +88,9 @@ def slow_sampler_note() -> str | None:
     return None if native else f"Note: sampled with the pure-Python walker ({why})."
 
 
-def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
-             on_started=None):
-    """Sample until done; returns the collector holding the profile, ready to write."""
-    from sampler.output_path import is_stdout
-    from sampler.sampling import SamplingLoop, print_summary
-
+def _run_stats(args: argparse.Namespace, unwinder, pid: int, identity: tuple[str, list[str]]) -> RunStats:
     cwd, argv = identity
-    stats = RunStats(
+    return RunStats(
         pid=pid,
         python_version=unwinder.runtime.version_string,
         mode=args.mode,
@@ -99,26 +99,76 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tupl
         cwd=cwd,
         argv=argv,
     )
-    profile = Profile(stats)
+
+
+def _sampling_loop(args: argparse.Namespace, unwinder, profile: Profile, alive, **options):
+    from sampler.sampling import SamplingLoop
+
+    return SamplingLoop(unwinder, profile, interval_usec=args.interval_usec, duration_s=args.duration,
+                        alive=alive, **options)
+
+
+def _check_sampled(stats: RunStats) -> None:
+    if stats.samples == 0 and stats.target_exited:
+        raise TargetExitedError(f"the target (PID {stats.pid}) exited before heatline could take a first sample.")
+
+
+def _print_summary(stats: RunStats, stream) -> None:
+    from sampler.sampling import format_summary
+
+    tell(format_summary(stats), stream)
+    note = slow_sampler_note()
+    if note:
+        tell(note, stream)
+
+
+def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
+             on_started=None):
+    """Sample until done; returns the collector holding the profile, ready to write."""
+    from sampler.output_path import is_stdout
+
+    profile = Profile(_run_stats(args, unwinder, pid, identity))
+    stats = profile.stats
     collector = make_collector(profile, args)
-    loop = SamplingLoop(
-        unwinder, profile, interval_usec=args.interval_usec, duration_s=args.duration, alive=alive,
-        realtime_stats=sys.stderr if args.realtime_stats else None,
-        sinks=[collector] if collector.streaming else [],
-    )
+    loop = _sampling_loop(args, unwinder, profile, alive,
+                          realtime_stats=sys.stderr if args.realtime_stats else None,
+                          sinks=[collector] if collector.streaming else [])
     if on_started is not None:
         on_started(loop)
     loop.run()
     if stats.interrupted:
-        print("Interrupted by user.", file=sys.stderr)
-    if stats.samples == 0 and stats.target_exited:
-        raise TargetExitedError(f"the target (PID {pid}) exited before heatline could take a first sample.")
+        tell("Interrupted by user.")
+    _check_sampled(stats)
     to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
-    print_summary(stats, sys.stderr if to_stdout else sys.stdout)
-    note = slow_sampler_note()
-    if note:
-        print(note, file=sys.stderr if to_stdout else sys.stdout)
+    _print_summary(stats, sys.stderr if to_stdout else sys.stdout)
     return collector
+
+
+def _live(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
+          on_started, *, launched: bool) -> tuple[Profile, bool]:
+    """`--live`: sample on a thread of its own while the terminal shows the profile, until the
+    user quits; returns the profile and whether a signal ended the view (`_live_report` tells
+    the user once the terminal is restored)."""
+    import threading
+
+    from sampler.tui.app import run_live
+
+    profile = Profile(_run_stats(args, unwinder, pid, identity))
+    lock = threading.Lock()
+    loop = _sampling_loop(args, unwinder, profile, alive, lock=lock)
+    by_signal = run_live(loop, lock, on_started=on_started, launched=launched)
+    _check_sampled(profile.stats)
+    return profile, by_signal
+
+
+def _live_report(result: tuple[Profile, bool], captured=None) -> None:
+    """After `--live`: the target's output, then how the run ended and its summary."""
+    profile, by_signal = result
+    if captured is not None:
+        captured.show()
+    if by_signal:
+        tell("Interrupted by user.")
+    _print_summary(profile.stats, sys.stdout)
 
 
 def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T],
@@ -144,49 +194,79 @@ def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T]
 def cmd_run(args: argparse.Namespace) -> int:
     from sampler.launcher import StopSignals, launch
 
+    captured = None
+    if args.live:
+        from sampler.tui.capture import TargetOutput
+        from sampler.tui.terminal import require_terminal
+
+        require_terminal()
+        captured = TargetOutput()  # the screen is heatline's: the target's output waits
     check_output(args)
     signals = StopSignals().install()
     try:
         identity = launched_identity(args)
-        target = launch(args.target, args.args, module=args.module, python=args.python)
+        target = launch(args.target, args.args, module=args.module, python=args.python,
+                        stdio=captured.stdio if captured else (None, None, None))
 
         def started(loop) -> None:
             signals.sampling(loop)
             target.start()
 
+        def sample(unwinder):
+            if args.live:
+                return _live(args, unwinder, target.alive, target.pid, identity, started, launched=True)
+            return _profile(args, unwinder, target.alive, target.pid, identity, on_started=started)
+
         try:
-            collector, status = sample_launched(
-                target, args,
-                lambda unwinder: _profile(args, unwinder, target.alive, target.pid, identity, on_started=started),
-                lambda collector: collector.profile.stats,
+            result, status = sample_launched(
+                target, args, sample, lambda result: result[0].stats if args.live else result.profile.stats,
             )
         except TargetExitedError as err:
             # Nothing sampled, but the program's own failure must still fail the run.
+            if captured:
+                captured.show()
             print(f"heatline: {err}", file=sys.stderr)
             return target.run_exit_status() or err.exit_status
-        write_output(collector, args, target.pid)
+        if args.live:
+            _live_report(result, captured)
+        else:
+            write_output(result, args, target.pid)
         if status not in (None, 0) and not target.stopped:
-            print(f"note: the target exited with status {status}", file=sys.stderr)
+            tell(f"note: the target exited with status {status}")
         # The target's status, so that CI fails when the program fails.
         return target.run_exit_status()
     finally:
         signals.restore()
+        if captured:
+            captured.show()  # after a failure too: the target's output may say why
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from sampler.launcher import StopSignals
 
+    if args.live:
+        from sampler.tui.terminal import require_terminal
+
+        require_terminal()
     check_output(args)
     # SIGTERM and SIGHUP end an attach as Ctrl-C does: sampling stops and the profile is written.
     signals = StopSignals().install()
     try:
         unwinder = open_walker(args.pid, args)
+        identity = attached_identity(args.pid)
         try:
-            collector = _profile(args, unwinder, unwinder.alive, args.pid, attached_identity(args.pid),
-                                 on_started=signals.sampling)
+            if args.live:
+                result = _live(args, unwinder, unwinder.alive, args.pid, identity, signals.sampling,
+                               launched=False)
+            else:
+                collector = _profile(args, unwinder, unwinder.alive, args.pid, identity,
+                                     on_started=signals.sampling)
         finally:
             unwinder.close()
-        write_output(collector, args, args.pid)
+        if args.live:
+            _live_report(result)
+        else:
+            write_output(collector, args, args.pid)
         return 0
     finally:
         signals.restore()

@@ -195,7 +195,10 @@ def resolve_python(python: str | None) -> str:
     return found
 
 
-def launch(target: str, args: list[str], *, module: bool, python: str | None = None) -> LaunchedTarget:
+def launch(target: str, args: list[str], *, module: bool, python: str | None = None,
+           stdio: tuple[int | None, int | None, int | None] = (None, None, None)) -> LaunchedTarget:
+    """Start `target` paused (`LaunchedTarget.start` releases it). `stdio` is its stdin, stdout
+    and stderr (file descriptors; None inherits heatline's): `--live` keeps the terminal to itself."""
     interpreter = resolve_python(python)
     cwd = os.getcwd()
     if not module and not os.path.isfile(target):
@@ -207,6 +210,7 @@ def launch(target: str, args: list[str], *, module: bool, python: str | None = N
         # Its own session: Ctrl-C in heatline's terminal reaches heatline only, which stops the
         # target and its whole process group in order.
         proc = subprocess.Popen(cmd, pass_fds=(ready_w, go_r), start_new_session=True,
+                                stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                                 preexec_fn=_die_with_parent(os.getpid()))
     except OSError as exc:
         for fd in (ready_r, ready_w, go_r, go_w):

@@ -58,6 +58,30 @@ def is_stdout(path: str | None) -> bool:
     return path == STDOUT or (path is not None and own_fd(path) == 1)
 
 
+def point_at_devnull(stream) -> None:
+    """Send the rest of what goes to `stream` (and its file descriptor) nowhere: its reader left
+    (a closed pipe, a terminal that hung up), and later writes, the flush at exit included, must
+    not fail in its place."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def tell(text: str, stream=None) -> None:
+    """A status line for the user (stderr by default). A terminal that hung up (an ssh session
+    that dropped, which is also a SIGHUP) fails every write with EIO: that must never cost the
+    profile being written, so the line is dropped and the stream silenced."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        point_at_devnull(stream)
+
+
 def _is_stream(st: os.stat_result) -> bool:
     return not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
 

@@ -8,15 +8,16 @@ target exiting both end the loop normally, so the caller always gets a profile t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import struct
-import sys
 import time
 from random import random
-from typing import Callable, Protocol, Sequence, TextIO
+from typing import Callable, ContextManager, Protocol, Sequence, TextIO
 
 from sampler.errors import ProcessGoneError, ReadError
 from sampler.model import Profile, RunStats, SampleSink, ThreadSample
+from sampler.output_path import point_at_devnull
 
 
 class SampleSource(Protocol):
@@ -63,11 +64,14 @@ class SamplingLoop:
         alive: Callable[[], bool] | None = None,
         realtime_stats: TextIO | None = None,
         sinks: Sequence[SampleSink] = (),
+        lock: ContextManager[object] | None = None,
     ) -> None:
         # Samples go to the profile only; `sinks` are registered with it, which hands them the
-        # samples it took in (launcher frames cut).
+        # samples it took in (launcher frames cut). `lock` is held around every write into the
+        # profile, so a reader on another thread (`--live`) can take a delta between batches.
         self.source = source
         self.profile = profile
+        self.lock: ContextManager[object] = lock if lock is not None else contextlib.nullcontext()
         for sink in sinks:
             profile.add_sink(sink)
         self.interval = interval_usec / 1e6
@@ -108,7 +112,7 @@ class SamplingLoop:
             self._refresh_names()
         stats.missed = max(0, stats.expected_samples - stats.attempts)
         if self.realtime is not None:
-            self.realtime.write("\n")
+            self._realtime_write("\n")
         return stats
 
     def _run_ticks(self, start: float) -> None:
@@ -221,17 +225,18 @@ class SamplingLoop:
         feeds its sinks); names and the real-time line refreshed when due. The bookkeeping is
         done once per call: at 100k samples/s every statement per sample counts."""
         profile = self.profile
-        profile.stats.samples += len(ticks)
         collect = profile.collect
         known_threads = profile.thread_names
         unnamed = False
-        for timestamp_us, threads in ticks:
-            collect(timestamp_us, threads)
-            if not unnamed:
-                for t in threads:
-                    if t.thread_id not in known_threads:
-                        unnamed = True
-                        break
+        with self.lock:
+            profile.stats.samples += len(ticks)
+            for timestamp_us, threads in ticks:
+                collect(timestamp_us, threads)
+                if not unnamed:
+                    for t in threads:
+                        if t.thread_id not in known_threads:
+                            unnamed = True
+                            break
         self._housekeeping(time.perf_counter(), unnamed)
 
     def _housekeeping(self, t0: float, unnamed: bool) -> None:
@@ -247,11 +252,12 @@ class SamplingLoop:
             names = self.source.thread_names()
         except (ReadError, ProcessGoneError, OSError):
             return
-        for tid, name in names.items():
-            self.profile.thread_names[tid] = name
-        # Threads without a name (e.g. started from C) are not looked up again and again.
-        for tid in self.profile.status_counts:
-            self.profile.thread_names.setdefault(tid, "")
+        with self.lock:  # read from the target above, outside the lock: only the update is in it
+            for tid, name in names.items():
+                self.profile.thread_names[tid] = name
+            # Threads without a name (e.g. started from C) are not looked up again and again.
+            for tid in self.profile.status_counts:
+                self.profile.thread_names.setdefault(tid, "")
 
     def _report(self, elapsed: float) -> None:
         stats = self.profile.stats
@@ -261,9 +267,16 @@ class SamplingLoop:
             f"\rStats: {rate:,.0f}Hz ({mean:.1f}µs per sample) Min: {self.sample_cost_min * 1e6:.1f}µs "
             f"Max: {self.sample_cost_max * 1e6:.1f}µs N={stats.samples:,} errors={stats.errors:,}"
         )
+        self._realtime_write(line)
+
+    def _realtime_write(self, text: str) -> None:
         assert self.realtime is not None
-        self.realtime.write(line)
-        self.realtime.flush()
+        try:
+            self.realtime.write(text)
+            self.realtime.flush()
+        except OSError:  # the terminal hung up (EIO) or the reader left: sampling goes on
+            point_at_devnull(self.realtime)
+            self.realtime = None
 
 
 def format_summary(stats: RunStats) -> str:
@@ -277,7 +290,3 @@ def format_summary(stats: RunStats) -> str:
         pct = 100.0 * stats.missed / expected
         lines.append(f"Warning: missed {stats.missed:,} samples from the expected total of {expected:,} ({pct:.2f}%)")
     return "\n".join(lines)
-
-
-def print_summary(stats: RunStats, stream: TextIO = sys.stdout) -> None:
-    print(format_summary(stats), file=stream)

@@ -119,6 +119,32 @@ def display_path(filename: str, group: str, project_roots: tuple[str, ...]) -> s
     return filename
 
 
+def short_filename(filename: str) -> str:
+    """A file's basename (a name with no directory stays itself)."""
+    return os.path.basename(filename) or filename
+
+
+def display_names(filenames: Iterable[str]) -> dict[str, str]:
+    """Each file's name in a table of files: its basename, lengthened by parent directories only where two files share one."""
+    groups: dict[str, list[str]] = {}
+    for filename in dict.fromkeys(filenames):
+        groups.setdefault(short_filename(filename), []).append(filename)
+    names = {}
+    for base, group in groups.items():
+        if len(group) == 1:
+            names[group[0]] = base
+            continue
+        split = [f.replace("\\", "/").split("/") for f in group]
+        depth = 2
+        while True:
+            suffixes = ["/".join(parts[-depth:]) for parts in split]
+            if len(set(suffixes)) == len(group) or depth >= max(map(len, split)):
+                break
+            depth += 1
+        names.update(zip(group, suffixes))
+    return names
+
+
 def module_name(filename: str) -> str:
     """A dotted module name guessed from a path (site-packages, the stdlib, else the file stem).
 

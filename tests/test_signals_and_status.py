@@ -9,6 +9,7 @@ the process table, never only at heatline's word.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,6 +138,40 @@ def test_sigterm_and_sighup_act_like_ctrl_c(tmp_path, signum):
     assert _wait_gone(pid, timeout=0.5), "the target outlived the run"
 
 
+def test_a_terminal_that_hangs_up_still_gets_its_profile_written(tmp_path):
+    """An ssh session that drops: heatline gets SIGHUP, and every later write to its terminal
+    (the summary, "Interrupted by user.") fails with EIO. The profile must be written anyway."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    out = str(tmp_path / "out.txt")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sampler", "run", "--realtime-stats", "--collapsed", "-o", out,
+         target("known_lines.py")],
+        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=str(tmp_path), start_new_session=True,
+        # The terminal becomes heatline's controlling terminal, as a login shell's is.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        # The real-time line (once a second) says when heatline has samples to lose.
+        while not re.search(rb"N=[1-9]", seen):
+            chunk = os.read(master, 1024)
+            assert chunk, seen
+            seen += chunk
+        pid = _target_of(proc)
+    finally:
+        os.close(master)  # the terminal hangs up
+    assert proc.wait(timeout=60) == 0
+    assert weight_where(parse_collapsed(out), lambda f: has_func(f, "main")) > 0
+    assert _wait_gone(pid), "the target outlived the run"
+
+
 @pytest.mark.parametrize("gap", [0.001, 0.01, 0.1])
 def test_double_ctrl_c_still_writes(tmp_path, gap):
     proc, out = _start(tmp_path, target("known_lines.py"))
@@ -206,7 +241,10 @@ def test_early_ctrl_c_prints_no_traceback(tmp_path, delay):
     os.killpg(proc.pid, signal.SIGINT)
     _stdout, stderr = _finish(proc)
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-    assert proc.returncode in (0, 130), stderr
+    # 0: sampling had begun and the profile was written; 130: the start was abandoned. Ended by
+    # the signal itself (-SIGINT) happens too when the Ctrl-C lands in the interpreter's own
+    # start-up, before heatline's code runs (seen on a loaded machine, once with the line printed).
+    assert proc.returncode in (0, 130, -signal.SIGINT), stderr
     # The launcher's command line carries its working directory: nothing of the run is left.
     deadline = time.monotonic() + 5
     while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:

@@ -9,10 +9,7 @@ from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 
 from ..output_path import STDOUT, check_output, write_output
 from ..model import Frame, Profile, ThreadSample
-
-
-def short_filename(filename: str) -> str:
-    return os.path.basename(filename) or filename
+from ..sourcefiles import short_filename  # noqa: F401 - the collectors' import of it
 
 
 class Collector:

@@ -21,7 +21,8 @@ from typing import Any, BinaryIO, Callable, Iterable, TextIO
 from ..errors import UsageError
 from ..lineindex import LineIndex
 from ..model import Profile
-from .base import Collector, short_filename
+from ..sourcefiles import display_names
+from .base import Collector
 
 Key = tuple[str, int, str]  # (filename, lineno, funcname), as in the stdlib's pstats
 FuncKey = tuple[str, str]  # (filename, funcname): a function whatever line it was on
@@ -106,7 +107,7 @@ class PstatsCollector(Collector):
         interval = self.profile.stats.interval_usec / 1_000_000
         total = index.total
         rows = [(key, direct, cumul) for key, (direct, cumul) in index.spot_heat()]
-        names = _display_names(key[0] for key, _direct, _cumul in rows)
+        names = display_names(key[0] for key, _direct, _cumul in rows)
         # units from every row, not only those shown: the heaviest of each measure
         tt_unit, tt_scale = _time_unit(max(direct for _key, direct, _cumul in rows) * interval, micro)
         ct_unit, ct_scale = _time_unit(max(cumul for _key, _direct, cumul in rows) * interval, micro)
@@ -168,7 +169,7 @@ class PstatsCollector(Collector):
 
     def _summary(self, index: LineIndex, color: bool) -> list[str]:
         funcs = [(func, stats.self_samples, stats.total_samples) for func, stats in index.all_functions()]
-        names = _display_names(filename for (filename, _funcname), _direct, _cumul in funcs)
+        names = display_names(filename for (filename, _funcname), _direct, _cumul in funcs)
         total = index.total
 
         def label(func: FuncKey) -> str:
@@ -218,27 +219,6 @@ def _row_label(key: Key, names: dict[str, str], color: bool) -> str:
     if color:
         return f"{_GREEN}{names[filename]}{_RESET}:{_YELLOW}{lineno}{_RESET}({_CYAN}{funcname}{_RESET})"
     return f"{names[filename]}:{lineno}({funcname})"
-
-
-def _display_names(filenames: Iterable[str]) -> dict[str, str]:
-    """Basenames, lengthened by parent directories only where two files share one."""
-    groups: dict[str, list[str]] = {}
-    for filename in dict.fromkeys(filenames):
-        groups.setdefault(short_filename(filename), []).append(filename)
-    names = {}
-    for base, group in groups.items():
-        if len(group) == 1:
-            names[group[0]] = base
-            continue
-        split = [f.replace("\\", "/").split("/") for f in group]
-        depth = 2
-        while True:
-            suffixes = ["/".join(parts[-depth:]) for parts in split]
-            if len(set(suffixes)) == len(group) or depth >= max(map(len, split)):
-                break
-            depth += 1
-        names.update(zip(group, suffixes))
-    return names
 
 
 def _time_unit(max_seconds: float, micro: str) -> tuple[str, float]:
