@@ -199,7 +199,12 @@ def test_unicode_names(interpreter, tmp_path, spawn):
 
 
 def test_accuracy_70_30(interpreter, tmp_path, spawn):
-    """A target spending a known 70/30 split of CPU is measured within 3 percentage points."""
+    """A target spending a known 70/30 split of CPU is measured within 5 percentage points.
+
+    Idle, and beside two CPU hogs, runs measure 0.696-0.705; under the bursty load of full test
+    runs beside other work it came out at 0.669 and 0.670 (three times in two days), so 3 points
+    was a figure only a quiet machine reaches. A wrong attribution (the samples of one function
+    counted to the other, or lost) moves it far more than 5 points."""
     out = tmp_path / "out.txt"
     example = os.path.join(os.path.dirname(target("x")), "..", "..", "examples", "hotspots.py")
     if interpreter.rooted:  # attach until it exits: the same profile, without the launcher
@@ -213,7 +218,7 @@ def test_accuracy_70_30(interpreter, tmp_path, spawn):
     parse = weight_where(rows, lambda f: has_func(f, "parse_records"))
     check = weight_where(rows, lambda f: has_func(f, "checksum"))
     share = parse / (parse + check)
-    assert abs(share - 0.70) <= 0.03, f"parse_records share {share:.3f}"
+    assert abs(share - 0.70) <= 0.05, f"parse_records share {share:.3f}"
 
 
 def test_pstats_table_and_file(tmp_path):
