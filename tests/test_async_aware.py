@@ -29,6 +29,10 @@ TASKS = {  # each worker task's coroutines (outermost first) and what they call
     "heavy": ["heavy", "heavy_round", "heavy_units", "crunch"],
     "light": ["light", "light_round", "light_units", "crunch"],
 }
+# What a worker's `await asyncio.sleep(0)` runs on its own stack (asyncio.tasks.sleep, which
+# awaits `__sleep0`, a bare yield) when a sample catches it there.
+YIELD_FUNCS = {"sleep", "__sleep0"}
+YIELDING_MAX = 0.005  # share of the samples that may fall there (measured: ~0.00025)
 ROOT_TASKS = ["<task>:Task-1:0", "async_split.py:main:", "<task>:supervisor:0", "async_split.py:supervisor:"]
 
 
@@ -60,14 +64,21 @@ def test_two_tasks_split_70_30(rooted, spawn, tmp_path):
     ours = runs["heatline"]
     assert ours.stacks > 2000, ours.stdout
     assert "no native core yet" in ours.stdout
+    yielding = 0  # samples taken while a worker runs its `await asyncio.sleep(0)`
     for _tid, frames, count in ours.rows:
         # Root first: asyncio.run's task, main, the supervisor task and its gather, then a worker.
         assert [f if f.startswith("<task>") else f.rsplit(":", 1)[0] + ":" for f in frames[:4]] == ROOT_TASKS, frames
         tasks = _split(frames)
         assert [name for name, _f in tasks][:2] == ["Task-1", "supervisor"] and len(tasks) == 3, frames
         name, funcs = tasks[-1]
+        if funcs[:1] == [name] and funcs[1:] and set(funcs[1:]) <= YIELD_FUNCS:
+            yielding += count
+            continue
         # The running task's own frames: a prefix of its coroutine chain (what it calls last).
         assert funcs == TASKS[name][: len(funcs)], frames
+    # A worker's yield to the loop is a real moment on its thread's stack, but a short one: about
+    # 1 sample in 4,000 (0.025%) was measured in it. Far more would mean the stacks are misread.
+    assert yielding <= YIELDING_MAX * ours.stacks, f"{yielding} of {ours.stacks} samples in asyncio.sleep"
     if "tachyon" in runs:
         theirs = runs["tachyon"]
         leaf_tasks = lambda r: {_leaf_task(f) for _t, f, _c in r.rows}  # noqa: E731
