@@ -58,6 +58,11 @@ class AsyncUnavailableError(HeatlineError):
         self.reason = reason
 
 
+class AsyncNotLoadedError(AsyncUnavailableError):
+    """The target has not loaded asyncio (yet): no task can run, so looking again later is
+    worthwhile, unlike its parent's cases."""
+
+
 class TargetNotFoundError(HeatlineError):
     """The script or module given to `heatline run` does not exist."""
 

@@ -23,7 +23,7 @@ from typing import Callable
 from sampler.cpython.async_tasks import AsyncTaskReader, TaskInfo
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.stack_chunks import Chunks, ChunkWalker
-from sampler.errors import AsyncUnavailableError, ReadError
+from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
 from sampler.model import Frame, task_frame
 from sampler.target.memory import U64, RemoteMemory
 
@@ -98,8 +98,8 @@ class AsyncStacks:
         if self._reader is None and time.monotonic() >= self._next_try:
             try:
                 self._reader = AsyncTaskReader(self.pid, self.memory, self.runtime)
-            except (ValueError, AsyncUnavailableError):
-                # `_asyncio` not loaded yet (the version was checked above): no task runs.
+            except AsyncNotLoadedError:
+                # No task can run until it is: look again later. Other refusals are final.
                 self._next_try = time.monotonic() + READER_RETRY_S
         return self._reader
 

@@ -25,7 +25,7 @@ from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.thread_names import RemoteObjects
 from sampler.cpython.versions import ASYNCIO_TRAITS, AsyncioTraits, asyncio_layout
-from sampler.errors import AsyncUnavailableError, ReadError
+from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
 from sampler.model import Frame
 from sampler.target.elf import ElfError, ElfFile
 from sampler.target.maps import host_path, read_maps
@@ -100,7 +100,8 @@ def _symbol(pid: int, runtime: Runtime, name: str) -> int:
 
 
 class AsyncTaskReader:
-    """Lists a 3.11+ target's tasks; `AsyncUnavailableError` from the constructor says why it cannot.
+    """Lists a 3.11+ target's tasks; `AsyncUnavailableError` from the constructor says why it cannot
+    (`AsyncNotLoadedError`: not yet, asyncio is not loaded; 3.11-3.13 find its tables at each call).
 
     Each public method is one reading: what it returns was read in that call, and any torn or
     inconsistent data raises `ReadError`.
@@ -121,7 +122,7 @@ class AsyncTaskReader:
         if traits.current_task == "tstate.asyncio_running_task":
             debug = find_asyncio_debug(pid, memory, runtime)
             if debug is None:
-                raise AsyncUnavailableError(version, "no .AsyncioDebug table in its images (asyncio not imported yet?)")
+                raise AsyncNotLoadedError(version, "no .AsyncioDebug table in its images (asyncio not imported yet)")
             self.L = {**runtime.layout, **asyncio_layout(runtime.minor, debug)}
         else:
             self.L = {**runtime.layout, **asyncio_layout(runtime.minor)}
