@@ -1,8 +1,8 @@
 """`--async-aware` (`--async-mode running`) on real asyncio targets, beside Tachyon.
 
 tests/targets/async_split.py runs two tasks, `heavy` and `light`, gathered by a `supervisor`
-task under asyncio.run's Task-1, with 70/30 of the work between them by construction. heatline
-(from the host) and, on 3.15, Tachyon (in the target's root and mount namespace) attach to it at
+task under asyncio.run's Task-1, with 70/30 of the work between them by construction, on every
+CPython 3.11+ here. heatline (from the host) and, on 3.15, Tachyon (in the target's root and mount namespace) attach to it at
 the same time (test_tachyon_accuracy's `profile`: both under real-time priority). Each stack must
 read task-first, each task's coroutines under its own marker, and the split must be within 2
 points of the truth and of Tachyon's. Also: the task frame through every format and back from
@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
 import sid_root
-from conftest import heatline, parse_collapsed, target, wait_ready
+from conftest import ALL_INTERPRETERS, heatline, parse_collapsed, target, wait_ready
 from sampler.collectors import COLLECTORS
 from sampler.model import HAS_GIL, Frame, Profile, RunStats, ThreadSample, task_frame
 from sampler.replay import open_binary_profile, replay
-from test_tachyon_accuracy import _start_target, check, profile, rooted  # noqa: F401 - rooted: a fixture
+from test_tachyon_accuracy import _start_target, check, profile
 
 TASKS = {  # each worker task's coroutines (outermost first) and what they call
     "heavy": ["heavy", "heavy_round", "heavy_units", "crunch"],
@@ -58,9 +59,22 @@ def _work(run, task: str) -> int:
                for leaf, funcs in _split(frames)[-1:] if leaf == task and units in funcs)
 
 
-def test_two_tasks_split_70_30(rooted, spawn, tmp_path):
-    p = _start_target(spawn, rooted, "async_split.py")
-    runs = profile(rooted, p.pid, tmp_path, 8, "--async-aware")
+def _minor(interp) -> tuple[int, int]:
+    found = re.search(r"(\d+)\.(\d+)", interp.label)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+@pytest.fixture(params=[p for p in ALL_INTERPRETERS if _minor(p.values[0]) >= (3, 11)])
+def readable(request):
+    """Every interpreter whose tasks heatline reads (3.11 on), the sid root's included."""
+    if request.param.rooted and shutil.which("nsenter") is None:
+        pytest.skip("nsenter (util-linux) is missing")
+    return request.param
+
+
+def test_two_tasks_split_70_30(readable, spawn, tmp_path):
+    p = _start_target(spawn, readable, "async_split.py")
+    runs = profile(readable, p.pid, tmp_path, 8, "--async-aware")
     ours = runs["heatline"]
     assert ours.stacks > 2000, ours.stdout
     assert "no native core yet" in ours.stdout

@@ -27,8 +27,8 @@ from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
 from sampler.model import Frame, task_frame
 from sampler.target.memory import U64, RemoteMemory
 
-# The reader covers these so far (docs/async-plan.md): earlier versions keep their tasks elsewhere.
-FIRST_READABLE = (3, 14)
+# The reader covers these (docs/async-plan.md): earlier versions keep no task data it knows.
+FIRST_READABLE = (3, 11)
 # A 3.14 target loads `_asyncio` (whose image holds the task offsets) when it imports asyncio,
 # which a launched target has not done yet at attach: look again at most this often until then.
 # Until it is loaded no task can run, so no sample is lost meanwhile.
@@ -79,7 +79,7 @@ class AsyncStacks:
             raise ValueError(f"--async-mode {mode} is not implemented yet")  # the CLI refuses it
         if runtime.minor < FIRST_READABLE:
             raise AsyncUnavailableError(runtime.version_string,
-                                        "heatline reads them on CPython 3.14 and 3.15 so far")
+                                        "heatline reads them from CPython 3.11 on")
         self.pid = pid
         self.memory = memory
         self.runtime = runtime
@@ -114,12 +114,14 @@ class AsyncStacks:
         address = reader.running().get(thread_id)
         if not address:
             return None
-        running = reader.task(address, thread_id)
+        # Walk first, then read the task: a task switch between the two readings of the running
+        # task and the walk is caught below, so that window is kept as short as it can be.
         assert self.walker is not None, "the unwinder's walker comes from walker_for"
         self.walker.forget()
         stack = walk(tstate, tbuf)
         if stack is None:
             return None
+        running = reader.task(address, thread_id)
         index = self.walker.index_of(running.coro_frame)
         if index is not None:
             own = stack[: index + 1]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from dataclasses import dataclass
 
 from sampler.cpython import debug_offsets
-from sampler.cpython.async_tables import TaskTables, set_members
+from sampler.cpython.async_tables import TaskFields, TaskTables, set_members
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
-from sampler.cpython.thread_names import RemoteObjects
+from sampler.cpython.thread_names import LookupState, RemoteObjects
 from sampler.cpython.versions import ASYNCIO_TRAITS, AsyncioTraits, asyncio_layout
 from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
 from sampler.model import Frame
@@ -48,6 +49,11 @@ FINISHED_STATE = 1
 MAX_PAGES = 4096  # pages one reading keeps: 16 MiB, about 10,000 tasks with their coroutines
 COROUTINE_SLOTS = 16  # value-stack slots read with a coroutine's head (more: one more read)
 
+# Before 3.14 a task's awaiters are derived from every task (async_tables.py): `task`, called for
+# each sample, reuses one derivation this long (a relation newer than that may be missed for as
+# long; a task the derivation has not seen causes a new one at once).
+RELATIONS_TTL_S = 0.05
+
 u64 = U64.unpack_from
 i32 = I32.unpack_from
 i8 = struct.Struct("<b").unpack_from
@@ -64,6 +70,19 @@ class TaskInfo:
     # tstate.thread_id of the thread whose list holds it, 0: the interpreter's (3.14+); before
     # 3.14, of the thread running the task's loop, 0 when no thread runs it.
     thread_id: int
+
+
+@dataclass(frozen=True)
+class _Relations:
+    """One derivation of every task's awaiters (before 3.14), good until `until` (monotonic)."""
+
+    until: float
+    fields: dict[int, TaskFields]  # the tasks it covers
+    awaiters: dict[int, tuple[int, ...]]
+    loops: dict[int, int]  # loop -> thread_id of the thread running it
+
+    def stale(self) -> bool:
+        return time.monotonic() >= self.until
 
 
 def find_asyncio_debug(pid: int, memory: RemoteMemory, runtime: Runtime) -> dict[str, int] | None:
@@ -119,6 +138,7 @@ class AsyncTaskReader:
         self.runtime = runtime
         self.traits: AsyncioTraits = traits
         self.tables: TaskTables | None = None
+        self._relations: _Relations | None = None  # before 3.14: the last derivation, for `task`
         if traits.current_task == "tstate.asyncio_running_task":
             debug = find_asyncio_debug(pid, memory, runtime)
             if debug is None:
@@ -157,15 +177,21 @@ class AsyncTaskReader:
             return self._tables_tasks(interp)
 
     def task(self, address: int, thread_id: int = 0) -> TaskInfo:
-        """One task. Before 3.14 its awaiters are worked out from every task's fields (one read
-        each, no coroutine chains), and `thread_id` is ignored: the thread running its loop is."""
+        """One task. Before 3.14 `thread_id` is ignored (the thread running its loop is), and its
+        awaiters and that thread come from a derivation over every task (`_relations`) made at
+        most RELATIONS_TTL_S ago: only this task and its coroutines are read on each call."""
         with self.objects.call("inconsistent asyncio data"):
             if self.tables is None:
                 return self._task(address, thread_id)
-            found = self._tables_tasks(self._interpreter(), (address,))
-            if not found:
+            interp = self._interpreter()
+            state = self.objects.lookup_state(interp)
+            fields = self.tables.fields(state, address)
+            if fields is None:
                 raise ReadError(f"no live asyncio task at {address:#x}")
-            return found[0]
+            relations = self._relations
+            if relations is None or address not in relations.awaiters or relations.stale():
+                relations = self._relations = self._derive(state, interp, (address,))
+            return self._tables_info(address, fields, relations)
 
     # -- threads --------------------------------------------------------------------------------
 
@@ -191,8 +217,11 @@ class AsyncTaskReader:
                     out[thread_id] = task
             return out
         state = self.objects.lookup_state(interp)
+        loops = self._loop_threads(interp)
+        # Last: a task switch after this reading and before the caller's walk of the thread is
+        # a sample lost (async_stacks), so nothing else is read in between.
         current = self.tables.current_tasks(state, interp)
-        for loop, thread_id in self._loop_threads(interp).items():
+        for loop, thread_id in loops.items():
             if loop in current:
                 out[thread_id] = current[loop]
         return out
@@ -245,34 +274,32 @@ class AsyncTaskReader:
 
     # -- 3.11-3.13: asyncio's tables ------------------------------------------------------------
 
-    def _tables_tasks(self, interp: int, only: tuple[int, ...] | None = None) -> list[TaskInfo]:
-        """The live tasks in asyncio's tables (or just those `only`), awaiters derived.
+    def _tables_tasks(self, interp: int) -> list[TaskInfo]:
+        """The live tasks in asyncio's tables, awaiters derived (afresh: this also renews what
+        `task` reuses)."""
+        relations = self._relations = self._derive(self.objects.lookup_state(interp), interp)
+        return [self._tables_info(address, fields, relations) for address, fields in relations.fields.items()]
 
-        Every task's fields are read (its awaiters are the tasks waiting on it), but only the
-        tasks returned have their coroutine chains walked.
-        """
+    def _derive(self, state: LookupState, interp: int, extra: tuple[int, ...] = ()) -> _Relations:
+        """Every live task's fields (and those of `extra`, even done), who awaits each and the
+        thread running each loop: no coroutine chain is read."""
         tables = self.tables
         assert tables is not None
-        state = self.objects.lookup_state(interp)
         fields = {}
-        for address in dict.fromkeys([*tables.task_objects(state, interp), *(only or ())]):
+        for address in dict.fromkeys([*tables.task_objects(state, interp), *extra]):
             found = tables.fields(state, address)
-            # A done task (its coroutine returned) is left out where it is listed; elsewhere it
-            # only costs a look (it waits on nothing and owns no running group).
-            if found is not None and (only is not None and address not in only or not self._finished(found.coro)):
+            # A done task (its coroutine returned) is left out where it is listed; when asked for
+            # it only costs a look (it waits on nothing and owns no running group).
+            if found is not None and (address in extra or not self._finished(found.coro)):
                 fields[address] = found
-        wanted = [a for a in only if a in fields] if only is not None else list(fields)
-        awaiters = tables.awaiters(state, fields, wanted)
-        loops = self._loop_threads(interp)
-        out = []
-        for address in wanted:
-            task = fields[address]
-            stack = tuple(frame for _a, frame in self._coroutine_chain(task.coro))
-            out.append(TaskInfo(
-                address, self._name(task.name), task.coro, self._frame_of(task.coro), stack,
-                tuple(awaiters[address]), loops.get(task.loop, 0),
-            ))
-        return out
+        awaiters = tables.awaiters(state, fields, fields)
+        return _Relations(time.monotonic() + RELATIONS_TTL_S, fields,
+                          {a: tuple(found) for a, found in awaiters.items()}, self._loop_threads(interp))
+
+    def _tables_info(self, address: int, task: TaskFields, relations: _Relations) -> TaskInfo:
+        stack = tuple(frame for _a, frame in self._coroutine_chain(task.coro))
+        return TaskInfo(address, self._name(task.name), task.coro, self._frame_of(task.coro), stack,
+                        relations.awaiters.get(address, ()), relations.loops.get(task.loop, 0))
 
     def _finished(self, coro: int) -> bool:
         """Whether a coroutine has returned (its task is done); other awaitables are taken as live."""
