@@ -80,7 +80,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
     g.add_argument("--async-aware", action="store_true",
                    help="asyncio stacks: each thread's running task, its coroutines and the tasks awaiting it "
-                        "(CPython 3.14 and 3.15 so far)")
+                        "(CPython 3.11 to 3.15)")
     g.add_argument("--async-mode", choices=ASYNC_MODES, default="running",
                    help="with --async-aware, running: the task each thread runs (all: not yet)")
     g.add_argument("--realtime-stats", action="store_true", help="show the achieved rate while sampling")
