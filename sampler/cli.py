@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("-a", "--all-threads", action="store_true", help="every thread, not only the main one")
     dump.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
     dump.add_argument("--blocking", action="store_true", help="stop the target's threads while its stacks are read")
+    dump.add_argument("--async-aware", action="store_true",
+                      help="print the asyncio task tree (which task awaits which, with each one's coroutines and "
+                           "lines) instead of the threads' stacks: CPython 3.11 to 3.15")
     return parser
 
 
@@ -254,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             blocking_warning(args)
         if args.command == "attach" and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)
+        if args.command == "dump" and args.async_aware:
+            from sampler.dump import dump_tasks
+
+            sys.stdout.write(dump_tasks(args.pid))
+            return 0
         return COMMANDS[args.command](args)
     except HeatlineError as err:
         print(str(err) if isinstance(err, UsageError) else f"heatline: {err}", file=sys.stderr)

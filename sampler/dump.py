@@ -1,9 +1,10 @@
-"""`heatline dump PID`: one sample of every thread, printed like a Python traceback."""
+"""`heatline dump PID`: one sample of every thread, printed like a Python traceback; with
+`--async-aware`, the asyncio task tree instead (which task awaits which, each one's coroutines)."""
 
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from sampler.model import (
     GIL_REQUESTED,
@@ -16,6 +17,9 @@ from sampler.model import (
 )
 from sampler.target.files import TargetFiles
 from sampler.target.maps import process_start_time
+
+if TYPE_CHECKING:
+    from sampler.cpython.async_tasks import TaskInfo
 
 _LABELS = (
     (MAIN_THREAD, "main thread"),
@@ -105,3 +109,82 @@ def format_dump(
                 out.append(f"    {text}")
         out.append("")
     return "\n".join(out)
+
+
+# -- `dump --async-aware`: the asyncio task tree ------------------------------------------------
+
+TASK_INDENT = "    "  # one level of the tree
+MAX_TREE_DEPTH = 256  # tasks awaiting one another this deep: deeper is a cycle read mid-change
+
+
+def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int] | None = None) -> str:
+    """The tasks as a tree: roots are the tasks no task awaits, each task's children the tasks it
+    awaits, indented under it with its coroutines (outermost first, as a traceback reads). A task
+    awaited by several is printed under each of them, marked so. `running`: thread_id -> task,
+    from `AsyncTaskReader.running`."""
+    if not tasks:
+        return f"No asyncio tasks found for PID {pid}\n"
+    by_address = {t.address: t for t in tasks}
+    on_thread = {address: thread_id for thread_id, address in (running or {}).items()}
+    # Awaiters that are no task (a bare future) have no coroutines to show: only tasks count.
+    parents = {t.address: sorted({a for a in t.awaited_by if a in by_address and a != t.address},
+                                 key=lambda a: by_address[a].name) for t in tasks}
+    children: dict[int, list[TaskInfo]] = {t.address: [] for t in tasks}
+    for t in tasks:
+        for parent in parents[t.address]:
+            children[parent].append(t)
+    out = [f"Task tree for PID {pid} ({len(tasks)} tasks; each task's coroutines outermost first):"]
+    printed: set[int] = set()
+
+    def emit(task: TaskInfo, depth: int, path: frozenset[int]) -> None:
+        pad = TASK_INDENT * depth
+        notes = []
+        if len(parents[task.address]) > 1:
+            names = ", ".join(by_address[a].name for a in parents[task.address])
+            notes.append(f"awaited by {len(parents[task.address])}: {names}")
+        if task.address in on_thread:
+            notes.append(f"running in thread {on_thread[task.address]}")
+        out.append(f'{pad}Task "{task.name}"' + (f" ({'; '.join(notes)})" if notes else ""))
+        for frame in task.stack:
+            out.append(f"{pad}  {frame.funcname} ({display_path(frame.filename)}:{frame.lineno})")
+        printed.add(task.address)
+        if task.address in path or depth >= MAX_TREE_DEPTH:
+            out.append(f"{pad}{TASK_INDENT}[awaits a task above it: cycle cut]")
+            return
+        for child in sorted(children[task.address], key=lambda t: (t.name, t.address)):
+            emit(child, depth + 1, path | {task.address})
+
+    by_name = sorted(tasks, key=lambda t: (t.name, t.address))
+    for task in by_name:
+        if not parents[task.address]:
+            emit(task, 0, frozenset())
+    # Tasks only awaited in a cycle have no root: each cycle is printed from its smallest name.
+    for task in by_name:
+        if task.address not in printed:
+            emit(task, 0, frozenset())
+    return "\n".join(out) + "\n"
+
+
+def dump_tasks(pid: int, retries: int = 20) -> str:
+    """Read the target's tasks (`dump --async-aware`) and format them; `AsyncUnavailableError`
+    says in one line why a version's cannot be read."""
+    from sampler.cpython.async_tasks import AsyncTaskReader
+    from sampler.cpython.unwinder import Unwinder
+    from sampler.errors import HeatlineError, ReadError
+
+    unwinder = Unwinder(pid)
+    try:
+        reader = AsyncTaskReader(pid, unwinder.memory, unwinder.runtime)
+        last_error: Exception | None = None
+        for _ in range(retries):  # the target keeps running: a torn reading is taken again
+            try:
+                tasks = reader.tasks()
+                running = reader.running()
+                break
+            except ReadError as exc:
+                last_error = exc
+        else:
+            raise HeatlineError(f"could not read a consistent task list from process {pid}: {last_error}")
+    finally:
+        unwinder.close()
+    return format_task_tree(pid, tasks, running)
