@@ -1,0 +1,93 @@
+"""`heatline dump --async-aware` on tests/targets/async_tree.py, on every CPython here: on 3.11-3.15
+the task tree must name every task the target says it has, show each task under every task the
+target says awaits it (the doubly-awaited one under both, marked), and give the five-deep chain's
+functions and lines as the target's source has them; earlier versions are refused in one line."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+from conftest import heatline, target, wait_ready
+
+TASK_LINE = re.compile(r'^(?P<pad> *)Task "(?P<name>[^"]*)"(?: \((?P<notes>.*)\))?$')
+FRAME_LINE = re.compile(r"^ *  (?P<func>\S+) \((?P<file>.*):(?P<line>\d+)\)$")
+INDENT = 4
+
+
+def _nodes(text: str) -> list[dict]:
+    """The printed tree as a list of {depth, name, notes, frames, parent} in print order."""
+    lines = text.splitlines()
+    assert lines[0].startswith("Task tree for PID "), text
+    nodes: list[dict] = []
+    open_at: dict[int, dict] = {}  # depth -> the last task printed there
+    for line in lines[1:]:
+        task = TASK_LINE.match(line)
+        if task:
+            depth = len(task["pad"]) // INDENT
+            assert len(task["pad"]) % INDENT == 0, line
+            parent = open_at.get(depth - 1) if depth else None
+            assert depth == 0 or parent is not None, line
+            node = {"depth": depth, "name": task["name"], "notes": task["notes"] or "", "frames": [],
+                    "parent": parent["name"] if parent else None}
+            nodes.append(node)
+            open_at[depth] = node
+            continue
+        frame = FRAME_LINE.match(line)
+        assert frame and nodes, f"unexpected line {line!r} in\n{text}"
+        nodes[-1]["frames"].append((frame["func"], frame["file"], int(frame["line"])))
+    return nodes
+
+
+def _await_lines(path: str) -> dict[str, int]:
+    """Each coroutine function of the target's source -> the line of its first await."""
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    out = {}
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.AsyncFunctionDef):
+            awaits = [n.lineno for n in ast.walk(fn) if isinstance(n, ast.Await)]
+            if awaits:
+                out[fn.name] = min(awaits)
+    return out
+
+
+def test_dump_async_aware_task_tree(interpreter, spawn):
+    p = spawn(*interpreter.python(interpreter.script_path(target("async_tree.py"))))
+    wait_ready(p)
+    truth = json.loads(p.stdout.readline())["tasks"]
+    result = heatline("dump", "--async-aware", str(p.pid))
+    version = re.search(r"(\d+)\.(\d+)", interpreter.label)
+    if not truth:  # before 3.11 the target builds nothing; heatline must say why in one line
+        assert result.returncode != 0 and result.stdout == "", result.stdout
+        assert re.fullmatch(r"heatline: cannot read asyncio tasks of Python \d+\.\d+\.\d+\S*: .*3\.11.*\.\n",
+                            result.stderr), result.stderr
+        assert version is None or f"Python {version[1]}.{version[2]}." in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    nodes = _nodes(result.stdout)
+    # Every task named; each printed under exactly the tasks that await it (roots: awaited by none).
+    assert {n["name"] for n in nodes} == set(truth), result.stdout
+    for name, said in truth.items():
+        under = sorted(n["parent"] or "" for n in nodes if n["name"] == name)
+        assert under == (said.get("awaited_by") or [""]), (name, result.stdout)
+    # The doubly-awaited task: under both watchers, each time marked and with its whole chain.
+    shared = [n for n in nodes if n["name"] == "shared-worker"]
+    assert [n["parent"] for n in shared] == ["watcher-1", "watcher-2"]
+    lines = _await_lines(target("async_tree.py"))
+    chain = truth["shared-worker"]["stack"]
+    for node in shared:
+        assert "awaited by 2: watcher-1, watcher-2" in node["notes"], node
+        assert [f[0] for f in node["frames"]] == chain, node
+        assert all(file.endswith("async_tree.py") for _f, file, _l in node["frames"]), node
+        assert [line for _f, _file, line in node["frames"]] == [lines[f] for f in chain], node
+    # A task awaited by one only is not marked; watchers are roots showing their own await line.
+    for node in nodes:
+        if node["name"] != "shared-worker":
+            assert "awaited by" not in node["notes"], node
+        if node["name"].startswith("watcher-"):
+            assert node["depth"] == 0 and node["frames"][0][::2] == ("watcher", lines["watcher"]), node
+    # The main task runs on the CPU in the main thread: marked as running there.
+    main_task = [n for n in nodes if n["frames"] and n["frames"][0][0] == "main"]
+    assert len(main_task) == 1 and "running in thread" in main_task[0]["notes"], result.stdout
