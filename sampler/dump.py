@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
 
 from sampler.model import (
     GIL_REQUESTED,
@@ -20,6 +20,8 @@ from sampler.target.maps import process_start_time
 
 if TYPE_CHECKING:
     from sampler.cpython.async_tasks import TaskInfo
+
+T = TypeVar("T")
 
 _LABELS = (
     (MAIN_THREAD, "main thread"),
@@ -165,26 +167,31 @@ def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int
     return "\n".join(out) + "\n"
 
 
-def dump_tasks(pid: int, retries: int = 20) -> str:
+def read_consistently(read: Callable[[], T], what: str, retries: int = 20) -> T:
+    """`read()`, taken again while it raises `ReadError`: the target keeps running, so a reading
+    can be torn; after `retries` the error names `what` ("stack from process 12")."""
+    from sampler.errors import HeatlineError, ReadError
+
+    last_error: Exception | None = None
+    for _ in range(retries):
+        try:
+            return read()
+        except ReadError as exc:
+            last_error = exc
+    raise HeatlineError(f"could not read a consistent {what}: {last_error}")
+
+
+def dump_tasks(pid: int) -> str:
     """Read the target's tasks (`dump --async-aware`) and format them; `AsyncUnavailableError`
     says in one line why a version's cannot be read."""
     from sampler.cpython.async_tasks import AsyncTaskReader
     from sampler.cpython.unwinder import Unwinder
-    from sampler.errors import HeatlineError, ReadError
 
     unwinder = Unwinder(pid)
     try:
         reader = AsyncTaskReader(pid, unwinder.memory, unwinder.runtime)
-        last_error: Exception | None = None
-        for _ in range(retries):  # the target keeps running: a torn reading is taken again
-            try:
-                tasks = reader.tasks()
-                running = reader.running()
-                break
-            except ReadError as exc:
-                last_error = exc
-        else:
-            raise HeatlineError(f"could not read a consistent task list from process {pid}: {last_error}")
+        tasks, running = read_consistently(lambda: (reader.tasks(), reader.running()),
+                                           f"task list from process {pid}")
     finally:
         unwinder.close()
     return format_task_tree(pid, tasks, running)
