@@ -1,7 +1,7 @@
 """`--async-aware` stacks: a thread's sample rebuilt from the asyncio task it is running.
 
-For `--async-mode running` (the only mode so far), a thread whose event loop is running a task
-is shown as that task and the tasks awaiting it, root first, as Tachyon shows it:
+For `--async-mode running`, a thread whose event loop is running a task is shown as that task
+and the tasks awaiting it, root first, as Tachyon shows it:
 
     <task>:Task-1;main;<task>:supervisor;supervisor;<task>:heavy;heavy;heavy_round;crunch
 
@@ -13,6 +13,11 @@ frames under that coroutine (`run_forever`, `_run_once`, the handle) are left ou
 by several others is shown under one of them, the smallest name (so a sample is counted once,
 and the same parent is chosen in every sample), its marker saying how many there are. A thread
 running no task is left out of the sample.
+
+`--async-mode all` (`task_stacks`) is the task list instead of the threads: one stack per leaf
+task (one no task awaits), each as read from the task itself, suspended or running, then its
+awaiters as above; the threads' own stacks are not walked. A running task shows its coroutines
+as their frames say (the line it is at), not what they call.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ FIRST_READABLE = (3, 11)
 # which a launched target has not done yet at attach: look again at most this often until then.
 # Until it is loaded no task can run, so no sample is lost meanwhile.
 READER_RETRY_S = 0.25
+ASYNC_MODES = ("running", "all")
 MAX_AWAITERS_UP = 256  # tasks followed from the running one towards the root
 
 u64 = U64.unpack_from
@@ -75,12 +81,13 @@ class AsyncStacks:
     """Turns a thread's walked stack into its running task's stack (`frames`)."""
 
     def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime, mode: str = "running") -> None:
-        if mode != "running":
-            raise ValueError(f"--async-mode {mode} is not implemented yet")  # the CLI refuses it
+        if mode not in ASYNC_MODES:
+            raise ValueError(f"no --async-mode {mode}")  # the CLI refuses it
         if runtime.minor < FIRST_READABLE:
             raise AsyncUnavailableError(runtime.version_string,
                                         "heatline reads them from CPython 3.11 on")
         self.pid = pid
+        self.mode = mode
         self.memory = memory
         self.runtime = runtime
         self.thread_id_off = runtime.layout["tstate.thread_id"]
@@ -131,14 +138,29 @@ class AsyncStacks:
             # The task is between steps: the loop has made it current, but its coroutine is not
             # (or no longer) on the stack. Its time is shown on its marker alone, as Tachyon does.
             own = ()
-        return own + self._awaiters(reader, running)
+        return own + self._awaiters(running, lambda a: reader.task(a) if self._is_task(reader, a) else None)
 
-    def _awaiters(self, reader: AsyncTaskReader, task: TaskInfo) -> tuple[Frame, ...]:
-        """`task`'s marker, then each awaiting task's coroutines and marker, towards the root."""
+    def task_stacks(self) -> list[tuple[int, tuple[Frame, ...]]]:
+        """`--async-mode all`: (thread_id, stack leaf first) of every leaf task, from one reading
+        of the task list; thread_id is `TaskInfo.thread_id` (0: no thread's). Empty until the
+        target has loaded asyncio."""
+        reader = self._reader_or_none()
+        if reader is None:
+            return []
+        tasks = reader.tasks()
+        by_address = {t.address: t for t in tasks}
+        awaiting = {a for t in tasks for a in t.awaited_by if a != t.address}
+        # A bare future among the awaiters is no task: it has no coroutines to show.
+        return [(t.thread_id, tuple(reversed(t.stack)) + self._awaiters(t, by_address.get))
+                for t in tasks if t.address not in awaiting]
+
+    def _awaiters(self, task: TaskInfo, lookup: Callable[[int], TaskInfo | None]) -> tuple[Frame, ...]:
+        """`task`'s marker, then each awaiting task's coroutines and marker, towards the root;
+        `lookup` reads an awaiter (None: it is no task)."""
         out: list[Frame] = []
         seen = {task.address}
         while True:
-            parents = [reader.task(a) for a in task.awaited_by if a not in seen and self._is_task(reader, a)]
+            parents = [p for p in (lookup(a) for a in task.awaited_by if a not in seen) if p is not None]
             name = task.name if len(parents) < 2 else f"{task.name} ({len(parents)} parents)"
             out.append(task_frame(name))
             if not parents or len(seen) >= MAX_AWAITERS_UP:
