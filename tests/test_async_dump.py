@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import subprocess
 
-from conftest import heatline, target, wait_ready
+import pytest
+
+import sid_root
+from conftest import heatline, parse_collapsed, target, wait_ready
 
 TASK_LINE = re.compile(r'^(?P<pad> *)Task "(?P<name>[^"]*)"(?: \((?P<notes>.*)\))?$')
 FRAME_LINE = re.compile(r"^ *  (?P<func>\S+) \((?P<file>.*):(?P<line>\d+)\)$")
@@ -91,3 +96,57 @@ def test_dump_async_aware_task_tree(interpreter, spawn):
     # The main task runs on the CPU in the main thread: marked as running there.
     main_task = [n for n in nodes if n["frames"] and n["frames"][0][0] == "main"]
     assert len(main_task) == 1 and "running in thread" in main_task[0]["notes"], result.stdout
+
+
+# -- `--async-mode all`'s stacks beside Tachyon's ----------------------------------------------------
+
+def _collapsed(rows, tmp_path) -> list[tuple[int, list[str], int]]:
+    """(thread, frames root first, count) rows through heatline's own collapsed writer."""
+    from sampler.collectors import COLLECTORS
+    from sampler.model import HAS_GIL, Profile, RunStats, ThreadSample
+
+    profile = Profile(RunStats(pid=1))
+    for thread_id, frames in rows:
+        profile.add(ThreadSample(thread_id, HAS_GIL, frames), 1)
+    path = COLLECTORS["collapsed"](profile).write(str(tmp_path / "all.txt"))
+    return parse_collapsed(path)
+
+
+def _by_thread(rows) -> set[frozenset[tuple[str, ...]]]:
+    """The stacks grouped by thread, thread ids left out (Tachyon's are native ones)."""
+    threads: dict[int, set[tuple[str, ...]]] = {}
+    for tid, frames, _count in rows:
+        threads.setdefault(tid, set()).add(tuple(frames))
+    return {frozenset(stacks) for stacks in threads.values()}
+
+
+@pytest.mark.skipif(sid_root.unavailable_reason() is not None or not sid_root.version_of("3.15"),
+                    reason="no sid root with CPython 3.15 (Tachyon)")
+def test_all_mode_stacks_are_tachyons(spawn, tmp_path):
+    """On 3.15, `AsyncStacks(mode="all").task_stacks()` gives the stacks Tachyon's
+    `--async-mode all` collapsed output has for a target that holds still: one per leaf task, the
+    running ones included, each with its awaiters (the shared worker under the smallest watcher,
+    marked with its two parents), grouped by the same threads."""
+    from sampler.cpython.async_stacks import AsyncStacks
+    from sampler.cpython.unwinder import Unwinder
+
+    p = spawn(*sid_root.in_root("/usr/bin/python3.15", sid_root.path_in_root(target("async_tree.py"))))
+    wait_ready(p)
+    inside = f"/tmp/heatline-async-all-{p.pid}.txt"
+    res = subprocess.run(sid_root.tachyon_beside(p.pid, "attach", str(p.pid), "-d", "1", "--async-aware",
+                                                 "--async-mode", "all", "--collapsed", "-o", inside),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    try:
+        theirs = parse_collapsed(sid_root.host_path(inside))
+    finally:
+        os.unlink(sid_root.host_path(inside))
+    unwinder = Unwinder(p.pid)
+    try:
+        ours = _collapsed(AsyncStacks(p.pid, unwinder.memory, unwinder.runtime, "all").task_stacks(), tmp_path)
+    finally:
+        unwinder.close()
+    assert sorted(f for _t, f, _c in ours) == sorted(f for _t, f, _c in theirs), (ours, theirs)
+    assert _by_thread(ours) == _by_thread(theirs)
+    assert any(f[:3] == ["<task>:watcher-1:0", "async_tree.py:watcher:38", "<task>:shared-worker (2 parents):0"]
+               for _t, f, _c in ours), ours
