@@ -233,12 +233,11 @@ def _validate_live(args: argparse.Namespace) -> None:
     from sampler.collectors import COLLECTORS
 
     chosen = COLLECTORS[args.format]
-    if args.format != "pstats":
-        raise UsageError(f"heatline: error: --live is incompatible with {chosen.cli_flag}. Live mode uses a TUI interface.")
-    for flag, given in (("-o", args.output is not None), ("--browser", args.browser),
-                        ("--realtime-stats", args.realtime_stats)):
-        if given:
-            raise UsageError(f"heatline: error: --live is incompatible with {flag}. Live mode uses a TUI interface.")
+    refused = [flag for flag, given in ((chosen.cli_flag, args.format != "pstats"), ("-o", args.output is not None),
+                                        ("--browser", args.browser), ("--realtime-stats", args.realtime_stats))
+               if given]
+    if refused:
+        raise UsageError(f"heatline: error: --live is incompatible with {refused[0]}. Live mode uses a TUI interface.")
     given = chosen.flags_given(args)
     if given:
         raise UsageError(f"heatline: error: Options {', '.join(given)} are incompatible with --live. "

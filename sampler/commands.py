@@ -41,9 +41,15 @@ def make_collector(profile: Profile, args: argparse.Namespace):
 
 
 def check_output(args: argparse.Namespace) -> None:
-    """Refuse a bad -o before anything is launched or sampled: a run cannot be taken again."""
+    """Refuse a bad -o, or `--live` without a terminal, before anything is launched or sampled:
+    a run cannot be taken again."""
     from sampler.collectors import COLLECTORS
 
+    if getattr(args, "live", False):
+        from sampler.tui.terminal import require_terminal
+
+        require_terminal()
+        return
     COLLECTORS[args.format].check_output(args.output)
 
 
@@ -199,14 +205,12 @@ def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T]
 def cmd_run(args: argparse.Namespace) -> int:
     from sampler.launcher import StopSignals, launch
 
+    check_output(args)
     captured = None
     if args.live:
         from sampler.tui.capture import TargetOutput
-        from sampler.tui.terminal import require_terminal
 
-        require_terminal()
         captured = TargetOutput()  # the screen is heatline's: the target's output waits
-    check_output(args)
     signals = StopSignals().install()
     try:
         identity = launched_identity(args)
@@ -249,10 +253,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from sampler.launcher import StopSignals
 
-    if args.live:
-        from sampler.tui.terminal import require_terminal
-
-        require_terminal()
     check_output(args)
     # SIGTERM and SIGHUP end an attach as Ctrl-C does: sampling stops and the profile is written.
     signals = StopSignals().install()

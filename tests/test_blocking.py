@@ -289,7 +289,8 @@ def test_recursion_sampled_blocking_shows_only_possible_stacks(interpreter, spaw
         if rec:
             leaf_line = int(rec[-1][1])
             if len(rec) == 151:
-                assert 5 <= leaf_line <= 9, frames  # the bottom (n == 0) runs its loop
+                # the bottom (n == 0) just entered (its RESUME is on the def line) or runs its loop
+                assert 4 <= leaf_line <= 9, frames
             else:
                 assert leaf_line in (4, 5, 10), frames  # entering, testing n, calling or returning
         deepest = max(deepest, len(rec))
