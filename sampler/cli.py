@@ -16,7 +16,7 @@ from sampler.errors import HeatlineError, ProcessNotFoundError, UsageError
 from sampler.model import MODES
 
 
-ASYNC_MODES = ("running", "all")  # Tachyon's --async-mode values; "all" is not built yet
+ASYNC_MODES = ("running", "all")  # Tachyon's --async-mode values
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
 
@@ -82,7 +82,8 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="asyncio stacks: each thread's running task, its coroutines and the tasks awaiting it "
                         "(CPython 3.11 to 3.15)")
     g.add_argument("--async-mode", choices=ASYNC_MODES, default="running",
-                   help="with --async-aware, running: the task each thread runs (all: not yet)")
+                   help="with --async-aware, running: the task each thread runs; all: every task, "
+                        "the waiting ones too, each at the line it is suspended at")
     g.add_argument("--realtime-stats", action="store_true", help="show the achieved rate while sampling")
     g.add_argument("--blocking", action="store_true",
                    help="stop the target's threads (ptrace) around every sample: consistent stacks, at a cost "
@@ -222,9 +223,6 @@ def _validate_async(args: argparse.Namespace) -> None:
     if issues:
         raise UsageError(f"heatline: error: Options {', '.join(issues)} are incompatible with --async-aware. "
                          "Async-aware profiling uses task-based stack reconstruction.")
-    if args.async_mode != "running":
-        raise UsageError(f"heatline: error: --async-mode {args.async_mode} is not implemented yet: "
-                         "only running (the default) is.")
 
 
 def _validate_live(args: argparse.Namespace) -> None:

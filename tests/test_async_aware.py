@@ -12,6 +12,7 @@ line.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ from conftest import ALL_INTERPRETERS, heatline, parse_collapsed, target, wait_r
 from sampler.collectors import COLLECTORS
 from sampler.model import HAS_GIL, Frame, Profile, RunStats, ThreadSample, task_frame
 from sampler.replay import open_binary_profile, replay
-from test_tachyon_accuracy import _start_target, check, profile
+from test_tachyon_accuracy import _start_target, check, check_same_threads, profile
 
 TASKS = {  # each worker task's coroutines (outermost first) and what they call
     "heavy": ["heavy", "heavy_round", "heavy_units", "crunch"],
@@ -49,7 +50,8 @@ def _split(frames: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def _leaf_task(frames: list[str]) -> str:
-    return _split(frames)[-1][0]
+    """The stack's leaf task, without the marker's '(N parents)'."""
+    return re.sub(r" \(\d+ parents\)$", "", _split(frames)[-1][0])
 
 
 def _work(run, task: str) -> int:
@@ -195,11 +197,41 @@ def test_tachyon_refusals(command, options, message):
             theirs.stderr
 
 
-def test_all_mode_is_refused_until_built():
-    res = heatline("attach", "--async-aware", "--async-mode", "all", "1")
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
-        "heatline: error: --async-mode all is not implemented yet: only running (the default) is."]
+def test_all_mode_every_leaf_task_every_sample(readable, spawn, tmp_path):
+    """`--async-mode all` on tests/targets/async_tree.py, which holds still: each sample holds one
+    stack per leaf task (a task awaiting no task), running or parked, so every leaf task has the
+    same count; the task awaited by both watchers goes under each in turn (never counted twice);
+    the five-deep chain reads root to leaf under its task. On 3.15 Tachyon, attached at the same
+    time, shows the same leaf tasks with the same shares (within 2 points) and the same threads."""
+    p = spawn(*readable.command(target("async_tree.py")))
+    wait_ready(p)
+    truth = json.loads(p.stdout.readline())["tasks"]
+    awaiting = {a for t in truth.values() for a in t.get("awaited_by", ())}
+    leaves = set(truth) - awaiting
+    runs = profile(readable, p.pid, tmp_path, 3, "--async-aware", "--async-mode", "all")
+    shares = {}
+    for who, run in runs.items():
+        per_leaf: dict[str, int] = {}
+        for _tid, frames, count in run.rows:
+            per_leaf[_leaf_task(frames)] = per_leaf.get(_leaf_task(frames), 0) + count
+        shares[who] = {leaf: 100.0 * n / run.stacks for leaf, n in per_leaf.items()}
+        assert set(per_leaf) == leaves, (who, sorted(per_leaf), sorted(leaves))
+        if who == "heatline":
+            assert len(set(per_leaf.values())) == 1, per_leaf  # every leaf in every sample
+    ours = runs["heatline"]
+    chains = [_split(f) for _t, f, _c in ours.rows if _leaf_task(f) == "shared-worker"]
+    assert chains and all(c[-1][1] == truth["shared-worker"]["stack"] for c in chains), chains
+    under = {}
+    for _tid, frames, count in ours.rows:
+        tasks = [name for name, _f in _split(frames)]
+        if tasks[-1] == "shared-worker (2 parents)":
+            under[tasks[-2]] = under.get(tasks[-2], 0) + count
+    assert set(under) == {"watcher-1", "watcher-2"}, under
+    assert abs(under["watcher-1"] - under["watcher-2"]) <= 0.1 * sum(under.values()), under
+    if "tachyon" in runs:
+        check_same_threads(runs)
+        for leaf in leaves:
+            assert abs(shares["heatline"][leaf] - shares["tachyon"][leaf]) <= 2.0, (leaf, shares)
 
 
 def test_a_version_without_task_data_is_named(spawn):

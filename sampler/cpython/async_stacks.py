@@ -9,10 +9,14 @@ Each task is a marker frame (`model.task_frame`) followed by its coroutines, out
 The awaiting tasks are suspended, so their coroutine chains are read from the tasks
 (`async_tasks.AsyncTaskReader`); the running task's part is the thread's own stack from the
 task's coroutine frame up to the leaf, which the walk finds by the frame's address. The loop's
-frames under that coroutine (`run_forever`, `_run_once`, the handle) are left out. A task awaited
-by several others is shown under one of them, the smallest name (so a sample is counted once,
-and the same parent is chosen in every sample), its marker saying how many there are. A thread
+frames under that coroutine (`run_forever`, `_run_once`, the handle) are left out. A thread
 running no task is left out of the sample.
+
+A task awaited by several others is shown under each of them in turn: the k-th time it is
+shown, it goes under its awaiters sorted by name, k modulo their number. Each sample is one
+stack, so nothing is counted twice, and over a run its time is split evenly between the
+awaiters, whose totals each include their share; its marker says how many there are.
+(Tachyon shows it always under the same one, the others never.)
 
 `--async-mode all` (`task_stacks`) is the task list instead of the threads: one stack per leaf
 task (one no task awaits), each as read from the task itself, suspended or running, then its
@@ -40,6 +44,7 @@ FIRST_READABLE = (3, 11)
 READER_RETRY_S = 0.25
 ASYNC_MODES = ("running", "all")
 MAX_AWAITERS_UP = 256  # tasks followed from the running one towards the root
+MAX_TURNS = 65536  # tasks with several awaiters whose turn is remembered
 
 u64 = U64.unpack_from
 
@@ -94,6 +99,7 @@ class AsyncStacks:
         self.walker: RecordingChunkWalker | None = None  # the unwinder's, set by `walker_for`
         self._reader: AsyncTaskReader | None = None
         self._next_try = 0.0
+        self._turns: dict[int, int] = {}  # task awaited by several -> how often it was shown
         self._reader_or_none()
 
     def walker_for(self, *args, **kwargs) -> RecordingChunkWalker:
@@ -165,9 +171,20 @@ class AsyncStacks:
             out.append(task_frame(name))
             if not parents or len(seen) >= MAX_AWAITERS_UP:
                 return tuple(out)
-            task = min(parents, key=lambda t: (t.name, t.address))
+            task = self._parent_now(task.address, parents)
             seen.add(task.address)
             out.extend(reversed(task.stack))
+
+    def _parent_now(self, child: int, parents: list[TaskInfo]) -> TaskInfo:
+        """The parent a task awaited by several is shown under this time: each in turn, sorted
+        by name, so every parent shows it and each sample is still counted once."""
+        if len(parents) == 1:
+            return parents[0]
+        if len(self._turns) >= MAX_TURNS:
+            self._turns.clear()  # tasks come and go: forget the old ones' turns
+        turn = self._turns.get(child, 0)
+        self._turns[child] = turn + 1
+        return sorted(parents, key=lambda t: (t.name, t.address))[turn % len(parents)]
 
     def _is_task(self, reader: AsyncTaskReader, address: int) -> bool:
         """Whether an awaiter is a task (not a bare future, which has no coroutines to show)."""

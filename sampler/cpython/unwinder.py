@@ -233,6 +233,9 @@ class Unwinder:
         holder = self._gil_holder(ibuf)
         collecting = bool(i32(ibuf, L["interp.gc_collecting"] - lo)[0]) if "interp.gc_collecting" in L else False
         main_tstate = u64(ibuf, L["interp.threads_main"] - lo)[0] if "interp.threads_main" in L else 0
+        if self.tasks is not None and self.tasks.mode == "all":
+            self._sample_tasks(interp, ibuf, interp_id, holder, main_tstate, out)
+            return
         first = len(out)
         gc_thread = None
         if not self.all_threads:
@@ -253,6 +256,33 @@ class Unwinder:
             # No Python frames (e.g. the collections of interpreter shutdown): nothing to blame.
             if s.frames:
                 out[idx] = s._replace(frames=(GC_FRAME,) + s.frames)
+
+    def _sample_tasks(self, interp: int, ibuf: bytes, interp_id: int, holder: int, main_tstate: int,
+                      out: list[ThreadSample]) -> None:
+        """`--async-mode all`: a stack per leaf asyncio task (`AsyncStacks.task_stacks`), under
+        the thread whose list or loop holds it, with that thread's status; a task no live thread
+        holds is under thread 0."""
+        assert self.tasks is not None
+        threads: dict[int, tuple[int, int]] = {}  # tstate.thread_id -> (native tid, status)
+        for tstate, tbuf in self.identity.iter_threads(interp, ibuf):
+            thread_id = u64(tbuf, self.L["tstate.thread_id"])[0]
+            tid = self.identity.native_tid(tbuf) or thread_id
+            status = self._gil_status(tstate, tbuf, holder)
+            if self.identity.is_main(tstate, tbuf, main_tstate):
+                status |= MAIN_THREAD
+            threads[thread_id] = (tid, status | self._cpu_status(tid))
+        for thread_id, frames in self.tasks.task_stacks():
+            tid, status = threads.get(thread_id, (0, 0))
+            out.append(ThreadSample(tid, status, frames, interp_id))
+
+    def _gil_status(self, tstate: int, tbuf: bytes, holder: int) -> int:
+        """HAS_GIL when the thread holds its interpreter's GIL (`holder`: `_gil_holder`)."""
+        if holder == -1:
+            if "tstate.holds_gil" in self.L and i32(tbuf, self.L["tstate.holds_gil"])[0]:
+                return HAS_GIL
+        elif holder and holder == tstate:
+            return HAS_GIL
+        return 0
 
     def _has_exception(self, tstate: int, tbuf: bytes) -> bool:
         L = self.L
@@ -292,12 +322,7 @@ class Unwinder:
         # be paired with a stack read right after it; the slower /proc read comes last.
         L = self.L
         mode = self.mode
-        status = 0
-        if holder == -1:
-            if "tstate.holds_gil" in L and i32(tbuf, L["tstate.holds_gil"])[0]:
-                status |= HAS_GIL
-        elif holder and holder == tstate:
-            status |= HAS_GIL
+        status = self._gil_status(tstate, tbuf, holder)
         if self.identity.is_main(tstate, tbuf, main_tstate):
             status |= MAIN_THREAD
         if mode in ("wall", "exception") and self._has_exception(tstate, tbuf):
