@@ -1,5 +1,7 @@
 """`heatline dump PID`: one sample of every thread, printed like a Python traceback; with
-`--async-aware`, the asyncio task tree instead (which task awaits which, each one's coroutines)."""
+`--async-aware`, the asyncio task tree instead (which task awaits which, each one's coroutines).
+Names, paths and source lines come from the target: any character a terminal would act on
+(escape sequences, bidi controls) is printed as a visible escape."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sampler.model import (
 )
 from sampler.target.files import TargetFiles
 from sampler.target.maps import process_start_time
+from sampler.tui.text import printable
 
 if TYPE_CHECKING:
     from sampler.cpython.async_tasks import TaskInfo
@@ -97,18 +100,19 @@ def format_dump(
         where = f"thread {t.thread_id}"
         name = (names or {}).get(t.thread_id)
         if name:
-            where += f' "{name}"'
+            where += f' "{printable(name)}"'
         if several_interps:
             where = f"interpreter {t.interpreter_id}, " + where
         out.append(f"Stack dump for PID {pid}, {where} ({', '.join(labels + ['most recent call last']).replace(', most recent', '; most recent')}):")
         for frame in reversed(t.frames):
             if frame.is_synthetic:
-                out.append(f"  {frame.funcname}")
+                out.append(f"  {printable(frame.funcname)}")
                 continue
-            out.append(f'  File "{display_path(frame.filename)}", line {frame.lineno}, in {frame.funcname}')
+            out.append(f'  File "{printable(display_path(frame.filename))}", line {frame.lineno}, '
+                       f"in {printable(frame.funcname)}")
             text = sources.line(frame.filename, frame.lineno) if sources else None
             if text:
-                out.append(f"    {text}")
+                out.append(f"    {printable(text)}")
         out.append("")
     return "\n".join(out)
 
@@ -142,13 +146,13 @@ def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int
         pad = TASK_INDENT * depth
         notes = []
         if len(parents[task.address]) > 1:
-            names = ", ".join(by_address[a].name for a in parents[task.address])
+            names = ", ".join(printable(by_address[a].name) for a in parents[task.address])
             notes.append(f"awaited by {len(parents[task.address])}: {names}")
         if task.address in on_thread:
             notes.append(f"running in thread {on_thread[task.address]}")
-        out.append(f'{pad}Task "{task.name}"' + (f" ({'; '.join(notes)})" if notes else ""))
+        out.append(f'{pad}Task "{printable(task.name)}"' + (f" ({'; '.join(notes)})" if notes else ""))
         for frame in task.stack:
-            out.append(f"{pad}  {frame.funcname} ({display_path(frame.filename)}:{frame.lineno})")
+            out.append(f"{pad}  {printable(frame.funcname)} ({printable(display_path(frame.filename))}:{frame.lineno})")
         printed.add(task.address)
         if task.address in path or depth >= MAX_TREE_DEPTH:
             out.append(f"{pad}{TASK_INDENT}[awaits a task above it: cycle cut]")

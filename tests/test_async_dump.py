@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -150,3 +151,35 @@ def test_all_mode_stacks_are_tachyons(spawn, tmp_path):
     assert _by_thread(ours) == _by_thread(theirs)
     assert any(f[:3] == ["<task>:watcher-1:0", "async_tree.py:watcher:38", "<task>:shared-worker (2 parents):0"]
                for _t, f, _c in ours), ours
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202eevil"  # a title change, a screen clear, a bidi override
+HOSTILE_SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil"
+
+
+@pytest.mark.parametrize("async_aware", [False, True], ids=["stacks", "task tree"])
+def test_dump_escapes_what_the_target_names(spawn, async_aware):
+    """Thread, function and task names come from the target: printed, a terminal must not act on
+    them. The plain dump and the task tree show them as visible escapes."""
+    code = (
+        "import asyncio, threading\n"
+        "def spin():\n"
+        "    while True: sum(range(1000))\n"
+        f"spin.__code__ = spin.__code__.replace(co_name={HOSTILE!r}, co_qualname={HOSTILE!r})\n"
+        f"threading.current_thread().name = {HOSTILE!r}\n"
+        "async def main():\n"
+        f"    asyncio.current_task().set_name({HOSTILE!r})\n"
+        "    print('ready', flush=True)\n"
+        "    spin()\n"
+        "asyncio.run(main())\n"
+    )
+    p = spawn(sys.executable, "-c", code)
+    wait_ready(p)
+    res = heatline("dump", str(p.pid), *(["--async-aware"] if async_aware else []))
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\u202e" not in res.stdout, res.stdout
+    if async_aware:
+        assert f'Task "{HOSTILE_SHOWN}" (running in thread' in res.stdout, res.stdout
+    else:
+        assert f'"{HOSTILE_SHOWN}" (main thread' in res.stdout, res.stdout
+        assert f", in {HOSTILE_SHOWN}\n" in res.stdout, res.stdout
