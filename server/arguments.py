@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
 
+from sampler.cli import ASYNC_MODES
 from sampler.model import MODES
 
 from .errors import InvalidArguments
@@ -40,6 +41,8 @@ class SamplingArgs:
     all_threads: bool | None = None
     duration: float | None = field(default=None, metadata=_meta(minimum=0.001, maximum=7 * 24 * 3600))
     gc: bool | None = None
+    async_aware: bool | None = None  # asyncio task stacks
+    async_mode: str | None = field(default=None, metadata=_meta(choices=ASYNC_MODES))
     output: str | None = None  # also save the run as a --binary file here
 
 

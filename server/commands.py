@@ -8,6 +8,7 @@ the server.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from lsprotocol import types
 from pygls.uris import from_fs_path
 
-from sampler.errors import HeatlineError
+from sampler.cli import _validate_async
+from sampler.errors import HeatlineError, UsageError
 from sampler.output_path import check_output
 from sampler.target.maps import read_cmdline
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 COMMANDS: dict[str, Callable[..., Awaitable[Any]]] = {}
 STOP_TIMEOUT_S = 30.0
+CLI_ERROR_PREFIX = "heatline: error: "  # the CLI's usage errors start so; a command names itself
 
 
 def command(name: str):
@@ -69,21 +72,43 @@ def _require_view(ls: HeatlineServer) -> ProfileView:
     return ls.view
 
 
-def _sampling_flags(ls: HeatlineServer, a: SamplingArgs) -> list[str]:
+def _sampling_choices(ls: HeatlineServer, name: str, a: SamplingArgs) -> argparse.Namespace:
+    """What a run samples: each argument given, else the user's setting, refused as the CLI
+    refuses the same flags (its rules, not a copy of them). The asyncMode setting applies with
+    async-aware profiling only, so turning that off never leaves every run refused."""
     s = ls.settings
-    rate = a.rate or s.sampling_rate
-    flags = ["-r", str(rate), "--mode", a.mode or s.mode]
-    if a.all_threads if a.all_threads is not None else s.all_threads:
+    async_aware = s.async_aware if a.async_aware is None else a.async_aware
+    chosen = argparse.Namespace(
+        rate=a.rate or s.sampling_rate, mode=a.mode or s.mode, gc=a.gc is not False,
+        all_threads=s.all_threads if a.all_threads is None else a.all_threads,
+        async_aware=async_aware, async_mode=a.async_mode or (s.async_mode if async_aware else "running"),
+    )
+    try:
+        _validate_async(chosen)
+    except UsageError as err:
+        raise InvalidArguments(f"{name}: {str(err).removeprefix(CLI_ERROR_PREFIX)}") from None
+    return chosen
+
+
+def _sampling_flags(ls: HeatlineServer, chosen: argparse.Namespace, a: SamplingArgs) -> list[str]:
+    flags = ["-r", str(chosen.rate), "--mode", chosen.mode]
+    if chosen.all_threads:
         flags.append("-a")
     if a.duration:
         flags += ["-d", repr(a.duration)]
-    if a.gc is False:
+    if not chosen.gc:
         flags.append("--no-gc")
+    if chosen.async_aware:
+        flags += ["--async-aware", "--async-mode", chosen.async_mode]
     if a.output:
         output = ls.user_path(a.output)
         check_output(output, binary=True)  # refused before the run starts, as the CLI does
         flags += ["--binary", "-o", output]
     return flags
+
+
+def _async_mode(chosen: argparse.Namespace) -> str | None:
+    return chosen.async_mode if chosen.async_aware else None
 
 
 async def _start(ls: HeatlineServer, run: ActiveRun) -> dict[str, Any]:
@@ -106,7 +131,8 @@ async def run(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
     cwd = ls.user_path(a.cwd) if a.cwd else (ls.roots[0] if ls.roots else None)
     if cwd is not None and not os.path.isdir(cwd):
         raise CommandFailed(f"the working directory {cwd} does not exist")
-    flags = _sampling_flags(ls, a)
+    chosen = _sampling_choices(ls, name, a)
+    flags = _sampling_flags(ls, chosen, a)
     python = a.python or ls.settings.python_path
     if python:
         flags += ["--python", python]
@@ -121,20 +147,21 @@ async def run(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
         target, label = ["-m", a.module], f"-m {a.module}"
     sampler_args = ["run", *flags, *target, *a.args]
     ls.log(f"heatline: profiling {shlex.join([*target, *a.args])} in {cwd}", types.MessageType.Info)
-    return await _start(ls, ActiveRun(ls, "run", label, sampler_args, cwd, a.duration))
+    return await _start(ls, ActiveRun(ls, "run", label, sampler_args, cwd, a.duration, _async_mode(chosen)))
 
 
 @command("heatline.attach")
 async def attach(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
     a = parse(name, AttachArgs, args)
+    chosen = _sampling_choices(ls, name, a)
     if a.pid == os.getpid():
         raise CommandFailed(f"PID {a.pid} is this heatline language server itself: heatline cannot profile itself")
     label = f"PID {a.pid}"
     argv = read_cmdline(a.pid)  # None for a bad pid: the sampler says precisely what is wrong
     if argv:
         label += f" ({os.path.basename(argv[1] if len(argv) > 1 else argv[0])})"
-    sampler_args = ["attach", *_sampling_flags(ls, a), str(a.pid)]
-    return await _start(ls, ActiveRun(ls, "attach", label, sampler_args, None, a.duration))
+    sampler_args = ["attach", *_sampling_flags(ls, chosen, a), str(a.pid)]
+    return await _start(ls, ActiveRun(ls, "attach", label, sampler_args, None, a.duration, _async_mode(chosen)))
 
 
 @command("heatline.stop")
@@ -223,6 +250,7 @@ async def _load(ls: HeatlineServer, path: str) -> ProfileView:
             # the profile file's own time is the latest the run can have begun.
             started_at=stats.start_time if loaded.kind == "binary" and stats.start_time else written,
             exact_totals=loaded.exact_totals, line_totals=loaded.line_totals,
+            async_aware=any(frame.is_task for frame in loaded.profile.frames),
         )
         await asyncio.to_thread(view.index)  # built off the loop: big profiles take a while
     finally:
@@ -412,6 +440,7 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
         "profile": ls.view.describe() if ls.view else None,
         "running": ls.active_run is not None,
         "settings": {"samplingRate": s.sampling_rate, "mode": s.mode, "allThreads": s.all_threads,
+                     "asyncAware": s.async_aware, "asyncMode": s.async_mode,
                      "inlayHintThreshold": s.inlay_hint_threshold, "codeLens": s.code_lens,
                      "inlayHints": s.inlay_hints, "pythonPath": s.python_path},
     }

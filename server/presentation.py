@@ -6,6 +6,8 @@ from typing import Any
 
 from lsprotocol import types
 
+from sampler.model import TASK_FILENAME
+
 from .documents import DocumentHeat, FunctionEntry, LineEntry
 from .heat import Neighbor
 from .settings import Settings
@@ -114,7 +116,11 @@ def _neighbor_rows(title: str, rows: list[Neighbor], total: int, short) -> list[
     out = [f"**{title}**", "", "| samples | share | function | location |", "|---:|---:|---|---|"]
     for n in rows:
         share = 100.0 * n.samples / total if total else 0.0
-        out.append(f"| {n.samples:,} | {share:.1f}% | {_md_escape(n.funcname)} | {_md_escape(short(n.filename))}:{n.line} |")
+        if n.filename == TASK_FILENAME:  # an --async-aware task marker: the task, not a place in code
+            what, where = f"task *{_md_escape(n.funcname)}*", "asyncio task"
+        else:
+            what, where = _md_escape(n.funcname), f"{_md_escape(short(n.filename))}:{n.line}"
+        out.append(f"| {n.samples:,} | {share:.1f}% | {what} | {where} |")
     out.append("")
     return out
 

@@ -29,6 +29,9 @@ class ProfileView:
     label: str  # what the user profiled: a script, "PID 1234", a file name
     started_at: float  # epoch seconds: sources changed on disk after this may not match the samples
     live: bool = False
+    # asyncio task stacks: a run knows its --async-mode; a file only shows it has task frames
+    async_aware: bool = False
+    async_mode: str | None = None
     id: str = field(default_factory=new_profile_id)
     exact_totals: bool = True
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)  # overrides (pstats files)
@@ -87,6 +90,8 @@ class ProfileView:
             "totalSamples": self.total_samples(),  # samples with a Python stack: the base of every %
             "capturedSamples": s.samples or self.total_samples(),  # as the CLI's "Captured N samples"
             "mode": s.mode,
+            "asyncAware": self.async_aware,
+            "asyncMode": self.async_mode,
             "live": self.live,
             "pid": s.pid or None,
             "pythonVersion": s.python_version or None,

@@ -30,12 +30,13 @@ START_TIMEOUT_S = 60.0  # a target that takes this long to start sampling is stu
 
 class ActiveRun:
     def __init__(self, server: HeatlineServer, source: str, label: str, sampler_args: list[str],
-                 cwd: str | None, duration: float | None) -> None:
+                 cwd: str | None, duration: float | None, async_mode: str | None = None) -> None:
         assert server.loop is not None
         self.server = server
         self.source = source
         self.label = label
         self.duration = duration
+        self.async_mode = async_mode  # --async-mode, or None without --async-aware
         self.reader = LiveProfileReader()
         self.view: ProfileView | None = None
         self.launched_at = time.time()
@@ -62,7 +63,8 @@ class ActiveRun:
             self.session.kill()
             raise CommandFailed(f"the profiler did not start sampling {self.label} within {START_TIMEOUT_S:.0f} s") from None
         assert self.view is not None
-        return {"id": self.view.id, "pid": self.reader.pid, "pythonVersion": self.view.profile.stats.python_version}
+        return {"id": self.view.id, "pid": self.reader.pid, "pythonVersion": self.view.profile.stats.python_version,
+                "asyncAware": self.view.async_aware, "asyncMode": self.async_mode}
 
     def stop(self) -> None:
         self.session.stop()
@@ -73,6 +75,7 @@ class ActiveRun:
             "id": self.view.id if self.view else None,
             "samples": self.reader.profile.total_weight,
             "durationS": round(stats.duration_s or self.reader.elapsed_s, 3),
+            "asyncMode": self.async_mode,
             "interrupted": stats.interrupted,
             "targetExited": stats.target_exited,
             "output": self.reader.output,
@@ -105,6 +108,7 @@ class ActiveRun:
         self.view = ProfileView(
             profile=self.reader.profile, source=self.source, label=self.label,
             started_at=self.launched_at, live=True,  # the target's cwd: in the profile's RunStats
+            async_aware=self.async_mode is not None, async_mode=self.async_mode,
         )
         if self.source == "attach":
             self.view.started_at = s.start_time or self.launched_at

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
+from sampler.cli import ASYNC_MODES
 from sampler.model import MODES
 
 
@@ -14,10 +15,15 @@ class Settings:
     sampling_rate: int = 1000  # Hz
     mode: str = "wall"
     all_threads: bool = False
+    async_aware: bool = False  # asyncio task stacks (`--async-aware`)
+    async_mode: str = "running"  # `--async-mode`: used with async_aware only
     inlay_hint_threshold: float = 5.0  # percent of the profile's samples spent on a line (self)
     code_lens: bool = True
     inlay_hints: bool = True
     python_path: str | None = None  # the interpreter a `run` target uses; None = the server's own
+
+
+_FLAGS = {"allThreads": "all_threads", "asyncAware": "async_aware", "codeLens": "code_lens", "inlayHints": "inlay_hints"}
 
 
 def _number(value: Any, low: float, high: float) -> float | None:
@@ -50,9 +56,14 @@ def settings_from(section: Any, base: Settings | None = None) -> tuple[Settings,
                 changes["mode"] = value
             else:
                 problems.append(f"heatline.mode must be one of {', '.join(MODES)}, not {value!r}")
-        elif key in ("allThreads", "codeLens", "inlayHints"):
+        elif key == "asyncMode":
+            if value in ASYNC_MODES:
+                changes["async_mode"] = value
+            else:
+                problems.append(f"heatline.asyncMode must be one of {', '.join(ASYNC_MODES)}, not {value!r}")
+        elif key in _FLAGS:
             if isinstance(value, bool):
-                changes[{"allThreads": "all_threads", "codeLens": "code_lens", "inlayHints": "inlay_hints"}[key]] = value
+                changes[_FLAGS[key]] = value
             else:
                 problems.append(f"heatline.{key} must be true or false, not {value!r}")
         elif key == "inlayHintThreshold":
