@@ -219,6 +219,42 @@ def test_run_draws_the_hot_line_with_its_percentage(tmp_path):
     assert "begin" in result["progress"] and "end" in result["progress"], result["progress"]
 
 
+def test_async_picker_then_run_heats_the_awaiting_line(tmp_path):
+    """`:Heatline async` (its picker) makes the next run async-aware: the awaiting task's `await`
+    line (tests/targets/async_awaits.py), on no plain stack, gets the worker's time."""
+    with open(target("async_awaits.py"), encoding="utf-8") as fh:
+        await_row = next(n for n, text in enumerate(fh) if text.rstrip().endswith("# AWAIT"))
+    result = run_nvim(tmp_path, """
+        local buf = open_target('async_awaits.py')
+        vim.ui.select = function(items, opts, on_choice)
+          R.async_items = items
+          on_choice('running')
+        end
+        vim.cmd('Heatline async')
+        vim.cmd('Heatline run 2')
+        wait_for('the final heat', function()
+          return last_heat(buf, function(h) return has_profile(h) and h.profile.live == false end)
+        end)
+        R.final = last_heat(buf)
+        R.marks = marks(buf)
+        vim.cmd('Heatline status')
+        wait_for('status', function()
+          for _, n in ipairs(R.notifies) do if n.msg:match('profile async_awaits') then return true end end
+        end, 20000)
+    """)
+    assert result["async_items"] == ["off", "running", "all"]
+    profile = result["final"]["profile"]
+    assert profile["asyncAware"] is True and profile["asyncMode"] == "running", profile
+    line = next((entry for entry in result["final"]["lines"] if entry["line"] == await_row), None)
+    assert line is not None and line["self"] == 0 and line["totalPct"] > 50, result["final"]["lines"]
+    assert marks_at(result, await_row), result["marks"]
+    notes = [n["msg"] for n in result["notifies"]]
+    assert any("async-aware profiling: running" in n for n in notes), notes
+    assert any("profiling async_awaits.py" in n and "async (running)" in n for n in notes), notes
+    assert any("profile async_awaits.py" in n and "async (running)" in n for n in notes), notes
+    assert not errors(result), errors(result)
+
+
 def test_attach_streams_live_heat_and_stop_leaves_the_target_running(tmp_path, spawn):
     proc = spawn(sys.executable, target("known_lines.py"))
     wait_ready(proc)

@@ -605,3 +605,44 @@ def test_with_no_python_file_open_the_run_item_follows_profile_module_and_attach
         if target is not None and target.poll() is None:
             target.kill()
             target.wait(timeout=10)
+
+
+def test_async_aware_setting_reaches_the_run_and_heats_the_awaiting_line(code_server, page, tmp_path):
+    """heatline.asyncAware on: "Profile Current File" sends it, the status-bar item says the run is
+    async, and the awaiting task's `await job` line (tests/targets/async_awaits.py: on no plain
+    stack) gets the awaited worker's time."""
+    url, user, workspace = code_server
+    settings_path = os.path.join(user, "User", "settings.json")
+    with open(settings_path, encoding="utf-8") as fh:
+        saved = fh.read()
+    shutil.copy(os.path.join(TARGETS, "async_awaits.py"), os.path.join(workspace, "async_awaits.py"))
+    try:
+        with open(settings_path, "w", encoding="utf-8") as fh:
+            json.dump({**json.loads(saved), "heatline.asyncAware": True}, fh, indent=2)
+        _load_workbench(page, url)
+        page.locator(".explorer-folders-view .monaco-list-row", has_text="async_awaits.py").click()
+        page.locator(".editor-instance .view-line", has_text="await job").wait_for(timeout=30_000)
+        page.locator(".editor-instance .view-lines").click()
+
+        _palette(page, "Heatline: Profile Current File")  # the script works 3 s, then exits
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /heatline: [\\d,]+ samples.*async \\(running\\)/.test(t))",
+                               timeout=30_000)
+        page.wait_for_function(RUN_HIDDEN, timeout=30_000)
+
+        def awaited() -> float | None:
+            line = next((l for l in page.evaluate(LINES_JS) if "await job" in l["text"]), None)
+            found = re.search(r"·\s*(\d+(?:\.\d+)?)%", " ".join(line["after"])) if line else None
+            return float(found.group(1)) if found else None
+
+        deadline = time.time() + 15
+        while (total := awaited()) is None or total <= 50:
+            assert time.time() < deadline, (total, page.evaluate(LINES_JS))
+            time.sleep(0.5)
+        _screenshot(page, tmp_path, "async.png")
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "async")
+        raise
+    finally:
+        with open(settings_path, "w", encoding="utf-8") as fh:
+            fh.write(saved)
+        os.unlink(os.path.join(workspace, "async_awaits.py"))

@@ -194,7 +194,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   const sampling = () => {
     const c = vscode.workspace.getConfiguration("heatline");
-    return { rate: c.get<number>("samplingRate"), mode: c.get<string>("mode"), allThreads: c.get<boolean>("allThreads") };
+    const asyncAware = c.get<boolean>("asyncAware") === true;
+    return {
+      rate: c.get<number>("samplingRate"), mode: c.get<string>("mode"), allThreads: c.get<boolean>("allThreads"), asyncAware,
+      // the mode only with asyncAware: the server refuses it alone, as `heatline run` does
+      ...(asyncAware ? { asyncMode: c.get<string>("asyncMode") } : {}),
+    };
   };
 
   // Run or attach with the sampling settings, saving the samples for a reload; the new run

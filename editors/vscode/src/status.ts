@@ -71,6 +71,8 @@ export function validateArgs(text: string): string | undefined {
 
 export interface LiveProfile {
   live?: boolean;
+  asyncAware?: boolean;
+  asyncMode?: string | null;
   totalSamples?: number;
   capturedSamples?: number;
   durationS?: number;
@@ -90,7 +92,12 @@ export function runChange(profile: LiveProfile | null | undefined, watching: boo
 export function liveStatus(profile: LiveProfile | null | undefined, startedAt: number | undefined, now: number): string | undefined {
   if (!profile || !profile.live) return undefined;
   const seconds = typeof profile.durationS === "number" && profile.durationS > 0 ? profile.durationS : startedAt ? (now - startedAt) / 1000 : 0;
-  return statusText(profile.capturedSamples ?? profile.totalSamples, seconds);
+  return statusText(profile.capturedSamples ?? profile.totalSamples, seconds) + (profile.asyncAware ? ` · ${asyncLabel(profile)}` : "");
+}
+
+/** "async (running)": how an async-aware profile's tasks were read; "async" when a file does not say. */
+export function asyncLabel(profile: { asyncMode?: string | null }): string {
+  return profile.asyncMode ? `async (${profile.asyncMode})` : "async";
 }
 
 export interface ProfileDescription {
@@ -99,6 +106,8 @@ export interface ProfileDescription {
   totalSamples?: number | null;
   capturedSamples?: number | null;
   mode?: string | null;
+  asyncAware?: boolean | null;
+  asyncMode?: string | null;
   pythonVersion?: string | null;
   durationS?: number | null;
   pid?: number | null;
@@ -111,7 +120,7 @@ export function profileSummary(d: ProfileDescription): Array<[string, string]> {
   // the run's own count (what the CLI printed); heat percentages are of the samples with a Python stack
   const samples = typeof d.capturedSamples === "number" ? d.capturedSamples : d.totalSamples;
   rows.push(["Samples", typeof samples === "number" ? samples.toLocaleString("en-US") : "?"]);
-  if (d.mode) rows.push(["Mode", d.mode]);
+  if (d.mode) rows.push(["Mode", d.asyncAware ? `${d.mode}, ${asyncLabel(d)}` : d.mode]);
   if (d.pythonVersion) rows.push(["Python", d.pythonVersion]);
   if (typeof d.durationS === "number" && d.durationS > 0) rows.push(["Duration", formatSeconds(d.durationS)]);
   if (d.pid) rows.push(["PID", String(d.pid)]);

@@ -22,6 +22,13 @@ suite("status bar", () => {
     assert.equal(liveStatus({ live: true, totalSamples: 10 }, 1000, 4500), "$(flame) heatline: 10 samples · 3.5 s");
     assert.equal(liveStatus({ live: true, totalSamples: 10, capturedSamples: 12 }, 1000, 4500), "$(flame) heatline: 12 samples · 3.5 s");
   });
+
+  test("an async-aware run says so, with how its tasks are read", () => {
+    assert.equal(liveStatus({ live: true, totalSamples: 10, durationS: 1, asyncAware: true, asyncMode: "all" }, 0, 0),
+      "$(flame) heatline: 10 samples · 1.0 s · async (all)");
+    assert.equal(liveStatus({ live: true, totalSamples: 10, durationS: 1, asyncAware: false, asyncMode: null }, 0, 0),
+      "$(flame) heatline: 10 samples · 1.0 s");
+  });
 });
 
 suite("the run's status-bar item, from heat notifications", () => {
@@ -82,5 +89,8 @@ suite("saved profile summary", () => {
     assert.deepEqual(profileSummary({}), [["Samples", "?"]]);
     // the run's own count, as the CLI printed it, when the server gives it
     assert.deepEqual(profileSummary({ totalSamples: 1496, capturedSamples: 1500 })[0], ["Samples", "1,500"]);
+    // async-aware: the mode when the run said it, else only that its stacks hold tasks (a file)
+    assert.deepEqual(profileSummary({ mode: "wall", asyncAware: true, asyncMode: "running" })[1], ["Mode", "wall, async (running)"]);
+    assert.deepEqual(profileSummary({ mode: "wall", asyncAware: true, asyncMode: null })[1], ["Mode", "wall, async"]);
   });
 });

@@ -1,5 +1,6 @@
 -- :Heatline {subcommand} and its completion.
 local client = require('heatline.client')
+local config = require('heatline.config')
 
 local M = {}
 
@@ -15,6 +16,19 @@ local function fmt_seconds(value)
   return string.format('%.1f s', tonumber(value) or 0)
 end
 
+--- ", async (running)" for an async-aware profile description, '' otherwise.
+local function async_note(profile)
+  if type(profile) ~= 'table' or profile.asyncAware ~= true then
+    return ''
+  end
+  local mode = profile.asyncMode
+  return (type(mode) == 'string') and (', async (' .. mode .. ')') or ', async'
+end
+
+local function with_async(params)
+  return vim.tbl_extend('force', params, config.async_args())
+end
+
 M.subcommands = {}
 
 M.subcommands.run = function(args)
@@ -27,19 +41,48 @@ M.subcommands.run = function(args)
     notify('the buffer has unsaved changes: profiling the file as saved (heat will be stale)',
       vim.log.levels.WARN)
   end
-  local params = { script = file, args = args, cwd = vim.fn.getcwd() }
+  local params = with_async({ script = file, args = args, cwd = vim.fn.getcwd() })
   client.exec('heatline.run', params, function(result)
     result = type(result) == 'table' and result or {}
-    notify(string.format('profiling %s (pid %s, Python %s)', vim.fn.fnamemodify(file, ':t'),
-      tostring(result.pid or '?'), tostring(result.pythonVersion or '?')))
+    notify(string.format('profiling %s (pid %s, Python %s%s)', vim.fn.fnamemodify(file, ':t'),
+      tostring(result.pid or '?'), tostring(result.pythonVersion or '?'), async_note(result)))
   end)
 end
 
 local function attach(pid)
-  client.exec('heatline.attach', { pid = pid }, function(result)
+  client.exec('heatline.attach', with_async({ pid = pid }), function(result)
     result = type(result) == 'table' and result or {}
-    notify(string.format('attached to pid %s (Python %s)', tostring(result.pid or pid),
-      tostring(result.pythonVersion or '?')))
+    notify(string.format('attached to pid %s (Python %s%s)', tostring(result.pid or pid),
+      tostring(result.pythonVersion or '?'), async_note(result)))
+  end)
+end
+
+--- 'off' or one of config.async_modes: how the next run or attach reads asyncio code.
+local function set_async(choice)
+  if choice == 'off' then
+    config.options.async_aware = false
+  elseif vim.tbl_contains(config.async_modes, choice) then
+    config.options.async_aware = true
+    config.options.async_mode = choice
+  else
+    return notify('async: not off or one of ' .. table.concat(config.async_modes, ', ') .. ': ' .. tostring(choice),
+      vim.log.levels.ERROR)
+  end
+  notify('async-aware profiling: ' .. (config.options.async_aware and config.options.async_mode or 'off'))
+end
+
+M.async_choices = function()
+  return vim.list_extend({ 'off' }, vim.deepcopy(config.async_modes))
+end
+
+M.subcommands.async = function(args)
+  if args[1] then
+    return set_async(args[1])
+  end
+  vim.ui.select(M.async_choices(), { prompt = 'Async-aware profiling (next run or attach)' }, function(choice)
+    if choice then
+      set_async(choice)
+    end
   end)
 end
 
@@ -126,8 +169,9 @@ M.subcommands.status = function()
     local parts = {}
     local profile = result.profile
     if type(profile) == 'table' then
-      table.insert(parts, string.format('profile %s (%s, %s samples, %s)', tostring(profile.label or profile.id or '?'),
-        tostring(profile.source or '?'), tostring(profile.capturedSamples or profile.totalSamples or '?'), tostring(profile.mode or '?')))
+      table.insert(parts, string.format('profile %s (%s, %s samples, %s%s)', tostring(profile.label or profile.id or '?'),
+        tostring(profile.source or '?'), tostring(profile.capturedSamples or profile.totalSamples or '?'), tostring(profile.mode or '?'),
+        async_note(profile)))
     else
       table.insert(parts, 'no profile')
     end
@@ -180,6 +224,11 @@ function M.complete(arglead, cmdline, _)
   local sub = words[2]
   if file_args[sub] then
     return vim.fn.getcompletion(arglead, 'file')
+  end
+  if sub == 'async' then
+    return vim.tbl_filter(function(n)
+      return vim.startswith(n, arglead)
+    end, M.async_choices())
   end
   if sub == 'hottest' then
     return vim.tbl_filter(function(n)

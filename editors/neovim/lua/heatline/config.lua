@@ -20,6 +20,9 @@ M.defaults = {
   sampling_rate = 1000,
   mode = 'wall',
   all_threads = false,
+  -- asyncio code as tasks (see :help heatline-async): off, or one of M.async_modes.
+  async_aware = false,
+  async_mode = 'running',
   -- Interpreter heatline.run uses (nil: the server's own).
   python = nil,
   -- Lines whose self or total share (percent) reaches this get end-of-line text / inlay hints.
@@ -45,6 +48,9 @@ M.defaults = {
   root_markers = { 'pyproject.toml', 'setup.py', 'setup.cfg', '.git' },
 }
 
+-- `heatline run --async-mode`'s values, in the sampler's order.
+M.async_modes = { 'running', 'all' }
+
 M.options = vim.deepcopy(M.defaults)
 
 function M.setup(opts)
@@ -67,6 +73,17 @@ function M.cmd()
   return default_cmd()
 end
 
+--- The async arguments :Heatline run and attach send, from the options as they are now
+--- (:Heatline async changes them without restarting the server). The mode goes only with
+--- async_aware: the server refuses it alone, as `heatline run` does.
+function M.async_args()
+  local o = M.options
+  if o.async_aware then
+    return { asyncAware = true, asyncMode = o.async_mode }
+  end
+  return { asyncAware = false }
+end
+
 --- The `heatline` section served to workspace/configuration.
 function M.lsp_settings()
   local o = M.options
@@ -74,6 +91,8 @@ function M.lsp_settings()
     samplingRate = o.sampling_rate,
     mode = o.mode,
     allThreads = o.all_threads,
+    asyncAware = o.async_aware,
+    asyncMode = o.async_mode,
     inlayHintThreshold = o.threshold,
     codeLens = o.renderers.code_lens,
     inlayHints = o.renderers.inlay_hints,
