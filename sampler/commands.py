@@ -91,11 +91,12 @@ def attached_identity(pid: int) -> tuple[str, list[str]]:
     return read_cwd(pid) or "", read_cmdline(pid) or []
 
 
-def slow_sampler_note(async_aware: bool = False) -> str | None:
-    """The summary's line when the pure-Python walker sampled (slower: users must know why)."""
+def slow_sampler_note(async_mode: str | bool | None = None) -> str | None:
+    """The summary's line when the pure-Python walker sampled (slower: users must know why).
+    `async_mode`: --async-aware's mode (True: on, running), None or False: off."""
     from sampler.cpython.walkers import native_choice
 
-    native, why = native_choice(async_aware)
+    native, why = native_choice(async_mode)
     return None if native else f"Note: sampled with the pure-Python walker ({why})."
 
 

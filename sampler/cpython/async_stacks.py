@@ -144,7 +144,30 @@ class AsyncStacks:
             # The task is between steps: the loop has made it current, but its coroutine is not
             # (or no longer) on the stack. Its time is shown on its marker alone, as Tachyon does.
             own = ()
-        return own + self._awaiters(running, lambda a: reader.task(a) if self._is_task(reader, a) else None)
+        return own + self._awaiters(running, self._task_lookup(reader))
+
+    # -- for the native core (native.py): the walk and the cut are in C, these stay here -------
+
+    def running_task(self, thread_id: int) -> int:
+        """The task thread `thread_id`'s loop runs now, 0 for none (or asyncio not loaded yet)."""
+        reader = self._reader_or_none()
+        return reader.running().get(thread_id, 0) if reader is not None else 0
+
+    def native_offsets(self) -> tuple[int, int, int] | None:
+        """(thread-state offset of the running task, -1 where it is not in the thread state
+        (before 3.14); task's coroutine; coroutine's frame), or None until asyncio is loaded."""
+        reader = self._reader_or_none()
+        if reader is None:
+            return None
+        L = reader.L
+        return L.get("tstate.asyncio_running_task", -1), L["task.coro"], L["gen.gi_iframe"]
+
+    def awaiters_of(self, address: int, thread_id: int) -> tuple[Frame, ...]:
+        """What follows the running task `address`'s own frames in its sample (`frames`): its
+        marker, then the awaiting tasks' coroutines and markers."""
+        reader = self._reader_or_none()
+        assert reader is not None, "a running task was found through the reader"
+        return self._awaiters(reader.task(address, thread_id), self._task_lookup(reader))
 
     def task_stacks(self) -> list[tuple[int, tuple[Frame, ...]]]:
         """`--async-mode all`: (thread_id, stack leaf first) of every leaf task, from one reading
@@ -185,6 +208,10 @@ class AsyncStacks:
         turn = self._turns.get(child, 0)
         self._turns[child] = turn + 1
         return sorted(parents, key=lambda t: (t.name, t.address))[turn % len(parents)]
+
+    def _task_lookup(self, reader: AsyncTaskReader) -> Callable[[int], TaskInfo | None]:
+        """Reads an awaiter as a task, None when it is a bare future."""
+        return lambda a: reader.task(a) if self._is_task(reader, a) else None
 
     def _is_task(self, reader: AsyncTaskReader, address: int) -> bool:
         """Whether an awaiter is a task (not a bare future, which has no coroutines to show)."""

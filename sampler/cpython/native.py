@@ -4,7 +4,16 @@ The C side walks threads and stacks with process_vm_readv and hands back interne
 module gives it every offset it needs (all CPython knowledge stays in sampler/cpython), answers
 its questions about code objects through the pure-Python `CodeCache`, and turns ids into
 `ThreadSample`s once each: a repeated stack costs a list look-up.
+
+`--async-mode running` (`async_mode="running"`): the C walk also cuts each thread's stack at its
+running task's coroutine frame, reading the running task from the thread state on 3.14+; what
+stays in Python, through the reference's `AsyncStacks`, is the running task on 3.11-3.13 (in
+asyncio's dicts) and the frames after the cut (the task's marker and the tasks awaiting it: names,
+awaiter sets, suspended coroutine chains), handed to C as an id per distinct tuple.
+`--async-mode all` walks no thread's stack: every task is read by the Python task reader, so
+`sample()` is the reference's own and there is no batched `run`.
 """
+
 
 from __future__ import annotations
 
@@ -57,7 +66,7 @@ class Batch:
     cost_total_ns: int
 
 
-def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool) -> dict[str, Any]:
+def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool, async_running: bool = False) -> dict[str, Any]:
     """Every offset and limit the C walker needs, from the reference walker's layout."""
     rt = py.runtime
     L = rt.layout
@@ -117,13 +126,20 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool) -> dic
     cfg["mode"] = MODES.index(mode)
     cfg["all_threads"] = int(all_threads)
     cfg["gc"] = int(gc)
+    cfg["async_running"] = int(async_running)
+    offsets = py.tasks.native_offsets() if async_running and py.tasks is not None else None
+    if offsets is not None:
+        cfg["async.running_task"], cfg["async.task_coro"], cfg["async.gen_iframe"] = offsets
+        # read with the thread state (3.14+ keeps it past the public struct, in the same allocation)
+        cfg["tstate.size"] = max(cfg["tstate.size"], offsets[0] + 8)
     return cfg
 
 
 class NativeUnwinder:
     """Produces `ThreadSample`s for one target process, walked by the C extension."""
 
-    def __init__(self, pid: int, *, all_threads: bool = False, mode: str = "wall", gc: bool = True) -> None:
+    def __init__(self, pid: int, *, all_threads: bool = False, mode: str = "wall", gc: bool = True,
+                 async_mode: str | None = None) -> None:
         if _native is None:
             raise RuntimeError(native_status()[1])
         if mode not in MODES:
@@ -132,19 +148,31 @@ class NativeUnwinder:
         self.all_threads = all_threads
         self.mode = mode
         self.gc = gc
-        # The reference walker locates the runtime, reads code objects and names threads.
-        self._py = Unwinder(pid, all_threads=all_threads, mode=mode, gc=gc)
+        self.async_mode = async_mode
+        # The reference walker locates the runtime, reads code objects and names threads (and,
+        # with async_mode, asyncio's tasks).
+        self._py = Unwinder(pid, all_threads=all_threads, mode=mode, gc=gc, async_mode=async_mode)
         self.runtime: Runtime = self._py.runtime
         self.codes = self._py.codes
+        self.tasks = self._py.tasks
+        async_running = async_mode == "running"
+        # --async-aware: the frames after a running task's own, by id (0: none), and the last
+        # failed task read's message.
+        self._suffixes: list[tuple[Frame, ...]] = [()]
+        self._suffix_ids: dict[tuple[Frame, ...], int] = {(): 0}
+        self._async_offsets_given = False
+        self._async_error = ""
         self._frames: dict[int, tuple[Frame, ...]] = {}
         # The code objects the walks validated, by address: stacks are named from these after a
         # batch, without reading the target again (it may have exited by then).
         self._infos: dict[int, Any] = {}
         self._samples: list[ThreadSample | None] = []
         try:
-            config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc)
+            config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc, async_running=async_running)
+            self._async_offsets_given = "async.task_coro" in config
             self._walker = _native.Walker(
-                pid, config, self._code_kind, self._epoch, self._tid_offset, self._resolve, self._samples
+                pid, config, self._code_kind, self._epoch, self._tid_offset, self._resolve, self._samples,
+                self._running_task, self._suffix,
             )
         except BaseException:
             self._py.close()
@@ -176,6 +204,8 @@ class NativeUnwinder:
             self.codes.epoch += 1
         else:  # the C side started its interning over: ids restart
             self._forget_samples()
+            self._suffixes[1:] = []
+            self._suffix_ids = {(): 0}
 
     def _forget_samples(self) -> None:
         self._frames.clear()
@@ -190,11 +220,47 @@ class NativeUnwinder:
         identity.tid_offset = identity.infer_tid_offset()
         return identity.tid_offset
 
+    def _async_call(self, call: Any, *args: int) -> int:
+        """An --async-aware callback's answer to C: its int, -1 a failed read (message kept for
+        the ReadError), -2 the target gone."""
+        try:
+            return call(*args)
+        except ProcessGoneError:
+            return -2
+        except ReadError as exc:
+            self._async_error = str(exc)
+            return -1
+
+    def _running_task(self, thread_id: int) -> int:
+        """The task thread `thread_id` runs (0: none), for C where the thread state does not say
+        (before 3.14, or until the target's AsyncioDebug table is found)."""
+        assert self.tasks is not None
+        if not self._async_offsets_given:
+            offsets = self.tasks.native_offsets()
+            if offsets is not None:
+                self._walker.set_async(*offsets)
+                self._async_offsets_given = True
+        return self._async_call(self.tasks.running_task, thread_id)
+
+    def _suffix(self, task: int, thread_id: int) -> int:
+        """The id of the frames after running task `task`'s own in its thread's sample."""
+        assert self.tasks is not None
+        frames = self._async_call(self.tasks.awaiters_of, task, thread_id)
+        if not isinstance(frames, tuple):
+            return frames
+        found = self._suffix_ids.get(frames)
+        if found is None:
+            found = self._suffix_ids[frames] = len(self._suffixes)
+            self._suffixes.append(frames)
+        return found
+
     def _resolve(self, key: int) -> ThreadSample:
-        tid, status, interp_id, stack = self._walker.key(key)
+        tid, status, interp_id, stack, suffix = self._walker.key(key)
         frames = self._frames.get(stack)
         if frames is None:
             frames = self._frames[stack] = self._stack_frames(stack)
+        if suffix:
+            frames += self._suffixes[suffix]
         sample = ThreadSample(tid, status, frames, interp_id)
         samples = self._samples
         if key >= len(samples):
@@ -226,10 +292,15 @@ class NativeUnwinder:
             raise ProcessGoneError(f"process {self.pid} exited while heatline was reading it.")
         if code == _native.PERM:
             raise ProcessPermissionError(self.pid)
+        if not message and self._async_error:
+            message = self._async_error
+        self._async_error = ""
         raise ReadError(message or "the stack kept changing while it was read")
 
     def sample(self) -> list[ThreadSample]:
         """One sample of every wanted thread of every interpreter (as `Unwinder.sample`)."""
+        if self.async_mode == "all":
+            return self._py.sample()  # the task reader's, in Python (see the module's docstring)
         result = self._walker.sample()
         if type(result) is tuple:
             self._raise(*result)
@@ -237,6 +308,8 @@ class NativeUnwinder:
 
     def run(self, next_tick_ns: int, interval_ns: int, stop_ns: int, max_ticks: int) -> Batch:
         """Sample on schedule until stop_ns, max_ticks good ticks, a failed tick or the target's end."""
+        if self.async_mode == "all":
+            raise RuntimeError("--async-mode all has no native loop: its samples are the Python task reader's")
         ticks, attempts, errors, gone, next_tick, cmin, cmax, ctotal, failure = self._walker.run(
             next_tick_ns, interval_ns, stop_ns, max_ticks
         )

@@ -14,10 +14,12 @@ from typing import Any
 NATIVE_ENV = "HEATLINE_NATIVE"
 
 
-def native_choice(async_aware: bool = False) -> tuple[bool, str]:
-    """(True, "") when runs use the native core; else (False, why not, for users)."""
-    if async_aware:
-        return False, "--async-aware has no native core yet"
+def native_choice(async_mode: str | bool | None = None) -> tuple[bool, str]:
+    """(True, "") when runs use the native core; else (False, why not, for users). `async_mode`:
+    --async-aware's mode (True: on, in its default mode, running), None or False: off."""
+    if async_mode == "all":
+        # no thread is walked: every task is read by the Python task reader (native.py)
+        return False, "--async-mode all reads every task in Python, with no native part"
     if os.environ.get(NATIVE_ENV, "").strip() == "0":
         return False, f"{NATIVE_ENV}=0 is set"
     try:
@@ -39,14 +41,14 @@ def open_source(pid: int, *, all_threads: bool = False, mode: str = "wall", gc: 
     `runtime`; the native core also has the batched `run`). With `blocking`, every sample is
     taken with the target's threads stopped (sampler.target.freeze). With `async_mode`
     (--async-aware), stacks are the running asyncio tasks' (sampler.cpython.async_stacks)."""
-    native, _ = native_choice(async_mode is not None)
+    native, _ = native_choice(async_mode)
     # Stopped threads all read as off CPU in /proc: under --blocking the walker samples every
     # thread and BlockingSource chooses cpu mode's by their state from just before the freeze.
     walk_mode = "wall" if blocking and mode == "cpu" else mode
     if native:
         from sampler.cpython.native import NativeUnwinder
 
-        source = NativeUnwinder(pid, all_threads=all_threads, mode=walk_mode, gc=gc)
+        source = NativeUnwinder(pid, all_threads=all_threads, mode=walk_mode, gc=gc, async_mode=async_mode)
     else:
         from sampler.cpython.unwinder import Unwinder
 

@@ -1,10 +1,12 @@
 /* sampler._native: the Python face of the native walker. Only sampler/cpython/native.py uses it.
  *
- * Walker(pid, config, code_cb, epoch_cb, tid_cb, resolve_cb, samples)
+ * Walker(pid, config, code_cb, epoch_cb, tid_cb, resolve_cb, samples[, running_cb, suffix_cb])
  *   sample() -> list[ThreadSample] | int error code
  *   run(next_tick_ns, interval_ns, stop_ns, max_ticks) -> (ticks, attempts, errors, gone,
  *       next_tick_ns, cost_min, cost_max, cost_total, error code)
- *   stack(id) -> tuple of (code address, offset); key(id) -> (tid, status, interp id, stack id)
+ *   stack(id) -> tuple of (code address, offset);
+ *   key(id) -> (tid, status, interp id, stack id, suffix id: --async-aware's frames after the stack)
+ *   set_async(running task offset in the thread state, task's coroutine, coroutine's frame)
  */
 #define _GNU_SOURCE
 #include "walker.h"
@@ -82,6 +84,10 @@ static int parse_config(WConfig *c, PyObject *d)
     REQ(guard_window_ns, "guard_window_ns") REQ(epoch_ns, "epoch_ns") REQ(cpu_reuse_ns, "cpu_reuse_ns")
     REQ(main_pthread, "main_pthread") REQ(tid_offset, "tid_offset") REQ(pid, "pid")
     REQ(mode, "mode") REQ(all_threads, "all_threads") REQ(gc, "gc")
+    if (cfg_get(d, "async_running", 0, 0, &v))
+        return -1;
+    c->async_running = (int)v;
+    OPT(a_running, "async.running_task") OPT(a_task_coro, "async.task_coro") OPT(a_gen_iframe, "async.gen_iframe")
     PyObject *skip = PyDict_GetItemString(d, "skip_owners");
     if (skip) {
         PyObject *it = PyObject_GetIter(skip), *o;
@@ -113,6 +119,7 @@ static int parse_config(WConfig *c, PyObject *d)
     else if (c->gil_kind < 0 || c->gil_kind > 3) bad = "gil_kind";
     else if (c->gil_kind == 0 && (c->rt_gil_holder < 0 || c->rt_gil_locked < 0)) bad = "runtime gil";
     else if (c->gil_kind == 1 && (c->i_gil_locked < 0 || c->i_gil_holder < 0)) bad = "interp gil";
+    else if (c->async_running && (c->frame_is_object || c->mode == 3)) bad = "async_running";
     int64_t tfields[] = {c->t_interp, c->t_next, c->t_thread_id, c->t_native_thread_id, c->t_holds_gil,
                          c->t_exc_current, c->t_exc_info, c->t_datastack_chunk, c->t_datastack_top, c->t_root,
                          c->t_cframe};
@@ -152,7 +159,8 @@ static void walker_free_buffers(Walker *w)
     free(w->chunks);
     free(w->spare.buf);
     free(w->out);
-    free(w->th_tid); free(w->th_interp); free(w->th_status); free(w->th_stack);
+    free(w->th_tid); free(w->th_interp); free(w->th_status); free(w->th_stack); free(w->th_suffix);
+    w->th_suffix = NULL;
     w->ibuf = w->tbuf = w->tbuf2 = w->gbuf = w->fbuf = w->rtbuf = NULL;
     w->frames = NULL; w->walked = NULL; w->walked_bytes = NULL; w->chunks = NULL;
     w->starts.addr = NULL; w->starts.value = NULL; w->starts.stamp = NULL;
@@ -181,10 +189,11 @@ static void walker_free_buffers(Walker *w)
 static int Walker_init(Walker *w, PyObject *args, PyObject *kwds)
 {
     int pid;
-    PyObject *config, *code_cb, *epoch_cb, *tid_cb, *resolve_cb, *samples;
+    PyObject *config, *code_cb, *epoch_cb, *tid_cb, *resolve_cb, *samples, *running_cb = Py_None,
+        *suffix_cb = Py_None;
     (void)kwds;
-    if (!PyArg_ParseTuple(args, "iO!OOOOO!", &pid, &PyDict_Type, &config, &code_cb, &epoch_cb, &tid_cb,
-                          &resolve_cb, &PyList_Type, &samples))
+    if (!PyArg_ParseTuple(args, "iO!OOOOO!|OO", &pid, &PyDict_Type, &config, &code_cb, &epoch_cb, &tid_cb,
+                          &resolve_cb, &PyList_Type, &samples, &running_cb, &suffix_cb))
         return -1;
     if (w->ibuf) {
         PyErr_SetString(PyExc_RuntimeError, "Walker is already initialised");
@@ -196,12 +205,18 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "bad native walker config: pid");
         return -1;
     }
+    if (w->c.async_running && (!PyCallable_Check(running_cb) || !PyCallable_Check(suffix_cb))) {
+        PyErr_SetString(PyExc_ValueError, "bad native walker config: async_running needs its callbacks");
+        return -1;
+    }
     const WConfig *c = &w->c;
     Py_INCREF(code_cb); w->code_cb = code_cb;
     Py_INCREF(epoch_cb); w->epoch_cb = epoch_cb;
     Py_INCREF(tid_cb); w->tid_cb = tid_cb;
     Py_INCREF(resolve_cb); w->resolve_cb = resolve_cb;
     Py_INCREF(samples); w->samples = samples;
+    Py_INCREF(running_cb); w->running_cb = running_cb;
+    Py_INCREF(suffix_cb); w->suffix_cb = suffix_cb;
     size_t depth = (size_t)c->max_depth + 2;
     uint32_t scap = 1;
     while (scap < (uint32_t)c->max_walk * 2 + 2)
@@ -250,6 +265,8 @@ static void Walker_dealloc(Walker *w)
     Py_CLEAR(w->tid_cb);
     Py_CLEAR(w->resolve_cb);
     Py_CLEAR(w->samples);
+    Py_CLEAR(w->running_cb);
+    Py_CLEAR(w->suffix_cb);
     Py_TYPE(w)->tp_free((PyObject *)w);
 }
 
@@ -288,7 +305,7 @@ static int emit_keys(Walker *w)
     if (walker_grow((void **)&w->out, &w->out_cap, sizeof(uint32_t), w->nout + w->nth, 1024))
         return -1;
     for (uint32_t i = 0; i < w->nth; i++)
-        if (walker_key_intern(w, w->th_tid[i], w->th_status[i], w->th_interp[i], w->th_stack[i],
+        if (walker_key_intern(w, w->th_tid[i], w->th_status[i], w->th_interp[i], w->th_stack[i], w->th_suffix[i],
                               &w->out[w->nout + i]))
             return -1;
     w->nout += w->nth;
@@ -497,7 +514,28 @@ static PyObject *Walker_key(Walker *w, PyObject *arg)
         return NULL;
     }
     WKey *k = &w->keys.keys[id];
-    return Py_BuildValue("(LILI)", (long long)k->tid, k->status, (long long)k->interp_id, k->stack);
+    return Py_BuildValue("(LILII)", (long long)k->tid, k->status, (long long)k->interp_id, k->stack, k->suffix);
+}
+
+/* --async-aware: where a task's coroutine frame is and (3.14+; -1: ask running_cb) where the
+ * running task is, once Python has found the target's asyncio data (asyncio may be imported
+ * after attach). Called between samples or from running_cb; used from then on. */
+static PyObject *Walker_set_async(Walker *w, PyObject *args)
+{
+    long long running, coro, iframe;
+    if (!PyArg_ParseTuple(args, "LLL", &running, &coro, &iframe))
+        return NULL;
+    if (!ready(w))
+        return NULL;
+    if (!w->c.async_running || running < -1 || running > (1 << 20) || coro < 0 || coro > (1 << 20) || iframe < 0 ||
+        iframe > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "bad native walker async offsets");
+        return NULL;
+    }
+    w->c.a_running = running;
+    w->c.a_task_coro = coro;
+    w->c.a_gen_iframe = iframe;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Walker_stats(Walker *w, PyObject *unused)
@@ -522,6 +560,7 @@ static PyMethodDef Walker_methods[] = {
     {"stack", (PyCFunction)Walker_stack, METH_O, "An interned stack: ((code, offset), ...)."},
     {"key", (PyCFunction)Walker_key, METH_O, "An interned sample: (tid, status, interp id, stack id)."},
     {"stats", (PyCFunction)Walker_stats, METH_NOARGS, "Counters."},
+    {"set_async", (PyCFunction)Walker_set_async, METH_VARARGS, "--async-aware: the running task's offsets."},
     {"close", (PyCFunction)Walker_close, METH_NOARGS, "Free the buffers and descriptors."},
     {NULL, NULL, 0, NULL},
 };

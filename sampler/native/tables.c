@@ -166,25 +166,27 @@ int walker_stacks_intern(Walker *w, const WFrame *frames, uint32_t n, uint32_t *
     return 0;
 }
 
-static uint64_t key_hash(uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack)
+static uint64_t key_hash(uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t suffix)
 {
-    return mix(mix(mix(tid, status), (uint64_t)interp_id), stack) | 1;
+    return mix(mix(mix(mix(tid, status), (uint64_t)interp_id), stack), suffix) | 1;
 }
 
 static uint64_t key_entry_hash(const void *table, uint32_t id)
 {
     const WKey *e = &((const WKeys *)table)->keys[id];
-    return key_hash(e->tid, e->status, e->interp_id, e->stack);
+    return key_hash(e->tid, e->status, e->interp_id, e->stack, e->suffix);
 }
 
-int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t *id)
+int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t suffix,
+                      uint32_t *id)
 {
     WKeys *k = &w->keys;
     uint32_t mask = k->index_cap - 1;
-    uint32_t j = (uint32_t)key_hash(tid, status, interp_id, stack) & mask;
+    uint32_t j = (uint32_t)key_hash(tid, status, interp_id, stack, suffix) & mask;
     while (k->index[j]) {
         WKey *e = &k->keys[k->index[j] - 1];
-        if (e->tid == tid && e->status == status && e->interp_id == interp_id && e->stack == stack) {
+        if (e->tid == tid && e->status == status && e->interp_id == interp_id && e->stack == stack &&
+            e->suffix == suffix) {
             *id = (uint32_t)k->index[j] - 1;
             return 0;
         }
@@ -197,6 +199,7 @@ int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_i
     e->status = status;
     e->interp_id = interp_id;
     e->stack = stack;
+    e->suffix = suffix;
     k->index[j] = (int32_t)k->n + 1;
     *id = k->n++;
     if (k->n * 2 > k->index_cap && index_rehash(&k->index, &k->index_cap, k->index_cap * 2, k->n, key_entry_hash, k))

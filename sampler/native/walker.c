@@ -1593,6 +1593,7 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
 {
     const WConfig *c = &w->c;
     int r;
+    w->walk_valid = 0;
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
         int fresh = attempt > 0;
         /* A retry reads everything anew; the guard brackets a copy made after it opened. */
@@ -1686,6 +1687,8 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
             memmove(w->frames, w->frames + cut, (w->nframes - cut) * sizeof(WFrame));
             w->nframes -= cut;
         }
+        w->walk_valid = 1;
+        w->walk_cut = cut;
         return WR_OK;
     }
     snprintf(w->err, sizeof w->err, "the stack kept changing while it was read");
@@ -1702,7 +1705,7 @@ static int mode_accepts(int mode, unsigned status)
     }
 }
 
-static int add_thread(Walker *w, int64_t tid, unsigned status, int64_t interp_id, uint32_t stack)
+static int add_thread(Walker *w, int64_t tid, unsigned status, int64_t interp_id, uint32_t stack, uint32_t suffix)
 {
     if (w->nth == w->th_cap) {
         uint32_t cap = w->th_cap ? w->th_cap * 2 : 16;
@@ -1714,7 +1717,9 @@ static int add_thread(Walker *w, int64_t tid, unsigned status, int64_t interp_id
         if (s1) w->th_status = s1;
         uint32_t *s2 = realloc(w->th_stack, cap * sizeof(uint32_t));
         if (s2) w->th_stack = s2;
-        if (!a || !b || !s1 || !s2)
+        uint32_t *s3 = realloc(w->th_suffix, cap * sizeof(uint32_t));
+        if (s3) w->th_suffix = s3;
+        if (!a || !b || !s1 || !s2 || !s3)
             return WR_READ;
         w->th_cap = cap;
     }
@@ -1722,7 +1727,91 @@ static int add_thread(Walker *w, int64_t tid, unsigned status, int64_t interp_id
     w->th_status[w->nth] = status;
     w->th_interp[w->nth] = interp_id;
     w->th_stack[w->nth] = stack;
+    w->th_suffix[w->nth] = suffix;
     w->nth++;
+    return WR_OK;
+}
+
+/* ---- --async-mode running ------------------------------------------------------------
+ * A thread's sample is its running task's part of its stack (from the leaf down to the task's
+ * coroutine frame, found by address among the frames just walked) followed by the frames of the
+ * task's marker and of the tasks awaiting it, which Python makes (AsyncStacks.awaiters_of) and
+ * hands back as an id (the key's suffix). The running task comes from the thread state where
+ * CPython keeps it (3.14+, offsets from the target's AsyncioDebug table), else from Python
+ * (3.11-3.13 keep it in asyncio's dicts). sampler/cpython/async_stacks.py is the reference. */
+
+/* A Python --async-aware callback's int (>= 0) into *out; its -1 is a failed read (Python keeps
+ * the message), -2 the target gone. */
+static int async_call(Walker *w, PyObject *cb, int nargs, uint64_t a, uint64_t b, uint64_t *out)
+{
+    int entered = gil_enter(w);
+    PyObject *res = nargs == 1 ? PyObject_CallFunction(cb, "K", (unsigned long long)a)
+                               : PyObject_CallFunction(cb, "KK", (unsigned long long)a, (unsigned long long)b);
+    long long v = -3;
+    if (res) {
+        v = PyLong_AsLongLong(res);
+        Py_DECREF(res);
+        if (v == -1 && PyErr_Occurred())
+            v = -3;
+    }
+    gil_leave(w, entered);
+    if (v >= 0) {
+        *out = (uint64_t)v;
+        return WR_OK;
+    }
+    if (v == -1)
+        return WR_READ;
+    return v == -2 ? WR_GONE : WR_PYERR;
+}
+
+/* The task thread `thread_id`'s loop is running (0: none), from `tbuf` or, `fresh`, read anew. */
+static int running_task(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint64_t thread_id, int fresh,
+                        uint64_t *task)
+{
+    int64_t off = w->c.a_running;
+    if (off < 0)
+        return async_call(w, w->running_cb, 1, thread_id, 0, task);
+    if (!fresh && off + 8 <= w->c.tstate_size) {
+        *task = ld64(tbuf + off);
+        return WR_OK;
+    }
+    return rd64(w, tstate + (uint64_t)off, task);
+}
+
+/* After the walk of a thread running `task`: keep the frames from the leaf down to the task's
+ * coroutine frame (none when it is not on the stack: the task is between steps), and the id of
+ * what follows them in *suffix. */
+static int async_cut(Walker *w, uint64_t tstate, uint64_t thread_id, uint64_t task, uint32_t *suffix)
+{
+    const WConfig *c = &w->c;
+    int r;
+    if (c->a_task_coro < 0 || c->a_gen_iframe < 0) {
+        snprintf(w->err, sizeof w->err, "no asyncio task offsets");
+        return WR_READ;
+    }
+    uint64_t coro;
+    if ((r = rd64(w, task + (uint64_t)c->a_task_coro, &coro)))
+        return r;
+    uint32_t value;
+    if (coro && w->walk_valid && starts_get(w, coro + (uint64_t)c->a_gen_iframe, &value) &&
+        value >= w->walk_cut && value - w->walk_cut < w->nframes) {
+        w->nframes = value - w->walk_cut + 1;
+    } else {
+        /* Not on the stack: the task is between steps, unless the loop switched tasks since
+         * the running one was read (then this copy is not the task's). */
+        uint64_t now;
+        if ((r = running_task(w, tstate, NULL, thread_id, 1, &now)))
+            return r;
+        if (now != task) {
+            snprintf(w->err, sizeof w->err, "the running task changed while its thread's stack was read");
+            return WR_READ;
+        }
+        w->nframes = 0;
+    }
+    uint64_t id;
+    if ((r = async_call(w, w->suffix_cb, 2, task, thread_id, &id)))
+        return r;
+    *suffix = (uint32_t)id;
     return WR_OK;
 }
 
@@ -1768,6 +1857,17 @@ static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t
         status |= cpu_status(w, tid, now);
     if (!mode_accepts(c->mode, status))
         return WR_OK;
+    uint64_t thread_id = ld64(tbuf + c->t_thread_id), task = 0;
+    if (c->async_running) {
+        if ((r = running_task(w, tstate, tbuf, thread_id, 0, &task))) {
+            w->cur = NULL;
+            return r;
+        }
+        if (!task) {
+            w->cur = NULL;
+            return WR_OK; /* running no task: left out of the sample */
+        }
+    }
     r = thread_frames(w, interp, tstate, tbuf, c->mode == 3);
     w->pf_allowed = 1;
     if (rec && !c->frame_is_object && w->nchunks && w->chunks[0].addr) {
@@ -1779,12 +1879,15 @@ static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t
         return WR_OK;
     if (r)
         return r;
+    uint32_t suffix = 0;
+    if (c->async_running && (r = async_cut(w, tstate, thread_id, task, &suffix)))
+        return r;
     if (c->mode != 1)
         status |= cpu_status(w, tid, now);
     uint32_t stack;
     if (walker_stacks_intern(w, w->frames, w->nframes, &stack))
         return WR_READ;
-    return add_thread(w, tid, status, interp_id, stack);
+    return add_thread(w, tid, status, interp_id, stack, suffix);
 }
 
 static int64_t gil_holder(Walker *w, const uint8_t *ibuf, int *err)
@@ -1900,8 +2003,9 @@ static int sample_interp(Walker *w, uint64_t interp, const uint8_t *ibuf, int64_
             }
         uint32_t id = w->th_stack[idx];
         uint32_t n = w->stacks.count[id];
-        /* No Python frames (e.g. the collections of interpreter shutdown): nothing to blame. */
-        if (n) {
+        /* No Python frames (e.g. the collections of interpreter shutdown): nothing to blame.
+         * An async sample's task frames (its suffix) count. */
+        if (n || w->th_suffix[idx]) {
             w->frames[0].code = 0;
             w->frames[0].offset = PSEUDO_GC;
             memcpy(w->frames + 1, w->stacks.arena + w->stacks.start[id], n * sizeof(WFrame));

@@ -56,6 +56,12 @@ typedef struct {
     /* what is sampled */
     int mode; /* 0 wall, 1 cpu, 2 gil, 3 exception */
     int all_threads, gc;
+    /* --async-mode running (walker.c, async_stack): each thread's running asyncio task cuts its
+     * stack at the task's coroutine frame. a_running is the thread-state offset of the running
+     * task (3.14+: set by Python once the target's AsyncioDebug table is found; -1 asks
+     * Python's running_cb), a_task_coro the task's coroutine, a_gen_iframe a coroutine's frame. */
+    int async_running;
+    int64_t a_running, a_task_coro, a_gen_iframe;
 } WConfig;
 
 typedef struct {
@@ -87,6 +93,7 @@ typedef struct {
     uint64_t tid;
     int64_t interp_id;
     uint32_t status, stack;
+    uint32_t suffix; /* --async-aware: Python's id of the frames after the stack (0: none) */
 } WKey;
 
 typedef struct {
@@ -151,6 +158,7 @@ typedef struct {
     PyObject_HEAD
     WConfig c;
     PyObject *code_cb, *epoch_cb, *tid_cb;
+    PyObject *running_cb, *suffix_cb; /* --async-aware: running task, awaiter frames (Python) */
     PyThreadState *saved; /* set while run() has the GIL released */
     WCodes codes;
     WStacks stacks;
@@ -185,8 +193,11 @@ typedef struct {
     /* one sample's threads, before GC marking */
     uint64_t *th_tid;
     int64_t *th_interp;
-    uint32_t *th_status, *th_stack;
+    uint32_t *th_status, *th_stack, *th_suffix;
     uint32_t nth, th_cap;
+    /* the last thread_frames: whether it walked (starts then hold its frames) and where it cut */
+    int walk_valid;
+    uint32_t walk_cut;
     WBatch pre;  /* read-ahead */
     WBatch post; /* the batched re-check of all threads (walker.c, post_serve) */
     uint64_t sys_mark; /* w->syscalls when the thread's state was taken */
@@ -215,7 +226,8 @@ int walker_tables_init(Walker *w);
 void walker_tables_free(Walker *w);
 void walker_tables_reset(Walker *w);
 void walker_codes_clear(Walker *w);
-int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t *id);
+int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t suffix,
+                      uint32_t *id);
 int64_t walker_now_ns(void);
 void walker_cpu_close(Walker *w);
 void walker_batch_free(WBatch *b);
