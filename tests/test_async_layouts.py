@@ -149,6 +149,51 @@ def test_asyncio_offsets_hold_in_a_live_program(interpreter, minor):
     assert report["py_task_attrs"] == ["_coro", "_fut_waiter", "_loop", "_name"]
 
 
+# Run in the interpreter under test with the offsets as argv[1]: reads its own objects at them.
+_CONTAINERS_PROBE = """
+import asyncio, ctypes, json, sys, weakref
+L = json.loads(sys.argv[1])
+at = lambda addr: ctypes.c_void_p.from_address(addr).value or 0
+size = lambda addr: ctypes.c_ssize_t.from_address(addr).value
+def first(fut): pass
+def second(fut): pass
+async def idle(): pass
+loop = asyncio.new_event_loop()
+task = loop.create_task(idle())
+task.add_done_callback(first)
+task.add_done_callback(second)
+seen = {}
+seen["callback0"] = at(id(task) + L["task.callback0"]) == id(first)
+callbacks = at(id(task) + L["task.callbacks"])
+seen["callbacks"] = size(callbacks + L["list.ob_size"]) == 1
+pair = at(at(callbacks + L["list.ob_item"]))
+seen["pair"] = size(pair + L["tuple.ob_size"]) == 2 and at(pair + L["tuple.ob_item"]) == id(second)
+group = asyncio.TaskGroup()  # a TaskGroup's done callback is such a bound method
+bound = group._on_task_done
+seen["im_self"] = at(id(bound) + L["method.im_self"]) == id(group)
+ref = weakref.ref(task)
+seen["wr_object"] = at(id(ref) + L["weakref.wr_object"]) == id(task)
+seen["tp_base"] = at(id(bool) + L["type.tp_base"]) == id(int)
+task.cancel(); loop.run_until_complete(asyncio.sleep(0)); loop.close()
+print(json.dumps(seen))
+"""
+CONTAINER_KEYS = ("list.ob_size", "list.ob_item", "tuple.ob_size", "tuple.ob_item", "method.im_self",
+                  "weakref.wr_object", "type.tp_base")
+
+
+def test_future_callbacks_and_containers_where_the_tables_say(interpreter, minor):
+    """What the 3.11-3.13 awaiter derivation reads besides the task (a future's done callbacks,
+    lists, tuples, bound methods, weak references, base types), at the offsets ASYNCIO_TRAITS and
+    the generated layouts give, in a live program of each version."""
+    layout = {key: STATIC_LAYOUTS[minor][key] for key in CONTAINER_KEYS}
+    layout.update({f"task.{k}": ASYNCIO_TRAITS[minor].task[k] for k in ("callback0", "callbacks")})
+    ran = subprocess.run(interpreter.python("-c", _CONTAINERS_PROBE, json.dumps(layout)), capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    seen = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert seen == dict.fromkeys(seen, True) and len(seen) == 6, seen
+
+
 def test_asyncio_debug_parser_refuses_bad_tables():
     good = [168, 136, 96, 108, 109, 128, 152, 225864, 10880, 936, 864, 872, 880]
     raw = b"".join(v.to_bytes(8, "little") for v in good)

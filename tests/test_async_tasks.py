@@ -11,8 +11,10 @@ import subprocess
 import pytest
 
 from conftest import target, wait_ready
-from sampler.cpython.async_tasks import AWAIT_RESUME_OPCODES, AsyncTaskReader
+from sampler.cpython import async_tasks
+from sampler.cpython.async_tasks import AsyncTaskReader
 from sampler.cpython.unwinder import Unwinder
+from sampler.cpython.versions import ASYNCIO_TRAITS
 from sampler.errors import AsyncUnavailableError
 
 
@@ -75,9 +77,10 @@ def test_await_resume_opcodes_are_the_interpreters(interpreter):
     )
     out = subprocess.run(interpreter.python("-c", code), capture_output=True, text=True, timeout=60, check=True)
     major, minor, *numbers = map(int, out.stdout.split())
-    if (major, minor) not in AWAIT_RESUME_OPCODES:
-        pytest.skip(f"{interpreter.label}: {major}.{minor} tells an await by its frame state")
-    assert AWAIT_RESUME_OPCODES[major, minor] == {n for n in numbers if n >= 0}
+    traits = ASYNCIO_TRAITS.get((major, minor))
+    if traits is None or traits.awaiting_state is not None:
+        pytest.skip(f"{interpreter.label}: {major}.{minor} tells an await by its frame state (or is not read)")
+    assert traits.await_resume_opcodes == {n for n in numbers if n >= 0}
 
 
 def test_a_thousand_tasks(interpreter, spawn):
@@ -92,5 +95,60 @@ def test_a_thousand_tasks(interpreter, spawn):
         extra = [t for t in tasks if t.name.startswith("extra-")]
         assert len(extra) == 1000
         assert {len(t.stack) for t in extra} == {5}
+    finally:
+        unwinder.close()
+
+
+def _many(interpreter, spawn, *args: str):
+    p = spawn(*interpreter.python(interpreter.script_path(target("async_many.py")), *args), stdin=subprocess.PIPE)
+    wait_ready(p)
+    return p, json.loads(p.stdout.readline()), Unwinder(p.pid)
+
+
+def test_what_is_remembered_follows_tasks_that_move(interpreter, spawn):
+    """Coroutines and names are remembered across readings while their bytes stay the same: idle
+    tasks resumed between two readings must be read at their new line, the others as before."""
+    p, info, unwinder = _many(interpreter, spawn, "200", "--step")
+    try:
+        if unwinder.runtime.minor < (3, 11):
+            pytest.skip(f"{interpreter.label}: no asyncio reading before 3.11")
+        reader = AsyncTaskReader(p.pid, unwinder.memory, unwinder.runtime)
+
+        def leaves() -> dict[str, tuple[str, int]]:
+            return {t.name: (t.stack[-1].funcname, t.stack[-1].lineno) for t in reader.tasks()
+                    if t.name.startswith("idle-")}
+
+        before = leaves()
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "stepped"
+        after = leaves()
+        assert len(before) == len(after) == info["idle"] == 200
+        for i in range(200):
+            name = f"idle-{i}"
+            if i % 2:  # in asyncio.sleep, untouched
+                assert after[name] == before[name], name
+            else:  # from `await fut` to `await step`, two lines down
+                assert after[name] == ("parked", before[name][1] + 2), (name, before[name], after[name])
+    finally:
+        unwinder.close()
+
+
+def test_a_reading_stops_at_the_task_cap(interpreter, spawn, monkeypatch):
+    """Past MAX_TASKS a reading stops, says so (`truncated`) and returns that many tasks."""
+    p, info, unwinder = _many(interpreter, spawn, "300")
+    try:
+        if unwinder.runtime.minor < (3, 11):
+            pytest.skip(f"{interpreter.label}: no asyncio reading before 3.11")
+        reader = AsyncTaskReader(p.pid, unwinder.memory, unwinder.runtime)
+        everything = reader.tasks()
+        assert not reader.truncated and len(everything) == info["idle"] + 2  # and the main task, busy
+        monkeypatch.setattr(async_tasks, "MAX_TASKS", 100)
+        capped = reader.tasks()
+        assert reader.truncated
+        # Before 3.14 done tasks are dropped after the cap; none is done here.
+        assert len(capped) == 100 and {t.address for t in capped} <= {t.address for t in everything}
+        busy = reader.task(info["busy"])  # one task is still read whole
+        assert busy.name == "busy" and busy.stack[0].funcname == "busy"
     finally:
         unwinder.close()

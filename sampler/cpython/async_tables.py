@@ -16,12 +16,14 @@ Before 3.14 no thread state lists tasks. What there is (docs/async-plan.md):
   tasks (async_tasks.py); here they are derived.
 
 The set, weakref and list readers below are the one place such containers are read remotely
-(async_tasks.py reads 3.14's awaited-by sets with `set_members`).
+(async_tasks.py reads 3.14's awaited-by sets with `set_members`). Their offsets, and a type's
+tp_base and a bound method's im_self, come from the generated layouts; a future's done callbacks
+from versions.ASYNCIO_TRAITS (private to `_asynciomodule.c`, as the task's fields are).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sampler.cpython.runtime import Runtime
@@ -41,22 +43,8 @@ MAX_TYPES = 1024  # types whose kind is remembered
 MAX_GATHER_DEPTH = 8  # gathers nested in gathers
 DISCARDED_HASH = (1 << 64) - 1  # a set entry's hash -1 as an unsigned word: a discarded entry
 
-# Fields of public structs that have not moved since 3.0 and that the generated layouts lack:
-# PyWeakReference.wr_object (right after the object header), PyListObject's ob_size and ob_item,
-# and PyTypeObject.tp_base (four pointers before tp_dictoffset: tp_base, tp_dict, tp_descr_get,
-# tp_descr_set). Checked through the readers by tests/test_async_tasks.py on each version.
-WEAKREF_OBJECT = 16
-LIST_SIZE = 16
-LIST_ITEMS = 24
-TUPLE_ITEMS = 24
-TP_BASE_BEFORE_DICTOFFSET = 32
-METHOD_SELF = 24  # PyMethodObject: im_func, then im_self
-# An `_asyncio.Future`/`Task` (FutureObj_HEAD in Modules/_asynciomodule.c, 3.11-3.14): after
-# fut_loop come fut_callback0 (the first done callback) and fut_context0, then fut_callbacks
-# (a list of (callback, context) tuples for the others, or NULL).
-FUTURE_CALLBACK0 = 24
-FUTURE_CALLBACKS = 40
 MAX_CALLBACKS = 64  # done callbacks of one task looked at for a TaskGroup's
+SET_CHUNK = 4096  # set entries read at once: a set with a limit is read only as far as it needs
 
 # Type names that tell what an object is (tp_name of the type or of one of its bases).
 C_TASK_TYPE = "_asyncio.Task"
@@ -73,48 +61,56 @@ _KINDS = (
 Read = Callable[[int, int], bytes]
 
 
-def set_members(read: Read, layout: dict[str, int], obj: int) -> list[int]:
-    """The objects in a `set` (its live entries, in table order)."""
+def set_members(read: Read, layout: dict[str, int], obj: int, limit: int | None = None) -> list[int]:
+    """The objects in a `set` (its live entries, in table order): all of them, or the first
+    `limit`, reading the table only as far as they reach."""
     mask = u64(read(obj + layout["set.mask"], 8), 0)[0]
     if mask >= MAX_SET_SLOTS or mask & (mask + 1):
         raise ReadError(f"a set at {obj:#x} has an implausible table mask {mask:#x}")
     table = u64(read(obj + layout["set.table"], 8), 0)[0]
     size = layout["setentry.size"]
-    raw = read(table, size * (mask + 1))
     key_off, hash_off = layout["setentry.key"], layout["setentry.hash"]
-    members = []
-    for base in range(0, len(raw), size):
-        key = u64(raw, base + key_off)[0]
-        # A discarded entry keeps a shared dummy key and the hash -1: it holds nothing.
-        if key and u64(raw, base + hash_off)[0] != DISCARDED_HASH:
-            members.append(key)
+    members: list[int] = []
+    slots = mask + 1
+    step = slots if limit is None else SET_CHUNK
+    for first in range(0, slots, step):
+        raw = read(table + size * first, size * min(step, slots - first))
+        for base in range(0, len(raw), size):
+            key = u64(raw, base + key_off)[0]
+            # A discarded entry keeps a shared dummy key and the hash -1: it holds nothing.
+            if key and u64(raw, base + hash_off)[0] != DISCARDED_HASH:
+                members.append(key)
+        if limit is not None and len(members) >= limit:
+            return members[:limit]
     return members
 
 
-def weakref_target(read: Read, ref: int, none: int) -> int:
+def weakref_target(read: Read, layout: dict[str, int], ref: int, none: int) -> int:
     """What a weak reference refers to; 0 once that object is gone (wr_object is None then)."""
-    target = u64(read(ref + WEAKREF_OBJECT, 8), 0)[0]
+    target = u64(read(ref + layout["weakref.wr_object"], 8), 0)[0]
     return 0 if target == none else target
 
 
-def list_items(read: Read, obj: int, limit: int = MAX_LIST_ITEMS) -> list[int]:
+def list_items(read: Read, layout: dict[str, int], obj: int, limit: int = MAX_LIST_ITEMS) -> list[int]:
     """The objects in a `list` (its first `limit`)."""
-    n = min(_length(read, obj), limit)
-    items = u64(read(obj + LIST_ITEMS, 8), 0)[0]
+    n = min(_length(read, obj + layout["list.ob_size"]), limit)
+    items = u64(read(obj + layout["list.ob_item"], 8), 0)[0]
     raw = read(items, 8 * n) if n else b""
     return [u64(raw, 8 * i)[0] for i in range(n)]
 
 
-def tuple_item(read: Read, obj: int, index: int) -> int:
+def tuple_item(read: Read, layout: dict[str, int], obj: int, index: int) -> int:
     """Item `index` of a `tuple` (the items are inside the object); 0 past its end."""
-    return u64(read(obj + TUPLE_ITEMS + 8 * index, 8), 0)[0] if index < _length(read, obj) else 0
+    if index >= _length(read, obj + layout["tuple.ob_size"]):
+        return 0
+    return u64(read(obj + layout["tuple.ob_item"] + 8 * index, 8), 0)[0]
 
 
-def _length(read: Read, obj: int) -> int:
-    """ob_size of a list or tuple."""
-    n = i64(read(obj + LIST_SIZE, 8), 0)[0]
+def _length(read: Read, at: int) -> int:
+    """A list's or tuple's ob_size, at `at`."""
+    n = i64(read(at, 8), 0)[0]
     if not 0 <= n <= MAX_LIST_ITEMS:
-        raise ReadError(f"a sequence at {obj:#x} has an implausible length {n}")
+        raise ReadError(f"a sequence's length at {at:#x} is implausible: {n}")
     return n
 
 
@@ -167,8 +163,9 @@ class TaskTables:
             return {}
         return {loop: task for loop, task, _hash in self.objects.dict_items(state, current, MAX_CURRENT)}
 
-    def task_objects(self, state: LookupState, interp: int) -> list[int]:
-        """Every task registered with asyncio (weakly held ones still alive, eager ones), once each."""
+    def task_objects(self, state: LookupState, interp: int, limit: int) -> list[int]:
+        """The tasks registered with asyncio (weakly held ones still alive, eager ones), once
+        each: the first `limit` of them, in table order."""
         objects = self.objects
         md = self._tasks_module(state, interp)
         if not md:
@@ -178,21 +175,25 @@ class TaskTables:
             weak = objects.dict_get(state, md, name)
             data = objects.attribute(state, weak, "data") if weak and weak != self.none else 0
             if data:
-                for ref in set_members(objects.read, self.L, data):
-                    target = weakref_target(objects.read, ref, self.none)
+                # Dead references (held until the WeakSet's next clean-up) count towards the limit.
+                for ref in set_members(objects.read, self.L, data, limit - len(found)):
+                    target = weakref_target(objects.read, self.L, ref, self.none)
                     if target:
                         found[target] = None
+            if len(found) >= limit:
+                return list(found)[:limit]
         eager = objects.dict_get(state, md, "_eager_tasks")
         if eager and eager != self.none:
-            found.update(dict.fromkeys(set_members(objects.read, self.L, eager)))
-        return list(found)
+            found.update(dict.fromkeys(set_members(objects.read, self.L, eager, limit - len(found))))
+        return list(found)[:limit]
 
     # -- objects --------------------------------------------------------------------------------
 
     def kind(self, obj: int) -> str:
         """"c-task", "py-task", "gather" or "" for an object, from its type's and bases' names."""
-        L = self.L
-        tp = self.objects.u64(obj + L["object.ob_type"])
+        return self._kind_of(self.objects.u64(obj + self.L["object.ob_type"]))
+
+    def _kind_of(self, tp: int) -> str:
         kind = self.kinds.get(tp)
         if kind is None:
             names = set()
@@ -201,7 +202,7 @@ class TaskTables:
                 if not base:
                     break
                 names.add(self._type_name(base))
-                base = self.objects.u64(base + L["type.tp_dictoffset"] - TP_BASE_BEFORE_DICTOFFSET)
+                base = self.objects.u64(base + self.L["type.tp_base"])
             # A C task's subclass may be called "Task" too: its C base decides.
             kind = next((k for n, k in _KINDS if n in names), "")
             if len(self.kinds) >= MAX_TYPES:
@@ -216,14 +217,21 @@ class TaskTables:
 
     def fields(self, state: LookupState, task: int) -> TaskFields | None:
         """A task's fields; None for an object that is no task heatline can read."""
-        kind = self.kind(task)
-        if kind == "c-task":
-            L = self.L
+        L = self.L
+        try:
+            # A C task is the common case: its fields and its type in one read.
             buf = self.objects.read(task, L["task.size"])
+        except ReadError:  # a smaller object near the end of a mapping
+            buf = b""
+        tp = u64(buf, L["object.ob_type"])[0] if buf else self.objects.u64(task + L["object.ob_type"])
+        kind = self._kind_of(tp)
+        if kind == "c-task":
+            if not buf:
+                raise ReadError(f"a task at {task:#x} cannot be read whole")
             return TaskFields(
                 u64(buf, L["task.coro"])[0], u64(buf, L["task.name"])[0],
                 u64(buf, L["task.fut_waiter"])[0], u64(buf, L["task.loop"])[0],
-                u64(buf, FUTURE_CALLBACK0)[0], u64(buf, FUTURE_CALLBACKS)[0],
+                u64(buf, L["task.callback0"])[0], u64(buf, L["task.callbacks"])[0],
             )
         if kind == "py-task":
             get = self.objects.attribute
@@ -240,30 +248,29 @@ class TaskTables:
 
     # -- awaiters -------------------------------------------------------------------------------
 
-    def awaiters(self, state: LookupState, tasks: dict[int, TaskFields], of: Iterable[int]) -> dict[int, list[int]]:
-        """{task: the tasks awaiting it} for the tasks `of` (keys of `tasks`, every task's fields)."""
-        wanted = set(of)
-        out: dict[int, list[int]] = {task: [] for task in wanted}
+    def waiting(self, state: LookupState, tasks: dict[int, TaskFields]) -> dict[int, list[int]]:
+        """{task: the tasks waiting on it} through each task's `fut_waiter` (the task itself or a
+        gather of it), among `tasks` (every task's fields); a task no one waits on is left out.
+        A TaskGroup's owner is not among them: `group_owner` tells it, task by task."""
+        out: dict[int, list[int]] = {}
         for task, fields in tasks.items():
             if fields.fut_waiter:
                 for awaited in self._awaited_through(state, fields.fut_waiter, tasks.keys(), MAX_GATHER_DEPTH):
-                    if awaited in wanted and task not in out[awaited]:
-                        out[awaited].append(task)
-        for task in wanted:
-            owner = self._group_owner(state, tasks[task])
-            if owner in tasks and owner not in out[task]:
-                out[task].append(owner)
+                    waiters = out.setdefault(awaited, [])
+                    if task not in waiters:
+                        waiters.append(task)
         return out
 
-    def _group_owner(self, state: LookupState, fields: TaskFields) -> int:
+    def group_owner(self, state: LookupState, fields: TaskFields) -> int:
         """The task owning the TaskGroup a task belongs to (found among its done callbacks), or 0."""
-        read = self.objects.read
+        read, L = self.objects.read, self.L
         callbacks = [fields.callback0] if fields.callback0 else []
         if fields.callbacks:
-            callbacks += [tuple_item(read, pair, 0) for pair in list_items(read, fields.callbacks, MAX_CALLBACKS)]
+            pairs = list_items(read, L, fields.callbacks, MAX_CALLBACKS)
+            callbacks += [tuple_item(read, L, pair, 0) for pair in pairs]
         for callback in callbacks:
             if callback and self.kind(callback) == "method":
-                group = self.objects.u64(callback + METHOD_SELF)
+                group = self.objects.u64(callback + L["method.im_self"])
                 if group and self.kind(group) == "taskgroup":
                     owner = self.objects.attribute(state, group, "_parent_task")
                     return 0 if owner == self.none else owner
@@ -277,6 +284,6 @@ class TaskTables:
             return []
         children = self.objects.attribute(state, future, "_children")
         found = []
-        for child in list_items(self.objects.read, children) if children else ():
+        for child in list_items(self.objects.read, self.L, children) if children else ():
             found += self._awaited_through(state, child, tasks, depth - 1)
         return found

@@ -9,8 +9,12 @@ running tasks and awaiters come from asyncio's Python-level tables (async_tables
 version a task's coroutine chain is followed through each coroutine's frame: one suspended in an
 `await` keeps the awaitable on its value stack (versions.AsyncioTraits).
 
-Nothing here is fast: this is the reference the native walk is to be held to, and the reader
-`--async-aware` starts from. Earlier versions are refused with `AsyncUnavailableError`.
+Cost: a reading of every task is a few reads per task through one page cache. What cannot have
+changed is not worked out again: a coroutine whose head (frame, state, top of its value stack)
+holds the same bytes as last time is at the same line awaiting the same object, and a name whose
+bytes are the same is the same name; both are remembered across readings, bounded. No reading
+looks at more than MAX_TASKS tasks (see there). Earlier versions are refused with
+`AsyncUnavailableError`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sampler.cpython import debug_offsets
 from sampler.cpython.async_tables import TaskFields, TaskTables, set_members
@@ -32,27 +36,30 @@ from sampler.target.elf import ElfError, ElfFile
 from sampler.target.maps import host_path, read_maps
 from sampler.target.memory import I32, U64, RemoteMemory
 
-MAX_TASKS = 1 << 16  # per list: a longer one is a list that does not end (a torn read)
+# The most tasks one reading looks at, so that a huge or corrupt task list cannot make one sample
+# unbounded (about 0.3 s at this count). Past it the reading stops and sets `truncated`: `tasks`
+# returns the first MAX_TASKS (3.14+: in list order, each thread's list then the interpreter's;
+# before, in the order of asyncio's task sets) and the rest are missing from that sample; before
+# 3.14 an awaiter among the rest is not found. A list that comes back to a node already seen
+# (torn while read) is a `ReadError`, as a list that breaks off is.
+MAX_TASKS = 1 << 15
 MAX_THREADS = 4096  # thread states looked at
 MAX_CHAIN = 256  # coroutines awaited one inside another within one task
-
-# 3.11/3.12 use one frame state for a plain yield and an await: an await's YIELD_VALUE is followed
-# by a RESUME whose oparg is 2 (yield from) or 3 (await). Its opcodes, quickened (3.11's
-# RESUME_QUICK) and instrumented (3.12's INSTRUMENTED_RESUME, under sys.monitoring or a profiler)
-# forms included, from each version's `opcode` module (tests/test_async_tasks.py checks them).
-AWAIT_RESUME_OPCODES = {(3, 11): frozenset({151, 150}), (3, 12): frozenset({151, 240})}
-AWAIT_RESUME_MIN_OPARG = 2
-# gi_frame_state from which a coroutine has finished (COMPLETED, CLEARED), 3.11-3.13: its task
-# is done, though asyncio's tables may still hold it while referenced.
-FINISHED_STATE = 1
+AWAIT_RESUME_MIN_OPARG = 2  # 3.11/3.12: an await's RESUME has oparg 2 (yield from) or 3 (await)
 
 MAX_PAGES = 4096  # pages one reading keeps: 16 MiB, about 10,000 tasks with their coroutines
 COROUTINE_SLOTS = 16  # value-stack slots read with a coroutine's head (more: one more read)
+MAX_REMEMBERED = 1 << 16  # coroutines, and names, remembered across readings (then forgotten)
+NAME_PEEK_CHARS = 16  # a name this short is read with its header in one read, and remembered
 
 # Before 3.14 a task's awaiters are derived from every task (async_tables.py): `task`, called for
-# each sample, reuses one derivation this long (a relation newer than that may be missed for as
-# long; a task the derivation has not seen causes a new one at once).
+# each sample, reuses one derivation for RELATIONS_TTL_S, or RELATIONS_COST_FACTOR times as long as
+# it took if that is longer, so that deriving takes at most about 1/20 of the time whatever the
+# task count (a relation newer than that may be missed for as long). A task the derivation has
+# not seen causes a new one, but not sooner than that factor allows: until then its awaiters are
+# its TaskGroup's owner alone.
 RELATIONS_TTL_S = 0.05
+RELATIONS_COST_FACTOR = 20
 
 u64 = U64.unpack_from
 i32 = I32.unpack_from
@@ -72,17 +79,33 @@ class TaskInfo:
     thread_id: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Relations:
-    """One derivation of every task's awaiters (before 3.14), good until `until` (monotonic)."""
+    """One derivation of every task's awaiters (before 3.14)."""
 
-    until: float
+    made: float  # monotonic time it was made
+    cost: float  # seconds it took
     fields: dict[int, TaskFields]  # the tasks it covers
-    awaiters: dict[int, tuple[int, ...]]
+    waiting: dict[int, list[int]]  # task -> the tasks waiting on it (fut_waiter, gathers)
     loops: dict[int, int]  # loop -> thread_id of the thread running it
+    owners: dict[int, int] = field(default_factory=dict)  # task -> its TaskGroup's owner, as asked
 
-    def stale(self) -> bool:
-        return time.monotonic() >= self.until
+    def stale(self, now: float) -> bool:
+        return now >= self.made + max(RELATIONS_TTL_S, RELATIONS_COST_FACTOR * self.cost)
+
+    def renewable(self, now: float) -> bool:
+        """Whether a new derivation may be made for a task this one has not seen."""
+        return now >= self.made + RELATIONS_COST_FACTOR * self.cost
+
+    def awaiters(self, tables: TaskTables, state: LookupState, address: int, fields: TaskFields) -> tuple[int, ...]:
+        """The tasks awaiting `address`: those waiting on it, then its TaskGroup's owner."""
+        owner = self.owners.get(address)
+        if owner is None:
+            owner = self.owners[address] = tables.group_owner(state, fields)
+        found = self.waiting.get(address, [])
+        if owner in self.fields and owner not in found:
+            return (*found, owner)
+        return tuple(found)
 
 
 def find_asyncio_debug(pid: int, memory: RemoteMemory, runtime: Runtime) -> dict[str, int] | None:
@@ -123,7 +146,8 @@ class AsyncTaskReader:
     (`AsyncNotLoadedError`: not yet, asyncio is not loaded; 3.11-3.13 find its tables at each call).
 
     Each public method is one reading: what it returns was read in that call, and any torn or
-    inconsistent data raises `ReadError`.
+    inconsistent data raises `ReadError`. `truncated` says whether the last reading of the task
+    list stopped at MAX_TASKS.
     """
 
     def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime) -> None:
@@ -138,6 +162,7 @@ class AsyncTaskReader:
         self.runtime = runtime
         self.traits: AsyncioTraits = traits
         self.tables: TaskTables | None = None
+        self.truncated = False
         self._relations: _Relations | None = None  # before 3.14: the last derivation, for `task`
         if traits.current_task == "tstate.asyncio_running_task":
             debug = find_asyncio_debug(pid, memory, runtime)
@@ -147,8 +172,7 @@ class AsyncTaskReader:
         else:
             self.L = {**runtime.layout, **asyncio_layout(runtime.minor)}
             self.tables = TaskTables(self.objects, runtime, traits, self.L)
-        self.resume_opcodes = AWAIT_RESUME_OPCODES.get(runtime.minor, frozenset())
-        if traits.awaiting_state is None and not self.resume_opcodes:
+        if traits.awaiting_state is None and not traits.await_resume_opcodes:
             raise AsyncUnavailableError(version, "no rule for telling an await from a plain yield")
         self.codes = CodeCache(memory, runtime)
         self.coro_type = _symbol(pid, runtime, "PyCoro_Type")
@@ -159,6 +183,14 @@ class AsyncTaskReader:
         self._u64 = self.objects.u64
         frame_end = self.L.get("frame.localsplus", self.L["frame.size"])
         self.coro_read = self.L["gen.gi_iframe"] + frame_end + 8 * COROUTINE_SLOTS
+        # A name's header and its first NAME_PEEK_CHARS characters of any width.
+        self.name_read = self.L["unicode.compact_size"] + 4 * NAME_PEEK_CHARS
+        # Across readings (see the module's docstring), keyed by object address: a coroutine's
+        # head bytes (its reference count left out) -> [frame, frame state, the object it
+        # awaits or 0, False once that object was found to be no coroutine]; a name's bytes ->
+        # the name.
+        self._coroutines: dict[int, tuple[bytes, list]] = {}
+        self._names: dict[int, tuple[bytes, str]] = {}
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -168,30 +200,34 @@ class AsyncTaskReader:
             return self._running(self._interpreter())
 
     def tasks(self) -> list[TaskInfo]:
-        """Every task of the main interpreter (3.14+: each thread's list, then the interpreter's)."""
+        """Every task of the main interpreter (3.14+: each thread's list, then the interpreter's),
+        at most MAX_TASKS."""
         with self.objects.call("inconsistent asyncio data"):
             interp = self._interpreter()
             if self.tables is None:
-                found = self._listed(interp)
-                return [self._task(address, thread_id) for address, thread_id in found]
+                return [self._task(address, thread_id, buf) for address, thread_id, buf in self._listed(interp)]
             return self._tables_tasks(interp)
 
     def task(self, address: int, thread_id: int = 0) -> TaskInfo:
         """One task. Before 3.14 `thread_id` is ignored (the thread running its loop is), and its
-        awaiters and that thread come from a derivation over every task (`_relations`) made at
-        most RELATIONS_TTL_S ago: only this task and its coroutines are read on each call."""
+        awaiters and that thread come from a derivation over every task (`_Relations`), renewed as
+        RELATIONS_TTL_S and RELATIONS_COST_FACTOR say: only this task and its coroutines are read
+        on each call."""
         with self.objects.call("inconsistent asyncio data"):
             if self.tables is None:
-                return self._task(address, thread_id)
+                return self._task(address, thread_id, self._read(address, self.L["task.size"]))
             interp = self._interpreter()
             state = self.objects.lookup_state(interp)
             fields = self.tables.fields(state, address)
             if fields is None:
                 raise ReadError(f"no live asyncio task at {address:#x}")
             relations = self._relations
-            if relations is None or address not in relations.awaiters or relations.stale():
-                relations = self._relations = self._derive(state, interp, (address,))
-            return self._tables_info(address, fields, relations)
+            now = time.monotonic()
+            if (relations is None or relations.stale(now)
+                    or (address not in relations.fields and relations.renewable(now))):
+                relations = self._relations = self._derive(state, interp, address)
+            info, _finished = self._tables_info(address, fields, relations, state)
+            return info
 
     # -- threads --------------------------------------------------------------------------------
 
@@ -239,27 +275,41 @@ class AsyncTaskReader:
 
     # -- 3.14+: the task lists ------------------------------------------------------------------
 
-    def _list(self, head: int) -> list[int]:
-        """Task addresses on the circular list whose head node is at `head`."""
+    def _list(self, head: int, room: int, seen: set[int]) -> list[tuple[int, bytes]]:
+        """(address, bytes) of the tasks on the circular list whose head node is at `head`: the
+        first `room` of them (`truncated` is set when there are more). The list node is inside
+        the task, so each task is read whole as the list is followed."""
+        L = self.L
+        at, size = L["task.node"], L["task.size"]
         tasks = []
         node = self._u64(head)
         while node != head:
-            if not node or len(tasks) >= MAX_TASKS:
+            if not node or node in seen:
                 raise ReadError(f"the task list at {head:#x} does not end: it changed while read")
-            tasks.append(node - self.L["task.node"])
-            node = self._u64(node)
+            if len(tasks) >= room:
+                self.truncated = True
+                break
+            seen.add(node)
+            buf = self._read(node - at, size)
+            tasks.append((node - at, buf))
+            node = u64(buf, at)[0]
         return tasks
 
-    def _listed(self, interp: int) -> list[tuple[int, int]]:
-        found = []
-        for tstate, thread_id in self._thread_states(interp):
-            found += [(t, thread_id) for t in self._list(tstate + self.L["tstate.asyncio_tasks_head"])]
-        found += [(t, 0) for t in self._list(interp + self.L["interp.asyncio_tasks_head"])]
+    def _listed(self, interp: int) -> list[tuple[int, int, bytes]]:
+        """(address, thread_id, bytes) of every task, at most MAX_TASKS."""
+        self.truncated = False
+        found: list[tuple[int, int, bytes]] = []
+        seen: set[int] = set()
+        heads = [(tstate + self.L["tstate.asyncio_tasks_head"], thread_id)
+                 for tstate, thread_id in self._thread_states(interp)]
+        heads.append((interp + self.L["interp.asyncio_tasks_head"], 0))
+        for head, thread_id in heads:
+            found += [(t, thread_id, buf) for t, buf in self._list(head, MAX_TASKS - len(found), seen)]
         return found
 
-    def _task(self, address: int, thread_id: int) -> TaskInfo:
+    def _task(self, address: int, thread_id: int, buf: bytes) -> TaskInfo:
+        """A 3.14+ task from its bytes."""
         L = self.L
-        buf = self._read(address, L["task.size"])
         coro = u64(buf, L["task.coro"])[0]
         name = self._name(u64(buf, L["task.name"])[0])
         awaiter = u64(buf, L["task.awaited_by"])[0]
@@ -269,78 +319,122 @@ class AsyncTaskReader:
             awaited_by = tuple(set_members(self._read, L, awaiter))
         else:
             awaited_by = (awaiter,)
-        stack = tuple(frame for _addr, frame in self._coroutine_chain(coro))
-        return TaskInfo(address, name, coro, self._frame_of(coro), stack, awaited_by, thread_id)
+        chain, _state = self._coroutine_chain(coro)
+        return TaskInfo(address, name, coro, self._frame_of(coro), chain, awaited_by, thread_id)
 
     # -- 3.11-3.13: asyncio's tables ------------------------------------------------------------
 
     def _tables_tasks(self, interp: int) -> list[TaskInfo]:
         """The live tasks in asyncio's tables, awaiters derived (afresh: this also renews what
-        `task` reuses)."""
-        relations = self._relations = self._derive(self.objects.lookup_state(interp), interp)
-        return [self._tables_info(address, fields, relations) for address, fields in relations.fields.items()]
+        `task` reuses); done ones (their coroutine returned) are left out."""
+        state = self.objects.lookup_state(interp)
+        relations = self._relations = self._derive(state, interp)
+        out = []
+        for address, fields in relations.fields.items():
+            info, finished = self._tables_info(address, fields, relations, state)
+            if not finished:
+                out.append(info)
+        return out
 
-    def _derive(self, state: LookupState, interp: int, extra: tuple[int, ...] = ()) -> _Relations:
-        """Every live task's fields (and those of `extra`, even done), who awaits each and the
-        thread running each loop: no coroutine chain is read."""
+    def _derive(self, state: LookupState, interp: int, extra: int = 0) -> _Relations:
+        """Every listed task's fields (and those of `extra`), who waits on each and the thread
+        running each loop: no coroutine chain is read. Done tasks are kept: they wait on nothing
+        (their fut_waiter is cleared), so they add no relation."""
         tables = self.tables
         assert tables is not None
+        started = time.perf_counter()
+        listed = tables.task_objects(state, interp, MAX_TASKS)
+        self.truncated = len(listed) >= MAX_TASKS
         fields = {}
-        for address in dict.fromkeys([*tables.task_objects(state, interp), *extra]):
+        for address in [*listed, extra] if extra and extra not in listed else listed:
             found = tables.fields(state, address)
-            # A done task (its coroutine returned) is left out where it is listed; when asked for
-            # it only costs a look (it waits on nothing and owns no running group).
-            if found is not None and (address in extra or not self._finished(found.coro)):
+            if found is not None:
                 fields[address] = found
-        awaiters = tables.awaiters(state, fields, fields)
-        return _Relations(time.monotonic() + RELATIONS_TTL_S, fields,
-                          {a: tuple(found) for a, found in awaiters.items()}, self._loop_threads(interp))
+        waiting = tables.waiting(state, fields)
+        loops = self._loop_threads(interp)
+        return _Relations(time.monotonic(), time.perf_counter() - started, fields, waiting, loops)
 
-    def _tables_info(self, address: int, task: TaskFields, relations: _Relations) -> TaskInfo:
-        stack = tuple(frame for _a, frame in self._coroutine_chain(task.coro))
-        return TaskInfo(address, self._name(task.name), task.coro, self._frame_of(task.coro), stack,
-                        relations.awaiters.get(address, ()), relations.loops.get(task.loop, 0))
-
-    def _finished(self, coro: int) -> bool:
-        """Whether a coroutine has returned (its task is done); other awaitables are taken as live."""
-        if not coro or self._u64(coro + self.L["object.ob_type"]) != self.coro_type:
-            return False
-        return self._frame_state(coro) >= FINISHED_STATE
+    def _tables_info(self, address: int, task: TaskFields, relations: _Relations,
+                     state: LookupState) -> tuple[TaskInfo, bool]:
+        """The task, and whether it is done (its coroutine has returned)."""
+        assert self.tables is not None
+        chain, frame_state = self._coroutine_chain(task.coro)
+        done_from = self.traits.finished_state
+        finished = frame_state is not None and done_from is not None and frame_state >= done_from
+        info = TaskInfo(address, self._name(task.name), task.coro, self._frame_of(task.coro), chain,
+                        relations.awaiters(self.tables, state, address, task), relations.loops.get(task.loop, 0))
+        return info, finished
 
     # -- one task's coroutines ------------------------------------------------------------------
 
     def _name(self, obj: int) -> str:
-        """A task's name: a str, or (3.14+, names not asked for) the int N of "Task-N"."""
+        """A task's name: a str, or (3.14+, names not asked for) the int N of "Task-N"; read with
+        its header in one read and remembered while its bytes stay the same."""
+        try:
+            raw: bytes | None = self._read(obj, self.name_read)
+        except ReadError:  # near the end of a mapping: read as much as it takes
+            raw = None
+        if raw is not None:
+            known = self._names.get(obj)
+            if known is not None and known[0] == raw[8:]:
+                return known[1]
         if self._u64(obj + self.L["object.ob_type"]) == self.long_type:
-            number = self.objects.read_int(obj)
+            number = self.objects.read_int(obj)  # its digits are within `raw` (3 at most)
             if number is None:
                 raise ReadError(f"a task number at {obj:#x} is not a small positive int")
-            return f"Task-{number}"
-        return self.objects.strings.read_str(obj)
+            name = f"Task-{number}"
+        else:
+            name = self.objects.strings.read_str(obj)
+            if len(name) > NAME_PEEK_CHARS:
+                return name  # not all of it is in `raw`
+        if raw is not None:
+            if len(self._names) >= MAX_REMEMBERED:
+                self._names.clear()
+            self._names[obj] = (raw[8:], name)
+        return name
 
     def _frame_of(self, coro: int) -> int:
         return coro + self.L["gen.gi_iframe"] if coro else 0
 
-    def _frame_state(self, coro: int) -> int:
-        return i8(self._read(coro + self.L["gen.gi_frame_state"], 1), 0)[0]
-
-    def _coroutine_chain(self, coro: int) -> list[tuple[int, Frame]]:
-        """(frame address, frame) of the task's coroutine and those it awaits, outermost first."""
-        L = self.L
-        chain: list[tuple[int, Frame]] = []
-        tag_mask = ~self.runtime.traits.code_tag_mask
-        f = L["gen.gi_iframe"]
-        while coro and len(chain) < MAX_CHAIN:
+    def _coroutine_chain(self, coro: int) -> tuple[tuple[Frame, ...], int | None]:
+        """The frames of the task's coroutine and those it awaits, outermost first, and the
+        first one's frame state (None: the task's coroutine is no coroutine)."""
+        frames: list[Frame] = []
+        first_state = None
+        step: list | None = None  # what is remembered of the coroutine before
+        while coro and len(frames) < MAX_CHAIN:
+            if step is not None and step[3] is False:
+                break  # an awaitable found to be no coroutine, awaited from unchanged bytes
             buf = self._coroutine_bytes(coro)
-            if buf is None:
-                break  # a future, a generator-based awaitable: the chain of coroutines ends here
-            info = self.codes.get(u64(buf, f + L["frame.code"])[0] & tag_mask)
-            ip = u64(buf, f + L["frame.instr_ptr"])[0]
-            chain.append((coro + f, info.frame_at(max(ip - info.code_start, 0))))
-            if not self._awaiting(i8(buf, L["gen.gi_frame_state"])[0], ip):
+            if buf is None:  # a future, a generator-based awaitable: the chain ends here
+                if step is not None:
+                    step[3] = False
                 break
-            coro = self._awaitable(coro, buf)
-        return chain
+            key = buf[8:]
+            known = self._coroutines.get(coro)
+            if known is not None and known[0] == key:
+                step = known[1]
+            else:
+                step = self._coroutine_step(coro, buf)
+                if len(self._coroutines) >= MAX_REMEMBERED:
+                    self._coroutines.clear()
+                self._coroutines[coro] = (key, step)
+            frame, frame_state, awaited = step[0], step[1], step[2]
+            if first_state is None:
+                first_state = frame_state
+            frames.append(frame)
+            coro = awaited
+        return tuple(frames), first_state
+
+    def _coroutine_step(self, coro: int, buf: bytes) -> list:
+        """[frame, frame state, the object it awaits or 0, None] of a coroutine from its head."""
+        L = self.L
+        f = L["gen.gi_iframe"]
+        info = self.codes.get(u64(buf, f + L["frame.code"])[0] & ~self.runtime.traits.code_tag_mask)
+        ip = u64(buf, f + L["frame.instr_ptr"])[0]
+        frame_state = i8(buf, L["gen.gi_frame_state"])[0]
+        awaited = self._awaitable(coro, buf) if self._awaiting(frame_state, ip) else 0
+        return [info.frame_at(max(ip - info.code_start, 0)), frame_state, awaited, None]
 
     def _coroutine_bytes(self, obj: int) -> bytes | None:
         """The head of a coroutine object (its frame and first stack slots) in one read; None
@@ -360,8 +454,7 @@ class AsyncTaskReader:
         if state not in self.traits.suspended_states:
             return False
         opcode, oparg = self._read(ip + 2, 2)  # 3.11/3.12: ip is the YIELD_VALUE just run
-        return opcode in self.resume_opcodes and oparg >= AWAIT_RESUME_MIN_OPARG
-
+        return opcode in self.traits.await_resume_opcodes and oparg >= AWAIT_RESUME_MIN_OPARG
     def _awaitable(self, coro: int, buf: bytes) -> int:
         """The object a coroutine suspended in an await awaits: on top of its frame's value stack
         (`buf` holds the coroutine's head, usually that slot too)."""

@@ -240,6 +240,16 @@ FIELDS: tuple[Field, ...] = (
     Field("setentry.size", _size("setentry"), since=11),
     Field("setentry.key", _off("setentry", "key"), since=11),
     Field("setentry.hash", _off("setentry", "hash"), since=11),  # -1 marks a discarded entry
+    # Before 3.14 the tasks are in asyncio's WeakSets (weak references in a set), gather keeps
+    # its children in a list, a future its extra done callbacks in a list of (callback, context)
+    # tuples, and a TaskGroup's callback is a bound method; a type's kind is told by its bases.
+    Field("weakref.wr_object", _off("PyWeakReference", "wr_object"), since=11),
+    Field("list.ob_size", _off("PyListObject", "ob_base.ob_size"), since=11),
+    Field("list.ob_item", _off("PyListObject", "ob_item"), since=11),
+    Field("tuple.ob_size", _off("PyTupleObject", "ob_base.ob_size"), since=11),
+    Field("tuple.ob_item", _off("PyTupleObject", "ob_item"), since=11),
+    Field("method.im_self", _off("PyMethodObject", "im_self"), since=11),
+    Field("type.tp_base", _off("PyTypeObject", "tp_base"), since=11),
 )
 
 # Build configurations whose object layouts differ from a default build; installs

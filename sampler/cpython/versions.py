@@ -178,11 +178,21 @@ class AsyncioTraits:
     # How deep below the top of that stack the awaitable is: 3.15's SEND keeps a second slot
     # (a NULL reference, bits 1) above it, so it is at stackpointer[-2] there.
     awaitable_depth: int = 1
-    # _asyncio.Task (TaskObj) offsets: "size", "loop", "fut_waiter", "coro", "name". From 3.14
-    # the target's AsyncioDebug table also gives coro and name (and wins), plus what only it has.
+    # _asyncio.Task (TaskObj) offsets: "size", "loop", "fut_waiter", "coro", "name", and the
+    # future's first done callback and the list of the others ("callback0", "callbacks"). From
+    # 3.14 the target's AsyncioDebug table also gives coro and name (and wins), plus what only it
+    # has.
     task: dict[str, int] = field(default_factory=dict)
     # 3.11 keeps a `_RunningLoopHolder` in the thread-state dict; its loop is at this offset.
     loop_holder_loop: int | None = None
+    # 3.11/3.12 (awaiting_state None): the opcodes of the RESUME that follows an await's
+    # YIELD_VALUE (whose oparg is 2 for yield from, 3 for await), quickened (3.11's
+    # RESUME_QUICK) and instrumented (3.12's INSTRUMENTED_RESUME) forms included, from each
+    # version's `opcode` module (tests/test_async_tasks.py checks them).
+    await_resume_opcodes: frozenset[int] = frozenset()
+    # gi_frame_state from which a coroutine has finished (COMPLETED, CLEARED; 3.11-3.13, where
+    # asyncio's tables may still hold a done task while it is referenced).
+    finished_state: int | None = None
 
 
 RUNNING_LOOP_KEY = "__asyncio_running_event_loop__"
@@ -190,14 +200,23 @@ RUNNING_LOOP_KEY = "__asyncio_running_event_loop__"
 # TaskObj is private to Modules/_asynciomodule.c, so no header gives it: these are read from the
 # sources (Debian's 3.11.2 and 3.13.15 source packages) and checked against every installed
 # interpreter by tests/test_async_layouts.py (3.12 has no source here: it has 3.11's struct).
-_TASK_311 = {"size": 176, "loop": 16, "fut_waiter": 128, "coro": 136, "name": 144}
-_TASK_313 = {"size": 144, "loop": 16, "fut_waiter": 112, "coro": 120, "name": 128}
-_TASK_314 = {"size": 168, "loop": 16, "fut_waiter": 120, "coro": 128, "name": 136}
+# Every version's FutureObj_HEAD starts with the object header, fut_loop, fut_callback0,
+# fut_context0 and fut_callbacks.
+_FUTURE_HEAD = {"loop": 16, "callback0": 24, "callbacks": 40}
+_TASK_311 = {**_FUTURE_HEAD, "size": 176, "fut_waiter": 128, "coro": 136, "name": 144}
+_TASK_313 = {**_FUTURE_HEAD, "size": 144, "fut_waiter": 112, "coro": 120, "name": 128}
+_TASK_314 = {**_FUTURE_HEAD, "size": 168, "fut_waiter": 120, "coro": 128, "name": 136}
+# RESUME, and 3.11's RESUME_QUICK / 3.12's INSTRUMENTED_RESUME.
+_RESUME_311 = frozenset({151, 150})
+_RESUME_312 = frozenset({151, 240})
 
 ASYNCIO_TRAITS: dict[tuple[int, int], AsyncioTraits] = {
-    (3, 11): AsyncioTraits("tstate.dict", "current_tasks", frozenset({-1}), None, 1, _TASK_311, 16),
-    (3, 12): AsyncioTraits("tstate.dict", "current_tasks", frozenset({-1}), None, 1, _TASK_311),
-    (3, 13): AsyncioTraits("tstate.asyncio_running_loop", "current_tasks", frozenset({-2, -1}), -1, 1, _TASK_313),
+    (3, 11): AsyncioTraits("tstate.dict", "current_tasks", frozenset({-1}), None, 1, _TASK_311, 16,
+                           _RESUME_311, finished_state=1),
+    (3, 12): AsyncioTraits("tstate.dict", "current_tasks", frozenset({-1}), None, 1, _TASK_311,
+                           await_resume_opcodes=_RESUME_312, finished_state=1),
+    (3, 13): AsyncioTraits("tstate.asyncio_running_loop", "current_tasks", frozenset({-2, -1}), -1, 1, _TASK_313,
+                           finished_state=1),
     (3, 14): AsyncioTraits(
         "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({-2, -1}), -1, 1, _TASK_314
     ),
