@@ -92,6 +92,13 @@ function has_profile(h)
   return h.profile ~= vim.NIL and h.profile ~= nil and #h.lines > 0
 end
 
+function final_heat(buf)
+  wait_for('the final heat', function()
+    return last_heat(buf, function(h) return has_profile(h) and h.profile.live == false end)
+  end)
+  return last_heat(buf)
+end
+
 function marks(buf)
   return vim.api.nvim_buf_get_extmarks(buf, ns, 0, -1, { details = true })
 end
@@ -232,10 +239,7 @@ def test_async_picker_then_run_heats_the_awaiting_line(tmp_path):
         end
         vim.cmd('Heatline async')
         vim.cmd('Heatline run 2')
-        wait_for('the final heat', function()
-          return last_heat(buf, function(h) return has_profile(h) and h.profile.live == false end)
-        end)
-        R.final = last_heat(buf)
+        R.final = final_heat(buf)
         R.marks = marks(buf)
         vim.cmd('Heatline status')
         wait_for('status', function()
