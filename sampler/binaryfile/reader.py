@@ -466,8 +466,9 @@ class BinaryProfile:
                 filename = strings[file_idx]
                 if lineno == NO_LOCATION:
                     # No location: <GC> and <native> (heatline's synthetic frames sit on line 0),
-                    # and frames Tachyon keeps that have none, such as 3.15's `__init__` shim;
-                    # Tachyon's readers show all of them on line 0 too.
+                    # `<task>` markers of --async-aware stacks (model.task_frame), and frames
+                    # Tachyon keeps that have none, such as 3.15's `__init__` shim; Tachyon's
+                    # readers show all of them on line 0 too.
                     lineno = 0
                 frame = Frame(filename, strings[func_idx], lineno, end_lineno, col, end_col)
                 frames.append(unique.setdefault(frame, frame))

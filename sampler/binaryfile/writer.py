@@ -166,8 +166,9 @@ class BinaryWriter:
         if idx is not None:
             return idx
         lineno, end_lineno, col, end_col = (_int32(v) for v in frame[2:6])
-        if frame.filename == SYNTHETIC_FILENAME and lineno == 0:
-            lineno = end_lineno = col = end_col = NO_LOCATION  # Tachyon's "location None"
+        if (frame.filename == SYNTHETIC_FILENAME or frame.is_task) and lineno == 0:
+            # Tachyon's "location None": its <GC>/<native> frames and its `<task>` markers.
+            lineno = end_lineno = col = end_col = NO_LOCATION
         out = self._frame_table
         encode_varint(self._string(frame.filename), out)
         encode_varint(self._string(frame.funcname), out)
