@@ -8,8 +8,18 @@ from array import array
 from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 
 from ..output_path import STDOUT, check_output, write_output
-from ..model import Frame, Profile, ThreadSample
+from ..model import TASK_FILENAME, Frame, Profile, ThreadSample
 from ..sourcefiles import short_filename  # noqa: F401 - the collectors' import of it
+
+# What the outputs that describe a frame's kind call an --async-aware task marker.
+TASK_KIND = "asyncio task"
+
+
+def task_label(frame: Frame) -> str:
+    """A task marker's name where a format has one string per frame: `<task> NAME`. The same
+    `<task>` as in collapsed stacks and pstats keys, so one search finds every task in every
+    format, and a task is never taken for a function of the same name."""
+    return f"{TASK_FILENAME} {frame.funcname}"
 
 
 class Collector:

@@ -6,7 +6,8 @@ Two functions do the work, both importable on their own (the language server reu
 
     {"format": "heatline-flamegraph", "version": 1, "kind": "flamegraph",
      "title": str | None, "total": Σ stack weights,
-     "frames": {"funcname": [...], "file": [...], "line": [...]},    # file -1: synthetic (<GC>)
+     "frames": {"funcname": [...], "file": [...], "line": [...]},    # file -1: synthetic (<GC>),
+                                                                     # -2: an asyncio task marker
      "files": [{"filename", "short", "module", "source": {"<line>": text}}, ...],
      "nodes": {"frame": [...], "parent": [...], "value": [...], "self": [...]},
      "thread_values": {tid: {"node": [...], "value": [...], "self": [...]}},   # >1 thread only
@@ -52,11 +53,13 @@ from ..model import (
     MAIN_THREAD,
     ON_CPU,
     SYNTHETIC_FILENAME,
+    TASK_FILENAME,
     Frame,
     Profile,
+    task_frame,
 )
 from ..sourcefiles import module_name  # noqa: F401 - part of this module's API (files' "module")
-from .base import Collector
+from .base import TASK_KIND, Collector, task_label
 
 DATA_FORMAT = "heatline-flamegraph"
 DATA_VERSION = 1
@@ -64,6 +67,8 @@ MIN_SHARE = 0.001  # Tachyon's pruning: nodes under 0.1% of the samples (and at 
 SOURCE_CONTEXT = 2  # lines shown above and below a frame's line in tooltips
 _MAX_SOURCE_CHARS = 200
 _ASSETS = "flamegraph_assets"
+SYNTHETIC_FILE = -1  # FrameTable's file index of a frame with no file (<GC>)
+TASK_FILE = -2  # ... and of an --async-aware task marker, which the viewer draws as a task
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -78,9 +83,12 @@ def short_path(filename: str, limit: int = 50) -> str:
 
 
 def frame_name(frame: Frame, *, with_line: bool = True) -> str:
-    """Tachyon's node name, `funcname (file:line)`; synthetic frames (`<GC>`) are their name."""
+    """Tachyon's node name, `funcname (file:line)`; synthetic frames (`<GC>`) are their name,
+    task markers `<task> NAME` (Tachyon writes `NAME (<task>:0)`, like a function's)."""
     if frame.is_synthetic:
         return frame.funcname
+    if frame.is_task:
+        return task_label(frame)
     where = short_path(frame.filename)
     return f"{frame.funcname} ({where}:{frame.lineno})" if with_line else f"{frame.funcname} ({where})"
 
@@ -112,7 +120,7 @@ class FrameTable:
 
     `files[i]` is `{"filename", "short", "module", "source": {"<line>": text}}`; `source` holds
     the lines within `source_context` of every sampled line of the file (read at export time).
-    Synthetic frames (`<GC>`) have file -1.
+    Synthetic frames (`<GC>`) have file -1, task markers -2: neither has a file or source.
     """
 
     def __init__(self, source_context: int = SOURCE_CONTEXT) -> None:
@@ -126,7 +134,9 @@ class FrameTable:
 
     def add(self, frame: Frame) -> int:
         if frame.is_synthetic:
-            file_index = -1
+            file_index = SYNTHETIC_FILE
+        elif frame.is_task:
+            file_index = TASK_FILE
         else:
             file_index = self._file_index.get(frame.filename)
             if file_index is None:
@@ -159,12 +169,17 @@ class FrameTable:
 
 def frame_info(data: dict[str, Any], index: int) -> dict[str, Any]:
     """Frame `index` of `data` as one dict: name, funcname, filename, short, module, line,
-    synthetic, and `source` as `[[lineno, text], ...]` around its line."""
+    synthetic (no file: `<GC>`, a task), task (an asyncio task's marker, `kind` saying so), and
+    `source` as `[[lineno, text], ...]` around its line."""
     frames = data["frames"]
     funcname, file_index, line = frames["funcname"][index], frames["file"][index], frames["line"][index]
+    if file_index == TASK_FILE:
+        return {"name": task_label(task_frame(funcname)), "funcname": funcname, "filename": TASK_FILENAME,
+                "short": "", "module": "", "line": line, "synthetic": True, "task": True, "kind": TASK_KIND,
+                "source": []}
     if file_index < 0:
         return {"name": funcname, "funcname": funcname, "filename": SYNTHETIC_FILENAME, "short": "",
-                "module": "", "line": line, "synthetic": True, "source": []}
+                "module": "", "line": line, "synthetic": True, "task": False, "source": []}
     info = data["files"][file_index]
     if data.get("kind") == "diff":
         name = f"{funcname} ({info['short']})"
@@ -172,7 +187,8 @@ def frame_info(data: dict[str, Any], index: int) -> dict[str, Any]:
         name = f"{funcname} ({info['short']}:{line})"
     source = sorted((int(n), text) for n, text in info.get("source", {}).items() if abs(int(n) - line) <= SOURCE_CONTEXT)
     return {"name": name, "funcname": funcname, "filename": info["filename"], "short": info["short"],
-            "module": info["module"], "line": line, "synthetic": False, "source": [list(x) for x in source]}
+            "module": info["module"], "line": line, "synthetic": False, "task": False,
+            "source": [list(x) for x in source]}
 
 
 # -- statistics ---------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ them, so the file keeps working as that format moves on. Layout:
   the activity graph shows how busy a thread was.
 - `shared.stringArray`: every string, starting with "(root)".
 
+--async-aware stacks: asyncio task markers get a category of their own, "asyncio task" (brown),
+appended after Tachyon's (which shows them as Native), so the call tree and flame chart colour
+them apart from code, and are named `<task> NAME`. An "AsyncTask" interval marker named after
+the task running on the thread (the innermost task of its stack) follows it through time, so the
+marker chart has a row per task showing when each one ran (not with `--async-mode all`, whose
+samples hold every task of a thread at once, none of them marked as the running one).
+
 Interval markers (phase 1) follow each thread's state: "Has GIL"/"No GIL", "On CPU"/"Off CPU",
 "Python Code" (holds the GIL)/"Native Code" (on a CPU without the GIL), "Waiting for GIL",
 "Has Exception"/"No Exception" (only in wall and exception modes, where heatline reads the
@@ -54,7 +61,7 @@ from ..model import (
     Frame,
     ThreadSample,
 )
-from .base import Collector, StringTable, TickClock, short_filename
+from .base import TASK_KIND, Collector, StringTable, TickClock, short_filename, task_label
 
 GECKO_FORMAT_VERSION = 32  # meta.version: the Gecko (raw) format version, as Tachyon writes
 PROCESSED_PROFILE_VERSION = 57  # meta.preprocessedProfileVersion
@@ -70,8 +77,10 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("Code Type", "lightblue"),
     ("Opcodes", "magenta"),
     ("Exception", "red"),
+    (TASK_KIND, "brown"),  # heatline's: --async-aware task markers (Tachyon files them as Native)
 )
-CAT_OTHER, CAT_PYTHON, CAT_NATIVE, CAT_GC, CAT_GIL, CAT_CPU, CAT_CODE_TYPE, CAT_OPCODES, CAT_EXCEPTION = range(9)
+(CAT_OTHER, CAT_PYTHON, CAT_NATIVE, CAT_GC, CAT_GIL, CAT_CPU, CAT_CODE_TYPE, CAT_OPCODES, CAT_EXCEPTION,
+ CAT_TASK) = range(10)
 
 RESOURCE_TYPE_LIBRARY = 1  # the profiler's ResourceType.Library, which Tachyon uses for files
 
@@ -91,6 +100,12 @@ MARKERS: tuple[tuple[str, int, str], ...] = (
 )
 (M_HAS_GIL, M_NO_GIL, M_ON_CPU, M_OFF_CPU, M_PYTHON, M_NATIVE, M_WAITING, M_HAS_EXC, M_NO_EXC,
  M_GC) = range(len(MARKERS))
+# The running task's marker: one per task, named after it. In `marker_intervals` a task marker is
+# TASK_MARKER + the string id of its name, after the fixed markers.
+TASK_MARKER = len(MARKERS)
+TASK_MARKER_TYPE = "AsyncTask"
+TASK_MARKER_DESCRIPTION = "The asyncio task running on the thread: the innermost task of its --async-aware stack."
+_GROUPS = 7  # marker groups: the six of `_states`, then the running task
 _NO_STATE = -1
 _STATUS_BITS = 0x3F  # the model's status flags
 GC_BIT = 0x80  # kept with a sample's status: a <GC> frame was on its stack
@@ -110,7 +125,7 @@ class _Thread:
 
     __slots__ = (
         "tid", "order", "is_main", "frame_ids", "func_ids", "resource_ids", "stack_ids",
-        "frames", "funcs", "resources", "stack_frame", "stack_prefix", "cache",
+        "frames", "funcs", "resources", "stack_frame", "stack_prefix", "stack_task", "cache",
         "sample_stack", "sample_time", "sample_status", "sample_weight", "last_time", "last_weight",
     )
 
@@ -127,6 +142,7 @@ class _Thread:
         self.resources: list[int] = []  # name string index
         self.stack_frame = array("i")
         self.stack_prefix = array("i")  # -1: a root
+        self.stack_task = array("i")  # the string id of the innermost task's name at the stack, or -1
         self.cache: dict[tuple[Frame, ...], tuple[int, bool]] = {}
         self.sample_stack = array("i")  # -1: no Python frames
         self.sample_time = array("q")  # µs since the first sample collected (never decreasing)
@@ -148,6 +164,7 @@ class GeckoCollector(Collector):
         self._table = StringTable(["(root)"])
         self._marker_names = [self._table.intern(name) for name, _cat, _desc in MARKERS]
         self._threads: dict[int, _Thread] = {}
+        self._task_names: dict[int, str] = {}  # string id of `<task> NAME` -> NAME
         # µs since the first sample collected, one per sampling tick: in time order while
         # sampling; a replay interleaves threads by blocks, so it may need sorting at the end.
         self._clock = TickClock()
@@ -194,6 +211,12 @@ class GeckoCollector(Collector):
                 sidx = th.stack_ids[key] = len(th.stack_frame)
                 th.stack_frame.append(fidx)
                 th.stack_prefix.append(prefix)
+                if frame.is_task:
+                    label = self._table.intern(task_label(frame))
+                    self._task_names[label] = frame.funcname
+                    th.stack_task.append(label)
+                else:
+                    th.stack_task.append(th.stack_task[prefix] if prefix >= 0 else -1)
             prefix = sidx
         result = (prefix, gc)
         if len(th.cache) < _CACHE_LIMIT:
@@ -207,6 +230,8 @@ class GeckoCollector(Collector):
             func = th.func_ids[fkey] = len(th.funcs)
             if frame.is_synthetic:
                 th.funcs.append((self._table.intern(frame.funcname), False, -1, None))
+            elif frame.is_task:
+                th.funcs.append((self._table.intern(task_label(frame)), False, -1, None))
             else:
                 res = th.resource_ids.get(frame.filename)
                 if res is None:
@@ -219,6 +244,8 @@ class GeckoCollector(Collector):
             fidx = th.frame_ids[key] = len(th.frames)
             if frame.is_synthetic:
                 category = CAT_GC if frame.funcname == "<GC>" else CAT_NATIVE
+            elif frame.is_task:
+                category = CAT_TASK
             else:
                 category = CAT_PYTHON
             th.frames.append((func, frame.lineno, frame.col, category))
@@ -314,6 +341,17 @@ class GeckoCollector(Collector):
             }
             for name, _cat, description in MARKERS
         ]
+        if self._task_names:  # only --async-aware profiles have tasks (others keep Tachyon's list)
+            schema.append({
+                "name": TASK_MARKER_TYPE,
+                "tooltipLabel": "{marker.name}",
+                "tableLabel": "{marker.name}",
+                "chartLabel": "{marker.data.task}",
+                "description": TASK_MARKER_DESCRIPTION,
+                "display": ["marker-chart", "marker-table"],
+                "fields": [{"key": "task", "label": "Task", "format": "string"},
+                           {"key": "tid", "label": "Thread ID", "format": "integer"}],
+            })
         return {
             "interval": interval_us / 1000.0,
             "startTime": start_ms,
@@ -474,7 +512,8 @@ class GeckoCollector(Collector):
                 yield t - ticks[k - 1] if k > 0 else 0
 
     def marker_intervals(self, th: _Thread, ticks: array, interval_us: float) -> list[tuple[int, int, int]]:
-        """(start µs, end µs, marker) per interval, in start order (times before any shift).
+        """(start µs, end µs, marker) per interval, in start order (times before any shift);
+        a marker at or past TASK_MARKER is the running task's (see there).
 
         A state lasts from the sample that shows it to the next sample that does not; when a
         sampling tick passed without the thread (filtered out by the mode, or gone), its states
@@ -483,11 +522,15 @@ class GeckoCollector(Collector):
         if th.sample_status and th.sample_status[0] & _FROM_PROFILE:
             return []
         track_exceptions = self.profile.stats.mode in _EXCEPTION_MODES
-        wanted: dict[int, tuple[int, ...]] = {}
-        state = [_NO_STATE] * 6
-        since = [0] * 6
+        wanted: dict[tuple[int, int], tuple[int, ...]] = {}
+        state = [_NO_STATE] * _GROUPS
+        since = [0] * _GROUPS
         out: list[tuple[int, int, int]] = []
-        times, statuses = th.sample_time, th.sample_status
+        times, statuses, stacks, stack_task = th.sample_time, th.sample_status, th.sample_stack, th.stack_task
+        if any(times[i] == times[i + 1] for i in range(len(times) - 1)):
+            # Several stacks of the thread in one tick (`--async-mode all`: every task, waiting or
+            # not): no one task is the running one, so no task markers.
+            stack_task = array("i", [-1]) * len(stack_task)
         k, nt = 0, len(ticks)
         prev = None
         for i in range(len(times)):
@@ -497,23 +540,26 @@ class GeckoCollector(Collector):
                     k += 1
                 if k < nt and ticks[k] < t:  # a tick came and went without this thread
                     gone = ticks[k]
-                    for g in range(6):
+                    for g in range(_GROUPS):
                         if state[g] != _NO_STATE:
                             out.append((since[g], gone, state[g]))
                             state[g] = _NO_STATE
             prev = t
             status = statuses[i]
-            target = wanted.get(status)
+            stack = stacks[i]
+            task = stack_task[stack] if stack >= 0 else -1
+            target = wanted.get((status, task))
             if target is None:
-                target = wanted[status] = _states(status, track_exceptions)
-            for g in range(6):
+                target = wanted[(status, task)] = (*_states(status, track_exceptions),
+                                                   TASK_MARKER + task if task >= 0 else _NO_STATE)
+            for g in range(_GROUPS):
                 if state[g] != target[g]:
                     if state[g] != _NO_STATE:
                         out.append((since[g], t, state[g]))
                     state[g] = target[g]
                     since[g] = t
         closing = int(round(th.last_time + interval_us * th.last_weight))
-        for g in range(6):
+        for g in range(_GROUPS):
             if state[g] != _NO_STATE:
                 out.append((since[g], closing, state[g]))
         out.sort()
@@ -523,17 +569,19 @@ class GeckoCollector(Collector):
         intervals = self.marker_intervals(th, ticks, interval_us)
         tid = th.tid
         w.raw(b',"markers":')
+        def data(start: int, end: int, m: int) -> dict[str, Any]:
+            if m >= TASK_MARKER:
+                return {"type": TASK_MARKER_TYPE, "task": self._task_names[m - TASK_MARKER], "tid": tid, "duration": (end - start) / 1000.0}
+            return {"type": marker_type(MARKERS[m][0]), "tid": tid, "duration": (end - start) / 1000.0}
+
         w.value(
             {
-                "data": [
-                    {"type": marker_type(MARKERS[m][0]), "tid": tid, "duration": (end - start) / 1000.0}
-                    for start, end, m in intervals
-                ],
-                "name": [self._marker_names[m] for _s, _e, m in intervals],
+                "data": [data(start, end, m) for start, end, m in intervals],
+                "name": [m - TASK_MARKER if m >= TASK_MARKER else self._marker_names[m] for _s, _e, m in intervals],
                 "startTime": [(start - shift) / 1000.0 for start, _e, _m in intervals],
                 "endTime": [(end - shift) / 1000.0 for _s, end, _m in intervals],
                 "phase": [1] * len(intervals),
-                "category": [MARKERS[m][1] for _s, _e, m in intervals],
+                "category": [CAT_TASK if m >= TASK_MARKER else MARKERS[m][1] for _s, _e, m in intervals],
                 "length": len(intervals),
             }
         )

@@ -8,6 +8,12 @@ anywhere on the stack, counted once per sample even in recursion). Pages can swi
 Show all/Hot only, link every line as `#line-N`, and offer caller/callee menus on call lines and
 function definition lines.
 
+--async-aware profiles: task markers have no file or line, so they get no page; `index.html`
+lists the asyncio tasks instead (Total: samples with the task on the stack, running or awaiting
+the task that ran; Self: samples where it ran none of its own code, between steps), and the
+caller/callee menus name the task a coroutine ran in and the tasks an `await` line led to.
+(Tachyon leaves task markers out of its heatmap.)
+
 Security: every name and path comes from the target (a function can be called `<script>`), so all
 text goes through `html.escape`; no data is put into scripts. Each page carries a strict
 Content-Security-Policy: `default-src 'none'` plus the sha256 hashes of the one inline stylesheet
@@ -37,7 +43,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from .. import __version__, sourcefiles
 from ..errors import HeatlineError, OutputSavedElsewhereError
 from ..lineindex import LineIndex, StackItem
-from ..model import SYNTHETIC_FILENAME, Profile
+from ..model import SYNTHETIC_FILENAME, TASK_FILENAME, Profile, task_frame
 from ..output_path import check_output, file_mode_for
 from ..sourcefiles import (
     OTHER,
@@ -53,7 +59,7 @@ from ..sourcefiles import (
 )
 from ..target.files import TargetFiles
 from ..target.maps import process_start_time
-from .base import Collector
+from .base import TASK_KIND, Collector, task_label
 
 GROUP_TITLES = {
     PROJECT: "Project",
@@ -113,6 +119,7 @@ def has_page(filename: str) -> bool:
 class Aggregate:
     index: LineIndex
     files: dict[str, FileStats] = field(default_factory=dict)
+    tasks: dict[str, FuncStats] = field(default_factory=dict)  # --async-aware task markers, by name
 
     @property
     def total(self) -> int:  # Σ weight of every (non-empty) stack
@@ -140,6 +147,10 @@ def aggregate(stacks: Iterable[StackItem]) -> Aggregate:
     agg = Aggregate(LineIndex(stacks))
     index = agg.index
     for filename in index.filenames():
+        if filename == TASK_FILENAME:  # task markers, one "function" per task: listed, no page
+            agg.tasks = {name: FuncStats(name, f.self_samples, f.total_samples)
+                         for name, f in index.functions(filename).items()}
+            continue
         file_heat = index.file_heat(filename)
         lines = index.lines(filename)
         agg.files[filename] = FileStats(
@@ -310,6 +321,8 @@ class HeatmapCollector(Collector):
             filename, lineno, funcname = spots[spot]
             if filename == SYNTHETIC_FILENAME:
                 return None
+            if filename == TASK_FILENAME:  # an await line's menu names the task it led to
+                return (filename, funcname, 0)
             source = sources.get(filename)
             line = _def_line(source, funcname, lineno) if source else None
             if line is None:
@@ -386,6 +399,8 @@ class HeatmapCollector(Collector):
         out.append(f"<h1>heatline heatmap <span class=\"muted\">PID {_e(stats.pid)}</span></h1>")
         out.append(self._stats_block(agg))
         out.append("</header>\n<main>")
+        if agg.tasks:
+            out.append(self._tasks_section(agg))
         if not ordered:
             out.append("<p class=\"note\">No samples were collected in any source file.</p>")
         for group in (PROJECT, STDLIB, SITE, OTHER):
@@ -430,6 +445,33 @@ class HeatmapCollector(Collector):
             "<span class=\"path\">dist-packages</span>), so a target on another Python is sorted right.</p>"
         )
         out.append("</main>\n</body>\n</html>\n")
+        return "\n".join(out)
+
+    def _tasks_section(self, agg: Aggregate) -> str:
+        tasks = sorted(agg.tasks.values(), key=lambda t: (-t.total, -t.self, t.name))
+        out = [
+            "<section class=\"group\" id=\"group-tasks\">",
+            f"<h2>Asyncio tasks <span class=\"muted\">{len(tasks)} task{'s' if len(tasks) != 1 else ''}</span></h2>",
+            "<table class=\"files tasks\"><thead><tr><th>Task</th><th class=\"n\">Total</th>"
+            "<th class=\"n\">Total %</th><th></th><th class=\"n\">Self</th><th class=\"n\">Self %</th>"
+            "</tr></thead><tbody>",
+        ]
+        for task in tasks:
+            share = task.total / agg.total if agg.total else 0.0
+            out.append(
+                f"<tr class=\"task\" data-task=\"{_e(task.name)}\" data-total=\"{task.total}\" "
+                f"data-self=\"{task.self}\"><td class=\"name mono\">{_e(task.name)}</td>"
+                f"<td class=\"n total\">{_n(task.total)}</td><td class=\"n\">{_pct(task.total, agg.total)}</td>"
+                f"<td><meter min=\"0\" max=\"1\" value=\"{share:.4f}\"></meter></td>"
+                f"<td class=\"n self\">{_n(task.self)}</td><td class=\"n\">{_pct(task.self, agg.total)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+        out.append(
+            "<p class=\"muted\">Total: samples with the task on the stack, running its own coroutines or "
+            "awaiting the task that ran. Self: samples with none of its code running (between two steps). "
+            "Tasks have no source lines; a coroutine's callers menu names the task it ran in, and an "
+            "<code>await</code> line's callees menu the tasks it led to.</p></section>"
+        )
         return "\n".join(out)
 
     def _file_page(
@@ -574,7 +616,9 @@ class HeatmapCollector(Collector):
             target = files.get(filename)
             short = (os.path.basename(filename) or filename) if has_page(filename) else filename
             label = f"{_e(func)} <span class=\"where\">{_e(short)}:{line}</span>"
-            if target is not None and target.page and line > 0:
+            if filename == TASK_FILENAME:
+                label = f"{_e(task_label(task_frame(func)))} <span class=\"where\">{_e(TASK_KIND)}</span>"
+            elif target is not None and target.page and line > 0:
                 label = f"<a href=\"{target.page}#line-{line}\">{label}</a>"
             out.append(f"<li>{label} <span class=\"n\">{_n(n)} ({_pct(n, total)})</span></li>")
         if len(rows) > MENU_ENTRIES:

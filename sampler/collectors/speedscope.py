@@ -5,7 +5,9 @@ The file follows speedscope's published schema (https://www.speedscope.app/file-
 and each sampled thread is one `sampled` profile named after the thread, whose `samples` are
 stacks (frame indexes, root first) in time order and whose `weights` are the microseconds each
 sample stands for. speedscope's "Time Order" view then shows each thread's real timeline, and
-"Left Heavy" and "Sandwich" the aggregate.
+"Left Heavy" and "Sandwich" the aggregate. An --async-aware task marker is a frame named
+`<task> NAME` with no file; with `--async-mode all` (several stacks of one thread per tick) each
+task has a timeline of its own (`_lanes`).
 
 The collector is streaming so the time order is kept: it stores each thread's samples as arrays
 (stack index, time) and, when writing, lets a sample last until the next sampling tick (the last
@@ -25,8 +27,8 @@ from array import array
 from typing import Any, BinaryIO, Sequence
 
 from .. import __version__
-from ..model import MAIN_THREAD, Frame, Profile, ThreadSample
-from .base import Collector, TickClock, short_filename
+from ..model import MAIN_THREAD, Frame, Profile, ThreadSample, task_frame
+from .base import Collector, TickClock, short_filename, task_label
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNIT = "microseconds"
@@ -35,12 +37,13 @@ _CHUNK = 16384
 
 
 class _Thread:
-    __slots__ = ("tid", "order", "is_main", "stacks", "times", "last_weight")
+    __slots__ = ("tid", "order", "is_main", "stacks", "times", "last_weight", "task")
 
-    def __init__(self, tid: int, order: int) -> None:
+    def __init__(self, tid: int, order: int, task: str | None = None) -> None:
         self.tid = tid
         self.order = order
         self.is_main = False
+        self.task = task  # a lane of the thread: its samples whose innermost task is this one
         self.stacks = array("i")  # per sample: stack index, or _IDLE
         self.times = array("q")  # per sample: µs since the first sample collected, never decreasing
         self.last_weight = 1
@@ -59,6 +62,7 @@ class SpeedscopeCollector(Collector):
         self._frame_ids: dict[Frame, int] = {}
         self._frame_keys: dict[tuple[str, str, int], int] = {}
         self._stacks: list[tuple[int, ...]] = []  # frame indexes, root first
+        self._stack_task: list[str | None] = []  # per stack: its innermost task's name, if any
         self._stack_ids: dict[tuple[Frame, ...], int] = {}
         self._threads: dict[int, _Thread] = {}
         self._clock = TickClock()
@@ -87,6 +91,7 @@ class SpeedscopeCollector(Collector):
             if frames:
                 sid = len(self._stacks)
                 self._stacks.append(tuple(self._frame(f) for f in reversed(frames)))
+                self._stack_task.append(next((f.funcname for f in frames if f.is_task), None))
             else:  # all launcher plumbing, cut to nothing by the profile
                 sid = _IDLE
             self._stack_ids[frames] = sid
@@ -158,7 +163,29 @@ class SpeedscopeCollector(Collector):
 
     def _thread_name(self, th: _Thread) -> str:
         name = self.profile.thread_names.get(th.tid)
-        return f"{name} (tid {th.tid})" if name else f"Thread-{th.tid}"
+        name = f"{name} (tid {th.tid})" if name else f"Thread-{th.tid}"
+        return f"{name}: {task_label(task_frame(th.task))}" if th.task is not None else name
+
+    def _lanes(self, th: _Thread) -> list[_Thread]:
+        """`th`, or one lane per innermost task when it has several stacks in one tick.
+
+        `--async-mode all` samples every task of a thread at each tick, and a timeline holds one
+        stack at a time: each task then gets a timeline of its own (named after the thread and
+        the task), so every task keeps its time; in running mode a thread stays one timeline.
+        """
+        times = th.times
+        if self._weights is not None or all(times[i] != times[i + 1] for i in range(len(times) - 1)):
+            return [th]
+        lanes: dict[str | None, _Thread] = {}
+        for stack, t in zip(th.stacks, times):
+            task = self._stack_task[stack] if stack != _IDLE else None
+            lane = lanes.get(task)
+            if lane is None:
+                lane = lanes[task] = _Thread(th.tid, th.order, task)
+                lane.is_main, lane.last_weight = th.is_main, th.last_weight
+            lane.stacks.append(stack)
+            lane.times.append(t)
+        return sorted(lanes.values(), key=lambda lane: (lane.task is not None, lane.task or ""))
 
     def build(self) -> dict[str, Any]:
         """The whole file as plain Python objects (for tests and small profiles)."""
@@ -174,7 +201,8 @@ class SpeedscopeCollector(Collector):
         if any(ticks[i] >= ticks[i + 1] for i in range(len(ticks) - 1)):
             ticks = array("q", sorted(set(ticks)))  # a replay interleaves threads by blocks
         shift = ticks[0] if ticks else 0
-        threads = sorted(self._threads.values(), key=lambda th: (not th.is_main, th.order))
+        threads = [lane for th in sorted(self._threads.values(), key=lambda th: (not th.is_main, th.order))
+                   for lane in self._lanes(th)]
         stats = self.profile.stats
         head = {
             "$schema": SCHEMA_URL,
@@ -215,6 +243,8 @@ class SpeedscopeCollector(Collector):
 def frame_record(frame: Frame) -> dict[str, Any]:
     if frame.is_synthetic:
         return {"name": frame.funcname}
+    if frame.is_task:  # no file: speedscope would list "<task>" as one source file
+        return {"name": task_label(frame)}
     record: dict[str, Any] = {
         "name": f"{frame.funcname} ({short_filename(frame.filename)}:{frame.lineno})",
         "file": frame.filename,

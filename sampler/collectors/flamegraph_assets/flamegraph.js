@@ -20,11 +20,16 @@
  *
  * Keyboard: "/" focuses the search box, Escape resets the zoom.
  *
+ * --async-aware profiles hold asyncio task markers (file index -2; named "<task> NAME"): they
+ * are drawn in the task colour with a stripe (the stripe alone in a diff, whose colours are the
+ * change), their tooltip says "asyncio task", searching "<task>" finds them all, and the sidebar
+ * lists the tasks by their share of the samples.
+ *
  * window.heatline, a small API for tests and hosts (frozen; it never exposes the data itself):
  *   version                  1
  *   kind                     "flamegraph" or "diff"
  *   visibleFrames()          the frames laid out now (at least a pixel wide), root first:
- *                            [{name, funcname, file, module, line, value, self, share, depth,
+ *                            [{name, funcname, file, module, line, task, value, self, share, depth,
  *                              x, y, width, height, onScreen, matched, ancestor, zoomRoot,
  *                              status ("", "new", "gone"), baseline, baselineTotal, diff,
  *                              diffPct}]; x/y/width/height are viewport CSS pixels, so a
@@ -57,6 +62,8 @@
   var HEAT_STEPS = [0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.5]; // share of samples -> heat 0..7
   var STATUS_NAMES = ["", "new", "gone"];
   var SAME = 0, NEW = 1, GONE = 2;
+  var TASK_FILE = -2; // an asyncio task's marker (flamegraph.py's TASK_FILE)
+  var TASK_STRIPE = 3; // px: the band drawn at a task's left edge
   var THEME_KEY = "heatline.theme";
   var LABELS_KEY = "heatline.labels";
   var DIFF_BY_KEY = "heatline.diffBy";
@@ -164,15 +171,17 @@
       var file = fileIndex >= 0 ? files[fileIndex] : null;
       var funcname = String(cols.funcname[i]);
       var line = cols.line[i];
-      var name = !file ? funcname : isDiff ? funcname + " (" + file.short + ")" : funcname + " (" + file.short + ":" + line + ")";
+      var task = fileIndex === TASK_FILE;
+      var name = task ? "<task> " + funcname : !file ? funcname : isDiff ? funcname + " (" + file.short + ")" : funcname + " (" + file.short + ":" + line + ")";
       out[i] = {
         name: name,
         funcname: funcname,
         fileIndex: fileIndex,
-        filename: file ? String(file.filename) : "~",
+        filename: task ? "<task>" : file ? String(file.filename) : "~",
         module: file ? String(file.module) : "",
         line: line,
         synthetic: !file,
+        task: task,
       };
     }
     return out;
@@ -353,6 +362,8 @@
       }),
       match: v("--match"),
       gc: v("--gc"),
+      task: v("--task"),
+      taskEdge: v("--task-edge"),
       neutral: v("--diff-neutral"),
       grow: [v("--grow-1"), v("--grow-2"), v("--grow-3")],
       shrink: [v("--shrink-1"), v("--shrink-2"), v("--shrink-3")],
@@ -574,6 +585,7 @@
   // -- search -----------------------------------------------------------------------------------
 
   function fileText(fr, withDirs) {
+    if (fr.task) return fr.name.toLowerCase(); // "<task> name": "<task>" finds every task
     if (fr.synthetic) return "";
     return (withDirs ? fr.filename : basename(fr.filename)).toLowerCase();
   }
@@ -738,7 +750,8 @@
   }
 
   function fillFor(node) {
-    if (node.f >= 0 && frames[node.f].synthetic) return colors.gc;
+    if (node.f >= 0 && frames[node.f].task && !isDiff) return colors.task;
+    if (node.f >= 0 && frames[node.f].synthetic && !frames[node.f].task) return colors.gc;
     if (isDiff) {
       if (node.st === NEW) return colors.fresh;
       if (node.st === GONE) return colors.gone;
@@ -758,6 +771,7 @@
       return "all (" + fmtInt(total) + " samples" + (state.thread !== null ? ", " + threadLabel(state.thread) : "") + ")";
     }
     var fr = frames[node.f];
+    if (fr.task) return fr.name;
     if (fr.synthetic) return fr.funcname;
     var where = state.labels === "module" ? fr.module || basename(fr.filename) : basename(fr.filename);
     if (!isDiff) where += ":" + fr.line;
@@ -814,6 +828,10 @@
         ctx.fillStyle = fill;
         var w = r.w > 2 ? r.w - 1 : r.w;
         ctx.fillRect(r.x, y, w, ROW - 1);
+        if (node.f >= 0 && frames[node.f].task && w > 2 * TASK_STRIPE) {
+          ctx.fillStyle = colors.taskEdge;
+          ctx.fillRect(r.x, y, TASK_STRIPE, ROW - 1);
+        }
         if (node.st === GONE) {
           ctx.strokeStyle = colors.fg;
           ctx.globalAlpha = 0.35;
@@ -924,6 +942,9 @@
     if (fr && !fr.synthetic) {
       var where = (state.labels === "module" ? fr.module + "  \u2014  " : "") + fr.filename + ":" + fr.line;
       tip.appendChild(el("div", { className: "hl-tip-where", text: where }));
+    } else if (fr && fr.task) {
+      tip.appendChild(el("div", { className: "hl-tip-where hl-tip-task", text: "asyncio task" }));
+      tip.appendChild(tooltipRow(state.inverted ? "Below it: the coroutines it ran; above it: the tasks awaiting it" : "Above it: the coroutines it ran; below it: the tasks awaiting it"));
     } else if (fr) {
       tip.appendChild(el("div", { className: "hl-tip-where", text: fr.funcname === "<GC>" ? "the garbage collector" : "synthetic frame" }));
     }
@@ -1121,16 +1142,45 @@
       hot.forEach(function (entry) {
         var fr = frames[entry[0]];
         var button = el("button", { type: "button", title: fr.name }, [
-          el("span", { className: "hl-fn", text: fr.funcname + (fr.synthetic ? "" : " " + basename(fr.filename) + ":" + fr.line) }),
+          el("span", { className: "hl-fn", text: fr.task ? fr.name : fr.funcname + (fr.synthetic ? "" : " " + basename(fr.filename) + ":" + fr.line) }),
           el("span", { text: fmtPct((100 * entry[1]) / total) }),
         ]);
         button.addEventListener("click", function () {
-          var query = fr.synthetic ? fr.funcname : basename(fr.filename) + ":" + fr.line;
+          var query = fr.task ? fr.name : fr.synthetic ? fr.funcname : basename(fr.filename) + ":" + fr.line;
           setSearch(query);
         });
         list.appendChild(el("li", null, [button]));
       });
       side.appendChild(list);
+    }
+    // asyncio tasks (--async-aware): each task's samples, whichever task awaits it (a task is
+    // on a stack at most once, so its nodes' totals add up)
+    var taskBy = new Map();
+    for (var k = 1; k < baseNodes.length; k++) {
+      var tn = baseNodes[k];
+      if (tn.f < 0 || !frames[tn.f].task || tn.st === GONE) continue;
+      var tv = valuesOf(tn);
+      if (tv && tv[0] > 0) taskBy.set(tn.f, (taskBy.get(tn.f) || 0) + tv[0]);
+    }
+    if (taskBy.size) {
+      var tasks = Array.from(taskBy.entries()).sort(function (a, b) { return b[1] - a[1]; });
+      side.appendChild(el("h2", { text: "Asyncio tasks" }));
+      if (!isDiff) side.appendChild(el("div", { className: "hl-legend" }, [swatch(colors.task, "asyncio task")]));
+      var taskList = el("ol", { className: "hl-hotspots hl-tasks" });
+      var all = view.root.v || 1;
+      tasks.slice(0, 12).forEach(function (entry) {
+        var fr = frames[entry[0]];
+        var button = el("button", { type: "button", title: fr.name + ": samples with the task on the stack" }, [
+          el("span", { className: "hl-fn", text: fr.funcname }),
+          el("span", { text: fmtPct((100 * entry[1]) / all) }),
+        ]);
+        button.addEventListener("click", function () {
+          setSearch(fr.name);
+        });
+        taskList.appendChild(el("li", null, [button]));
+      });
+      side.appendChild(taskList);
+      if (tasks.length > 12) side.appendChild(el("p", { className: "hl-note", text: fmtInt(tasks.length - 12) + " more tasks" }));
     }
     var pruned = D.pruned || {};
     if (pruned.nodes) {
@@ -1306,6 +1356,7 @@
       file: fr ? fr.filename : "",
       module: fr ? fr.module : "",
       line: fr ? fr.line : 0,
+      task: !!(fr && fr.task),
       value: node.v,
       self: node.s,
       share: total > 0 ? node.v / total : 0,
