@@ -15,6 +15,7 @@ from sampler.cpython import async_tasks
 from sampler.cpython.async_tasks import AsyncTaskReader
 from sampler.cpython.unwinder import Unwinder
 from sampler.cpython.versions import ASYNCIO_TRAITS
+from sampler.dump import read_consistently
 from sampler.errors import AsyncUnavailableError
 
 
@@ -115,8 +116,9 @@ def test_what_is_remembered_follows_tasks_that_move(interpreter, spawn):
         reader = AsyncTaskReader(p.pid, unwinder.memory, unwinder.runtime)
 
         def leaves() -> dict[str, tuple[str, int]]:
-            return {t.name: (t.stack[-1].funcname, t.stack[-1].lineno) for t in reader.tasks()
-                    if t.name.startswith("idle-")}
+            # The busy task runs on: a reading may be torn, and is taken again then.
+            tasks = read_consistently(reader.tasks, "task list")
+            return {t.name: (t.stack[-1].funcname, t.stack[-1].lineno) for t in tasks if t.name.startswith("idle-")}
 
         before = leaves()
         p.stdin.write("\n")
@@ -141,14 +143,14 @@ def test_a_reading_stops_at_the_task_cap(interpreter, spawn, monkeypatch):
         if unwinder.runtime.minor < (3, 11):
             pytest.skip(f"{interpreter.label}: no asyncio reading before 3.11")
         reader = AsyncTaskReader(p.pid, unwinder.memory, unwinder.runtime)
-        everything = reader.tasks()
+        everything = read_consistently(reader.tasks, "task list")
         assert not reader.truncated and len(everything) == info["idle"] + 2  # and the main task, busy
         monkeypatch.setattr(async_tasks, "MAX_TASKS", 100)
-        capped = reader.tasks()
+        capped = read_consistently(reader.tasks, "task list")
         assert reader.truncated
         # Before 3.14 done tasks are dropped after the cap; none is done here.
         assert len(capped) == 100 and {t.address for t in capped} <= {t.address for t in everything}
-        busy = reader.task(info["busy"])  # one task is still read whole
+        busy = read_consistently(lambda: reader.task(info["busy"]), "task")  # one task is still read whole
         assert busy.name == "busy" and busy.stack[0].funcname == "busy"
     finally:
         unwinder.close()

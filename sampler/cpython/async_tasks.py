@@ -186,9 +186,8 @@ class AsyncTaskReader:
         # A name's header and its first NAME_PEEK_CHARS characters of any width.
         self.name_read = self.L["unicode.compact_size"] + 4 * NAME_PEEK_CHARS
         # Across readings (see the module's docstring), keyed by object address: a coroutine's
-        # head bytes (its reference count left out) -> [frame, frame state, the object it
-        # awaits or 0, False once that object was found to be no coroutine]; a name's bytes ->
-        # the name.
+        # head bytes -> [frame, frame state, the object it awaits or 0, False once that object
+        # was found to be no coroutine]; a name's bytes (no reference count) -> the name.
         self._coroutines: dict[int, tuple[bytes, list]] = {}
         self._names: dict[int, tuple[bytes, str]] = {}
 
@@ -410,15 +409,15 @@ class AsyncTaskReader:
                 if step is not None:
                     step[3] = False
                 break
-            key = buf[8:]
             known = self._coroutines.get(coro)
-            if known is not None and known[0] == key:
+            # Its reference count (the first word) aside, the same bytes: usually all of them.
+            if known is not None and (known[0] == buf or known[0][8:] == buf[8:]):
                 step = known[1]
             else:
                 step = self._coroutine_step(coro, buf)
                 if len(self._coroutines) >= MAX_REMEMBERED:
                     self._coroutines.clear()
-                self._coroutines[coro] = (key, step)
+                self._coroutines[coro] = (buf, step)
             frame, frame_state, awaited = step[0], step[1], step[2]
             if first_state is None:
                 first_state = frame_state

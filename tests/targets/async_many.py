@@ -52,6 +52,7 @@ async def stepper(fut):
     fut.set_result(None)
     await asyncio.sleep(0)  # the woken tasks were scheduled first: they have moved on
     print("stepped", flush=True)
+    await asyncio.get_running_loop().create_future()  # stays: the task set does not change
 
 
 async def main(n, step):
