@@ -45,6 +45,9 @@ READER_RETRY_S = 0.25
 ASYNC_MODES = ("running", "all")
 MAX_AWAITERS_UP = 256  # tasks followed from the running one towards the root
 MAX_TURNS = 65536  # tasks with several awaiters whose turn is remembered
+MAX_HEAD_BYTES = 4096  # a coroutine's head (object and frame up to its stack top) that `_inputs` names
+
+Ranges = tuple[tuple[int, int], ...]
 
 u64 = U64.unpack_from
 
@@ -162,12 +165,53 @@ class AsyncStacks:
         L = reader.L
         return L.get("tstate.asyncio_running_task", -1), L["task.coro"], L["gen.gi_iframe"]
 
-    def awaiters_of(self, address: int, thread_id: int) -> tuple[Frame, ...]:
+    def awaiters_of(self, address: int, thread_id: int) -> tuple[tuple[Frame, ...], Ranges | None]:
         """What follows the running task `address`'s own frames in its sample (`frames`): its
-        marker, then the awaiting tasks' coroutines and markers."""
+        marker, then the awaiting tasks' coroutines and markers; and the remote ranges
+        (address, length) those frames are a function of (`_inputs`), None when they are not
+        to be reused."""
         reader = self._reader_or_none()
         assert reader is not None, "a running task was found through the reader"
-        return self._awaiters(reader.task(address, thread_id), self._task_lookup(reader))
+        running = reader.task(address, thread_id)
+        visited: list[tuple[TaskInfo, int]] = []
+        frames = self._awaiters(running, self._task_lookup(reader), visited)
+        return frames, self._inputs(reader, visited)
+
+    def _inputs(self, reader: AsyncTaskReader, visited: list[tuple[TaskInfo, int]]) -> Ranges | None:
+        """The remote bytes `_awaiters` made its frames from, when they are all a function of a
+        few fields (3.14+, where awaiters are task fields): for each task followed, its name,
+        awaiter and awaiter-set fields and each awaiter's is-task flag; for each awaiting task,
+        its coroutine field and its coroutine's head up to the frame's stack pointer (the frame
+        is suspended: its code, instruction, state and the awaited object are all in there; a
+        name is a str the task holds, code objects are held by their frames). None when they
+        are not: before 3.14 (awaiters come from a derivation over every task), a task with
+        several awaiters (shown under each in turn), an awaiter set, a chain of more than one
+        coroutine in an awaiting task, or the walk cut short."""
+        L = reader.L
+        if reader.tables is not None or "frame.stackpointer" not in L or len(visited) >= MAX_AWAITERS_UP:
+            return None
+        out: list[tuple[int, int]] = []
+        for depth, (task, parents) in enumerate(visited):
+            if parents > 1 or (task.awaited_by and self.memory.read(task.address + L["task.awaited_by_is_set"], 1) != b"\0"):
+                return None
+            out += [(task.address + L["task.name"], 8), (task.address + L["task.awaited_by"], 8),
+                    (task.address + L["task.awaited_by_is_set"], 1)]
+            if "task.is_task" in L:
+                out += [(a + L["task.is_task"], 1) for a in task.awaited_by]
+            if depth == 0:
+                continue  # the running task: its own frames are the walked stack's
+            out.append((task.address + L["task.coro"], 8))
+            if len(task.stack) > 1:
+                return None
+            if task.stack:
+                head = task.coro + 8  # after the reference count
+                top = self.memory.read_u64(task.coro + L["gen.gi_iframe"] + L["frame.stackpointer"])
+                if not head < top <= head + MAX_HEAD_BYTES:
+                    return None
+                out.append((head, top - head))
+            else:
+                out.append((task.coro + L["object.ob_type"], 8))  # no coroutine: its type said so
+        return tuple(out)
 
     def task_stacks(self) -> list[tuple[int, tuple[Frame, ...]]]:
         """`--async-mode all`: (thread_id, stack leaf first) of every leaf task, from one reading
@@ -183,13 +227,17 @@ class AsyncStacks:
         return [(t.thread_id, tuple(reversed(t.stack)) + self._awaiters(t, by_address.get))
                 for t in tasks if t.address not in awaiting]
 
-    def _awaiters(self, task: TaskInfo, lookup: Callable[[int], TaskInfo | None]) -> tuple[Frame, ...]:
+    def _awaiters(self, task: TaskInfo, lookup: Callable[[int], TaskInfo | None],
+                  visited: list[tuple[TaskInfo, int]] | None = None) -> tuple[Frame, ...]:
         """`task`'s marker, then each awaiting task's coroutines and marker, towards the root;
-        `lookup` reads an awaiter (None: it is no task)."""
+        `lookup` reads an awaiter (None: it is no task). `visited` gets each task followed, with
+        how many awaiting tasks it has."""
         out: list[Frame] = []
         seen = {task.address}
         while True:
             parents = [p for p in (lookup(a) for a in task.awaited_by if a not in seen) if p is not None]
+            if visited is not None:
+                visited.append((task, len(parents)))
             name = task.name if len(parents) < 2 else f"{task.name} ({len(parents)} parents)"
             out.append(task_frame(name))
             if not parents or len(seen) >= MAX_AWAITERS_UP:

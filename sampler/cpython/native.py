@@ -41,6 +41,11 @@ except ImportError as exc:  # pragma: no cover - depends on how heatline was ins
 CPU_REUSE_NS = 1_000_000
 MAX_CODES = 65536  # code objects remembered for naming stacks (the C side bounds its own table)
 UNKNOWN_FRAME = Frame(SYNTHETIC_FILENAME, "<unknown>", 0)
+# --async-aware: C reuses a running task's awaiter frames while the bytes they were made from read
+# the same, and asks Python again at least this often anyway (as the reference reader reuses its
+# awaiter derivation before 3.14 for RELATIONS_TTL_S): an address freed and reused for an equal
+# looking state is shown for at most this long.
+SUFFIX_REUSE_NS = 50_000_000
 
 
 def native_status() -> tuple[bool, str]:
@@ -127,6 +132,7 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool, async_
     cfg["all_threads"] = int(all_threads)
     cfg["gc"] = int(gc)
     cfg["async_running"] = int(async_running)
+    cfg["async.suffix_reuse_ns"] = SUFFIX_REUSE_NS
     offsets = py.tasks.native_offsets() if async_running and py.tasks is not None else None
     if offsets is not None:
         cfg["async.running_task"], cfg["async.task_coro"], cfg["async.gen_iframe"] = offsets
@@ -242,17 +248,20 @@ class NativeUnwinder:
                 self._async_offsets_given = True
         return self._async_call(self.tasks.running_task, thread_id)
 
-    def _suffix(self, task: int, thread_id: int) -> int:
-        """The id of the frames after running task `task`'s own in its thread's sample."""
+    def _suffix(self, task: int, thread_id: int) -> int | tuple[int, Any]:
+        """The id of the frames after running task `task`'s own in its thread's sample, with the
+        ranges they are made from when C may reuse them while those read the same (walker.c,
+        cached_suffix)."""
         assert self.tasks is not None
-        frames = self._async_call(self.tasks.awaiters_of, task, thread_id)
-        if not isinstance(frames, tuple):
-            return frames
+        made = self._async_call(self.tasks.awaiters_of, task, thread_id)
+        if not isinstance(made, tuple):
+            return made
+        frames, ranges = made
         found = self._suffix_ids.get(frames)
         if found is None:
             found = self._suffix_ids[frames] = len(self._suffixes)
             self._suffixes.append(frames)
-        return found
+        return found if ranges is None else (found, ranges)
 
     def _resolve(self, key: int) -> ThreadSample:
         tid, status, interp_id, stack, suffix = self._walker.key(key)

@@ -88,6 +88,9 @@ static int parse_config(WConfig *c, PyObject *d)
         return -1;
     c->async_running = (int)v;
     OPT(a_running, "async.running_task") OPT(a_task_coro, "async.task_coro") OPT(a_gen_iframe, "async.gen_iframe")
+    if (cfg_get(d, "async.suffix_reuse_ns", 0, 0, &v))
+        return -1;
+    c->a_suffix_reuse_ns = v;
     PyObject *skip = PyDict_GetItemString(d, "skip_owners");
     if (skip) {
         PyObject *it = PyObject_GetIter(skip), *o;
@@ -161,6 +164,13 @@ static void walker_free_buffers(Walker *w)
     free(w->out);
     free(w->th_tid); free(w->th_interp); free(w->th_status); free(w->th_stack); free(w->th_suffix);
     w->th_suffix = NULL;
+    for (int i = 0; i < SUFFIX_SLOTS; i++) {
+        free(w->sfx[i].snap);
+        w->sfx[i].snap = NULL;
+        w->sfx[i].task = 0;
+    }
+    free(w->sfx_now);
+    w->sfx_now = NULL;
     w->ibuf = w->tbuf = w->tbuf2 = w->gbuf = w->fbuf = w->rtbuf = NULL;
     w->frames = NULL; w->walked = NULL; w->walked_bytes = NULL; w->chunks = NULL;
     w->starts.addr = NULL; w->starts.value = NULL; w->starts.stamp = NULL;
@@ -541,10 +551,10 @@ static PyObject *Walker_set_async(Walker *w, PyObject *args)
 static PyObject *Walker_stats(Walker *w, PyObject *unused)
 {
     (void)unused;
-    return Py_BuildValue("{sKsKsKsIsIsIsKsi}", "syscalls", (unsigned long long)w->syscalls, "iovecs",
+    return Py_BuildValue("{sKsKsKsIsIsIsKsisK}", "syscalls", (unsigned long long)w->syscalls, "iovecs",
                          (unsigned long long)w->iovecs, "bytes", (unsigned long long)w->bytes, "stacks", w->stacks.n,
                          "keys", w->keys.n, "codes", w->codes.n, "resets", (unsigned long long)w->resets,
-                         "cpu_fds", w->ncpu);
+                         "cpu_fds", w->ncpu, "suffix_hits", (unsigned long long)w->sfx_hits);
 }
 
 static PyObject *Walker_close(Walker *w, PyObject *unused)

@@ -63,12 +63,20 @@ void walker_tables_reset(Walker *w)
     w->keys.n = 0;
     memset(w->keys.index, 0, w->keys.index_cap * sizeof(int32_t));
     w->resets++;
+    walker_suffixes_clear(w); /* Python's suffix ids restart too */
 }
 
 void walker_codes_clear(Walker *w)
 {
     memset(w->codes.addr, 0, w->codes.cap * sizeof(uint64_t));
     w->codes.n = 0;
+    walker_suffixes_clear(w); /* their frames name code objects validated in the old epoch */
+}
+
+void walker_suffixes_clear(Walker *w)
+{
+    for (int i = 0; i < SUFFIX_SLOTS; i++)
+        w->sfx[i].task = 0;
 }
 
 /* Rebuilds an open-addressing index (slot = entry id + 1, 0 = empty) of a table's `n` entries

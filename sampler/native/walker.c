@@ -1778,6 +1778,146 @@ static int running_task(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint64_
     return rd64(w, tstate + (uint64_t)off, task);
 }
 
+/* Python's suffix for `task`: its id, and in w->sfx_addr/len the ranges it was made from
+ * (*nr = -1: not to be reused, e.g. a task with several awaiters, shown under each in turn). */
+static int suffix_call(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *id, int *nr)
+{
+    int entered = gil_enter(w);
+    PyObject *res = PyObject_CallFunction(w->suffix_cb, "KK", (unsigned long long)task, (unsigned long long)thread_id);
+    long long v = -3;
+    *nr = -1;
+    if (res && PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 2) {
+        v = PyLong_AsLongLong(PyTuple_GET_ITEM(res, 0));
+        PyObject *ranges = PyTuple_GET_ITEM(res, 1);
+        Py_ssize_t n = PyTuple_Check(ranges) ? PyTuple_GET_SIZE(ranges) : -1;
+        size_t total = 0;
+        if (n >= 1 && n <= SUFFIX_RANGES) {
+            *nr = (int)n;
+            for (Py_ssize_t i = 0; i < n && *nr >= 0; i++) {
+                unsigned long long a, l;
+                PyObject *pair = PyTuple_GET_ITEM(ranges, i);
+                if (!PyArg_ParseTuple(pair, "KK", &a, &l) || !l || l > SUFFIX_BYTES - total) {
+                    PyErr_Clear();
+                    *nr = -1; /* more than is kept: asked again each time */
+                    break;
+                }
+                w->sfx_addr[i] = a;
+                w->sfx_len[i] = (uint32_t)l;
+                total += l;
+            }
+        }
+    } else if (res) {
+        v = PyLong_AsLongLong(res);
+    }
+    if (v == -1 && PyErr_Occurred())
+        v = -3;
+    Py_XDECREF(res);
+    gil_leave(w, entered);
+    if (v >= 0 && v <= UINT32_MAX) {
+        *id = (uint32_t)v;
+        return WR_OK;
+    }
+    if (v == -1)
+        return WR_READ;
+    return v == -2 ? WR_GONE : WR_PYERR;
+}
+
+/* The ranges `addr`/`len` (n of them) read now, in one call, into `buf`. */
+static int read_suffix_ranges(Walker *w, const uint64_t *addr, const uint32_t *len, uint32_t n, uint8_t *buf,
+                              size_t *total)
+{
+    struct iovec local[SUFFIX_RANGES], remote[SUFFIX_RANGES];
+    size_t pos = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        local[i].iov_base = buf + pos;
+        local[i].iov_len = len[i];
+        remote[i].iov_base = (void *)(uintptr_t)addr[i];
+        remote[i].iov_len = len[i];
+        pos += len[i];
+    }
+    *total = pos;
+    return rdv(w, local, remote, (int)n);
+}
+
+/* The id of the frames after running task `task`'s own. Python makes them (AsyncStacks) and says
+ * which remote ranges they are a function of; they are reused while those ranges read the same
+ * bytes, once an answer was seen to be made from one state of them (the ranges read the same
+ * right before Python was asked and right after it answered) and for at most
+ * a_suffix_reuse_ns: then Python is asked again. */
+static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *suffix)
+{
+    const WConfig *c = &w->c;
+    int64_t now = walker_now_ns();
+    int r;
+    WSuffix *e = NULL;
+    for (int i = 0; i < SUFFIX_SLOTS; i++)
+        if (w->sfx[i].task == task) {
+            e = &w->sfx[i];
+            break;
+        }
+    if (!w->sfx_now && !(w->sfx_now = malloc(SUFFIX_BYTES)))
+        return WR_READ;
+    int before = 0; /* e->snap holds e's ranges as read just now, before asking Python */
+    if (e && e->nr) {
+        size_t got;
+        r = read_suffix_ranges(w, e->addr, e->len, e->nr, w->sfx_now, &got);
+        if (r == WR_GONE || r == WR_PERM)
+            return r;
+        if (r == WR_OK) {
+            if (e->confirmed && now - e->made_ns < c->a_suffix_reuse_ns && got == e->nbytes &&
+                !memcmp(w->sfx_now, e->snap, got)) {
+                w->sfx_hits++;
+                *suffix = e->suffix;
+                return WR_OK;
+            }
+            memcpy(e->snap, w->sfx_now, got);
+            e->nbytes = got;
+            before = 1;
+        }
+    }
+    uint32_t id;
+    int nr;
+    if ((r = suffix_call(w, task, thread_id, &id, &nr)))
+        return r;
+    *suffix = id;
+    if (nr < 0) {
+        if (e)
+            e->task = 0;
+        return WR_OK;
+    }
+    if (!e) {
+        e = &w->sfx[w->sfx_next++ % SUFFIX_SLOTS];
+        e->task = 0;
+        e->nr = 0;
+        before = 0;
+    }
+    if (!e->snap && !(e->snap = malloc(SUFFIX_BYTES))) {
+        e->task = 0;
+        return WR_OK;
+    }
+    /* the state before counts only for the same ranges */
+    int same_ranges = before && e->nr == (uint32_t)nr && !memcmp(e->addr, w->sfx_addr, (size_t)nr * 8) &&
+                      !memcmp(e->len, w->sfx_len, (size_t)nr * 4);
+    size_t got;
+    r = read_suffix_ranges(w, w->sfx_addr, w->sfx_len, (uint32_t)nr, w->sfx_now, &got);
+    if (r == WR_GONE || r == WR_PERM)
+        return r;
+    if (r != WR_OK) {
+        e->task = 0;
+        return WR_OK;
+    }
+    e->confirmed = same_ranges && got == e->nbytes && !memcmp(w->sfx_now, e->snap, got);
+    e->task = task;
+    e->suffix = id;
+    e->nr = (uint32_t)nr;
+    memcpy(e->addr, w->sfx_addr, (size_t)nr * 8);
+    memcpy(e->len, w->sfx_len, (size_t)nr * 4);
+    memcpy(e->snap, w->sfx_now, got);
+    e->nbytes = got;
+    e->made_ns = now;
+    return WR_OK;
+}
+
 /* After the walk of a thread running `task`: keep the frames from the leaf down to the task's
  * coroutine frame (none when it is not on the stack: the task is between steps), and the id of
  * what follows them in *suffix. */
@@ -1808,11 +1948,7 @@ static int async_cut(Walker *w, uint64_t tstate, uint64_t thread_id, uint64_t ta
         }
         w->nframes = 0;
     }
-    uint64_t id;
-    if ((r = async_call(w, w->suffix_cb, 2, task, thread_id, &id)))
-        return r;
-    *suffix = (uint32_t)id;
-    return WR_OK;
+    return cached_suffix(w, task, thread_id, suffix);
 }
 
 static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t tstate, const uint8_t *tbuf,

@@ -62,6 +62,7 @@ typedef struct {
      * Python's running_cb), a_task_coro the task's coroutine, a_gen_iframe a coroutine's frame. */
     int async_running;
     int64_t a_running, a_task_coro, a_gen_iframe;
+    int64_t a_suffix_reuse_ns; /* how long a suffix is reused unasked (its bytes still re-read) */
 } WConfig;
 
 typedef struct {
@@ -125,6 +126,23 @@ typedef struct {
     uint32_t *stamp;
     uint32_t cap, current, n;
 } WStarts;
+
+/* --async-aware: the frames after a running task's own (Python's suffix id), kept with the remote
+ * ranges Python made them from and the bytes those held, reused while they read the same
+ * (walker.c, cached_suffix). */
+#define SUFFIX_SLOTS 16
+#define SUFFIX_RANGES 64
+#define SUFFIX_BYTES 16384
+typedef struct {
+    uint64_t task; /* 0: a free slot */
+    uint32_t suffix, nr;
+    size_t nbytes;
+    int confirmed; /* the bytes read the same right before and right after Python made it */
+    int64_t made_ns;
+    uint64_t addr[SUFFIX_RANGES];
+    uint32_t len[SUFFIX_RANGES];
+    uint8_t *snap; /* SUFFIX_BYTES */
+} WSuffix;
 
 /* A range read ahead in one vectored call, served to the first read that asks for it. */
 typedef struct {
@@ -195,6 +213,12 @@ typedef struct {
     int64_t *th_interp;
     uint32_t *th_status, *th_stack, *th_suffix;
     uint32_t nth, th_cap;
+    WSuffix sfx[SUFFIX_SLOTS];
+    uint32_t sfx_next;       /* the slot a new task takes */
+    uint8_t *sfx_now;        /* SUFFIX_BYTES: the ranges as read now */
+    uint64_t sfx_addr[SUFFIX_RANGES]; /* what Python's last answer depends on */
+    uint32_t sfx_len[SUFFIX_RANGES];
+    uint64_t sfx_hits;
     /* the last thread_frames: whether it walked (starts then hold its frames) and where it cut */
     int walk_valid;
     uint32_t walk_cut;
@@ -226,6 +250,7 @@ int walker_tables_init(Walker *w);
 void walker_tables_free(Walker *w);
 void walker_tables_reset(Walker *w);
 void walker_codes_clear(Walker *w);
+void walker_suffixes_clear(Walker *w);
 int walker_key_intern(Walker *w, uint64_t tid, uint32_t status, int64_t interp_id, uint32_t stack, uint32_t suffix,
                       uint32_t *id);
 int64_t walker_now_ns(void);
