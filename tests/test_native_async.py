@@ -25,6 +25,7 @@ Every CPython 3.11+ here, the sid root's 3.14 and 3.15 included.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Callable
 
@@ -78,6 +79,27 @@ asyncio.run(main())
 """
 SAMPLES_PER_FREEZE = 4  # > 2: the shared worker's two watchers each get a turn
 RUN_TICKS = 5
+
+
+# asyncio imported only after "ready": an attach before it, as `heatline run` makes (3.14+ then
+# finds the task offsets, in `_asyncio`'s image, only later).
+LATE_IMPORT = """\
+import sys
+import time
+
+print("ready", flush=True)
+sys.stdin.readline()
+import asyncio
+
+
+async def main():
+    while True:
+        time.sleep(0.001)
+        await asyncio.sleep(0)
+
+
+asyncio.run(main())
+"""
 
 
 @pytest.fixture(params=[p for p in ALL_INTERPRETERS if _minor(p.values[0]) >= (3, 11)])
@@ -191,3 +213,31 @@ def test_reused_awaiters_follow_the_parent(native, attach_once, readable, spawn,
     # at the other line: 1 in 4 or so
     _compare_freezes(native, readable, proc, "running", {"child", "parent"}, both_lines, REUSE_FREEZES)
 
+
+
+def test_asyncio_imported_after_attach(native, attach_once, readable, spawn, tmp_path):
+    """Attached before the target imports asyncio, the native core shows no thread until a task
+    runs, then the reference's samples (on 3.14+ it reads the running task from the thread
+    state from then on, with offsets it was handed late)."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_IMPORT)
+    proc = spawn(readable, str(script), stdin=subprocess.PIPE)
+    wait_ready(proc)
+    ref, nat = _pair(native, proc.pid, "running")
+    try:
+        assert nat.sample() == [] and ref.sample() == []  # no task can run yet
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + DEADLINE_S
+        while not _tasks_in(_take(nat, "wall").samples or []):
+            assert time.monotonic() < deadline, "the native core never showed the task"
+        _freeze(proc)
+        try:
+            for k in range(SAMPLES_PER_FREEZE):
+                diff = compare(_take(ref, "wall"), _take(nat, "wall"))
+                assert not diff, f"sample {k}:\n" + "\n".join(diff)
+        finally:
+            _run_on(proc)
+    finally:
+        ref.close()
+        nat.close()
