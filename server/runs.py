@@ -75,6 +75,7 @@ class ActiveRun:
             "id": self.view.id if self.view else None,
             "samples": self.reader.profile.total_weight,
             "durationS": round(stats.duration_s or self.reader.elapsed_s, 3),
+            "asyncAware": self.async_mode is not None,
             "asyncMode": self.async_mode,
             "interrupted": stats.interrupted,
             "targetExited": stats.target_exited,

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from conftest import ROOT, target
+from conftest import ROOT, target, wait_ready
 from sampler.cli import ASYNC_MODES, build_parser
 from server.arguments import RunArgs, SamplingArgs, parse
 from server.settings import Settings, settings_from
@@ -40,13 +41,17 @@ def marked(marker: str) -> int:
     raise AssertionError(f"{marker} is not in {TARGET}")
 
 
-async def run_to_the_end(client: LanguageClient, **extra: Any) -> tuple[str, dict]:
+async def run_to_the_end(client: LanguageClient, command: str = "heatline.run", **extra: Any) -> tuple[str, dict]:
+    """`command` run to its end (2 s of the target's work, or `duration` of an attach): the
+    document's final heat of that run."""
     uri = as_uri(TARGET)
     opened = vars(client).setdefault("opened_docs", set())  # a document is opened once per client
     if uri not in opened:
         opened.add(open_doc(client, TARGET))
-    started = await execute(client, "heatline.run", {"script": TARGET, "args": ["2"], **extra})
+    args = {"script": TARGET, "args": ["2"]} if command == "heatline.run" else {}
+    started = await execute(client, command, {**args, **extra})
     assert started["pid"] > 0
+    assert started["asyncAware"] is (started["asyncMode"] is not None), started
 
     def final() -> dict | None:
         note = heat_for(client, uri, live=False)
@@ -110,6 +115,33 @@ async def test_async_aware_heat_shows_the_awaiting_line_lenses_and_hovers(client
     assert status["profile"]["asyncAware"] is True and status["profile"]["asyncMode"] == "running"
 
 
+async def test_attach_async_aware_stop_and_its_saved_profile_reopened(client: LanguageClient, spawn, tmp_path):
+    """An attach takes asyncAware too and its stop summary says so; the binary it saves, opened
+    again, is seen as async-aware (it holds task frames; the mode is not stored) and heats the
+    awaiting line the same."""
+    proc = spawn(sys.executable, TARGET, "3600")
+    wait_ready(proc)
+    saved = str(tmp_path / "async.bin")
+    uri = open_doc(client, TARGET)
+    started = await execute(client, "heatline.attach", {"pid": proc.pid, "asyncAware": True, "output": saved})
+    assert (started["asyncAware"], started["asyncMode"]) == (True, "running"), started
+    await wait_until(lambda: (n := heat_for(client, uri, live=True)) and line_of(n, marked("AWAIT")), "live heat")
+    summary = await execute(client, "heatline.stop")
+    assert (summary["asyncAware"], summary["asyncMode"]) == (True, "running"), summary
+    final = await wait_until(lambda: (n := heat_for(client, uri, live=False)) and n["profile"]["id"] == started["id"] and n,
+                             "the final heat")
+    assert final["profile"]["source"] == "attach" and final["profile"]["asyncMode"] == "running"
+    live_await = line_of(final, marked("AWAIT"))
+    assert live_await is not None and live_await["total"] > final["profile"]["totalSamples"] / 2, final["lines"]
+    assert proc.poll() is None  # an attach leaves its target running
+
+    opened = await execute(client, "heatline.open", saved)
+    assert opened["asyncAware"] is True and opened["asyncMode"] is None, opened
+    reopened = await wait_until(
+        lambda: (n := heat_for(client, uri)) is not None and n["profile"]["id"] == opened["id"] and n, "the file's heat")
+    assert line_of(reopened, marked("AWAIT"))["total"] == live_await["total"]
+
+
 async def test_without_async_aware_the_awaiting_line_is_cold(client: LanguageClient):
     """The contrast: a plain stack holds the running task's frames, never its awaiter's."""
     _uri, final = await run_to_the_end(client)
@@ -151,8 +183,7 @@ async def test_async_settings_are_used_and_the_mode_setting_waits_for_async_awar
 # -- refused, in one line ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["heatline.run", "heatline.attach"])
-@pytest.mark.parametrize("given, fragment", [
+MALFORMED = [
     ({"asyncAware": "yes"}, "'asyncAware' must be true or false"),
     ({"asyncAware": 1}, "'asyncAware' must be true or false"),
     ({"asyncAware": True, "asyncMode": "sometimes"}, "'asyncMode' must be one of running, all"),
@@ -161,17 +192,23 @@ async def test_async_settings_are_used_and_the_mode_setting_waits_for_async_awar
     ({"asyncAware": True, "mode": "cpu"}, "--mode=cpu are incompatible with --async-aware"),
     ({"asyncAware": True, "allThreads": True}, "--all-threads are incompatible with --async-aware"),
     ({"asyncAware": True, "gc": False}, "--no-gc are incompatible with --async-aware"),
-])
-async def test_malformed_async_arguments_are_one_line_errors(client: LanguageClient, command, given, fragment):
-    base = {"script": TARGET} if command == "heatline.run" else {"pid": os.getpid()}
-    with pytest.raises(JsonRpcException) as info:
-        await execute(client, command, {**base, **given})
-    assert info.value.code == -32602, info.value  # InvalidParams: nothing was started
-    message = info.value.message
-    assert fragment in message and message.startswith(f"{command}: "), message
-    assert "\n" not in message and "Traceback" not in repr(info.value.data), info.value
-    status = await execute(client, "heatline.status")
-    assert status["running"] is False and status["profile"] is None
+]
+
+
+async def test_malformed_async_arguments_are_one_line_errors(client: LanguageClient):
+    """Each refused before anything starts (one server for all: each case leaves it as it was)."""
+    for command in ("heatline.run", "heatline.attach"):
+        base = {"script": TARGET} if command == "heatline.run" else {"pid": os.getpid()}
+        for given, fragment in MALFORMED:
+            with pytest.raises(JsonRpcException) as info:
+                await execute(client, command, {**base, **given})
+            case = (command, given, info.value)
+            assert info.value.code == -32602, case  # InvalidParams
+            message = info.value.message
+            assert fragment in message and message.startswith(f"{command}: "), case
+            assert "\n" not in message and "Traceback" not in repr(info.value.data), case
+            status = await execute(client, "heatline.status")
+            assert status["running"] is False and status["profile"] is None, case
 
 
 # -- one list of async modes ----------------------------------------------------------------------

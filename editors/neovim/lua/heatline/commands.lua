@@ -100,7 +100,8 @@ end
 M.subcommands.stop = function()
   client.exec('heatline.stop', {}, function(result)
     result = type(result) == 'table' and result or {}
-    notify(string.format('stopped: %s samples in %s', tostring(result.samples or 0), fmt_seconds(result.durationS)))
+    notify(string.format('stopped: %s samples in %s%s', tostring(result.samples or 0), fmt_seconds(result.durationS),
+      async_note(result)))
   end)
 end
 
