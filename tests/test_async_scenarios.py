@@ -17,13 +17,15 @@ import ast
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 
 import pytest
 
-from conftest import ALL_INTERPRETERS, Interpreter, favoured, heatline, parse_collapsed, target, wait_ready
+from conftest import (ALL_INTERPRETERS, Interpreter, favoured, has_func, heatline, parse_collapsed, target,
+                      wait_ready)
 from test_async_aware import _leaf_task, _minor, _split
 
 TARGET = target("async_scenarios.py")
@@ -90,6 +92,7 @@ def _line(func: str, text: str) -> int:
 
 
 def _funcs(frames: list[str]) -> list[str]:
+    """The functions of a task's own frames ('func:line', as `Run.tasks` gives them)."""
     return [f.split(":")[0] for f in frames]
 
 
@@ -148,7 +151,7 @@ def check_running(run: Run) -> None:
         else:
             assert leaf in WORKERS and names[1:] == ([] if PARENT[leaf] == "Task-1" else [PARENT[leaf]]) + [leaf], \
                 frames
-        assert not {"stuck", "stuck_wait"} & set(_funcs(frames)), frames
+        assert not has_func(frames, "stuck") and not has_func(frames, "stuck_wait"), frames
     assert seen == set(WORKERS), seen
 
 
@@ -285,21 +288,13 @@ def test_pure_python_asyncio_read_or_named(interp, mode, request):
 
 # -- uvloop -----------------------------------------------------------------------------------------
 
-def _venv_interpreter() -> Interpreter | None:
-    import sys
-
-    for p in READABLE:
-        if os.path.realpath(p.values[0].path) == os.path.realpath(sys.executable):
-            return p.values[0]
-    return None
-
-
 def test_uvloop():
-    """The same tasks on uvloop's loop (its tasks are asyncio's): under the venv's CPython, where
-    the test extra installs it."""
+    """The same tasks on uvloop's loop (its tasks are asyncio's), under the venv's CPython, where
+    the test extra installs it (uvloop has no build for the sid root's CPythons)."""
     pytest.importorskip("uvloop", reason="uvloop is not installed: pip install -e '.[test]'")
-    interp = _venv_interpreter()
-    assert interp is not None
-    runs = scenario(interp, "--uvloop")
+    runs = scenario(Interpreter(f"venv-{sys.version_info[0]}.{sys.version_info[1]}", sys.executable), "--uvloop")
     check_running(_ok(runs["running"]))
     _all_mode_leaves(_ok(runs["all"]))
+    # On uvloop indeed: Task-1 runs uvloop.run's wrapper around main.
+    assert all([f.split(":")[1] for f in frames[1:3]] == ["run.<locals>.wrapper", "main"]
+               for _t, frames, _c in runs["running"].rows)
