@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from sampler import sourcefiles
 from sampler.lineindex import LineIndex
-from sampler.model import SYNTHETIC_FILENAME, Profile
+from sampler.model import SYNTHETIC_FILENAME, TASK_FILENAME, Profile
 
 _FUNCTION_CACHE_SIZE = 64  # one entry per (file, text): every edit makes a new text, so bound it
 _BY = ("self", "total")
+_NOT_CODE = (SYNTHETIC_FILENAME, TASK_FILENAME)  # <GC> and asyncio task markers: nowhere to jump to
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,14 @@ class HeatIndex:
 
     def hottest_functions(self, n: int, by: str = "self") -> list[tuple[str, str, int, int, int]]:
         """The `n` heaviest functions as (filename, funcname, first line seen, self, total), a
-        function being a frame name within a file (no source needed)."""
+        function being a frame name within a file (no source needed); synthetic frames and task
+        markers are none."""
         _check_by(by)
         use_self = by == "self"
         candidates = (
             (key, stats)
             for key, stats in self.index.all_functions()
-            if key[0] != SYNTHETIC_FILENAME and (stats.self_samples if use_self else stats.total_samples) > 0
+            if key[0] not in _NOT_CODE and (stats.self_samples if use_self else stats.total_samples) > 0
         )
         best = heapq.nsmallest(
             max(n, 0), candidates,

@@ -113,6 +113,11 @@ async def test_async_aware_heat_shows_the_awaiting_line_lenses_and_hovers(client
 
     status = await execute(client, "heatline.status")
     assert status["profile"]["asyncAware"] is True and status["profile"]["asyncMode"] == "running"
+    # hottest functions are places to jump to: the coroutines, not the task markers
+    spots = await execute(client, "heatline.hottest", {"kind": "functions", "by": "total", "count": 50})
+    names = {spot["function"] for spot in spots}
+    assert {"awaiter", "work", "one_round", "crunch"} <= names, spots
+    assert all(spot["file"] != "<task>" and spot["path"] for spot in spots), spots
 
 
 async def test_attach_async_aware_stop_and_its_saved_profile_reopened(client: LanguageClient, spawn, tmp_path):
