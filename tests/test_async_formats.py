@@ -90,6 +90,12 @@ def load(path: str) -> Profile:
     return profile
 
 
+def leaf_tasks(profile: Profile) -> set:
+    """The innermost task of every stack (`--async-mode all`: one stack per task at each tick)."""
+    return {next(f.funcname for f in frames if f.is_task) for _tid, frames, _w in profile.iter_stacks()
+            if any(f.is_task for f in frames)}
+
+
 def task_totals(profile: Profile) -> Counter:
     totals: Counter = Counter()
     for _tid, frames, weight in profile.iter_stacks():
@@ -362,8 +368,10 @@ def test_gecko_task_category_and_markers(run, which):
               f"{share(samples, 'heavy'):.1f}%")
         assert abs(share(marked, "heavy") - share(samples, "heavy")) <= 2.0
         assert abs(share(marked, "heavy") - HEAVY_TRUTH) <= MARGIN
-    else:  # every task at once: none is the running one
+    else:  # every task at each tick: a track per task, and none is marked the running one
         assert not marked
+        lanes = {t["name"].split(": " + TASK_PREFIX, 1)[1] for t in profile["threads"]}
+        assert lanes == leaf_tasks(load(run.binary("tree")))
 
 
 @pytest.mark.parametrize("which", ["split", "tree"])
@@ -371,8 +379,16 @@ def test_speedscope_task_frames(run, which):
     got = speedscope_tasks(run.out(which, "speedscope"))
     truth = run.truth(which)
     assert set(got) == set(truth)
-    if which == "split":
+    with open(run.out(which, "speedscope"), encoding="utf-8") as fh:
+        profiles = json.load(fh)["profiles"]
+    names = [p["name"] for p in profiles]
+    if which == "split":  # one timeline for the thread, its tasks in turn
+        assert len(names) == 1 and TASK_PREFIX not in names[0]
         assert abs(share(got, "heavy") - share(truth, "heavy")) <= 2.0
+    else:  # every task at each tick: a timeline per task, each lasting the whole run
+        assert {n.split(": " + TASK_PREFIX, 1)[1] for n in names} == leaf_tasks(load(run.binary("tree")))
+        spans = [p["endValue"] - p["startValue"] for p in profiles]
+        assert min(spans) >= 0.9 * max(spans), dict(zip(names, spans))
 
 
 def test_heatmap_pages_and_task_menus(run, page):

@@ -22,6 +22,23 @@ def task_label(frame: Frame) -> str:
     return f"{TASK_FILENAME} {frame.funcname}"
 
 
+def task_lanes(times: Sequence[int], tasks: Sequence[str | None]) -> list[tuple[str | None, list[int]]] | None:
+    """One thread's samples as one timeline per task, when it needs them; else None.
+
+    `--async-mode all` samples every task of a thread at each tick, one stack per task, while a
+    timeline (gecko's thread, speedscope's profile) shows one stack at a time, so all but one
+    task per tick would vanish from it. Then each innermost task (`tasks[i]`, None for a stack
+    with none) gets a timeline of its own: (task, its sample indexes), tasks by name. A thread
+    with one stack per tick (running mode, plain stacks) stays one timeline: None.
+    """
+    if all(times[i] != times[i + 1] for i in range(len(times) - 1)):
+        return None
+    lanes: dict[str | None, list[int]] = {}
+    for i, task in enumerate(tasks):
+        lanes.setdefault(task, []).append(i)
+    return sorted(lanes.items(), key=lambda lane: (lane[0] is not None, lane[0] or ""))
+
+
 class Collector:
     """Turns a `Profile` into one output format.
 

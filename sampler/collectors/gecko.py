@@ -21,8 +21,9 @@ them, so the file keeps working as that format moves on. Layout:
 appended after Tachyon's (which shows them as Native), so the call tree and flame chart colour
 them apart from code, and are named `<task> NAME`. An "AsyncTask" interval marker named after
 the task running on the thread (the innermost task of its stack) follows it through time, so the
-marker chart has a row per task showing when each one ran (not with `--async-mode all`, whose
-samples hold every task of a thread at once, none of them marked as the running one).
+marker chart has a row per task showing when each one ran. With `--async-mode all` a thread holds
+every task at each tick, and a track shows one stack at a time: each task gets a track of its
+own (`task_lanes`, named "THREAD: <task> NAME"), with no task marker (none is the running one).
 
 Interval markers (phase 1) follow each thread's state: "Has GIL"/"No GIL", "On CPU"/"Off CPU",
 "Python Code" (holds the GIL)/"Native Code" (on a CPU without the GIL), "Waiting for GIL",
@@ -60,8 +61,9 @@ from ..model import (
     UNKNOWN,
     Frame,
     ThreadSample,
+    task_frame,
 )
-from .base import TASK_KIND, Collector, StringTable, TickClock, short_filename, task_label
+from .base import TASK_KIND, Collector, StringTable, TickClock, short_filename, task_label, task_lanes
 
 GECKO_FORMAT_VERSION = 32  # meta.version: the Gecko (raw) format version, as Tachyon writes
 PROCESSED_PROFILE_VERSION = 57  # meta.preprocessedProfileVersion
@@ -126,13 +128,14 @@ class _Thread:
     __slots__ = (
         "tid", "order", "is_main", "frame_ids", "func_ids", "resource_ids", "stack_ids",
         "frames", "funcs", "resources", "stack_frame", "stack_prefix", "stack_task", "cache",
-        "sample_stack", "sample_time", "sample_status", "sample_weight", "last_time", "last_weight",
+        "sample_stack", "sample_time", "sample_status", "sample_weight", "last_time", "last_weight", "task",
     )
 
     def __init__(self, tid: int, order: int) -> None:
         self.tid = tid
         self.order = order
         self.is_main = False
+        self.task: str | None = None  # a lane of the thread (`task_lanes`): its samples in this task
         self.frame_ids: dict[tuple[int, int, int], int] = {}
         self.func_ids: dict[tuple[str, str], int] = {}
         self.resource_ids: dict[str, int] = {}
@@ -266,7 +269,30 @@ class GeckoCollector(Collector):
         return float(self.profile.stats.interval_usec)
 
     def _ordered_threads(self) -> list[_Thread]:
-        return sorted(self._threads.values(), key=lambda th: (not th.is_main, th.order))
+        """The threads to write, main first; a thread with several stacks per tick (`--async-mode
+        all`) as a track per task (`task_lanes`), each sharing the thread's tables."""
+        out = []
+        for th in sorted(self._threads.values(), key=lambda th: (not th.is_main, th.order)):
+            tasks = [self._task_names.get(th.stack_task[s]) if s >= 0 else None for s in th.sample_stack]
+            lanes = task_lanes(th.sample_time, tasks)
+            out.extend([th] if lanes is None else [self._lane(th, task, indexes) for task, indexes in lanes])
+        return out
+
+    @staticmethod
+    def _lane(th: _Thread, task: str | None, indexes: list[int]) -> _Thread:
+        lane = _Thread(th.tid, th.order)
+        for name in ("is_main", "frame_ids", "func_ids", "resource_ids", "stack_ids", "frames", "funcs",
+                     "resources", "stack_frame", "stack_prefix", "stack_task", "cache"):
+            setattr(lane, name, getattr(th, name))
+        lane.task = task
+        lane.sample_stack = array("i", [th.sample_stack[i] for i in indexes])
+        lane.sample_time = array("q", [th.sample_time[i] for i in indexes])
+        lane.sample_status = array("B", [th.sample_status[i] for i in indexes])
+        if th.sample_weight is not None:
+            lane.sample_weight = array("I", [th.sample_weight[i] for i in indexes])
+        lane.last_time = lane.sample_time[-1]
+        lane.last_weight = lane.sample_weight[-1] if lane.sample_weight is not None else 1
+        return lane
 
     def _from_profile(self) -> None:
         """Without a sample stream (a Profile built in-process), lay its stacks out in a row."""
@@ -320,7 +346,8 @@ class GeckoCollector(Collector):
         w.raw(b"}}")
 
     def _thread_name(self, th: _Thread) -> str:
-        return self.profile.thread_names.get(th.tid) or f"Thread-{th.tid}"
+        name = self.profile.thread_names.get(th.tid) or f"Thread-{th.tid}"
+        return f"{name}: {task_label(task_frame(th.task))}" if th.task is not None else name
 
     def _meta(self, interval_us: float, end_us: float, threads: list[_Thread], shift: int) -> dict[str, Any]:
         stats = self.profile.stats
@@ -527,9 +554,9 @@ class GeckoCollector(Collector):
         since = [0] * _GROUPS
         out: list[tuple[int, int, int]] = []
         times, statuses, stacks, stack_task = th.sample_time, th.sample_status, th.sample_stack, th.stack_task
-        if any(times[i] == times[i + 1] for i in range(len(times) - 1)):
-            # Several stacks of the thread in one tick (`--async-mode all`: every task, waiting or
-            # not): no one task is the running one, so no task markers.
+        if th.task is not None:
+            # A task's own track (`--async-mode all`: every task, waiting or not, at each tick):
+            # it is not the running one, so no task markers.
             stack_task = array("i", [-1]) * len(stack_task)
         k, nt = 0, len(ticks)
         prev = None

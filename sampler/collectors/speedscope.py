@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Sequence
 
 from .. import __version__
 from ..model import MAIN_THREAD, Frame, Profile, ThreadSample, task_frame
-from .base import Collector, TickClock, short_filename, task_label
+from .base import Collector, TickClock, short_filename, task_label, task_lanes
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 UNIT = "microseconds"
@@ -167,25 +167,19 @@ class SpeedscopeCollector(Collector):
         return f"{name}: {task_label(task_frame(th.task))}" if th.task is not None else name
 
     def _lanes(self, th: _Thread) -> list[_Thread]:
-        """`th`, or one lane per innermost task when it has several stacks in one tick.
-
-        `--async-mode all` samples every task of a thread at each tick, and a timeline holds one
-        stack at a time: each task then gets a timeline of its own (named after the thread and
-        the task), so every task keeps its time; in running mode a thread stays one timeline.
-        """
-        times = th.times
-        if self._weights is not None or all(times[i] != times[i + 1] for i in range(len(times) - 1)):
+        """`th`, or a timeline per task (`task_lanes`) with its share of th's samples."""
+        lanes = None if self._weights is not None else task_lanes(
+            th.times, [self._stack_task[s] if s != _IDLE else None for s in th.stacks])
+        if lanes is None:
             return [th]
-        lanes: dict[str | None, _Thread] = {}
-        for stack, t in zip(th.stacks, times):
-            task = self._stack_task[stack] if stack != _IDLE else None
-            lane = lanes.get(task)
-            if lane is None:
-                lane = lanes[task] = _Thread(th.tid, th.order, task)
-                lane.is_main, lane.last_weight = th.is_main, th.last_weight
-            lane.stacks.append(stack)
-            lane.times.append(t)
-        return sorted(lanes.values(), key=lambda lane: (lane.task is not None, lane.task or ""))
+        out = []
+        for task, indexes in lanes:
+            lane = _Thread(th.tid, th.order, task)
+            lane.is_main, lane.last_weight = th.is_main, th.last_weight
+            lane.stacks = array("i", [th.stacks[i] for i in indexes])
+            lane.times = array("q", [th.times[i] for i in indexes])
+            out.append(lane)
+        return out
 
     def build(self) -> dict[str, Any]:
         """The whole file as plain Python objects (for tests and small profiles)."""
