@@ -442,6 +442,15 @@ def _css(page, name: str) -> str:
     return page.evaluate(f"getComputedStyle(document.documentElement).getPropertyValue('{name}').trim()")
 
 
+def test_flamegraph_task_with_several_awaiters_in_chromium(run, page):
+    _check_pages_in_chromium(page, [run.out("tree", "flamegraph")])
+    shared = [f for f in page.evaluate("window.heatline.visibleFrames()") if f["funcname"] == "shared-worker (2 parents)"]
+    assert len(shared) == 2 and all(f["task"] for f in shared)  # under each watcher
+    page.mouse.move(shared[0]["x"] + shared[0]["width"] / 2, shared[0]["y"] + shared[0]["height"] / 2)
+    assert "Awaited by 2 tasks: its samples are shared out among them, each counted once" in \
+        page.evaluate("window.heatline.tooltipText()").splitlines()
+
+
 @pytest.mark.parametrize("fmt", ["flamegraph", "diff-flamegraph"])
 def test_flamegraph_tasks_in_chromium(run, page, fmt):
     _check_pages_in_chromium(page, [run.out("split", fmt)])

@@ -945,6 +945,8 @@
     } else if (fr && fr.task) {
       tip.appendChild(el("div", { className: "hl-tip-where hl-tip-task", text: "asyncio task" }));
       tip.appendChild(tooltipRow(state.inverted ? "Below it: the coroutines it ran; above it: the tasks awaiting it" : "Above it: the coroutines it ran; below it: the tasks awaiting it"));
+      var parents = /\((\d+) parents\)$/.exec(fr.funcname);
+      if (parents) tip.appendChild(tooltipRow("Awaited by " + parents[1] + " tasks: its samples are shared out among them, each counted once"));
     } else if (fr) {
       tip.appendChild(el("div", { className: "hl-tip-where", text: fr.funcname === "<GC>" ? "the garbage collector" : "synthetic frame" }));
     }
