@@ -44,7 +44,7 @@ from conftest import ALL_INTERPRETERS, favoured, heatline, parse_collapsed, targ
 from sampler.collectors import COLLECTORS
 from sampler.model import HAS_GIL, TASK_FILENAME, Profile, RunStats, ThreadSample, task_frame
 from sampler.replay import open_binary_profile, replay
-from test_data_formats import check_processed_profile
+from test_data_formats import check_processed_profile, check_speedscope
 
 WORKERS = ("heavy", "light")
 SPLIT_TASKS = {"Task-1", "supervisor", *WORKERS}
@@ -259,6 +259,7 @@ def speedscope_tasks(path: str) -> Counter:
     """Per task, the time (µs) it was on the stack."""
     with open(path, encoding="utf-8") as fh:
         doc = json.load(fh)
+    check_speedscope(doc)
     frames = doc["shared"]["frames"]
     task_of = {}
     for i, frame in enumerate(frames):
