@@ -23,15 +23,10 @@ if "--pure" in sys.argv:
 
 import asyncio  # noqa: E402
 
+from async_split import crunch  # noqa: E402  (the same unit of CPU work; beside this file)
+
 UNIT = 20_000  # iterations, under 1 ms
 WORKERS = ("deep", "shared", "gathered-1", "gathered-2", "grouped-1", "grouped-2")
-
-
-def crunch(n):
-    x = 0
-    for i in range(n):
-        x = (x + i) & 0xFFFF
-    return x
 
 
 async def chain_5():
