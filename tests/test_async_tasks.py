@@ -16,7 +16,7 @@ from sampler.cpython.async_tasks import AsyncTaskReader
 from sampler.cpython.unwinder import Unwinder
 from sampler.cpython.versions import ASYNCIO_TRAITS
 from sampler.dump import read_consistently
-from sampler.errors import AsyncUnavailableError
+from sampler.errors import AsyncUnavailableError, ReadError
 
 
 def _tree(interpreter, spawn, *args: str):
@@ -137,7 +137,8 @@ def test_what_is_remembered_follows_tasks_that_move(interpreter, spawn):
 
 
 def test_a_reading_stops_at_the_task_cap(interpreter, spawn, monkeypatch):
-    """Past MAX_TASKS a reading stops, says so (`truncated`) and returns that many tasks."""
+    """Past MAX_TASKS a reading stops, says so (`truncated`) and returns that many tasks; past
+    MAX_COROUTINES it fails."""
     p, info, unwinder = _many(interpreter, spawn, "300")
     try:
         if unwinder.runtime.minor < (3, 11):
@@ -152,5 +153,9 @@ def test_a_reading_stops_at_the_task_cap(interpreter, spawn, monkeypatch):
         assert len(capped) == 100 and {t.address for t in capped} <= {t.address for t in everything}
         busy = read_consistently(lambda: reader.task(info["busy"]), "task")  # one task is still read whole
         assert busy.name == "busy" and busy.stack[0].funcname == "busy"
+        # The coroutines of one reading are capped too: past the cap, a failed reading.
+        monkeypatch.setattr(async_tasks, "MAX_COROUTINES", 50)
+        with pytest.raises(ReadError, match="more than 50 coroutines"):
+            reader.tasks()
     finally:
         unwinder.close()

@@ -43,6 +43,10 @@ from sampler.target.memory import I32, U64, RemoteMemory
 # 3.14 an awaiter among the rest is not found. A list that comes back to a node already seen
 # (torn while read) is a `ReadError`, as a list that breaks off is.
 MAX_TASKS = 1 << 15
+# The most coroutines one reading follows, all tasks together (eight a task at MAX_TASKS): past
+# it the reading is a `ReadError` (chains that deep are taken for garbage, as a coroutine that
+# awaits itself is), so that the chains cannot make a reading unbounded either.
+MAX_COROUTINES = 8 * MAX_TASKS
 MAX_THREADS = 4096  # thread states looked at
 MAX_CHAIN = 256  # coroutines awaited one inside another within one task
 AWAIT_RESUME_MIN_OPARG = 2  # 3.11/3.12: an await's RESUME has oparg 2 (yield from) or 3 (await)
@@ -53,13 +57,16 @@ MAX_REMEMBERED = 1 << 16  # coroutines, and names, remembered across readings (t
 NAME_PEEK_CHARS = 16  # a name this short is read with its header in one read, and remembered
 
 # Before 3.14 a task's awaiters are derived from every task (async_tables.py): `task`, called for
-# each sample, reuses one derivation for RELATIONS_TTL_S, or RELATIONS_COST_FACTOR times as long as
-# it took if that is longer, so that deriving takes at most about 1/20 of the time whatever the
-# task count (a relation newer than that may be missed for as long). A task the derivation has
-# not seen causes a new one, but not sooner than that factor allows: until then its awaiters are
-# its TaskGroup's owner alone.
+# each sample, reuses one derivation for RELATIONS_TTL_S, or RELATIONS_COST_FACTOR times the CPU
+# time it took if that is longer, so that deriving takes at most about 1/20 of the time whatever
+# the task count (a relation newer than that may be missed for as long). A task the derivation
+# has not seen causes a new one at once while derivations cost less than RENEW_AT_ONCE_S (a few
+# hundred tasks); past that, not sooner than the factor allows (a program starting new tasks all
+# the time would otherwise pay a derivation per sample): until then its awaiters are its
+# TaskGroup's owner alone.
 RELATIONS_TTL_S = 0.05
 RELATIONS_COST_FACTOR = 20
+RENEW_AT_ONCE_S = 0.002
 
 u64 = U64.unpack_from
 i32 = I32.unpack_from
@@ -84,7 +91,7 @@ class _Relations:
     """One derivation of every task's awaiters (before 3.14)."""
 
     made: float  # monotonic time it was made
-    cost: float  # seconds it took
+    cost: float  # CPU seconds it took
     fields: dict[int, TaskFields]  # the tasks it covers
     waiting: dict[int, list[int]]  # task -> the tasks waiting on it (fut_waiter, gathers)
     loops: dict[int, int]  # loop -> thread_id of the thread running it
@@ -95,7 +102,7 @@ class _Relations:
 
     def renewable(self, now: float) -> bool:
         """Whether a new derivation may be made for a task this one has not seen."""
-        return now >= self.made + RELATIONS_COST_FACTOR * self.cost
+        return self.cost < RENEW_AT_ONCE_S or now >= self.made + RELATIONS_COST_FACTOR * self.cost
 
     def awaiters(self, tables: TaskTables, state: LookupState, address: int, fields: TaskFields) -> tuple[int, ...]:
         """The tasks awaiting `address`: those waiting on it, then its TaskGroup's owner."""
@@ -189,6 +196,7 @@ class AsyncTaskReader:
         # head bytes -> [frame, frame state, the object it awaits or 0, False once that object
         # was found to be no coroutine]; a name's bytes (no reference count) -> the name.
         self._coroutines: dict[int, tuple[bytes, list]] = {}
+        self._coroutines_left = MAX_COROUTINES  # in this reading
         self._names: dict[int, tuple[bytes, str]] = {}
 
     # -- public ---------------------------------------------------------------------------------
@@ -202,6 +210,7 @@ class AsyncTaskReader:
         """Every task of the main interpreter (3.14+: each thread's list, then the interpreter's),
         at most MAX_TASKS."""
         with self.objects.call("inconsistent asyncio data"):
+            self._coroutines_left = MAX_COROUTINES
             interp = self._interpreter()
             if self.tables is None:
                 return [self._task(address, thread_id, buf) for address, thread_id, buf in self._listed(interp)]
@@ -213,6 +222,7 @@ class AsyncTaskReader:
         RELATIONS_TTL_S and RELATIONS_COST_FACTOR say: only this task and its coroutines are read
         on each call."""
         with self.objects.call("inconsistent asyncio data"):
+            self._coroutines_left = MAX_COROUTINES
             if self.tables is None:
                 return self._task(address, thread_id, self._read(address, self.L["task.size"]))
             interp = self._interpreter()
@@ -341,7 +351,7 @@ class AsyncTaskReader:
         (their fut_waiter is cleared), so they add no relation."""
         tables = self.tables
         assert tables is not None
-        started = time.perf_counter()
+        started = time.thread_time()
         listed = tables.task_objects(state, interp, MAX_TASKS)
         self.truncated = len(listed) >= MAX_TASKS
         fields = {}
@@ -351,7 +361,7 @@ class AsyncTaskReader:
                 fields[address] = found
         waiting = tables.waiting(state, fields)
         loops = self._loop_threads(interp)
-        return _Relations(time.monotonic(), time.perf_counter() - started, fields, waiting, loops)
+        return _Relations(time.monotonic(), time.thread_time() - started, fields, waiting, loops)
 
     def _tables_info(self, address: int, task: TaskFields, relations: _Relations,
                      state: LookupState) -> tuple[TaskInfo, bool]:
@@ -414,26 +424,39 @@ class AsyncTaskReader:
             if known is not None and (known[0] == buf or known[0][8:] == buf[8:]):
                 step = known[1]
             else:
-                step = self._coroutine_step(coro, buf)
-                if len(self._coroutines) >= MAX_REMEMBERED:
-                    self._coroutines.clear()
-                self._coroutines[coro] = (buf, step)
+                step, whole = self._coroutine_step(coro, buf)
+                if whole:
+                    if len(self._coroutines) >= MAX_REMEMBERED:
+                        self._coroutines.clear()
+                    self._coroutines[coro] = (buf, step)
             frame, frame_state, awaited = step[0], step[1], step[2]
             if first_state is None:
                 first_state = frame_state
             frames.append(frame)
+            self._coroutines_left -= 1
+            if self._coroutines_left < 0:
+                raise ReadError(f"more than {MAX_COROUTINES} coroutines in one reading of the tasks: taken for garbage")
+            if awaited == coro:
+                raise ReadError(f"the coroutine at {coro:#x} awaits itself: it changed while read")
             coro = awaited
         return tuple(frames), first_state
 
-    def _coroutine_step(self, coro: int, buf: bytes) -> list:
-        """[frame, frame state, the object it awaits or 0, None] of a coroutine from its head."""
+    def _coroutine_step(self, coro: int, buf: bytes) -> tuple[list, bool]:
+        """[frame, frame state, the object it awaits or 0, None] of a coroutine from its head, and
+        whether all of that came from `buf` (the awaited object's slot may lie past it)."""
         L = self.L
         f = L["gen.gi_iframe"]
-        info = self.codes.get(u64(buf, f + L["frame.code"])[0] & ~self.runtime.traits.code_tag_mask)
+        tag_mask = ~self.runtime.traits.code_tag_mask  # a _PyStackRef's tag bits (3.14+)
+        info = self.codes.get(u64(buf, f + L["frame.code"])[0] & tag_mask)
         ip = u64(buf, f + L["frame.instr_ptr"])[0]
         frame_state = i8(buf, L["gen.gi_frame_state"])[0]
-        awaited = self._awaitable(coro, buf) if self._awaiting(frame_state, ip) else 0
-        return [info.frame_at(max(ip - info.code_start, 0)), frame_state, awaited, None]
+        awaited, whole = 0, True
+        if self._awaiting(frame_state, ip):
+            slot = self._awaitable_slot(coro, buf)
+            inside = slot - coro
+            whole = 0 <= inside <= len(buf) - 8
+            awaited = (u64(buf, inside)[0] if whole else self._u64(slot)) & tag_mask
+        return [info.frame_at(max(ip - info.code_start, 0)), frame_state, awaited, None], whole
 
     def _coroutine_bytes(self, obj: int) -> bytes | None:
         """The head of a coroutine object (its frame and first stack slots) in one read; None
@@ -454,21 +477,15 @@ class AsyncTaskReader:
             return False
         opcode, oparg = self._read(ip + 2, 2)  # 3.11/3.12: ip is the YIELD_VALUE just run
         return opcode in self.traits.await_resume_opcodes and oparg >= AWAIT_RESUME_MIN_OPARG
-    def _awaitable(self, coro: int, buf: bytes) -> int:
-        """The object a coroutine suspended in an await awaits: on top of its frame's value stack
-        (`buf` holds the coroutine's head, usually that slot too)."""
+    def _awaitable_slot(self, coro: int, buf: bytes) -> int:
+        """Where the object a coroutine suspended in an await awaits is: on top of its frame's
+        value stack (`buf` holds the coroutine's head, usually that slot too)."""
         L = self.L
         f = L["gen.gi_iframe"]
         depth = self.traits.awaitable_depth
-        if "frame.stackpointer" in L:  # 3.14+: a pointer one past the top; tag bits cleared
-            slot = u64(buf, f + L["frame.stackpointer"])[0] - 8 * depth
-            mask = ~3
-        else:  # an index into localsplus
-            top = i32(buf, f + L["frame.stacktop"])[0]
-            if top < depth:
-                raise ReadError(f"a suspended coroutine at {coro:#x} has an empty value stack")
-            slot = coro + f + L["frame.localsplus"] + 8 * (top - depth)
-            mask = ~0
-        inside = slot - coro
-        value = u64(buf, inside)[0] if 0 <= inside <= len(buf) - 8 else self._u64(slot)
-        return value & mask
+        if "frame.stackpointer" in L:  # 3.14+: a pointer one past the top
+            return u64(buf, f + L["frame.stackpointer"])[0] - 8 * depth
+        top = i32(buf, f + L["frame.stacktop"])[0]  # before: an index into localsplus
+        if top < depth:
+            raise ReadError(f"a suspended coroutine at {coro:#x} has an empty value stack")
+        return coro + f + L["frame.localsplus"] + 8 * (top - depth)
