@@ -37,7 +37,7 @@ from sampler.target.maps import host_path, read_maps
 from sampler.target.memory import I32, U64, RemoteMemory
 
 # The most tasks one reading looks at, so that a huge or corrupt task list cannot make one sample
-# unbounded (about 0.3 s at this count). Past it the reading stops and sets `truncated`: `tasks`
+# unbounded (some 0.4 s at this count). Past it the reading stops and sets `truncated`: `tasks`
 # returns the first MAX_TASKS (3.14+: in list order, each thread's list then the interpreter's;
 # before, in the order of asyncio's task sets) and the rest are missing from that sample; before
 # 3.14 an awaiter among the rest is not found. A list that comes back to a node already seen
@@ -53,7 +53,9 @@ AWAIT_RESUME_MIN_OPARG = 2  # 3.11/3.12: an await's RESUME has oparg 2 (yield fr
 
 MAX_PAGES = 4096  # pages one reading keeps: 16 MiB, about 10,000 tasks with their coroutines
 COROUTINE_SLOTS = 16  # value-stack slots read with a coroutine's head (more: one more read)
-MAX_REMEMBERED = 1 << 16  # coroutines, and names, remembered across readings (then forgotten)
+# Coroutines, and names, remembered across readings (then all forgotten at once): a coroutine's
+# head is some 300 bytes, so at most about 30 MB (15 MB at 10,000 tasks three coroutines deep).
+MAX_REMEMBERED = 1 << 16
 NAME_PEEK_CHARS = 16  # a name this short is read with its header in one read, and remembered
 
 # Before 3.14 a task's awaiters are derived from every task (async_tables.py): `task`, called for
