@@ -32,6 +32,7 @@ from typing import Callable
 import pytest
 
 from conftest import ALL_INTERPRETERS, target, wait_ready
+from sampler.cpython import async_tasks
 from sampler.cpython.unwinder import Unwinder
 from sampler.model import ThreadSample
 from test_async_aware import _minor
@@ -100,6 +101,15 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+@pytest.fixture(autouse=True)
+def fresh_relations(monkeypatch):
+    """Before 3.14 each reader reuses its derivation of who awaits whom for a while from when it
+    made it: the two walkers' readers, made at different moments, could disagree about a task
+    created since. Both derive afresh at every reading here (on a frozen target: the same)."""
+    monkeypatch.setattr(async_tasks, "RELATIONS_TTL_S", 0.0)
+    monkeypatch.setattr(async_tasks, "RELATIONS_COST_FACTOR", 0)
 
 
 @pytest.fixture(params=[p for p in ALL_INTERPRETERS if _minor(p.values[0]) >= (3, 11)])

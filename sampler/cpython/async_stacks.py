@@ -27,7 +27,7 @@ as their frames say (the line it is at), not what they call.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from sampler.cpython.async_tasks import AsyncTaskReader, TaskInfo
 from sampler.cpython.runtime import Runtime
@@ -48,6 +48,14 @@ MAX_TURNS = 65536  # tasks with several awaiters whose turn is remembered
 MAX_HEAD_BYTES = 4096  # a coroutine's head (object and frame up to its stack top) that `_inputs` names
 
 Ranges = tuple[tuple[int, int], ...]
+
+
+class Awaiters(NamedTuple):
+    """`AsyncStacks.awaiters_of`'s answer, for the native core."""
+
+    coro_frame: int  # the running task's coroutine frame: its own frames end there
+    frames: tuple[Frame, ...]  # what follows them: its marker, then the awaiting tasks'
+    inputs: Ranges | None  # the remote ranges both are a function of; None: not to be reused
 
 u64 = U64.unpack_from
 
@@ -156,32 +164,28 @@ class AsyncStacks:
         reader = self._reader_or_none()
         return reader.running().get(thread_id, 0) if reader is not None else 0
 
-    def native_offsets(self) -> tuple[int, int, int] | None:
-        """(thread-state offset of the running task, -1 where it is not in the thread state
-        (before 3.14); task's coroutine; coroutine's frame), or None until asyncio is loaded."""
+    def running_task_offset(self) -> int | None:
+        """Where a thread state keeps its running task (3.14+), -1 where it does not (before
+        3.14: asyncio's dicts do), None until asyncio is loaded."""
         reader = self._reader_or_none()
-        if reader is None:
-            return None
-        L = reader.L
-        return L.get("tstate.asyncio_running_task", -1), L["task.coro"], L["gen.gi_iframe"]
+        return None if reader is None else reader.L.get("tstate.asyncio_running_task", -1)
 
-    def awaiters_of(self, address: int, thread_id: int) -> tuple[tuple[Frame, ...], Ranges | None]:
-        """What follows the running task `address`'s own frames in its sample (`frames`): its
-        marker, then the awaiting tasks' coroutines and markers; and the remote ranges
-        (address, length) those frames are a function of (`_inputs`), None when they are not
-        to be reused."""
+    def awaiters_of(self, address: int, thread_id: int) -> Awaiters:
+        """For the running task `address`: its coroutine frame (its own frames end there), what
+        follows them in its sample (`frames`): its marker, then the awaiting tasks' coroutines
+        and markers; and the remote ranges those are a function of (`_inputs`)."""
         reader = self._reader_or_none()
         assert reader is not None, "a running task was found through the reader"
         running = reader.task(address, thread_id)
         visited: list[tuple[TaskInfo, int]] = []
         frames = self._awaiters(running, self._task_lookup(reader), visited)
-        return frames, self._inputs(reader, visited)
+        return Awaiters(running.coro_frame, frames, self._inputs(reader, visited))
 
     def _inputs(self, reader: AsyncTaskReader, visited: list[tuple[TaskInfo, int]]) -> Ranges | None:
-        """The remote bytes `_awaiters` made its frames from, when they are all a function of a
+        """The remote bytes `awaiters_of` made its answer from, when they are all a function of a
         few fields (3.14+, where awaiters are task fields): for each task followed, its name,
-        awaiter and awaiter-set fields and each awaiter's is-task flag; for each awaiting task,
-        its coroutine field and its coroutine's head up to the frame's stack pointer (the frame
+        awaiter and awaiter-set fields, its coroutine field and each awaiter's is-task flag; for
+        each awaiting task, its coroutine's head up to the frame's stack pointer (the frame
         is suspended: its code, instruction, state and the awaited object are all in there; a
         name is a str the task holds, code objects are held by their frames). None when they
         are not: before 3.14 (awaiters come from a derivation over every task), a task with
@@ -195,12 +199,11 @@ class AsyncStacks:
             if parents > 1 or (task.awaited_by and self.memory.read(task.address + L["task.awaited_by_is_set"], 1) != b"\0"):
                 return None
             out += [(task.address + L["task.name"], 8), (task.address + L["task.awaited_by"], 8),
-                    (task.address + L["task.awaited_by_is_set"], 1)]
+                    (task.address + L["task.awaited_by_is_set"], 1), (task.address + L["task.coro"], 8)]
             if "task.is_task" in L:
                 out += [(a + L["task.is_task"], 1) for a in task.awaited_by]
             if depth == 0:
                 continue  # the running task: its own frames are the walked stack's
-            out.append((task.address + L["task.coro"], 8))
             if len(task.stack) > 1:
                 return None
             if task.stack:

@@ -133,11 +133,11 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool, async_
     cfg["gc"] = int(gc)
     cfg["async_running"] = int(async_running)
     cfg["async.suffix_reuse_ns"] = SUFFIX_REUSE_NS
-    offsets = py.tasks.native_offsets() if async_running and py.tasks is not None else None
-    if offsets is not None:
-        cfg["async.running_task"], cfg["async.task_coro"], cfg["async.gen_iframe"] = offsets
+    offset = py.tasks.running_task_offset() if async_running and py.tasks is not None else None
+    if offset is not None and offset >= 0:
+        cfg["async.running_task"] = offset
         # read with the thread state (3.14+ keeps it past the public struct, in the same allocation)
-        cfg["tstate.size"] = max(cfg["tstate.size"], offsets[0] + 8)
+        cfg["tstate.size"] = max(cfg["tstate.size"], offset + 8)
     return cfg
 
 
@@ -175,7 +175,7 @@ class NativeUnwinder:
         self._samples: list[ThreadSample | None] = []
         try:
             config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc, async_running=async_running)
-            self._async_offsets_given = "async.task_coro" in config
+            self._async_offsets_given = "async.running_task" in config
             self._walker = _native.Walker(
                 pid, config, self._code_kind, self._epoch, self._tid_offset, self._resolve, self._samples,
                 self._running_task, self._suffix,
@@ -242,26 +242,26 @@ class NativeUnwinder:
         (before 3.14, or until the target's AsyncioDebug table is found)."""
         assert self.tasks is not None
         if not self._async_offsets_given:
-            offsets = self.tasks.native_offsets()
-            if offsets is not None:
-                self._walker.set_async(*offsets)
+            offset = self.tasks.running_task_offset()
+            if offset is not None:  # asyncio is loaded now
+                if offset >= 0:
+                    self._walker.set_async(offset)
                 self._async_offsets_given = True
         return self._async_call(self.tasks.running_task, thread_id)
 
-    def _suffix(self, task: int, thread_id: int) -> int | tuple[int, Any]:
-        """The id of the frames after running task `task`'s own in its thread's sample, with the
-        ranges they are made from when C may reuse them while those read the same (walker.c,
-        cached_suffix)."""
+    def _suffix(self, task: int, thread_id: int) -> int | tuple[int, int, Any]:
+        """For running task `task`: (the id of the frames after its own in its thread's sample,
+        its coroutine frame, the ranges both are made from, which C may reuse them for while
+        those read the same (walker.c, cached_suffix), or None); -1 or -2 when it failed."""
         assert self.tasks is not None
         made = self._async_call(self.tasks.awaiters_of, task, thread_id)
-        if not isinstance(made, tuple):
+        if isinstance(made, int):
             return made
-        frames, ranges = made
-        found = self._suffix_ids.get(frames)
+        found = self._suffix_ids.get(made.frames)
         if found is None:
-            found = self._suffix_ids[frames] = len(self._suffixes)
-            self._suffixes.append(frames)
-        return found if ranges is None else (found, ranges)
+            found = self._suffix_ids[made.frames] = len(self._suffixes)
+            self._suffixes.append(made.frames)
+        return found, made.coro_frame, made.inputs
 
     def _resolve(self, key: int) -> ThreadSample:
         tid, status, interp_id, stack, suffix = self._walker.key(key)

@@ -6,7 +6,7 @@
  *       next_tick_ns, cost_min, cost_max, cost_total, error code)
  *   stack(id) -> tuple of (code address, offset);
  *   key(id) -> (tid, status, interp id, stack id, suffix id: --async-aware's frames after the stack)
- *   set_async(running task offset in the thread state, task's coroutine, coroutine's frame)
+ *   set_async(the running task's offset in the thread state)
  */
 #define _GNU_SOURCE
 #include "walker.h"
@@ -87,7 +87,7 @@ static int parse_config(WConfig *c, PyObject *d)
     if (cfg_get(d, "async_running", 0, 0, &v))
         return -1;
     c->async_running = (int)v;
-    OPT(a_running, "async.running_task") OPT(a_task_coro, "async.task_coro") OPT(a_gen_iframe, "async.gen_iframe")
+    OPT(a_running, "async.running_task")
     if (cfg_get(d, "async.suffix_reuse_ns", 0, 0, &v))
         return -1;
     c->a_suffix_reuse_ns = v;
@@ -527,24 +527,21 @@ static PyObject *Walker_key(Walker *w, PyObject *arg)
     return Py_BuildValue("(LILII)", (long long)k->tid, k->status, (long long)k->interp_id, k->stack, k->suffix);
 }
 
-/* --async-aware: where a task's coroutine frame is and (3.14+; -1: ask running_cb) where the
- * running task is, once Python has found the target's asyncio data (asyncio may be imported
- * after attach). Called between samples or from running_cb; used from then on. */
-static PyObject *Walker_set_async(Walker *w, PyObject *args)
+/* --async-aware on 3.14+: where the thread state keeps the running task, once Python has found
+ * the target's AsyncioDebug table (asyncio may be imported after attach). Called between samples
+ * or from running_cb; used from the next thread read on. */
+static PyObject *Walker_set_async(Walker *w, PyObject *arg)
 {
-    long long running, coro, iframe;
-    if (!PyArg_ParseTuple(args, "LLL", &running, &coro, &iframe))
+    long long running = PyLong_AsLongLong(arg);
+    if (running == -1 && PyErr_Occurred())
         return NULL;
     if (!ready(w))
         return NULL;
-    if (!w->c.async_running || running < -1 || running > (1 << 20) || coro < 0 || coro > (1 << 20) || iframe < 0 ||
-        iframe > (1 << 20)) {
-        PyErr_SetString(PyExc_ValueError, "bad native walker async offsets");
+    if (!w->c.async_running || running < 0 || running > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "bad native walker async offset");
         return NULL;
     }
     w->c.a_running = running;
-    w->c.a_task_coro = coro;
-    w->c.a_gen_iframe = iframe;
     Py_RETURN_NONE;
 }
 
@@ -570,7 +567,7 @@ static PyMethodDef Walker_methods[] = {
     {"stack", (PyCFunction)Walker_stack, METH_O, "An interned stack: ((code, offset), ...)."},
     {"key", (PyCFunction)Walker_key, METH_O, "An interned sample: (tid, status, interp id, stack id)."},
     {"stats", (PyCFunction)Walker_stats, METH_NOARGS, "Counters."},
-    {"set_async", (PyCFunction)Walker_set_async, METH_VARARGS, "--async-aware: the running task's offsets."},
+    {"set_async", (PyCFunction)Walker_set_async, METH_O, "--async-aware: the running task's offset."},
     {"close", (PyCFunction)Walker_close, METH_NOARGS, "Free the buffers and descriptors."},
     {NULL, NULL, 0, NULL},
 };

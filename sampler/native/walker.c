@@ -1778,17 +1778,22 @@ static int running_task(Walker *w, uint64_t tstate, const uint8_t *tbuf, uint64_
     return rd64(w, tstate + (uint64_t)off, task);
 }
 
-/* Python's suffix for `task`: its id, and in w->sfx_addr/len the ranges it was made from
- * (*nr = -1: not to be reused, e.g. a task with several awaiters, shown under each in turn). */
-static int suffix_call(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *id, int *nr)
+/* Python's answer for running task `task`: the id of what follows its own frames, its coroutine
+ * frame, and in w->sfx_addr/len the ranges the answer was made from (*nr = -1: not to be reused,
+ * e.g. a task with several awaiters, shown under each in turn). */
+static int suffix_call(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *id, uint64_t *coro_frame, int *nr)
 {
     int entered = gil_enter(w);
     PyObject *res = PyObject_CallFunction(w->suffix_cb, "KK", (unsigned long long)task, (unsigned long long)thread_id);
     long long v = -3;
     *nr = -1;
-    if (res && PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 2) {
+    if (res && PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 3) {
         v = PyLong_AsLongLong(PyTuple_GET_ITEM(res, 0));
-        PyObject *ranges = PyTuple_GET_ITEM(res, 1);
+        unsigned long long frame = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(res, 1));
+        if (PyErr_Occurred())
+            v = -3;
+        *coro_frame = frame;
+        PyObject *ranges = PyTuple_GET_ITEM(res, 2);
         Py_ssize_t n = PyTuple_Check(ranges) ? PyTuple_GET_SIZE(ranges) : -1;
         size_t total = 0;
         if (n >= 1 && n <= SUFFIX_RANGES) {
@@ -1806,8 +1811,10 @@ static int suffix_call(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *i
                 total += l;
             }
         }
-    } else if (res) {
-        v = PyLong_AsLongLong(res);
+    } else if (res && PyLong_Check(res)) {
+        v = PyLong_AsLongLong(res); /* a failure: -1 or -2 */
+        if (v >= 0)
+            v = -3;
     }
     if (v == -1 && PyErr_Occurred())
         v = -3;
@@ -1839,12 +1846,12 @@ static int read_suffix_ranges(Walker *w, const uint64_t *addr, const uint32_t *l
     return rdv(w, local, remote, (int)n);
 }
 
-/* The id of the frames after running task `task`'s own. Python makes them (AsyncStacks) and says
- * which remote ranges they are a function of; they are reused while those ranges read the same
- * bytes, once an answer was seen to be made from one state of them (the ranges read the same
- * right before Python was asked and right after it answered) and for at most
- * a_suffix_reuse_ns: then Python is asked again. */
-static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *suffix)
+/* The id of the frames after running task `task`'s own, and its coroutine frame. Python makes
+ * them (AsyncStacks.awaiters_of) and says which remote ranges they are a function of; they are
+ * reused while those ranges read the same bytes, once an answer was seen to be made from one
+ * state of them (the ranges read the same right before Python was asked and right after it
+ * answered) and for at most a_suffix_reuse_ns: then Python is asked again. */
+static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t *suffix, uint64_t *coro_frame)
 {
     const WConfig *c = &w->c;
     int64_t now = walker_now_ns();
@@ -1868,6 +1875,7 @@ static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t 
                 !memcmp(w->sfx_now, e->snap, got)) {
                 w->sfx_hits++;
                 *suffix = e->suffix;
+                *coro_frame = e->coro_frame;
                 return WR_OK;
             }
             memcpy(e->snap, w->sfx_now, got);
@@ -1877,7 +1885,7 @@ static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t 
     }
     uint32_t id;
     int nr;
-    if ((r = suffix_call(w, task, thread_id, &id, &nr)))
+    if ((r = suffix_call(w, task, thread_id, &id, coro_frame, &nr)))
         return r;
     *suffix = id;
     if (nr < 0) {
@@ -1909,6 +1917,7 @@ static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t 
     e->confirmed = same_ranges && got == e->nbytes && !memcmp(w->sfx_now, e->snap, got);
     e->task = task;
     e->suffix = id;
+    e->coro_frame = *coro_frame;
     e->nr = (uint32_t)nr;
     memcpy(e->addr, w->sfx_addr, (size_t)nr * 8);
     memcpy(e->len, w->sfx_len, (size_t)nr * 4);
@@ -1920,35 +1929,31 @@ static int cached_suffix(Walker *w, uint64_t task, uint64_t thread_id, uint32_t 
 
 /* After the walk of a thread running `task`: keep the frames from the leaf down to the task's
  * coroutine frame (none when it is not on the stack: the task is between steps), and the id of
- * what follows them in *suffix. */
+ * what follows them in *suffix. Python's answer (or its reuse) comes first, as the reference
+ * reads the task before looking for its frame. */
 static int async_cut(Walker *w, uint64_t tstate, uint64_t thread_id, uint64_t task, uint32_t *suffix)
 {
-    const WConfig *c = &w->c;
+    uint64_t coro_frame = 0;
     int r;
-    if (c->a_task_coro < 0 || c->a_gen_iframe < 0) {
-        snprintf(w->err, sizeof w->err, "no asyncio task offsets");
-        return WR_READ;
-    }
-    uint64_t coro;
-    if ((r = rd64(w, task + (uint64_t)c->a_task_coro, &coro)))
+    if ((r = cached_suffix(w, task, thread_id, suffix, &coro_frame)))
         return r;
     uint32_t value;
-    if (coro && w->walk_valid && starts_get(w, coro + (uint64_t)c->a_gen_iframe, &value) &&
-        value >= w->walk_cut && value - w->walk_cut < w->nframes) {
+    if (coro_frame && w->walk_valid && starts_get(w, coro_frame, &value) && value >= w->walk_cut &&
+        value - w->walk_cut < w->nframes) {
         w->nframes = value - w->walk_cut + 1;
-    } else {
-        /* Not on the stack: the task is between steps, unless the loop switched tasks since
-         * the running one was read (then this copy is not the task's). */
-        uint64_t now;
-        if ((r = running_task(w, tstate, NULL, thread_id, 1, &now)))
-            return r;
-        if (now != task) {
-            snprintf(w->err, sizeof w->err, "the running task changed while its thread's stack was read");
-            return WR_READ;
-        }
-        w->nframes = 0;
+        return WR_OK;
     }
-    return cached_suffix(w, task, thread_id, suffix);
+    /* Not on the stack: the task is between steps, unless the loop switched tasks since the
+     * running one was read (then this copy is not the task's). */
+    uint64_t now;
+    if ((r = running_task(w, tstate, NULL, thread_id, 1, &now)))
+        return r;
+    if (now != task) {
+        snprintf(w->err, sizeof w->err, "the running task changed while its thread's stack was read");
+        return WR_READ;
+    }
+    w->nframes = 0;
+    return WR_OK;
 }
 
 static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t tstate, const uint8_t *tbuf,

@@ -56,12 +56,12 @@ typedef struct {
     /* what is sampled */
     int mode; /* 0 wall, 1 cpu, 2 gil, 3 exception */
     int all_threads, gc;
-    /* --async-mode running (walker.c, async_stack): each thread's running asyncio task cuts its
+    /* --async-mode running (walker.c, async_cut): each thread's running asyncio task cuts its
      * stack at the task's coroutine frame. a_running is the thread-state offset of the running
      * task (3.14+: set by Python once the target's AsyncioDebug table is found; -1 asks
-     * Python's running_cb), a_task_coro the task's coroutine, a_gen_iframe a coroutine's frame. */
+     * Python's running_cb). */
     int async_running;
-    int64_t a_running, a_task_coro, a_gen_iframe;
+    int64_t a_running;
     int64_t a_suffix_reuse_ns; /* how long a suffix is reused unasked (its bytes still re-read) */
 } WConfig;
 
@@ -135,6 +135,7 @@ typedef struct {
 #define SUFFIX_BYTES 16384
 typedef struct {
     uint64_t task; /* 0: a free slot */
+    uint64_t coro_frame; /* the task's coroutine frame, where its own frames end */
     uint32_t suffix, nr;
     size_t nbytes;
     int confirmed; /* the bytes read the same right before and right after Python made it */
