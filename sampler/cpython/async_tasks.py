@@ -159,7 +159,10 @@ class AsyncTaskReader:
     list stopped at MAX_TASKS.
     """
 
-    def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime) -> None:
+    def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime, codes: CodeCache | None = None) -> None:
+        """`codes`: the sampler's code cache, to share its code objects and its epochs (a cache
+        of the reader's own never re-checks an entry: a freed code object's address reused
+        would keep the old name)."""
         version = runtime.version_string
         traits = ASYNCIO_TRAITS.get(runtime.minor)
         if traits is None:
@@ -183,7 +186,7 @@ class AsyncTaskReader:
             self.tables = TaskTables(self.objects, runtime, traits, self.L)
         if traits.awaiting_state is None and not traits.await_resume_opcodes:
             raise AsyncUnavailableError(version, "no rule for telling an await from a plain yield")
-        self.codes = CodeCache(memory, runtime)
+        self.codes = codes or CodeCache(memory, runtime)
         self.coro_type = _symbol(pid, runtime, "PyCoro_Type")
         self.long_type = _symbol(pid, runtime, "PyLong_Type")
         if not self.coro_type:
