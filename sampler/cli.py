@@ -13,10 +13,9 @@ from typing import Sequence
 from sampler import __version__
 from sampler.commands import COMMANDS
 from sampler.errors import HeatlineError, ProcessNotFoundError, UsageError
-from sampler.model import MODES
+from sampler.model import ASYNC_MODES, MODES
 
 
-ASYNC_MODES = ("running", "all")  # Tachyon's --async-mode values
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(hz|khz|k)?$", re.IGNORECASE)
 
@@ -211,7 +210,7 @@ def _validate(args: argparse.Namespace) -> None:
             )
 
 
-def _validate_async(args: argparse.Namespace) -> None:
+def validate_async(args: argparse.Namespace) -> None:
     """Tachyon's refusals around --async-aware, in its words: a task's stack is rebuilt for the
     thread running it, in wall mode, without <GC> frames."""
     if not args.async_aware:
@@ -250,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in ("dump",):
             _validate(args)
         if args.command in ("run", "attach"):
-            _validate_async(args)
+            validate_async(args)
             blocking_warning(args)
         if args.command == "attach" and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)

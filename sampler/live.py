@@ -45,6 +45,7 @@ from sampler.cli import (
     _Parser,
     _positive_seconds,
     _validate,
+    validate_async,
     add_attach_arguments,
     add_run_arguments,
 )
@@ -281,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError:
                 raise UsageError(f"{PROG}: error: --stream-fd {args.stream_fd} is not an open file descriptor") from None
         _validate(args)
+        validate_async(args)
         blocking_warning(args)
         session = _Session(args, writer, parent)
         signal.signal(signal.SIGINT, session.request_stop)

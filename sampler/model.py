@@ -26,6 +26,7 @@ HAS_EXCEPTION = 1 << 4
 MAIN_THREAD = 1 << 5
 
 MODES = ("wall", "cpu", "gil", "exception")
+ASYNC_MODES = ("running", "all")  # --async-mode (Tachyon's values)
 
 SYNTHETIC_FILENAME = "~"
 # An asyncio task in an --async-aware stack is a frame of this "file", named after the task, on

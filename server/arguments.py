@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, TypeVar, get_type_hints
 
-from sampler.cli import ASYNC_MODES
+from sampler.model import ASYNC_MODES
 from sampler.model import MODES
 
 from .errors import InvalidArguments

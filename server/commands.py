@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from lsprotocol import types
 from pygls.uris import from_fs_path
 
-from sampler.cli import _validate_async
+from sampler.cli import validate_async
 from sampler.errors import HeatlineError, UsageError
 from sampler.output_path import check_output
 from sampler.target.maps import read_cmdline
@@ -84,7 +84,7 @@ def _sampling_choices(ls: HeatlineServer, name: str, a: SamplingArgs) -> argpars
         async_aware=async_aware, async_mode=a.async_mode or (s.async_mode if async_aware else "running"),
     )
     try:
-        _validate_async(chosen)
+        validate_async(chosen)
     except UsageError as err:
         raise InvalidArguments(f"{name}: {str(err).removeprefix(CLI_ERROR_PREFIX)}") from None
     return chosen

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from sampler.cli import ASYNC_MODES
+from sampler.model import ASYNC_MODES
 from sampler.model import MODES
 
 

@@ -278,6 +278,15 @@ def test_usage_error_is_streamed(live):
     assert "pid" in child.messages[0]["message"]
 
 
+def test_async_conflicts_are_refused_before_sampling(live):
+    """The child applies the CLI's --async-aware rules itself, not only its callers."""
+    child = live("run", "--async-aware", "--mode", "cpu", target("async_split.py"))
+    child.read_all()
+    assert child.proc.wait(timeout=30) == 2
+    assert child.types() == ["error"] and child.messages[0]["kind"] == "UsageError"
+    assert "--mode=cpu are incompatible with --async-aware" in child.messages[0]["message"]
+
+
 def test_binary_output_matches_the_stream(live, tmp_path):
     out = tmp_path / "x.bin"
     child = live("run", "-d", "1", "--binary", "-o", str(out), KNOWN_LINES, "30", flush=0.3)

@@ -21,7 +21,8 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from conftest import ROOT, target, wait_ready
-from sampler.cli import ASYNC_MODES, build_parser
+from sampler.cli import build_parser
+from sampler.model import ASYNC_MODES
 from server.arguments import RunArgs, SamplingArgs, parse
 from server.settings import Settings, settings_from
 from test_neovim import NVIM, PLUGIN, VERSION
@@ -61,12 +62,12 @@ async def run_to_the_end(client: LanguageClient, command: str = "heatline.run", 
 
 
 def mode_all_available() -> bool:
-    from sampler.cli import _validate_async
+    from sampler.cli import validate_async
     from sampler.errors import UsageError
 
     args = build_parser().parse_args(["run", "--async-aware", "--async-mode", "all", "x.py"])
     try:
-        _validate_async(args)
+        validate_async(args)
     except UsageError:
         return False
     return True
