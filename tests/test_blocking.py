@@ -451,3 +451,42 @@ def test_dump_blocking_prints_the_known_stack(interpreter, spawn):
     assert -1 not in order, text
     assert order == sorted(order) or order == sorted(order, reverse=True), text
     _assert_runs_free(p)
+
+
+# A target killed while heatline traces its threads: the kernel reports the leader's exit only
+# once the other threads are collected, and traced ones are heatline's to collect. Each case runs
+# in a child process (the tracer) so that a hang fails the test at DEADLINE_S instead of hanging
+# the suite; the target must then be collected by its parent (this test) too.
+_KILL_WHILE_FROZEN = """
+import os, signal, sys
+from sampler.errors import ProcessGoneError
+import sampler.target.freeze as freeze
+pid, when = int(sys.argv[1]), sys.argv[2]
+f = freeze.Freezer(pid)
+if when == "frozen":
+    f.freeze()
+    os.kill(pid, signal.SIGKILL)
+else:  # while the other threads are being seized, after the leader is stopped
+    real_call = freeze._call
+    def call(request, tid, addr=0, data=0):
+        err = real_call(request, tid, addr, data)
+        if request == freeze.PTRACE_INTERRUPT and tid != pid:
+            os.kill(pid, signal.SIGKILL)
+        return err
+    freeze._call = call
+    try:
+        f.freeze()
+    except ProcessGoneError:
+        pass
+f.close()
+print("closed", flush=True)
+"""
+
+
+@pytest.mark.parametrize("when", ["frozen", "freezing"])
+def test_a_target_killed_while_traced_is_let_go(spawn, when):
+    p = _start(spawn, sys.executable, "--threads", "3")
+    res = subprocess.run([sys.executable, "-c", _KILL_WHILE_FROZEN, str(p.pid), when], capture_output=True,
+                         text=True, timeout=DEADLINE_S, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout == "closed\n", res.stderr
+    assert p.wait(timeout=DEADLINE_S) == -signal.SIGKILL

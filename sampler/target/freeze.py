@@ -168,36 +168,49 @@ class Freezer:
             listing = None
             if not new:
                 break
-            seized: list[int] = []
-            for tid in new:
-                err = _call(PTRACE_SEIZE, tid)
-                if err == 0:
-                    # Recorded before anything else can fail, so that thaw() detaches it.
-                    self._stopped[tid] = 0
-                    seized.append(tid)
-                    # ESRCH here: the thread is exiting; the wait below collects it.
-                    _call(PTRACE_INTERRUPT, tid)
-                    continue
-                gone.add(tid)
-                if err == errno.ESRCH:  # exited since the listing
-                    continue
-                if err in (errno.EPERM, errno.EACCES):
-                    tracer = _tracer_of(self.pid, tid)
-                    if tracer and tracer != me:
-                        raise PtraceRefusedError(self.pid, tracer)
-                    # Permission is the process's, not the thread's: if other threads of it can
-                    # be seized, this one is exiting (the kernel refuses exiting tasks).
-                    refused = True
-                    continue
-                raise HeatlineError(f"--blocking cannot stop thread {tid}: {os.strerror(err)}.")
-            for tid in seized:
-                if not self._wait_stop(tid):
-                    del self._stopped[tid]
-                    gone.add(tid)
+            # The leader is stopped before any other thread is traced. The kernel reports the
+            # leader's exit only once every other thread is collected, and a traced thread that
+            # dies is ours to collect: waiting for the leader while others are traced by us
+            # would wait forever for a target killed in the middle of a freeze.
+            for batch in ([t for t in new if t == self.pid], [t for t in new if t != self.pid]):
+                seized, was_refused = self._seize(batch, gone, me)
+                refused = refused or was_refused
+                for tid in seized:
+                    if not self._wait_stop(tid):
+                        del self._stopped[tid]
+                        gone.add(tid)
         if not self._stopped:
             if refused and not is_gone(self.pid):
                 raise PtraceRefusedError(self.pid)
             raise ProcessGoneError(f"process {self.pid} has no threads left to stop.")
+
+    def _seize(self, tids: list[int], gone: set[int], me: int) -> tuple[list[int], bool]:
+        """Seize and interrupt `tids`: (the ones seized, whether the kernel refused one that
+        may be exiting). Threads that cannot be seized go into `gone`."""
+        seized: list[int] = []
+        refused = False
+        for tid in tids:
+            err = _call(PTRACE_SEIZE, tid)
+            if err == 0:
+                # Recorded before anything else can fail, so that thaw() detaches it.
+                self._stopped[tid] = 0
+                seized.append(tid)
+                # ESRCH here: the thread is exiting; the wait below collects it.
+                _call(PTRACE_INTERRUPT, tid)
+                continue
+            gone.add(tid)
+            if err == errno.ESRCH:  # exited since the listing
+                continue
+            if err in (errno.EPERM, errno.EACCES):
+                tracer = _tracer_of(self.pid, tid)
+                if tracer and tracer != me:
+                    raise PtraceRefusedError(self.pid, tracer)
+                # Permission is the process's, not the thread's: if other threads of it can
+                # be seized, this one is exiting (the kernel refuses exiting tasks).
+                refused = True
+                continue
+            raise HeatlineError(f"--blocking cannot stop thread {tid}: {os.strerror(err)}.")
+        return seized, refused
 
     def _wait_stop(self, tid: int) -> bool:
         """Wait until `tid` is in a ptrace-stop; False if it exited instead."""
@@ -253,7 +266,10 @@ class Freezer:
             try:
                 # Detach before forgetting: if an exception lands between the two, the next
                 # round detaches again and gets ESRCH, which is harmless.
-                tid, sig = next(iter(self._stopped.items()))
+                # The leader last: if the target died while stopped, its exit is reported
+                # only after the other threads' (see _freeze).
+                tid = next((t for t in self._stopped if t != self.pid), self.pid)
+                sig = self._stopped[tid]
                 err = _call(PTRACE_DETACH, tid, 0, sig)
                 if err == errno.ESRCH and _tracer_of(self.pid, tid) == threading.get_native_id():
                     # Still ours but not stopped (freeze was cut short before the interrupt
