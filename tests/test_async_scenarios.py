@@ -8,7 +8,7 @@ pure-Python tasks (`--pure`: no `_asyncio`) must be read or refused in one line 
 uvloop (where the venv has it) read like asyncio's own loop.
 
 Each target is attached to once per mode (`-d 2`, the default rate), then stopped: the tests read
-those two profiles.
+those two profiles. `heatline run` is tried once per host CPython, from the target's start.
 """
 
 from __future__ import annotations
@@ -136,23 +136,31 @@ def runs(request) -> dict[str, Run]:
 
 # -- running mode ---------------------------------------------------------------------------------
 
-def check_running(run: Run) -> None:
+def check_running(run: Run, from_start: bool = False) -> None:
     """Every stack: Task-1 (main at its gather), then the worker's parent task(s) and the worker,
-    each name as given; every worker seen; the stuck task never."""
+    each name as given; every worker seen; the stuck task never. `from_start`: the profile began
+    with the target, before main gathered the top tasks (until then they are roots, and main
+    runs itself)."""
     main_line = f"main:{_line('main', 'await asyncio.gather(*tops)')}"
     seen = set()
     for tasks, frames, _count in run.tasks():
         names = [name for name, _f in tasks]
-        assert names[0] == "Task-1" and tasks[0][1][-1:] == [main_line], frames
         leaf = _leaf_task(frames)
         seen.add(leaf)
+        if from_start and (leaf == "Task-1" or names == [leaf]):
+            continue  # main before its gather, or a task's first step before any task awaits it
         if leaf == "shared":
-            assert names[1] in WATCHERS and names[2:] == [SHARED_MARKER], frames
+            path = [names[-2], SHARED_MARKER]
+            assert names[-2] in WATCHERS, frames
         else:
-            assert leaf in WORKERS and names[1:] == ([] if PARENT[leaf] == "Task-1" else [PARENT[leaf]]) + [leaf], \
-                frames
+            assert leaf in WORKERS, frames
+            path = ([] if PARENT[leaf] == "Task-1" else [PARENT[leaf]]) + [leaf]
+        assert names[-len(path):] == path, frames
+        if from_start and names[: -len(path)] == []:
+            continue
+        assert names[: -len(path)] == ["Task-1"] and tasks[0][1][-1:] == [main_line], frames
         assert not has_func(frames, "stuck") and not has_func(frames, "stuck_wait"), frames
-    assert seen == set(WORKERS), seen
+    assert seen - {"Task-1"} == set(WORKERS), seen
 
 
 def test_running_stacks_are_task_first_by_name(runs):
@@ -231,6 +239,17 @@ def test_running_shared_task_under_each_watcher_counted_once(runs):
     others = [work[w] for w in WORKERS if w != "shared"]
     ratio = work["shared"] / (sum(others) / len(others))
     assert SHARED_RATIO[0] <= ratio <= SHARED_RATIO[1], work
+
+
+@pytest.mark.parametrize("interp", [p for p in READABLE if not p.values[0].rooted])
+def test_run_from_the_start(interp, tmp_path):
+    """`heatline run --async-aware` (the host's CPythons: `run` cannot reach into the sid root):
+    sampled from the interpreter's start, before asyncio is imported, the same stacks once the
+    tasks exist."""
+    out = tmp_path / "run.txt"
+    res = heatline("run", "--python", interp.path, "-d", SECONDS, "--async-aware", "--collapsed", "-o", str(out),
+                   TARGET, prefix=favoured())
+    check_running(_ok(Run(res.returncode, res.stdout, res.stderr, tuple(parse_collapsed(str(out))))), from_start=True)
 
 
 # -- the stuck task: all mode only ----------------------------------------------------------------
