@@ -12,7 +12,8 @@ In this process, paced at a requested 1 kHz for D seconds (bench_async.paced: CP
 
 - pure: `Unwinder(pid, async_mode="running").sample()`, the reference;
 - native: `NativeUnwinder(pid, async_mode="running").sample()`, the walk and the cut in C, the
-  awaiter frames from the reference's `AsyncStacks` (see sampler/cpython/native.py);
+  awaiter frames from the reference's `AsyncStacks`, reused by C on 3.14+ while the bytes they
+  were made from read the same (see sampler/cpython/native.py, docs/internals.md);
 - native plain: `NativeUnwinder(pid).sample()`, the stacks without tasks, for what the walk
   alone costs.
 

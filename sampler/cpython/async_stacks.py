@@ -196,7 +196,8 @@ class AsyncStacks:
             return None
         out: list[tuple[int, int]] = []
         for depth, (task, parents) in enumerate(visited):
-            if parents > 1 or (task.awaited_by and self.memory.read(task.address + L["task.awaited_by_is_set"], 1) != b"\0"):
+            is_set = task.awaited_by and self.memory.read(task.address + L["task.awaited_by_is_set"], 1) != b"\0"
+            if parents > 1 or is_set:
                 return None
             out += [(task.address + L["task.name"], 8), (task.address + L["task.awaited_by"], 8),
                     (task.address + L["task.awaited_by_is_set"], 1), (task.address + L["task.coro"], 8)]

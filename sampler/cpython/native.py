@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import sampler.cpython.unwinder as reference
 from sampler.cpython.runtime import Runtime
@@ -71,7 +71,8 @@ class Batch:
     cost_total_ns: int
 
 
-def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool, async_running: bool = False) -> dict[str, Any]:
+def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool,
+                 async_running: bool = False) -> dict[str, Any]:
     """Every offset and limit the C walker needs, from the reference walker's layout."""
     rt = py.runtime
     L = rt.layout
@@ -226,9 +227,9 @@ class NativeUnwinder:
         identity.tid_offset = identity.infer_tid_offset()
         return identity.tid_offset
 
-    def _async_call(self, call: Any, *args: int) -> int:
-        """An --async-aware callback's answer to C: its int, -1 a failed read (message kept for
-        the ReadError), -2 the target gone."""
+    def _async_call(self, call: Callable[..., Any], *args: int) -> Any:
+        """An --async-aware callback's answer to C: what `call` returns, -1 for a failed read
+        (its message kept for the ReadError), -2 for the target gone."""
         try:
             return call(*args)
         except ProcessGoneError:
