@@ -30,6 +30,7 @@ import time
 from typing import Callable, NamedTuple
 
 from sampler.cpython.async_tasks import AsyncTaskReader, TaskInfo
+from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.stack_chunks import Chunks, ChunkWalker
 from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
@@ -96,7 +97,9 @@ class RecordingChunkWalker(ChunkWalker):
 class AsyncStacks:
     """Turns a thread's walked stack into its running task's stack (`frames`)."""
 
-    def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime, mode: str = "running") -> None:
+    def __init__(self, pid: int, memory: RemoteMemory, runtime: Runtime, mode: str = "running",
+                 codes: CodeCache | None = None) -> None:
+        """`codes`: the sampler's code cache, for the reader to share (its epochs included)."""
         if mode not in ASYNC_MODES:
             raise ValueError(f"no --async-mode {mode}")  # the CLI refuses it
         if runtime.minor < FIRST_READABLE:
@@ -106,6 +109,7 @@ class AsyncStacks:
         self.mode = mode
         self.memory = memory
         self.runtime = runtime
+        self.codes = codes
         self.thread_id_off = runtime.layout["tstate.thread_id"]
         self.walker: RecordingChunkWalker | None = None  # the unwinder's, set by `walker_for`
         self._reader: AsyncTaskReader | None = None
@@ -121,7 +125,7 @@ class AsyncStacks:
     def _reader_or_none(self) -> AsyncTaskReader | None:
         if self._reader is None and time.monotonic() >= self._next_try:
             try:
-                self._reader = AsyncTaskReader(self.pid, self.memory, self.runtime)
+                self._reader = AsyncTaskReader(self.pid, self.memory, self.runtime, self.codes)
             except AsyncNotLoadedError:
                 # No task can run until it is: look again later. Other refusals are final.
                 self._next_try = time.monotonic() + READER_RETRY_S

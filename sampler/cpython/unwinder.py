@@ -104,7 +104,7 @@ class Unwinder:
         if async_mode is not None:
             from sampler.cpython.async_stacks import AsyncStacks
 
-            self.tasks = AsyncStacks(pid, self.memory, self.runtime, async_mode)
+            self.tasks = AsyncStacks(pid, self.memory, self.runtime, async_mode, self.codes)
         self.identity = ThreadIdentity(pid, self.memory, self.runtime, (self.interp_lo, self.interp_hi))
         self._walker: StackWalker
         if self.t.frame_kind == "object":
