@@ -129,7 +129,7 @@ def _print_summary(stats: RunStats, stream, args: argparse.Namespace) -> None:
     from sampler.sampling import format_summary
 
     tell(format_summary(stats), stream)
-    note = slow_sampler_note(async_mode(args) is not None)
+    note = slow_sampler_note(async_mode(args))
     if note:
         tell(note, stream)
 

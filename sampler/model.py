@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 from .launcher_frames import strip_internal_frames
@@ -63,6 +64,7 @@ class Frame(NamedTuple):
 GC_FRAME = Frame(SYNTHETIC_FILENAME, "<GC>", 0)
 
 
+@lru_cache(maxsize=4096)  # --async-mode all makes one per task per sample
 def task_frame(name: str) -> Frame:
     """The marker of asyncio task `name` in an --async-aware stack."""
     return Frame(TASK_FILENAME, name, 0)

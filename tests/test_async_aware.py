@@ -219,6 +219,8 @@ def test_all_mode_every_leaf_task_every_sample(readable, spawn, tmp_path):
         if who == "heatline":
             assert len(set(per_leaf.values())) == 1, per_leaf  # every leaf in every sample
     ours = runs["heatline"]
+    # The running main task shows what it runs (its thread's stack), not only its own line.
+    assert {tuple(_split(f)[-1][1]) for _t, f, _c in ours.rows if _leaf_task(f) == "Task-1"} == {("main", "spin")}
     chains = [_split(f) for _t, f, _c in ours.rows if _leaf_task(f) == "shared-worker"]
     assert chains and all(c[-1][1] == truth["shared-worker"]["stack"] for c in chains), chains
     under = {}

@@ -34,7 +34,7 @@ from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.stack_chunks import Chunks, ChunkWalker
 from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
-from sampler.model import Frame, task_frame
+from sampler.model import ASYNC_MODES, Frame, task_frame
 from sampler.target.memory import U64, RemoteMemory
 
 # The reader covers these (docs/async-plan.md): earlier versions keep no task data it knows.
@@ -43,7 +43,6 @@ FIRST_READABLE = (3, 11)
 # which a launched target has not done yet at attach: look again at most this often until then.
 # Until it is loaded no task can run, so no sample is lost meanwhile.
 READER_RETRY_S = 0.25
-ASYNC_MODES = ("running", "all")
 MAX_AWAITERS_UP = 256  # tasks followed from the running one towards the root
 MAX_TURNS = 65536  # tasks with several awaiters whose turn is remembered
 MAX_HEAD_BYTES = 4096  # a coroutine's head (object and frame up to its stack top) that `_inputs` names
@@ -136,8 +135,24 @@ class AsyncStacks:
         """The thread's sample as its running task's stack, leaf first; None when the thread runs
         no task. `walk(tstate, tbuf)` is the unwinder's checked walk of the thread's stack."""
         reader = self._reader_or_none()
-        if reader is None:
+        found = self._running_own(reader, tstate, tbuf, walk) if reader is not None else None
+        if found is None:
             return None
+        running, own = found
+        return own + self._awaiters(running, self._task_lookup(reader))
+
+    def running_own(self, tstate: int, tbuf: bytes,
+                    walk: Callable[[int, bytes], tuple[Frame, ...] | None]) -> tuple[int, tuple[Frame, ...]] | None:
+        """For `--async-mode all`: (address, own frames leaf first) of the task the thread is
+        running, from the thread's walked stack; None when it runs none."""
+        reader = self._reader_or_none()
+        found = self._running_own(reader, tstate, tbuf, walk) if reader is not None else None
+        return None if found is None else (found[0].address, found[1])
+
+    def _running_own(self, reader: AsyncTaskReader, tstate: int, tbuf: bytes,
+                     walk: Callable[[int, bytes], tuple[Frame, ...] | None]) -> tuple[TaskInfo, tuple[Frame, ...]] | None:
+        """The task the thread runs and its own frames: the walked stack from the task's
+        coroutine frame to the leaf (the loop's frames under it left out)."""
         thread_id = u64(tbuf, self.thread_id_off)[0]
         address = reader.running().get(thread_id)
         if not address:
@@ -152,14 +167,12 @@ class AsyncStacks:
         running = reader.task(address, thread_id)
         index = self.walker.index_of(running.coro_frame)
         if index is not None:
-            own = stack[: index + 1]
-        elif reader.running().get(thread_id) != address:
+            return running, stack[: index + 1]
+        if reader.running().get(thread_id) != address:
             raise ReadError("the running task changed while its thread's stack was read")
-        else:
-            # The task is between steps: the loop has made it current, but its coroutine is not
-            # (or no longer) on the stack. Its time is shown on its marker alone, as Tachyon does.
-            own = ()
-        return own + self._awaiters(running, self._task_lookup(reader))
+        # The task is between steps: the loop has made it current, but its coroutine is not (or
+        # no longer) on the stack. Its time is shown on its marker alone, as Tachyon does.
+        return running, ()
 
     # -- for the native core (native.py): the walk and the cut are in C, these stay here -------
 
@@ -221,18 +234,21 @@ class AsyncStacks:
                 out.append((task.coro + L["object.ob_type"], 8))  # no coroutine: its type said so
         return tuple(out)
 
-    def task_stacks(self) -> list[tuple[int, tuple[Frame, ...]]]:
+    def task_stacks(self, running: dict[int, tuple[Frame, ...]] | None = None) -> list[tuple[int, tuple[Frame, ...]]]:
         """`--async-mode all`: (thread_id, stack leaf first) of every leaf task, from one reading
         of the task list; thread_id is `TaskInfo.thread_id` (0: no thread's). Empty until the
-        target has loaded asyncio."""
+        target has loaded asyncio. `running`: task address -> its own frames as its thread's
+        walk found them (`running_own`), shown instead of what its coroutines say: a running
+        coroutine's frame tells only its own line, not what it calls (Tachyon stops there)."""
         reader = self._reader_or_none()
         if reader is None:
             return []
+        running = running or {}
         tasks = reader.tasks()
         by_address = {t.address: t for t in tasks}
         awaiting = {a for t in tasks for a in t.awaited_by if a != t.address}
         # A bare future among the awaiters is no task: it has no coroutines to show.
-        return [(t.thread_id, tuple(reversed(t.stack)) + self._awaiters(t, by_address.get))
+        return [(t.thread_id, running.get(t.address, tuple(reversed(t.stack))) + self._awaiters(t, by_address.get))
                 for t in tasks if t.address not in awaiting]
 
     def _awaiters(self, task: TaskInfo, lookup: Callable[[int], TaskInfo | None],

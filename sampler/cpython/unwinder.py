@@ -261,9 +261,10 @@ class Unwinder:
                       out: list[ThreadSample]) -> None:
         """`--async-mode all`: a stack per leaf asyncio task (`AsyncStacks.task_stacks`), under
         the thread whose list or loop holds it, with that thread's status; a task no live thread
-        holds is under thread 0."""
+        holds is under thread 0. A task a thread is running shows that thread's walked frames."""
         assert self.tasks is not None
         threads: dict[int, tuple[int, int]] = {}  # tstate.thread_id -> (native tid, status)
+        running: dict[int, tuple[Frame, ...]] = {}  # running task -> its own frames, walked
         for tstate, tbuf in self.identity.iter_threads(interp, ibuf):
             thread_id = u64(tbuf, self.L["tstate.thread_id"])[0]
             tid = self.identity.native_tid(tbuf) or thread_id
@@ -271,7 +272,10 @@ class Unwinder:
             if self.identity.is_main(tstate, tbuf, main_tstate):
                 status |= MAIN_THREAD
             threads[thread_id] = (tid, status | self._cpu_status(tid))
-        for thread_id, frames in self.tasks.task_stacks():
+            found = self.tasks.running_own(tstate, tbuf, self._frames)
+            if found is not None:
+                running[found[0]] = found[1]
+        for thread_id, frames in self.tasks.task_stacks(running):
             tid, status = threads.get(thread_id, (0, 0))
             out.append(ThreadSample(tid, status, frames, interp_id))
 
