@@ -125,13 +125,15 @@ def _check_sampled(stats: RunStats) -> None:
         raise TargetExitedError(f"the target (PID {stats.pid}) exited before heatline could take a first sample.")
 
 
-def _print_summary(stats: RunStats, stream, args: argparse.Namespace) -> None:
+def _print_summary(stats: RunStats, stream, args: argparse.Namespace, tasks=None) -> None:
+    """The run's figures, then what the user must know about how they were taken; `tasks`:
+    the sampler's `AsyncStacks` with --async-aware."""
     from sampler.sampling import format_summary
 
     tell(format_summary(stats), stream)
-    note = slow_sampler_note(async_mode(args))
-    if note:
-        tell(note, stream)
+    for note in (slow_sampler_note(async_mode(args)), tasks.note() if tasks is not None else None):
+        if note:
+            tell(note, stream)
 
 
 def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
@@ -152,7 +154,7 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tupl
         tell("Interrupted by user.")
     _check_sampled(stats)
     to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
-    _print_summary(stats, sys.stderr if to_stdout else sys.stdout, args)
+    _print_summary(stats, sys.stderr if to_stdout else sys.stdout, args, getattr(unwinder, "tasks", None))
     return collector
 
 

@@ -12,11 +12,13 @@ line.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -248,3 +250,27 @@ def test_a_version_without_task_data_is_named(spawn):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(r"heatline: cannot read asyncio tasks of Python 3\.10\.13: .+\.", lines[0]), \
         lines
+
+
+def test_a_task_list_cut_at_the_cap_is_said(spawn, monkeypatch):
+    """Past MAX_TASKS a reading stops: the run summary's note says tasks are missing."""
+    import sampler.cpython.async_tasks as async_tasks
+    from sampler.commands import _print_summary
+    from sampler.cli import build_parser
+    from sampler.cpython.unwinder import Unwinder
+    from sampler.dump import read_consistently
+
+    p = spawn(sys.executable, target("async_tree.py"))
+    wait_ready(p)
+    unwinder = Unwinder(p.pid, async_mode="all")
+    try:
+        read_consistently(unwinder.sample, "sample")  # the main task runs on: a reading can be torn
+        assert unwinder.tasks.note() is None
+        monkeypatch.setattr(async_tasks, "MAX_TASKS", 5)
+        assert len(read_consistently(unwinder.sample, "sample")) <= 5
+    finally:
+        unwinder.close()
+    out = io.StringIO()
+    args = build_parser().parse_args(["attach", "--async-aware", "--async-mode", "all", str(p.pid)])
+    _print_summary(RunStats(pid=p.pid), out, args, unwinder.tasks)
+    assert "asyncio tasks; each reading stopped there" in out.getvalue(), out.getvalue()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from typing import Callable, NamedTuple
 
-from sampler.cpython.async_tasks import AsyncTaskReader, TaskInfo
+from sampler.cpython.async_tasks import MAX_TASKS, AsyncTaskReader, TaskInfo
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.stack_chunks import Chunks, ChunkWalker
@@ -114,6 +114,7 @@ class AsyncStacks:
         self._reader: AsyncTaskReader | None = None
         self._next_try = 0.0
         self._turns: dict[int, int] = {}  # task awaited by several -> how often it was shown
+        self._truncated = False  # a reading of the task list stopped at MAX_TASKS
         self._reader_or_none()
 
     def walker_for(self, *args, **kwargs) -> RecordingChunkWalker:
@@ -245,11 +246,19 @@ class AsyncStacks:
             return []
         running = running or {}
         tasks = reader.tasks()
+        self._truncated = self._truncated or reader.truncated
         by_address = {t.address: t for t in tasks}
         awaiting = {a for t in tasks for a in t.awaited_by if a != t.address}
         # A bare future among the awaiters is no task: it has no coroutines to show.
         return [(t.thread_id, running.get(t.address, tuple(reversed(t.stack))) + self._awaiters(t, by_address.get))
                 for t in tasks if t.address not in awaiting]
+
+    def note(self) -> str | None:
+        """The run summary's line when some readings of the task list were cut at MAX_TASKS."""
+        if self._truncated or (self._reader is not None and self._reader.truncated):
+            return (f"Note: the target had more than {MAX_TASKS:,} asyncio tasks; each reading stopped there, "
+                    "so the tasks past it are missing from some samples.")
+        return None
 
     def _awaiters(self, task: TaskInfo, lookup: Callable[[int], TaskInfo | None],
                   visited: list[tuple[TaskInfo, int]] | None = None) -> tuple[Frame, ...]:
