@@ -129,9 +129,14 @@ def _ok(run: Run) -> Run:
     return run
 
 
-@pytest.fixture(params=READABLE)
+@pytest.fixture(params=[pytest.param((*p.values, pure), id=p.id + ("-pure" if pure else ""), marks=p.marks)
+                        for p in READABLE for pure in (False, True)])
 def runs(request) -> dict[str, Run]:
-    return scenario(request.param)
+    """Each target on asyncio's C tasks, then on its pure-Python ones (`--pure`), which every
+    version here reads (a refusal would fail these; `test_pure_python_asyncio_read_or_named`
+    holds the line it must be)."""
+    interp, pure = request.param
+    return scenario(interp, *(["--pure"] if pure else []))
 
 
 # -- running mode ---------------------------------------------------------------------------------
@@ -295,13 +300,8 @@ def _all_mode_leaves(run: Run) -> None:
 
 @pytest.mark.parametrize("mode", ["running", "all"])
 @pytest.mark.parametrize("interp", READABLE)
-def test_pure_python_asyncio_read_or_named(interp, mode, request):
+def test_pure_python_asyncio_read_or_named(interp, mode):
     """With `_asyncio` blocked every task is asyncio's Python one: read, or refused in one line."""
-    if mode == "running" or _minor(interp) >= (3, 14):
-        # Reported: heatline finds no running task (3.11-3.13: the running loop is only looked
-        # for where `_asyncio` keeps it; 3.14+: no task is on the C lists) and writes an empty
-        # profile with exit 0.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="pure-Python asyncio: empty profile, no message"))
     _read_or_named(scenario(interp, "--pure")[mode], check_running if mode == "running" else _all_mode_leaves)
 
 

@@ -114,6 +114,17 @@ def _length(read: Read, at: int) -> int:
     return n
 
 
+def pure_python_asyncio(objects: RemoteObjects, state: LookupState, interp: int) -> bool | None:
+    """Whether the target's asyncio runs its pure-Python tasks and tables (`_asyncio` blocked by
+    `sys.modules['_asyncio'] = None`, or not built) rather than `_asyncio`'s; None while
+    asyncio.tasks is not imported. asyncio.events tries `_asyncio` before asyncio.tasks is
+    imported, so once asyncio.tasks is in sys.modules, `_asyncio`'s entry there says which."""
+    modules = objects.u64(interp + objects.L["interp.modules"])
+    if not modules or not objects.dict_get(state, modules, "asyncio.tasks"):
+        return None
+    return objects.dict_get(state, modules, "_asyncio") in (0, objects.runtime.none_addr)
+
+
 @dataclass(frozen=True)
 class TaskFields:
     """What the awaiter derivation and TaskInfo need of one task object."""
@@ -149,6 +160,16 @@ class TaskTables:
         if held and held != self.none and self.traits.loop_holder_loop is not None:
             held = objects.u64(held + self.traits.loop_holder_loop)
         return 0 if held == self.none else held
+
+    def loop_thread(self, state: LookupState, loop: int) -> int:
+        """The thread_id of the thread running `loop` as the loop says it (its `_thread_id`, set
+        by run_forever, None when it is not running; threading.get_ident() is the thread state's
+        thread_id), 0 when none. Pure-Python asyncio keeps the running loop in a
+        threading.local that no thread state points to: this is how its loops are placed."""
+        ident = self.objects.attribute(state, loop, "_thread_id")
+        if not ident or ident == self.none:
+            return 0
+        return self.objects.read_int(ident) or 0
 
     # -- asyncio.tasks' tables ------------------------------------------------------------------
 

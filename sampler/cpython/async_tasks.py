@@ -5,7 +5,9 @@ in the thread state of the thread that made it, or in the interpreter state once
 exited; each thread state also names its running loop and running task, and each task who awaits
 it. Where those fields and the task's own ones are comes from the `.AsyncioDebug` table that
 `_asyncio` carries in its ELF image (docs/async-plan.md). 3.11-3.13 keep none of that: the tasks,
-running tasks and awaiters come from asyncio's Python-level tables (async_tables.py). On every
+running tasks and awaiters come from asyncio's Python-level tables (async_tables.py), as they
+do on 3.14+ for pure-Python asyncio (`_asyncio` blocked or not built: its tasks are on no list
+and no thread state names its loop or task; each running loop names its thread). On every
 version a task's coroutine chain is followed through each coroutine's frame: one suspended in an
 `await` keeps the awaitable on its value stack (versions.AsyncioTraits).
 
@@ -25,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from sampler.cpython import debug_offsets
-from sampler.cpython.async_tables import TaskFields, TaskTables, set_members
+from sampler.cpython.async_tables import TaskFields, TaskTables, pure_python_asyncio, set_members
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.thread_names import LookupState, RemoteObjects
@@ -176,13 +178,19 @@ class AsyncTaskReader:
         self.tables: TaskTables | None = None
         self.truncated = False
         self._relations: _Relations | None = None  # before 3.14: the last derivation, for `task`
-        if traits.current_task == "tstate.asyncio_running_task":
+        self._read = self.objects.read
+        self._u64 = self.objects.u64
+        if traits.current_task == "tstate.asyncio_running_task" and not self._pure_python(version):
             debug = find_asyncio_debug(pid, memory, runtime)
             if debug is None:
                 raise AsyncNotLoadedError(version, "no .AsyncioDebug table in its images (asyncio not imported yet)")
             self.L = {**runtime.layout, **asyncio_layout(runtime.minor, debug)}
         else:
-            self.L = {**runtime.layout, **asyncio_layout(runtime.minor)}
+            # Before 3.14, and from 3.14 for pure-Python asyncio (its tasks are on no C list and
+            # no thread state names its running task): asyncio's own tables. Without the
+            # thread-state field, callers ask `running` (AsyncStacks.running_task_offset).
+            self.L = {k: v for k, v in {**runtime.layout, **asyncio_layout(runtime.minor)}.items()
+                      if k != "tstate.asyncio_running_task"}
             self.tables = TaskTables(self.objects, runtime, traits, self.L)
         if traits.awaiting_state is None and not traits.await_resume_opcodes:
             raise AsyncUnavailableError(version, "no rule for telling an await from a plain yield")
@@ -191,8 +199,6 @@ class AsyncTaskReader:
         self.long_type = _symbol(pid, runtime, "PyLong_Type")
         if not self.coro_type:
             raise AsyncUnavailableError(version, f"no PyCoro_Type symbol in {runtime.binary}")
-        self._read = self.objects.read
-        self._u64 = self.objects.u64
         frame_end = self.L.get("frame.localsplus", self.L["frame.size"])
         self.coro_read = self.L["gen.gi_iframe"] + frame_end + 8 * COROUTINE_SLOTS
         # A name's header and its first NAME_PEEK_CHARS characters of any width.
@@ -203,6 +209,20 @@ class AsyncTaskReader:
         self._coroutines: dict[int, tuple[bytes, list]] = {}
         self._coroutines_left = MAX_COROUTINES  # in this reading
         self._names: dict[int, tuple[bytes, str]] = {}
+
+    def _pure_python(self, version: str) -> bool:
+        """3.14+, once when the reader is made: whether the target runs asyncio's pure-Python
+        tasks (`async_tables.pure_python_asyncio`); `AsyncNotLoadedError` until it has imported
+        asyncio.tasks (no task can run before), or while its modules read torn."""
+        try:
+            with self.objects.call("inconsistent module table"):
+                interp = self._interpreter()
+                pure = pure_python_asyncio(self.objects, self.objects.lookup_state(interp), interp)
+        except ReadError as exc:
+            raise AsyncNotLoadedError(version, f"its modules could not be read yet ({exc})") from None
+        if pure is None:
+            raise AsyncNotLoadedError(version, "asyncio.tasks is not imported yet")
+        return pure
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -246,7 +266,7 @@ class AsyncTaskReader:
     # -- threads --------------------------------------------------------------------------------
 
     def _interpreter(self) -> int:
-        return self._u64(self.runtime.runtime_addr + self.L["runtime.interpreters_head"])
+        return self._u64(self.runtime.runtime_addr + self.runtime.layout["runtime.interpreters_head"])
 
     def _thread_states(self, interp: int) -> list[tuple[int, int]]:
         """(tstate, thread_id) of every thread of the interpreter."""
@@ -269,11 +289,13 @@ class AsyncTaskReader:
         state = self.objects.lookup_state(interp)
         loops = self._loop_threads(interp)
         # Last: a task switch after this reading and before the caller's walk of the thread is
-        # a sample lost (async_stacks), so nothing else is read in between.
+        # a sample lost (async_stacks), so nothing else is read in between but, for a loop no
+        # thread state names (pure-Python asyncio), the loop's own word for its thread.
         current = self.tables.current_tasks(state, interp)
-        for loop, thread_id in loops.items():
-            if loop in current:
-                out[thread_id] = current[loop]
+        for loop, task in current.items():
+            thread_id = loops.get(loop) or self.tables.loop_thread(state, loop)
+            if thread_id:
+                out[thread_id] = task
         return out
 
     def _loop_threads(self, interp: int) -> dict[int, int]:
@@ -366,6 +388,10 @@ class AsyncTaskReader:
                 fields[address] = found
         waiting = tables.waiting(state, fields)
         loops = self._loop_threads(interp)
+        for loop in {f.loop for f in fields.values()} - loops.keys():
+            thread_id = tables.loop_thread(state, loop)  # pure-Python asyncio: see `_running`
+            if thread_id:
+                loops[loop] = thread_id
         return _Relations(time.monotonic(), time.thread_time() - started, fields, waiting, loops)
 
     def _tables_info(self, address: int, task: TaskFields, relations: _Relations,
