@@ -123,11 +123,13 @@ TASK_INDENT = "    "  # one level of the tree
 MAX_TREE_DEPTH = 256  # tasks awaiting one another this deep: deeper is a cycle read mid-change
 
 
-def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int] | None = None) -> str:
+def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int] | None = None,
+                     threads: dict[int, str] | None = None) -> str:
     """The tasks as a tree: roots are the tasks no task awaits, each task's children the tasks it
     awaits, indented under it with its coroutines (outermost first, as a traceback reads). A task
     awaited by several is printed under each of them, marked so. `running`: thread_id -> task,
-    from `AsyncTaskReader.running`."""
+    from `AsyncTaskReader.running`; `threads`: thread_id -> how to name that thread (its native
+    id and name, as the plain dump heads its stacks)."""
     if not tasks:
         return f"No asyncio tasks found for PID {pid}\n"
     by_address = {t.address: t for t in tasks}
@@ -149,7 +151,8 @@ def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int
             names = ", ".join(printable(by_address[a].name) for a in parents[task.address])
             notes.append(f"awaited by {len(parents[task.address])}: {names}")
         if task.address in on_thread:
-            notes.append(f"running in thread {on_thread[task.address]}")
+            thread_id = on_thread[task.address]
+            notes.append(f"running in thread {(threads or {}).get(thread_id, thread_id)}")
         out.append(f'{pad}Task "{printable(task.name)}"' + (f" ({'; '.join(notes)})" if notes else ""))
         for frame in task.stack:
             out.append(f"{pad}  {printable(frame.funcname)} ({printable(display_path(frame.filename))}:{frame.lineno})")
@@ -196,6 +199,10 @@ def dump_tasks(pid: int) -> str:
         reader = AsyncTaskReader(pid, unwinder.memory, unwinder.runtime)
         tasks, running = read_consistently(lambda: (reader.tasks(), reader.running()),
                                            f"task list from process {pid}")
+        names = unwinder.thread_names()
+        threads = {}
+        for thread_id, tid in unwinder.native_thread_ids().items():
+            threads[thread_id] = f'{tid} "{printable(names[tid])}"' if names.get(tid) else str(tid)
     finally:
         unwinder.close()
-    return format_task_tree(pid, tasks, running)
+    return format_task_tree(pid, tasks, running, threads)

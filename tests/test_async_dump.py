@@ -96,7 +96,8 @@ def test_dump_async_aware_task_tree(interpreter, spawn):
             assert node["depth"] == 0 and node["frames"][0][::2] == ("watcher", lines["watcher"]), node
     # The main task runs on the CPU in the main thread: marked as running there.
     main_task = [n for n in nodes if n["frames"] and n["frames"][0][0] == "main"]
-    assert len(main_task) == 1 and "running in thread" in main_task[0]["notes"], result.stdout
+    # Named as the plain dump heads a thread: its native id (here the process's) and its name.
+    assert len(main_task) == 1 and f'running in thread {p.pid} "MainThread"' in main_task[0]["notes"], result.stdout
 
 
 # -- `--async-mode all`'s stacks beside Tachyon's ----------------------------------------------------
@@ -179,7 +180,7 @@ def test_dump_escapes_what_the_target_names(spawn, async_aware):
     assert res.returncode == 0, res.stderr
     assert "\x1b" not in res.stdout and "\u202e" not in res.stdout, res.stdout
     if async_aware:
-        assert f'Task "{HOSTILE_SHOWN}" (running in thread' in res.stdout, res.stdout
+        assert f'Task "{HOSTILE_SHOWN}" (running in thread {p.pid} "{HOSTILE_SHOWN}")' in res.stdout, res.stdout
     else:
         assert f'"{HOSTILE_SHOWN}" (main thread' in res.stdout, res.stdout
         assert f", in {HOSTILE_SHOWN}\n" in res.stdout, res.stdout

@@ -172,6 +172,18 @@ class Unwinder:
     def _infer_tid_offset(self) -> int:
         return self.identity.infer_tid_offset()
 
+    def native_thread_ids(self) -> dict[int, int]:
+        """`tstate.thread_id` (how asyncio's tables know a thread) -> the native id samples use,
+        for every thread of the main interpreter."""
+        L = self.L
+        interp = self.memory.read_u64(self.runtime.runtime_addr + L["runtime.interpreters_head"])
+        ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+        out = {}
+        for _tstate, tbuf in self.identity.iter_threads(interp, ibuf):
+            thread_id = u64(tbuf, L["tstate.thread_id"])[0]
+            out[thread_id] = self.identity.native_tid(tbuf) or thread_id
+        return out
+
     def thread_names(self) -> dict[int, str]:
         """`threading.Thread.name` of the target's Python threads, keyed like `ThreadSample.thread_id`
         (see `ThreadIdentity.thread_names`)."""
