@@ -317,3 +317,15 @@ def test_uvloop():
     # On uvloop indeed: Task-1 runs uvloop.run's wrapper around main.
     assert all([f.split(":")[1] for f in frames[1:3]] == ["run.<locals>.wrapper", "main"]
                for _t, frames, _c in runs["running"].rows)
+
+
+def test_uvloop_with_pure_python_asyncio_refused_in_one_line():
+    """uvloop's loop does not say which thread runs it, and pure-Python asyncio's running loop is
+    in no thread state: its running tasks cannot be placed, so both modes refuse in one line."""
+    pytest.importorskip("uvloop", reason="uvloop is not installed: pip install -e '.[test]'")
+    runs = scenario(Interpreter(f"venv-{sys.version_info[0]}.{sys.version_info[1]}", sys.executable),
+                    "--uvloop", "--pure")
+    for run in runs.values():
+        assert run.returncode == 1 and run.rows == (), (run.returncode, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and REFUSED.fullmatch(lines[0]) and "pure-Python asyncio" in lines[0], lines

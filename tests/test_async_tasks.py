@@ -1,7 +1,7 @@
 """sampler/cpython/async_tasks.py against real asyncio targets: on 3.11-3.15 the tasks it lists,
 their coroutine chains, awaiters and each thread's running task must be what the target itself
-says (3.14/3.15 from the task lists, 3.11-3.13 from asyncio's tables); on earlier versions it must
-refuse in one line naming the version."""
+says (3.14/3.15 from the task lists, 3.11-3.13 and pure-Python asyncio from asyncio's tables); on
+earlier versions it must refuse in one line naming the version."""
 
 from __future__ import annotations
 
@@ -19,22 +19,30 @@ from sampler.dump import read_consistently
 from sampler.errors import AsyncUnavailableError, ReadError
 
 
-def _tree(interpreter, spawn, *args: str):
-    p = spawn(*interpreter.python(interpreter.script_path(target("async_tree.py")), *args))
+# Runs async_tree.py with `_asyncio` blocked: every task, loop and table is asyncio's Python one.
+PURE = "import runpy, sys; sys.modules['_asyncio'] = None; sys.argv = [{0!r}]; runpy.run_path({0!r}, run_name='__main__')"
+
+
+def _tree(interpreter, spawn, *args: str, pure: bool = False):
+    script = interpreter.script_path(target("async_tree.py"))
+    p = spawn(*interpreter.python(*(["-c", PURE.format(script)] if pure else [script]), *args))
     wait_ready(p)
     truth = json.loads(p.stdout.readline())
     return p, truth, Unwinder(p.pid)
 
 
-@pytest.fixture
-def tree(interpreter, spawn):
-    """The async_tree target, ready, with what it says of itself, and an Unwinder on it."""
-    p, truth, unwinder = _tree(interpreter, spawn)
+@pytest.fixture(params=[False, True], ids=["c-asyncio", "pure-python"])
+def tree(interpreter, spawn, request):
+    """The async_tree target, ready, with what it says of itself, and an Unwinder on it; on
+    asyncio's C tasks, then on its pure-Python ones (`_asyncio` blocked)."""
+    p, truth, unwinder = _tree(interpreter, spawn, pure=request.param)
     yield p, truth, unwinder
     unwinder.close()
 
 
 def test_tasks_are_what_the_target_says(tree):
+    """Pure-Python asyncio too: its tasks from its tables, each running loop's thread from the
+    loop itself (no thread state names it), on every version."""
     p, truth, unwinder = tree
     if unwinder.runtime.minor < (3, 11):
         with pytest.raises(AsyncUnavailableError, match=f"Python {unwinder.runtime.version_string}: .*3.11"):

@@ -161,15 +161,20 @@ class TaskTables:
             held = objects.u64(held + self.traits.loop_holder_loop)
         return 0 if held == self.none else held
 
-    def loop_thread(self, state: LookupState, loop: int) -> int:
+    def loop_thread(self, state: LookupState, loop: int) -> int | None:
         """The thread_id of the thread running `loop` as the loop says it (its `_thread_id`, set
         by run_forever, None when it is not running; threading.get_ident() is the thread state's
-        thread_id), 0 when none. Pure-Python asyncio keeps the running loop in a
-        threading.local that no thread state points to: this is how its loops are placed."""
+        thread_id), 0 when none; None for a loop with no such attribute (not asyncio's own:
+        uvloop's). Pure-Python asyncio keeps the running loop in a threading.local that no
+        thread state points to: this is how its loops are placed."""
         ident = self.objects.attribute(state, loop, "_thread_id")
-        if not ident or ident == self.none:
-            return 0
-        return self.objects.read_int(ident) or 0
+        if not ident:
+            return None
+        return 0 if ident == self.none else self.objects.read_int(ident) or 0
+
+    def type_name(self, obj: int) -> str:
+        """The name of an object's type (for messages)."""
+        return self._type_name(self.objects.u64(obj + self.L["object.ob_type"]))
 
     # -- asyncio.tasks' tables ------------------------------------------------------------------
 

@@ -227,9 +227,15 @@ class AsyncTaskReader:
     # -- public ---------------------------------------------------------------------------------
 
     def running(self) -> dict[int, int]:
-        """thread_id -> the task that thread's loop is running now (threads running none left out)."""
+        """thread_id -> the task that thread's loop is running now (threads running none left
+        out). `AsyncUnavailableError` for pure-Python asyncio on a loop that does not say which
+        thread runs it (uvloop's): its running tasks cannot be placed."""
         with self.objects.call("inconsistent asyncio data"):
-            return self._running(self._interpreter())
+            running, unplaced = self._running(self._interpreter())
+        if unplaced:
+            raise AsyncUnavailableError(self.runtime.version_string, f"pure-Python asyncio (no _asyncio) on a loop of "
+                                        f"type {unplaced}, which does not say which thread runs it (uvloop's do not)")
+        return running
 
     def tasks(self) -> list[TaskInfo]:
         """Every task of the main interpreter (3.14+: each thread's list, then the interpreter's),
@@ -278,25 +284,32 @@ class AsyncTaskReader:
             tstate = self._u64(tstate + L["tstate.next"])
         return out
 
-    def _running(self, interp: int) -> dict[int, int]:
+    def _running(self, interp: int) -> tuple[dict[int, int], str]:
+        """`running`'s answer, and the type name of a running loop whose thread cannot be found
+        under pure-Python asyncio ("" when none)."""
         out = {}
         if self.tables is None:
             for tstate, thread_id in self._thread_states(interp):
                 task = self._u64(tstate + self.L["tstate.asyncio_running_task"])
                 if task:
                     out[thread_id] = task
-            return out
+            return out, ""
         state = self.objects.lookup_state(interp)
         loops = self._loop_threads(interp)
         # Last: a task switch after this reading and before the caller's walk of the thread is
         # a sample lost (async_stacks), so nothing else is read in between but, for a loop no
         # thread state names (pure-Python asyncio), the loop's own word for its thread.
         current = self.tables.current_tasks(state, interp)
+        unplaced = ""
         for loop, task in current.items():
             thread_id = loops.get(loop) or self.tables.loop_thread(state, loop)
             if thread_id:
                 out[thread_id] = task
-        return out
+            # With `_asyncio` such a loop is one started since `loops` was read: the next reading
+            # finds it. Pure-Python asyncio's never will.
+            elif thread_id is None and pure_python_asyncio(self.objects, state, interp):
+                unplaced = self.tables.type_name(loop)
+        return out, unplaced
 
     def _loop_threads(self, interp: int) -> dict[int, int]:
         """{loop: thread_id of the thread running it} (before 3.14)."""
@@ -391,7 +404,7 @@ class AsyncTaskReader:
         for loop in {f.loop for f in fields.values()} - loops.keys():
             thread_id = tables.loop_thread(state, loop)  # pure-Python asyncio: see `_running`
             if thread_id:
-                loops[loop] = thread_id
+                loops[loop] = thread_id  # (uvloop's loops there: their tasks are no thread's)
         return _Relations(time.monotonic(), time.thread_time() - started, fields, waiting, loops)
 
     def _tables_info(self, address: int, task: TaskFields, relations: _Relations,
