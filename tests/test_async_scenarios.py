@@ -307,11 +307,13 @@ def test_pure_python_asyncio_read_or_named(interp, mode):
 
 # -- uvloop -----------------------------------------------------------------------------------------
 
+VENV = Interpreter(f"venv-{sys.version_info[0]}.{sys.version_info[1]}", sys.executable)  # where the test extra put it
+
 def test_uvloop():
     """The same tasks on uvloop's loop (its tasks are asyncio's), under the venv's CPython, where
     the test extra installs it (the sid root's CPythons have no uvloop)."""
     pytest.importorskip("uvloop", reason="uvloop is not installed: pip install -e '.[test]'")
-    runs = scenario(Interpreter(f"venv-{sys.version_info[0]}.{sys.version_info[1]}", sys.executable), "--uvloop")
+    runs = scenario(VENV, "--uvloop")
     check_running(_ok(runs["running"]))
     _all_mode_leaves(_ok(runs["all"]))
     # On uvloop indeed: Task-1 runs uvloop.run's wrapper around main.
@@ -323,8 +325,7 @@ def test_uvloop_with_pure_python_asyncio_refused_in_one_line():
     """uvloop's loop does not say which thread runs it, and pure-Python asyncio's running loop is
     in no thread state: its running tasks cannot be placed, so both modes refuse in one line."""
     pytest.importorskip("uvloop", reason="uvloop is not installed: pip install -e '.[test]'")
-    runs = scenario(Interpreter(f"venv-{sys.version_info[0]}.{sys.version_info[1]}", sys.executable),
-                    "--uvloop", "--pure")
+    runs = scenario(VENV, "--uvloop", "--pure")
     for run in runs.values():
         assert run.returncode == 1 and run.rows == (), (run.returncode, run.stderr)
         lines = run.stderr.strip().splitlines()
