@@ -169,3 +169,36 @@ def test_a_reading_stops_at_the_task_cap(interpreter, spawn, monkeypatch):
             reader.tasks()
     finally:
         unwinder.close()
+
+
+# Pure-Python asyncio with three finished tasks still referenced (so still in asyncio's weak set).
+DONE_TASKS = """
+import sys
+sys.modules['_asyncio'] = None
+import asyncio
+async def quick():
+    pass
+async def main():
+    done = [asyncio.create_task(quick(), name=f"done-{i}") for i in range(3)]
+    await asyncio.gather(*done)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().create_future()
+asyncio.run(main())
+"""
+
+
+def test_pure_python_done_tasks_are_left_out(interpreter, spawn, request):
+    """asyncio's tables keep a finished task while it is referenced: it is no task to show."""
+    p = spawn(*interpreter.python("-c", DONE_TASKS))
+    wait_ready(p)
+    unwinder = Unwinder(p.pid)
+    try:
+        if unwinder.runtime.minor < (3, 11):
+            pytest.skip(f"{interpreter.label}: no asyncio reading before 3.11")
+        if unwinder.runtime.minor >= (3, 14):
+            # versions.ASYNCIO_TRAITS has no finished_state for 3.14/3.15 yet (only tables need it).
+            request.applymarker(pytest.mark.xfail(strict=True, reason="3.14+: no finished frame state in the traits"))
+        reader = AsyncTaskReader(p.pid, unwinder.memory, unwinder.runtime)
+        assert [t.name for t in read_consistently(reader.tasks, "task list")] == ["Task-1"]
+    finally:
+        unwinder.close()
