@@ -201,6 +201,7 @@ class AsyncTaskReader:
             raise AsyncUnavailableError(version, f"no PyCoro_Type symbol in {runtime.binary}")
         frame_end = self.L.get("frame.localsplus", self.L["frame.size"])
         self.coro_read = self.L["gen.gi_iframe"] + frame_end + 8 * COROUTINE_SLOTS
+        self.code_mask = ~runtime.traits.code_tag_mask  # a _PyStackRef's tag bits off (3.14+)
         # A name's header and its first NAME_PEEK_CHARS characters of any width.
         self.name_read = self.L["unicode.compact_size"] + 4 * NAME_PEEK_CHARS
         # Across readings (see the module's docstring), keyed by object address: a coroutine's
@@ -463,6 +464,12 @@ class AsyncTaskReader:
                 if step is not None:
                     step[3] = False
                 break
+            if not u64(buf, self.L["gen.gi_iframe"] + self.L["frame.code"])[0] & self.code_mask:
+                # It has returned and its frame is cleared (3.15 drops the code then), typically
+                # since the coroutine awaiting it was read: that one resumes next, at its await.
+                if first_state is None:
+                    first_state = i8(buf, self.L["gen.gi_frame_state"])[0]
+                break
             known = self._coroutines.get(coro)
             # Its reference count (the first word) aside, the same bytes: usually all of them.
             if known is not None and (known[0] == buf or known[0][8:] == buf[8:]):
@@ -490,7 +497,7 @@ class AsyncTaskReader:
         whether all of that came from `buf` (the awaited object's slot may lie past it)."""
         L = self.L
         f = L["gen.gi_iframe"]
-        tag_mask = ~self.runtime.traits.code_tag_mask  # a _PyStackRef's tag bits (3.14+)
+        tag_mask = self.code_mask
         info = self.codes.get(u64(buf, f + L["frame.code"])[0] & tag_mask)
         ip = u64(buf, f + L["frame.instr_ptr"])[0]
         frame_state = i8(buf, L["gen.gi_frame_state"])[0]
