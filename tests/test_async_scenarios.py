@@ -3,9 +3,10 @@ tasks take turns on the CPU, on every CPython 3.11+ here (the sid root's 3.14 an
 stacks read task-first with the names given by `name=`, the five-deep chain root to leaf at its
 await lines, gather's and TaskGroup's children under their parent's coroutine, the task awaited
 by two watchers under each of them, marked and never counted twice, and the task blocked on a
-future that never resolves shown by `--async-mode all` only. The same target with asyncio's
-pure-Python tasks (`--pure`: no `_asyncio`) must be read or refused in one line naming it, and on
-uvloop (where the venv has it) read like asyncio's own loop.
+future that never resolves shown by `--async-mode all` only. The same checks hold with asyncio's
+pure-Python tasks (`--pure`: no `_asyncio`), which must never be an empty or plain profile (read,
+or refused in one line naming it); on uvloop (where the venv has it) the target is read like on
+asyncio's own loop, and refused in one line with `--pure` (no thread says it runs uvloop's loop).
 
 Each target is attached to once per mode (`-d 2`, the default rate), then stopped: the tests read
 those two profiles. `heatline run` is tried once per host CPython, from the target's start.
