@@ -20,7 +20,8 @@ from sampler.errors import AsyncUnavailableError, ReadError
 
 
 # Runs async_tree.py with `_asyncio` blocked: every task, loop and table is asyncio's Python one.
-PURE = "import runpy, sys; sys.modules['_asyncio'] = None; sys.argv = [{0!r}]; runpy.run_path({0!r}, run_name='__main__')"
+PURE = ("import runpy, sys; sys.modules['_asyncio'] = None; sys.argv = [{0!r}]; "
+        "runpy.run_path({0!r}, run_name='__main__')")
 
 
 def _tree(interpreter, spawn, *args: str, pure: bool = False):
