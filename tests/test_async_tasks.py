@@ -188,7 +188,7 @@ asyncio.run(main())
 """
 
 
-def test_pure_python_done_tasks_are_left_out(interpreter, spawn, request):
+def test_pure_python_done_tasks_are_left_out(interpreter, spawn):
     """asyncio's tables keep a finished task while it is referenced: it is no task to show."""
     p = spawn(*interpreter.python("-c", DONE_TASKS))
     wait_ready(p)
@@ -196,9 +196,6 @@ def test_pure_python_done_tasks_are_left_out(interpreter, spawn, request):
     try:
         if unwinder.runtime.minor < (3, 11):
             pytest.skip(f"{interpreter.label}: no asyncio reading before 3.11")
-        if unwinder.runtime.minor >= (3, 14):
-            # versions.ASYNCIO_TRAITS has no finished_state for 3.14/3.15 yet (only tables need it).
-            request.applymarker(pytest.mark.xfail(strict=True, reason="3.14+: no finished frame state in the traits"))
         reader = AsyncTaskReader(p.pid, unwinder.memory, unwinder.runtime)
         assert [t.name for t in read_consistently(reader.tasks, "task list")] == ["Task-1"]
     finally:

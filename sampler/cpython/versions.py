@@ -190,8 +190,8 @@ class AsyncioTraits:
     # RESUME_QUICK) and instrumented (3.12's INSTRUMENTED_RESUME) forms included, from each
     # version's `opcode` module (tests/test_async_tasks.py checks them).
     await_resume_opcodes: frozenset[int] = frozenset()
-    # gi_frame_state from which a coroutine has finished (COMPLETED, CLEARED; 3.11-3.13, where
-    # asyncio's tables may still hold a done task while it is referenced).
+    # gi_frame_state from which a coroutine has finished (asyncio's Python tables, read before
+    # 3.14 and for pure-Python asyncio after, may still hold a done task while it is referenced).
     finished_state: int | None = None
 
 
@@ -218,12 +218,14 @@ ASYNCIO_TRAITS: dict[tuple[int, int], AsyncioTraits] = {
     (3, 13): AsyncioTraits("tstate.asyncio_running_loop", "current_tasks", frozenset({-2, -1}), -1, 1, _TASK_313,
                            finished_state=1),
     (3, 14): AsyncioTraits(
-        "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({-2, -1}), -1, 1, _TASK_314
+        "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({-2, -1}), -1, 1, _TASK_314,
+        finished_state=1,  # FRAME_STATE_FINISHED: >= FRAME_COMPLETED (1)
     ),
     # 3.15 renumbered the frame states: SUSPENDED 1, SUSPENDED_YIELD_FROM 2, ..._LOCKED 3 (an
     # await whose awaitable another thread is stepping; free-threaded builds).
     (3, 15): AsyncioTraits(
-        "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({1, 2, 3}), 2, 2, _TASK_314
+        "tstate.asyncio_running_loop", "tstate.asyncio_running_task", frozenset({1, 2, 3}), 2, 2, _TASK_314,
+        finished_state=5,  # FRAME_STATE_FINISHED: == FRAME_CLEARED (5), the last state
     ),
 }
 
