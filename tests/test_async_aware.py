@@ -199,6 +199,20 @@ def test_tachyon_refusals(command, options, message):
             theirs.stderr
 
 
+def test_running_mode_shows_every_thread_running_a_task(readable, spawn, tmp_path):
+    """async_tree.py's main thread runs Task-1 and its second thread's loop runs a task blocked in
+    a plain call: running mode shows both, each under its own thread (as Tachyon does on 3.15)."""
+    p = spawn(*readable.command(target("async_tree.py")))
+    wait_ready(p)
+    running = json.loads(p.stdout.readline())["running"]
+    runs = profile(readable, p.pid, tmp_path, 1, "--async-aware")
+    for who, run in runs.items():
+        by_task = {_leaf_task(f): tid for tid, f, _c in run.rows}
+        assert set(by_task) == set(running), (who, by_task, running)
+        assert len(set(by_task.values())) == 2, (who, by_task)
+    check_same_threads(runs)
+
+
 def test_all_mode_every_leaf_task_every_sample(readable, spawn, tmp_path):
     """`--async-mode all` on tests/targets/async_tree.py, which holds still: each sample holds one
     stack per leaf task (a task awaiting no task), running or parked, so every leaf task has the

@@ -42,6 +42,9 @@ def open_source(pid: int, *, all_threads: bool = False, mode: str = "wall", gc: 
     taken with the target's threads stopped (sampler.target.freeze). With `async_mode`
     (--async-aware), stacks are the running asyncio tasks' (sampler.cpython.async_stacks)."""
     native, _ = native_choice(async_mode)
+    # A loop runs its tasks on any thread: with --async-aware every thread is looked at (those
+    # running no task are left out), as Tachyon does; -a itself is refused with it.
+    all_threads = all_threads or async_mode is not None
     # Stopped threads all read as off CPU in /proc: under --blocking the walker samples every
     # thread and BlockingSource chooses cpu mode's by their state from just before the freeze.
     walk_mode = "wall" if blocking and mode == "cpu" else mode
