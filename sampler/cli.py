@@ -179,8 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
     dump.add_argument("--blocking", action="store_true", help="stop the target's threads while its stacks are read")
     dump.add_argument("--async-aware", action="store_true",
-                      help="print the asyncio task tree (which task awaits which, with each one's coroutines and "
-                           "lines) instead of the threads' stacks: CPython 3.11 to 3.15")
+                      help="asyncio tasks instead of the threads' stacks (CPython 3.11 to 3.15): by default the task "
+                           "tree (which task awaits which, with each one's coroutines and lines)")
+    dump.add_argument("--async-mode", choices=ASYNC_MODES, default=None,
+                      help="with --async-aware: all (the default for dump): the task tree; running: the stack of "
+                           "the task each thread runs, task-first as run and attach sample it")
     return parser
 
 
@@ -214,10 +217,12 @@ def validate_async(args: argparse.Namespace) -> None:
     """Tachyon's refusals around --async-aware, in its words: a task's stack is rebuilt for the
     thread running it, in wall mode, without <GC> frames."""
     if not args.async_aware:
-        if args.async_mode != "running":
+        # dump's --async-mode has no default (all there, running for run and attach): any given is refused
+        if args.async_mode not in ("running", None) or (getattr(args, "command", "") == "dump" and args.async_mode):
             raise UsageError("heatline: error: --async-mode requires --async-aware to be enabled.")
         return
-    issues = [flag for flag, given in (("--no-gc", not args.gc), (f"--mode={args.mode}", args.mode != "wall"),
+    mode = getattr(args, "mode", "wall")  # dump has no --mode
+    issues = [flag for flag, given in (("--no-gc", not args.gc), (f"--mode={mode}", mode != "wall"),
                                        ("--all-threads", args.all_threads)) if given]
     if issues:
         raise UsageError(f"heatline: error: Options {', '.join(issues)} are incompatible with --async-aware. "
@@ -248,12 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _validate_live(args)
         if args.command not in ("dump",):
             _validate(args)
-        if args.command in ("run", "attach"):
+        if args.command in ("run", "attach", "dump"):
             validate_async(args)
+        if args.command in ("run", "attach"):
             blocking_warning(args)
         if args.command == "attach" and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)
-        if args.command == "dump" and args.async_aware:
+        if args.command == "dump" and args.async_aware and args.async_mode in (None, "all"):
             from sampler.dump import dump_tasks
 
             sys.stdout.write(dump_tasks(args.pid))

@@ -281,20 +281,12 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from sampler.dump import SourceLines, format_dump
-    from sampler.errors import ReadError
+    """The threads' stacks once (with --async-aware --async-mode running: their running tasks')."""
+    from sampler.dump import SourceLines, format_dump, read_consistently
 
     unwinder = open_walker(args.pid, args)
     try:
-        last_error: Exception | None = None
-        for _ in range(20):  # the target keeps running: retry a torn read
-            try:
-                threads = unwinder.sample()
-                break
-            except ReadError as exc:
-                last_error = exc
-        else:
-            raise HeatlineError(f"could not read a consistent stack from process {args.pid}: {last_error}")
+        threads = read_consistently(unwinder.sample, f"stack from process {args.pid}")
         names = unwinder.thread_names()
         sys.stdout.write(format_dump(args.pid, threads, SourceLines(args.pid), names))
     except ProcessGoneError:

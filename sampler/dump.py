@@ -105,6 +105,9 @@ def format_dump(
             where = f"interpreter {t.interpreter_id}, " + where
         out.append(f"Stack dump for PID {pid}, {where} ({', '.join(labels + ['most recent call last']).replace(', most recent', '; most recent')}):")
         for frame in reversed(t.frames):
+            if frame.is_task:
+                out.append(f"  <task> {printable(frame.funcname)}")
+                continue
             if frame.is_synthetic:
                 out.append(f"  {printable(frame.funcname)}")
                 continue

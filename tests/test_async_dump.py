@@ -184,3 +184,35 @@ def test_dump_escapes_what_the_target_names(spawn, async_aware):
     else:
         assert f'"{HOSTILE_SHOWN}" (main thread' in res.stdout, res.stdout
         assert f", in {HOSTILE_SHOWN}\n" in res.stdout, res.stdout
+
+
+def test_dump_async_mode_running_prints_each_threads_running_task(interpreter, spawn):
+    """`dump --async-aware --async-mode running`: a traceback per thread running a task, the
+    task's marker first (as run/attach sample it); the default stays the tree."""
+    p = spawn(*interpreter.command(target("async_tree.py")))
+    wait_ready(p)
+    running = json.loads(p.stdout.readline())["running"]
+    res = heatline("dump", str(p.pid), "--async-aware", "--async-mode", "running")
+    if not running:  # 3.9/3.10: refused, as the tree is
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        return
+    assert res.returncode == 0, res.stderr
+    blocks = res.stdout.split("Stack dump for PID")[1:]
+    assert len(blocks) == 2, res.stdout
+    tasks = {block.splitlines()[1].strip() for block in blocks}
+    assert tasks == {f"<task> {name}" for name in running}, res.stdout
+    main = next(b for b in blocks if "<task> Task-1\n" in b)
+    assert '"MainThread"' in main.splitlines()[0] and "in main\n" in main and main.rstrip().endswith("total += sum(range(1000))"), main
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--async-mode", "all"], "--async-mode requires --async-aware to be enabled."),
+    (["--async-aware", "-a"], "Options --all-threads are incompatible with --async-aware. "
+                              "Async-aware profiling uses task-based stack reconstruction."),
+    (["--async-aware", "--no-gc"], "Options --no-gc are incompatible with --async-aware. "
+                                   "Async-aware profiling uses task-based stack reconstruction."),
+])
+def test_dump_async_refusals_are_tachyons(options, message):
+    res = heatline("dump", "1", *options)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"heatline: error: {message}"]
