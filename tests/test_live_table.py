@@ -17,7 +17,7 @@ from sampler.collectors import COLLECTORS
 from sampler.cpython.walkers import open_source
 from sampler.lineindex import LineIndex
 from sampler.model import (GC_FRAME, GIL_REQUESTED, HAS_EXCEPTION, HAS_GIL, ON_CPU, Frame, Profile, RunStats,
-                           ThreadSample)
+                           ThreadSample, task_frame)
 from sampler.sampling import SamplingLoop
 from sampler.tui.table import DEFAULT_SORT, SORT_KEYS, SORT_TITLES, LiveTable, Row
 
@@ -430,6 +430,22 @@ def test_a_function_called_script():
     assert table.figures(RunStats()).thread_label == "<b>x</b> (TID 7)  1/1"
     table.set_filter("<SCRIPT>'")
     assert len(table.rows()) == 2
+
+
+def test_task_rows_say_they_are_tasks():
+    """--async-aware's task markers have no file or line: their rows say "asyncio task" and open no
+    source; a filter on `<task>` finds them all."""
+    leaf = Frame("/app/aio.py", "crunch", 21)
+    profile = synthetic((7, HAS_GIL | ON_CPU, (leaf, task_frame("heavy"), Frame("/app/aio.py", "main", 9),
+                                                 task_frame("Task-1")), 3))
+    table = LiveTable(1000)
+    table.apply(profile.delta_since(None))
+    tasks = {r.funcname: r for r in table.rows() if r.filename == "<task>"}
+    assert set(tasks) == {"heavy", "Task-1"}
+    assert all(r.location == "asyncio task" and r.cumulative == 3 for r in tasks.values())
+    assert table.source_view(tasks["heavy"]) is None
+    table.set_filter("<task>")
+    assert {r.funcname for r in table.rows()} == {"heavy", "Task-1"}
 
 
 # -- trends ----------------------------------------------------------------------------------------

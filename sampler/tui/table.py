@@ -22,8 +22,8 @@ from typing import Any, Callable, Hashable, Iterable, NamedTuple, TypeVar
 
 from ..sourcefiles import display_names
 from ..lineindex import Heat, LineIndex, Spot
-from ..model import (GC_FRAME, GIL_REQUESTED, HAS_EXCEPTION, HAS_GIL, ON_CPU, SYNTHETIC_FILENAME, Frame, Profile,
-                     ProfileDelta, RunStats)
+from ..model import (GC_FRAME, GIL_REQUESTED, HAS_EXCEPTION, HAS_GIL, ON_CPU, SYNTHETIC_FILENAME, TASK_FILENAME, Frame,
+                     Profile, ProfileDelta, RunStats)
 from ..sourcefiles import read_source
 from ..target.files import TargetFiles
 from . import source_view as _source_view
@@ -43,6 +43,7 @@ _CUMULATIVE_SORTS = ("cumul_pct", "cumtime")  # the others order by direct sampl
 TOP_COUNT = 3
 ALL_LABEL = "ALL"
 NO_LOCATION = "-"  # the file:line of a frame in no file (<GC>)
+TASK_LOCATION = "asyncio task"  # the file:line of an --async-aware task marker, which has none
 
 T = TypeVar("T")
 
@@ -290,7 +291,8 @@ class LiveTable:
         for spot, heat in chosen:
             filename, lineno, funcname = spot
             direct, cumulative = heat
-            location = NO_LOCATION if filename == SYNTHETIC_FILENAME else f"{names[filename]}:{lineno}"
+            location = (NO_LOCATION if filename == SYNTHETIC_FILENAME else TASK_LOCATION if filename == TASK_FILENAME
+                        else f"{names[filename]}:{lineno}")
             out.append(Row(filename, lineno, funcname, direct, cumulative, percent(direct, history.total),
                            percent(cumulative, history.total), direct * usec / 1_000_000,
                            cumulative * usec / 1_000_000, location, history.trends(spot, heat)))
