@@ -69,7 +69,9 @@ def test_init_hot_path(interpreter, tmp_path, spawn):
             assert names[2:] in ([], ["build"], ["plain"], ["plain", "spin"]), names
             in_plain += count * (names[-1] == "spin")
     spinning = in_init + in_plain
-    assert spinning >= 0.2 * captured  # the rest mostly sleeping in main()
+    # The rest is in main()'s sleeps, which a loaded machine stretches (12% spinning measured at
+    # load 8): enough spinning samples to judge the split is what matters.
+    assert spinning >= 100, (spinning, captured)
     # Half by construction; wide bounds, since on a loaded machine a few long waits for a CPU
     # (counted in wall-clock samples) fall in one half or the other. Losing __init__ gives 0.
     assert 0.3 <= in_init / spinning <= 0.7, (in_init, in_plain)
