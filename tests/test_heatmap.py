@@ -394,7 +394,9 @@ def test_replay_with_the_source_gone(tmp_path, page):
         assert "directory of the script it ran" in fh.read()
     file_page = page_for(str(tmp_path / "out"), "was_here.py")
     rows = line_rows(file_page)
-    assert max(rows, key=lambda n: rows[n][0]) == 8
+    # inner()'s loop is the hot spot: its body (8) or its `for` (7), which a 1 s run on a loaded
+    # machine can rank either way (7 once, in CI beside a CPU hog)
+    assert max(rows, key=lambda n: rows[n][0]) in (7, 8)
     assert {8, 21, 25} <= set(rows) and not {1, 14} & set(rows)
     page.goto(file_url(file_page))
     assert page.locator("#source-missing").inner_text().startswith("Source not available")
