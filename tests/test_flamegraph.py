@@ -836,7 +836,9 @@ def test_diff_page_marks_growth_new_and_disappeared(page, diff_html):
     # slow went from 30% to 60% of the work, fast from 60% to 30%: totals, scaled
     assert slow["diffPct"] > 50 and slow["status"] == ""
     assert fast["diffPct"] < -30
-    assert 0.5 < slow["share"] < 0.7 and 1.5 < slow["value"] / slow["baselineTotal"] < 2.6
+    # 60% by construction; beside other load the wall-clock shares drift (72.7% once in CI while
+    # stray targets took more than a core), and a misattribution would put it near 30%
+    assert 0.45 < slow["share"] < 0.75 and 1.5 < slow["value"] / slow["baselineTotal"] < 2.6
     assert by_func["only_in_current"]["status"] == "new"
     assert "only_in_baseline" not in {f["funcname"] for f in frames}
     # the colours: red for growth, blue for shrinking, the "new" colour
