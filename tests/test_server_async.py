@@ -61,6 +61,12 @@ async def run_to_the_end(client: LanguageClient, command: str = "heatline.run", 
     return uri, await wait_until(final, "the final heat")
 
 
+def runs_almost_nothing(line: dict, total: int) -> bool:
+    """The awaiter runs its AWAIT line itself only as it starts awaiting and as the worker ends: a
+    sample may catch one of those moments (CI caught one in 1988), never a share of the run."""
+    return line["self"] <= max(3, total / 100)
+
+
 def mode_all_available() -> bool:
     from sampler.cli import validate_async
     from sampler.errors import UsageError
@@ -88,7 +94,7 @@ async def test_async_aware_heat_shows_the_awaiting_line_lenses_and_hovers(client
     assert hot is not None and hot["self"] > total / 3, final["lines"]
     # The awaiter's `await job` runs nothing itself: all its time is the worker's, awaited.
     assert await_line is not None, final["lines"]
-    assert await_line["self"] == 0 and await_line["total"] > total / 2, await_line
+    assert runs_almost_nothing(await_line, total) and await_line["total"] > total / 2, await_line
     round_line = line_of(final, marked("ROUND"))
     assert round_line is not None and round_line["total"] > total / 2, round_line
     assert line_of(final, marked("PARKED")) is None  # running mode: only the running task's chain
@@ -167,7 +173,8 @@ async def test_async_mode_all_shows_the_parked_task(client: LanguageClient):
     parked = line_of(final, marked("PARKED"))
     assert parked is not None and parked["self"] == parked["total"] > total / 4, final["lines"]
     await_line = line_of(final, marked("AWAIT"))
-    assert await_line is not None and await_line["self"] == 0 and await_line["total"] > total / 4, final["lines"]
+    assert await_line is not None and runs_almost_nothing(await_line, total), final["lines"]
+    assert await_line["total"] > total / 4, final["lines"]
 
 
 async def test_async_settings_are_used_and_the_mode_setting_waits_for_async_aware(client: LanguageClient):
