@@ -7,8 +7,9 @@ The server must never block while a target is sampled, so it runs this and reads
 inherited pipe): one JSON object per line.
 
     start  {"type", "pid", "python_version", "mode", "all_threads", "interval_usec", "cwd", "argv",
-            "start_time"}: the unwinder is attached; sampling begins
-    delta  {"type", "frames": [[filename, funcname, lineno, end_lineno, col, end_col], ...],
+            "start_time", "opcodes", "native"}: the unwinder is attached; sampling begins
+            (opcodes/native: what the run captures, --opcodes/--native; absent = false)
+    delta  {"type", "frames": [[filename, funcname, lineno, end_lineno, col, end_col, opcode], ...],
             "stacks": [[tid, [frame id, ... leaf first], weight], ...],
             "status": [[tid, status, count], ...], "threads": {"tid": name},
             "stats": {"samples", "attempts", "errors", "elapsed_s"}}
@@ -101,6 +102,7 @@ def start_message(stats: RunStats, start_time: float) -> dict[str, Any]:
         "type": "start", "pid": stats.pid, "python_version": stats.python_version, "mode": stats.mode,
         "all_threads": stats.all_threads, "interval_usec": stats.interval_usec, "cwd": stats.cwd or None,
         "argv": stats.argv or None, "start_time": start_time,
+        "opcodes": stats.opcodes, "native": stats.native,
     }
 
 
@@ -413,6 +415,8 @@ class LiveProfileReader:
         interval = _int(m.get("interval_usec"), "interval_usec", 1)
         cwd = _optional(m.get("cwd"), lambda v: isinstance(v, str), "cwd")
         argv = _optional(m.get("argv"), _is_str_list, "argv")
+        opcodes = _optional(m.get("opcodes"), lambda v: isinstance(v, bool), "opcodes")
+        native = _optional(m.get("native"), lambda v: isinstance(v, bool), "native")
         start_time = m.get("start_time")
         if not _is_number(start_time):
             raise _bad("start_time is not a number")
@@ -420,6 +424,7 @@ class LiveProfileReader:
         stats.pid, stats.python_version, stats.mode = pid, version, mode
         stats.all_threads, stats.interval_usec, stats.start_time = m["all_threads"], interval, float(start_time)
         stats.cwd, stats.argv = cwd or "", list(argv or ())
+        stats.opcodes, stats.native = bool(opcodes), bool(native)
         self.pid = pid
         self.started = True
 
@@ -427,7 +432,9 @@ class LiveProfileReader:
         # Check everything first, so a bad delta leaves the profile as it was.
         frames = []
         for raw in _list(m.get("frames"), "delta frames"):
-            f = _list(raw, "a frame", 6)
+            f = _list(raw, "a frame")
+            if len(f) not in (6, 7):  # 6: a stream from before Frame.opcode
+                raise _bad("a frame is not a list of 6 or 7")
             if not (isinstance(f[0], str) and isinstance(f[1], str) and all(_is_int(v) for v in f[2:])):
                 raise _bad("a frame has the wrong field types")
             frames.append(Frame(*f))

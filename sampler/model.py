@@ -46,6 +46,9 @@ class Frame(NamedTuple):
     end_lineno: int = -1
     col: int = -1
     end_col: int = -1
+    # The raw instruction byte executing in this frame (adaptive, maybe specialized; 3.9/3.10
+    # co_code), -1 when not recorded: sampler/cpython/opcodes.py names it per target version.
+    opcode: int = -1
 
     @property
     def is_synthetic(self) -> bool:
@@ -62,6 +65,8 @@ class Frame(NamedTuple):
 
 
 GC_FRAME = Frame(SYNTHETIC_FILENAME, "<GC>", 0)
+# Time in C code (--native): where C called into Python, and on top of a frame that is calling.
+NATIVE_FRAME = Frame(SYNTHETIC_FILENAME, "<native>", 0)
 
 
 @lru_cache(maxsize=4096)  # --async-mode all makes one per task per sample
@@ -118,6 +123,8 @@ class RunStats:
     target_exited: bool = False
     cwd: str = ""  # the target's working directory, for resolving relative source paths
     argv: list[str] = field(default_factory=list)  # the target's command line, as it started
+    opcodes: bool = False  # frames carry Frame.opcode (--opcodes)
+    native: bool = False  # stacks carry <native> frames (--native)
 
     @property
     def sample_rate(self) -> float:
