@@ -17,7 +17,8 @@ The baseline is scaled by `(current samples x interval) / (baseline samples x in
 run that lasted twice as long is not all red. `diff_pct` is 100 for a node with time now and
 none in the baseline, -100 for a gone one. Paths only in the baseline are kept as `status` 2
 nodes (with `value` 0) under the deepest node both runs share; the viewer shows them with its
-"disappeared" toggle. A node is kept when it reaches `max(1, 0.1%)` of the samples in either
+"disappeared" toggle. With --opcodes, `opcodes` and `opcode_mapping` are as in `flamegraph_data`,
+counting this run's instructions per function node. A node is kept when it reaches `max(1, 0.1%)` of the samples in either
 run (Tachyon's pruning, applied to each run), so a function that shrank to almost nothing still
 shows.
 """
@@ -32,6 +33,7 @@ from ..loaders import replay_binary
 from ..model import Frame, Profile
 from ..replay import BinaryProfile, open_binary_profile
 from .base import Collector
+from .opcode_view import add_count
 from .flamegraph import (
     DATA_FORMAT,
     DATA_VERSION,
@@ -40,6 +42,7 @@ from .flamegraph import (
     FrameTable,
     _is_gc,
     _status_stats,
+    add_opcodes,
     default_title,
     render_html,
     run_stats,
@@ -51,12 +54,13 @@ FuncKey = tuple[str, str]  # (filename, funcname)
 
 
 class _FNode:
-    __slots__ = ("value", "self", "children")
+    __slots__ = ("value", "self", "children", "opcodes")
 
     def __init__(self) -> None:
         self.value = 0
         self.self = 0
         self.children: dict[FuncKey, _FNode] = {}
+        self.opcodes: dict[int, int] = {}
 
 
 def _function_tree(profile: Profile, lines: dict[FuncKey, dict[int, int]]) -> tuple[_FNode, int]:
@@ -74,6 +78,8 @@ def _function_tree(profile: Profile, lines: dict[FuncKey, dict[int, int]]) -> tu
             child.value += weight
             per_line = lines.setdefault(key, {})
             per_line[frame.lineno] = per_line.get(frame.lineno, 0) + weight
+            if frame.opcode >= 0:
+                add_count(child.opcodes, frame.opcode, weight)
             node = child
         node.self += weight
         if _is_gc(frames):
@@ -135,6 +141,7 @@ def diff_flamegraph_data(
     }
     counts = {NEW: 0, GONE: 0}
     pruned_nodes = 0
+    node_opcodes: list[tuple[int, dict[int, int]]] = []  # this run's instructions per node
 
     # (current node or None, baseline node or None, key, parent index, status)
     todo: list[tuple[_FNode | None, _FNode | None, FuncKey | None, int, int]] = [(cur_root, base_root, None, -1, SAME)]
@@ -156,6 +163,8 @@ def diff_flamegraph_data(
         columns["total_diff"].append(round(value - b_total, 3))
         columns["total_diff_pct"].append(-100.0 if status == GONE else _pct(value - b_total, b_total, value))
         columns["status"].append(status)
+        if cur is not None and cur.opcodes:
+            node_opcodes.append((index, cur.opcodes))
         if status in counts and parent >= 0:
             counts[status] += 1
 
@@ -186,7 +195,7 @@ def diff_flamegraph_data(
     ]
     all_counts = current.status_totals()
     frame_columns, files = table.export()
-    return {
+    data = {
         "format": DATA_FORMAT,
         "version": DATA_VERSION,
         "kind": "diff",
@@ -211,6 +220,8 @@ def diff_flamegraph_data(
         },
         "pruned": {"nodes": pruned_nodes, "samples": 0, "threshold": threshold},
     }
+    add_opcodes(data, current, node_opcodes)
+    return data
 
 
 def load_baseline(path: str) -> Profile:

@@ -13,14 +13,21 @@ Two functions do the work, both importable on their own (the language server reu
      "thread_values": {tid: {"node": [...], "value": [...], "self": [...]}},   # >1 thread only
      "threads": [{"id", "name", "samples", "main"}, ...],
      "stats": {...}, "thread_stats": {...}, "per_thread_stats": {tid: {...}},
-     "pruned": {"nodes", "samples", "threshold"}}
+     "pruned": {"nodes", "samples", "threshold"},
+     # --opcodes only:
+     "opcodes": {"node": [...], "counts": [{"<opcode>": samples}, ...]},  # per node, sparse
+     "opcode_mapping": {"names": {"<opcode>": name}, "deopt": {"<opcode>": base opcode},
+                        "version": "3.12", "exact": bool}}
 
 `nodes` is the call tree, root to leaf, as parallel columns in pre-order: node 0 is the root (all
 samples, frame -1), every other node names its parent by index and appears after it, and
 siblings come heaviest first. A node is one frame (function + file + executing line) under one
 path; `value` counts samples with the node on the stack, `self` those where it was the leaf. All
 threads' trees are merged, with each thread's share kept in `thread_values` (sparse columns per
-thread id) so a viewer can filter by thread without a new export. Columns instead of nested
+thread id) so a viewer can filter by thread without a new export. With --opcodes, each node
+counts the instructions its frame was executing (callers' frames too, as Tachyon counts them), per
+thread as well (`thread_values[tid]["opcodes"]`), named by `opcode_mapping`, the table of the
+target's Python version; `<native>` frames (--native) are drawn like `<GC>`: a name, no file. Columns instead of nested
 objects keep deep recursion from nesting the JSON thousands of levels, and keep the file small.
 A frame's name is Tachyon's `funcname (file:line)` (`frame_info(data, i)` gives it with the rest);
 files are listed once, with a module name guessed from the path and the source lines around
@@ -60,6 +67,7 @@ from ..model import (
 )
 from ..sourcefiles import module_name  # noqa: F401 - part of this module's API (files' "module")
 from .base import TASK_KIND, Collector, task_label
+from .opcode_view import add_count, has_opcodes, opcode_mapping, opcode_table, sparse_counts
 
 DATA_FORMAT = "heatline-flamegraph"
 DATA_VERSION = 1
@@ -254,13 +262,15 @@ def run_stats(profile: Profile, total: int) -> dict[str, Any]:
 
 
 class _Node:
-    __slots__ = ("value", "self", "children", "threads")
+    __slots__ = ("value", "self", "children", "threads", "opcodes", "thread_opcodes")
 
     def __init__(self) -> None:
         self.value = 0
         self.self = 0
         self.children: dict[Any, _Node] = {}
         self.threads: dict[int, list[int]] = {}
+        self.opcodes: dict[int, int] = {}  # --opcodes: samples per instruction the frame executed
+        self.thread_opcodes: dict[int, dict[int, int]] = {}
 
 
 def _subtree_size(node: _Node) -> int:
@@ -315,6 +325,9 @@ def flamegraph_data(
             if tv is None:
                 tv = child.threads[tid] = [0, 0]
             tv[0] += weight
+            if frame.opcode >= 0:  # Tachyon counts every frame's instruction, callers' too
+                add_count(child.opcodes, frame.opcode, weight)
+                add_count(child.thread_opcodes.setdefault(tid, {}), frame.opcode, weight)
             node = child
         node.self += weight
         tv[1] += weight
@@ -331,6 +344,8 @@ def flamegraph_data(
     col_self: list[int] = []
     per_thread: dict[int, dict[str, list[int]]] = {tid: {"node": [], "value": [], "self": []} for tid in thread_weight}
     pruned_nodes = pruned_samples = 0
+    node_opcodes: list[tuple[int, dict[int, int]]] = []
+    thread_opcodes: dict[int, list[tuple[int, dict[int, int]]]] = {}
 
     todo: list[tuple[_Node, int, int]] = [(root, -1, -1)]
     while todo:
@@ -341,6 +356,10 @@ def flamegraph_data(
             if mapped is None:
                 mapped = new_index[fid] = table.add(frame_list[fid])
             fid = mapped
+        if node.opcodes:
+            node_opcodes.append((index, node.opcodes))
+            for tid, counts in node.thread_opcodes.items():
+                thread_opcodes.setdefault(tid, []).append((index, counts))
         col_frame.append(fid)
         col_parent.append(parent)
         col_value.append(node.value)
@@ -374,8 +393,12 @@ def flamegraph_data(
 
     all_counts = profile.status_totals()
 
+    if multi_thread:
+        for tid, indexed in thread_opcodes.items():
+            per_thread[tid]["opcodes"] = sparse_counts(indexed)  # type: ignore[assignment]
+
     frame_columns, files = table.export()
-    return {
+    data = {
         "format": DATA_FORMAT,
         "version": DATA_VERSION,
         "kind": "flamegraph",
@@ -395,6 +418,17 @@ def flamegraph_data(
         },
         "pruned": {"nodes": pruned_nodes, "samples": pruned_samples, "threshold": threshold},
     }
+    add_opcodes(data, profile, node_opcodes)
+    return data
+
+
+def add_opcodes(data: dict[str, Any], profile: Profile, node_opcodes: list[tuple[int, dict[int, int]]]) -> None:
+    """With --opcodes: `opcodes` (samples per instruction, sparse by node index) and Tachyon's
+    `opcode_mapping` (names for the target's Python version) for the viewer's tooltips."""
+    if not (node_opcodes or has_opcodes(profile)):
+        return
+    data["opcodes"] = sparse_counts(node_opcodes)
+    data["opcode_mapping"] = opcode_mapping(opcode_table(profile))
 
 
 def tree(data: dict[str, Any]) -> dict[str, Any]:

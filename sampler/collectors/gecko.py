@@ -40,6 +40,11 @@ and the big columns are written in chunks.
 
 Tachyon forces its ALL sampling mode for this format and rejects `--mode`; heatline cannot change
 the sampling mode from a collector, so it accepts any mode and records it in the file.
+
+--opcodes: as Tachyon, an "Opcode" interval marker (category Opcodes) per run of the same leaf
+(instruction, line, column, function, file) on each thread, named by the instruction
+("LOAD_ATTR_INSTANCE_VALUE (LOAD_ATTR)") from the table of the target's Python version, with
+a matching markerSchema entry. `<native>` frames (--native) are in the Native category.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from ..model import (
     task_frame,
 )
 from .base import TASK_KIND, Collector, StringTable, TickClock, short_filename, task_label, task_lanes
+from .opcode_view import instruction, opcode_table
 
 GECKO_FORMAT_VERSION = 32  # meta.version: the Gecko (raw) format version, as Tachyon writes
 PROCESSED_PROFILE_VERSION = 57  # meta.preprocessedProfileVersion
@@ -117,6 +123,27 @@ _CACHE_LIMIT = 100_000
 _CHUNK = 65536
 
 
+# Tachyon's opcode marker (--opcodes): one interval per run of the same leaf instruction.
+OPCODE_MARKER_TYPE = "Opcode"
+OPCODE_SCHEMA: dict[str, Any] = {
+    "name": OPCODE_MARKER_TYPE,
+    "display": ["marker-table", "marker-chart"],
+    "tooltipLabel": "{marker.data.opname}",
+    "tableLabel": "{marker.data.opname} at line {marker.data.line}",
+    "chartLabel": "{marker.data.opname}",
+    "description": "The instruction the thread's innermost frame was executing (--opcodes).",
+    "fields": [
+        {"key": "opname", "label": "Opcode", "format": "string", "searchable": True},
+        {"key": "base_opname", "label": "Base Opcode", "format": "string"},
+        {"key": "is_specialized", "label": "Specialized", "format": "string"},
+        {"key": "line", "label": "Line", "format": "integer"},
+        {"key": "column", "label": "Column", "format": "integer"},
+        {"key": "function", "label": "Function", "format": "string"},
+        {"key": "duration", "label": "Duration", "format": "duration"},
+    ],
+}
+
+
 def marker_type(name: str) -> str:
     """`data.type` of a marker, which names its schema: "Has GIL" -> "HasGIL" (as Tachyon)."""
     return name.replace(" ", "")
@@ -129,6 +156,7 @@ class _Thread:
         "tid", "order", "is_main", "frame_ids", "func_ids", "resource_ids", "stack_ids",
         "frames", "funcs", "resources", "stack_frame", "stack_prefix", "stack_task", "cache",
         "sample_stack", "sample_time", "sample_status", "sample_weight", "last_time", "last_weight", "task",
+        "opcode_runs", "opcode_state",
     )
 
     def __init__(self, tid: int, order: int) -> None:
@@ -153,6 +181,10 @@ class _Thread:
         self.sample_weight: array | None = None  # only once a sample weighs more than 1
         self.last_time = 0
         self.last_weight = 1
+        # --opcodes: (start µs, end µs, leaf key id) per run of one leaf instruction, and the run
+        # still open as (leaf key id, start µs)
+        self.opcode_runs: list[tuple[int, int, int]] = []
+        self.opcode_state: tuple[int, int] | None = None
 
 
 class GeckoCollector(Collector):
@@ -171,6 +203,10 @@ class GeckoCollector(Collector):
         # µs since the first sample collected, one per sampling tick: in time order while
         # sampling; a replay interleaves threads by blocks, so it may need sorting at the end.
         self._clock = TickClock()
+        # --opcodes: the leaf's (opcode, line, column, function, file) -> its id in the runs
+        self._leaf_ids: dict[tuple[int, int, int, str, str], int] = {}
+        self._leaves: list[tuple[int, int, int, str, str]] = []
+        self._opcodes = bool(self.profile.stats.opcodes)
 
     # -- collecting -------------------------------------------------------------------------
 
@@ -197,6 +233,24 @@ class GeckoCollector(Collector):
                 th.sample_weight.append(weight)
             th.last_time = t
             th.last_weight = weight
+            if sample.frames and (self._opcodes or sample.frames[0].opcode >= 0):
+                self._opcode_run(th, sample.frames[0], t)
+
+    def _opcode_run(self, th: _Thread, leaf: Frame, t: int) -> None:
+        """Tachyon's opcode markers: a run lasts while the leaf's instruction, line, column,
+        function and file stay the same; a leaf with no instruction (`<native>`) ends a run."""
+        self._opcodes = True
+        key = (leaf.opcode, leaf.lineno, leaf.col, leaf.funcname, leaf.filename)
+        leaf_id = self._leaf_ids.get(key)
+        if leaf_id is None:
+            leaf_id = self._leaf_ids[key] = len(self._leaves)
+            self._leaves.append(key)
+        state = th.opcode_state
+        if state is not None and state[0] == leaf_id:
+            return
+        if state is not None:
+            th.opcode_runs.append((state[1], t, state[0]))
+        th.opcode_state = (leaf_id, t)
 
     def _stack(self, th: _Thread, frames: tuple[Frame, ...]) -> tuple[int, bool]:
         hit = th.cache.get(frames)
@@ -368,6 +422,8 @@ class GeckoCollector(Collector):
             }
             for name, _cat, description in MARKERS
         ]
+        if self._opcodes:
+            schema.append(OPCODE_SCHEMA)
         if self._task_names:  # only --async-aware profiles have tasks (others keep Tachyon's list)
             schema.append({
                 "name": TASK_MARKER_TYPE,
@@ -592,24 +648,65 @@ class GeckoCollector(Collector):
         out.sort()
         return out
 
-    def _write_markers(self, w: "_Writer", th: _Thread, ticks: array, shift: int, interval_us: float) -> None:
-        intervals = self.marker_intervals(th, ticks, interval_us)
-        tid = th.tid
-        w.raw(b',"markers":')
-        def data(start: int, end: int, m: int) -> dict[str, Any]:
-            if m >= TASK_MARKER:
-                return {"type": TASK_MARKER_TYPE, "task": self._task_names[m - TASK_MARKER], "tid": tid, "duration": (end - start) / 1000.0}
-            return {"type": marker_type(MARKERS[m][0]), "tid": tid, "duration": (end - start) / 1000.0}
+    def opcode_intervals(self, th: _Thread, interval_us: float) -> list[tuple[int, int, int]]:
+        """(start µs, end µs, leaf id) per run of one leaf instruction; the last run ends with
+        the thread's last sample, as the state markers do. None on a task's own track."""
+        if th.task is not None or (th.sample_status and th.sample_status[0] & _FROM_PROFILE):
+            return []
+        runs = list(th.opcode_runs)
+        if th.opcode_state is not None:
+            runs.append((th.opcode_state[1], int(round(th.last_time + interval_us * th.last_weight)), th.opcode_state[0]))
+        return runs
 
+    def _opcode_markers(self, th: _Thread, interval_us: float) -> list[tuple[int, int, int, int, dict[str, Any]]]:
+        """(start, end, name string, category, data) of each opcode run with an instruction."""
+        runs = self.opcode_intervals(th, interval_us)
+        if not runs:
+            return []
+        table = opcode_table(self.profile)
+        out = []
+        for start, end, leaf_id in runs:
+            opcode, line, col, function, _file = self._leaves[leaf_id]
+            if opcode < 0:  # a <native> or <GC> leaf: no instruction to show
+                continue
+            row = instruction(table, opcode, 0)
+            data = {
+                "type": OPCODE_MARKER_TYPE,
+                "opcode": opcode,
+                "opname": row["opname"],
+                "base_opname": row["base_opname"],
+                "is_specialized": row["is_specialized"],
+                "line": line,
+                "column": col if col >= 0 else None,
+                "function": function,
+                "duration": (end - start) / 1000.0,
+            }
+            out.append((start, end, self._table.intern(row["opname"]), CAT_OPCODES, data))
+        return out
+
+    def _write_markers(self, w: "_Writer", th: _Thread, ticks: array, shift: int, interval_us: float) -> None:
+        tid = th.tid
+        markers = []
+        for start, end, m in self.marker_intervals(th, ticks, interval_us):
+            if m >= TASK_MARKER:
+                data = {"type": TASK_MARKER_TYPE, "task": self._task_names[m - TASK_MARKER], "tid": tid,
+                        "duration": (end - start) / 1000.0}
+                markers.append((start, end, m - TASK_MARKER, CAT_TASK, data))
+            else:
+                data = {"type": marker_type(MARKERS[m][0]), "tid": tid, "duration": (end - start) / 1000.0}
+                markers.append((start, end, self._marker_names[m], MARKERS[m][1], data))
+        markers.extend(self._opcode_markers(th, interval_us))
+        markers.sort(key=lambda marker: (marker[0], marker[1], marker[2]))
+        w.raw(b',"markers":')
         w.value(
             {
-                "data": [data(start, end, m) for start, end, m in intervals],
-                "name": [m - TASK_MARKER if m >= TASK_MARKER else self._marker_names[m] for _s, _e, m in intervals],
-                "startTime": [(start - shift) / 1000.0 for start, _e, _m in intervals],
-                "endTime": [(end - shift) / 1000.0 for _s, end, _m in intervals],
-                "phase": [1] * len(intervals),
-                "category": [CAT_TASK if m >= TASK_MARKER else MARKERS[m][1] for _s, _e, m in intervals],
-                "length": len(intervals),
+                "data": [m[4] for m in markers],
+                "name": [m[2] for m in markers],
+                "startTime": [(m[0] - shift) / 1000.0 for m in markers],
+                "endTime": [(m[1] - shift) / 1000.0 for m in markers],
+                "phase": [1] * len(markers),
+                "category": [m[3] for m in markers],
+                "length": len(markers),
             }
         )
 

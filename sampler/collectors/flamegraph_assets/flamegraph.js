@@ -25,6 +25,11 @@
  * change), their tooltip says "asyncio task", searching "<task>" finds them all, and the sidebar
  * lists the tasks by their share of the samples.
  *
+ * --opcodes profiles carry per-node instruction counts (D.opcodes, per thread in
+ * thread_values[tid].opcodes) and names for the target's version (D.opcode_mapping): a frame's
+ * tooltip lists its instructions, specialized ones with their base instruction. `<native>`
+ * frames (--native) are drawn like `<GC>`, by name, with no file.
+ *
  * window.heatline, a small API for tests and hosts (frozen; it never exposes the data itself):
  *   version                  1
  *   kind                     "flamegraph" or "diff"
@@ -233,7 +238,15 @@
         if (!target.tv) target.tv = Object.create(null);
         target.tv[tid] = [column.value[k], column.self[k]];
       }
+      var ops = column.opcodes;
+      for (var q = 0; ops && q < ops.node.length; q++) {
+        var at = out[ops.node[q]];
+        if (!at.tops) at.tops = Object.create(null);
+        at.tops[tid] = ops.counts[q];
+      }
     });
+    var opcodes = D.opcodes;
+    for (var o = 0; opcodes && o < opcodes.node.length; o++) out[opcodes.node[o]].ops = opcodes.counts[o];
     return out;
   })();
   var baseRoot = baseNodes[0];
@@ -499,6 +512,7 @@
         next.v += self;
         next.lv += widen;
         next.b += bself;
+        if (n.ops || n.tops) (next.bases || (next.bases = new Set())).add(n);
         cur = next;
       }
       cur.s += self;
@@ -923,6 +937,58 @@
     return "thread " + tid;
   }
 
+  // --opcodes: instruction names of the target's Python version (flamegraph.py's opcode_mapping).
+  var opcodeNames = (D.opcode_mapping && D.opcode_mapping.names) || {};
+  var opcodeDeopt = (D.opcode_mapping && D.opcode_mapping.deopt) || {};
+
+  function opcodeInfo(op) {
+    var name = opcodeNames[op] || "<" + op + ">";
+    var base = opcodeDeopt[op];
+    var specialized = base !== undefined && base !== null;
+    return { name: name, base: specialized ? opcodeNames[base] || "<" + base + ">" : name, specialized: specialized };
+  }
+
+  // The instruction counts behind a view node: its base node's (of the thread shown), or, in the
+  // inverted view, summed over the distinct base nodes merged into it.
+  function opcodesOf(node) {
+    var bases = node.bases ? Array.from(node.bases) : node.base ? [node.base] : [];
+    var sum = Object.create(null);
+    var any = false;
+    bases.forEach(function (base) {
+      var counts = state.thread === null ? base.ops : base.tops && base.tops[state.thread];
+      if (!counts) return;
+      Object.keys(counts).forEach(function (op) {
+        sum[op] = (sum[op] || 0) + counts[op];
+        any = true;
+      });
+    });
+    return any ? sum : null;
+  }
+
+  function opcodeSection(node) {
+    var counts = opcodesOf(node);
+    if (!counts) return null;
+    var ops = Object.keys(counts).sort(function (a, b) { return counts[b] - counts[a] || a - b; });
+    var total = 0;
+    ops.forEach(function (op) { total += counts[op]; });
+    var box = el("div", { className: "hl-tip-opcodes" });
+    box.appendChild(el("div", { className: "hl-tip-opcodes-title", text: "Bytecode instructions:" }));
+    ops.slice(0, 8).forEach(function (op) {
+      var info = opcodeInfo(op);
+      var share = total > 0 ? (100 * counts[op]) / total : 0;
+      var row = el("div", { className: "hl-tip-opcode" + (info.specialized ? " hl-specialized" : "") });
+      row.appendChild(el("span", { className: "hl-op-name", text: info.name }));
+      if (info.specialized) {
+        row.appendChild(el("span", { className: "hl-op-base", text: " (" + info.base + ")" }));
+        row.appendChild(el("span", { className: "hl-op-badge", text: "SPECIALIZED" }));
+      }
+      row.appendChild(el("span", { className: "hl-op-count", text: " " + fmtInt(counts[op]) + " (" + fmtPct(share, 1) + ")" }));
+      box.appendChild(row);
+    });
+    if (ops.length > 8) box.appendChild(el("div", { className: "hl-tip-row", text: "+" + (ops.length - 8) + " more" }));
+    return box;
+  }
+
   function hideTooltip() {
     ui.tooltip.hidden = true;
     clearNode(ui.tooltip);
@@ -948,7 +1014,8 @@
       var parents = /\((\d+) parents\)$/.exec(fr.funcname);
       if (parents) tip.appendChild(tooltipRow("Awaited by " + parents[1] + " tasks: its samples are shared out among them, each counted once"));
     } else if (fr) {
-      tip.appendChild(el("div", { className: "hl-tip-where", text: fr.funcname === "<GC>" ? "the garbage collector" : "synthetic frame" }));
+      var what = fr.funcname === "<GC>" ? "the garbage collector" : fr.funcname === "<native>" ? "native code (C), no Python frame" : "synthetic frame";
+      tip.appendChild(el("div", { className: "hl-tip-where", text: what }));
     }
     if (node.st === NEW) tip.appendChild(el("span", { className: "hl-tip-badge hl-new", text: "NEW: not in the baseline" }));
     if (node.st === GONE) tip.appendChild(el("span", { className: "hl-tip-badge hl-gone", text: "GONE: only in the baseline" }));
@@ -973,6 +1040,8 @@
         )
       );
     }
+    var opcodeBox = fr ? opcodeSection(node) : null;
+    if (opcodeBox) tip.appendChild(opcodeBox);
     var source = fr ? sourceOf(fr) : [];
     if (source.length) {
       var pre = el("pre", { className: "hl-tip-source" });
