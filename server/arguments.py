@@ -43,6 +43,8 @@ class SamplingArgs:
     gc: bool | None = None
     async_aware: bool | None = None  # asyncio task stacks
     async_mode: str | None = field(default=None, metadata=_meta(choices=ASYNC_MODES))
+    opcodes: bool | None = None  # each frame's instruction (`--opcodes`)
+    native: bool | None = None  # <native> frames for time in C (`--native`)
     output: str | None = None  # also save the run as a --binary file here
 
 

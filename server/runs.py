@@ -63,8 +63,10 @@ class ActiveRun:
             self.session.kill()
             raise CommandFailed(f"the profiler did not start sampling {self.label} within {START_TIMEOUT_S:.0f} s") from None
         assert self.view is not None
-        return {"id": self.view.id, "pid": self.reader.pid, "pythonVersion": self.view.profile.stats.python_version,
-                "asyncAware": self.view.async_aware, "asyncMode": self.async_mode}
+        stats = self.view.profile.stats
+        return {"id": self.view.id, "pid": self.reader.pid, "pythonVersion": stats.python_version,
+                "asyncAware": self.view.async_aware, "asyncMode": self.async_mode,
+                "opcodes": stats.opcodes, "native": stats.native}
 
     def stop(self) -> None:
         self.session.stop()

@@ -17,13 +17,16 @@ class Settings:
     all_threads: bool = False
     async_aware: bool = False  # asyncio task stacks (`--async-aware`)
     async_mode: str = "running"  # `--async-mode`: used with async_aware only
+    opcodes: bool = False  # record each frame's instruction (`--opcodes`)
+    native: bool = False  # <native> frames for time in C code (`--native`)
     inlay_hint_threshold: float = 5.0  # percent of the profile's samples spent on a line (self)
     code_lens: bool = True
     inlay_hints: bool = True
     python_path: str | None = None  # the interpreter a `run` target uses; None = the server's own
 
 
-_FLAGS = {"allThreads": "all_threads", "asyncAware": "async_aware", "codeLens": "code_lens", "inlayHints": "inlay_hints"}
+_FLAGS = {"allThreads": "all_threads", "asyncAware": "async_aware", "codeLens": "code_lens", "inlayHints": "inlay_hints",
+          "opcodes": "opcodes", "native": "native"}
 
 
 def _number(value: Any, low: float, high: float) -> float | None:
