@@ -1,10 +1,15 @@
 // Draws `heatline/heat` on the visible editors: one decoration type per bucket, created once.
 import * as vscode from "vscode";
-import { BUCKETS, HeatBuckets, HeatPayload, LineDecoration, bucketColorId, bucketHeat, forDocument, isCurrent } from "./heat";
+import {
+  BUCKETS, COLUMN_BUCKETS, ColumnDecoration, HeatBuckets, HeatPayload, LineDecoration, bucketColorId, bucketHeat, columnColorId,
+  columnHeat, forDocument, isCurrent,
+} from "./heat";
 
 export class HeatDecorations implements vscode.Disposable {
   private readonly types: vscode.TextEditorDecorationType[] = [];
   private readonly staleType: vscode.TextEditorDecorationType;
+  // where in a hot line its time went (--opcodes): drawn over the line's background
+  private readonly columnTypes: vscode.TextEditorDecorationType[] = [];
   private readonly heat = new Map<string, HeatPayload>();
   private readonly subscriptions: vscode.Disposable[] = [];
   private enabled = true;
@@ -24,6 +29,13 @@ export class HeatDecorations implements vscode.Disposable {
       isWholeLine: true,
       after: { color: new vscode.ThemeColor("heatline.stale"), margin: "0 0 0 2em", fontStyle: "italic" },
     });
+    for (let i = 1; i <= COLUMN_BUCKETS; i++) {
+      this.columnTypes.push(vscode.window.createTextEditorDecorationType({
+        backgroundColor: new vscode.ThemeColor(columnColorId(i)),
+        borderRadius: "2px",
+        fontWeight: i === COLUMN_BUCKETS ? "bold" : undefined,
+      }));
+    }
     this.subscriptions.push(
       vscode.window.onDidChangeVisibleTextEditors((editors) => editors.forEach((e) => this.applyTo(e))),
     );
@@ -75,12 +87,19 @@ export class HeatDecorations implements vscode.Disposable {
         }));
     this.types.forEach((type, i) => editor.setDecorations(type, buckets ? toOptions(buckets.buckets[i]) : []));
     editor.setDecorations(this.staleType, buckets ? toOptions(buckets.stale) : []);
+    const columns = buckets && payload ? columnHeat(payload, editor.document.version) : undefined;
+    const toRanges = (list: ColumnDecoration[]): vscode.DecorationOptions[] =>
+      list
+        .filter((c) => c.line < lineCount)
+        .map((c) => ({ range: new vscode.Range(c.line, c.start, c.line, c.end), hoverMessage: new vscode.MarkdownString(c.hover) }));
+    this.columnTypes.forEach((type, i) => editor.setDecorations(type, columns ? toRanges(columns[i]) : []));
   }
 
   dispose(): void {
     this.subscriptions.forEach((s) => s.dispose());
     this.types.forEach((t) => t.dispose());
     this.staleType.dispose();
+    this.columnTypes.forEach((t) => t.dispose());
   }
 }
 

@@ -197,6 +197,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const asyncAware = c.get<boolean>("asyncAware") === true;
     return {
       rate: c.get<number>("samplingRate"), mode: c.get<string>("mode"), allThreads: c.get<boolean>("allThreads"), asyncAware,
+      opcodes: c.get<boolean>("opcodes") === true, native: c.get<boolean>("native") === true,
       // the mode only with asyncAware: the server refuses it alone, as `heatline run` does
       ...(asyncAware ? { asyncMode: c.get<string>("asyncMode") } : {}),
     };

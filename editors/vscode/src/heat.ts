@@ -2,6 +2,16 @@
 // No runtime imports, so it runs under `node --test` without VS Code.
 
 export const BUCKETS = 8;
+/** Steps of the pieces of a hot line where its time went (--opcodes), by their share of the line. */
+export const COLUMN_BUCKETS = 4;
+
+/** A piece of a line (character offsets in it) holding `pct` percent of the line's samples. */
+export interface HeatColumn {
+  start: number;
+  end: number;
+  samples?: number;
+  pct: number;
+}
 
 export interface HeatLine {
   line: number; // 0-based
@@ -12,13 +22,15 @@ export interface HeatLine {
   stale?: boolean;
   baselineSelfPct?: number | null;
   deltaSelfPct?: number | null;
+  /** where in the line its time went, from the server (--opcodes; fresh hot lines only) */
+  columns?: HeatColumn[];
 }
 
 export interface HeatPayload {
   /** null when no document is open: the notification then only describes the profile */
   uri: string | null;
   version?: number | null;
-  profile?: { id?: string; source?: string; label?: string; totalSamples?: number; capturedSamples?: number; mode?: string; live?: boolean; durationS?: number } | null;
+  profile?: { id?: string; source?: string; label?: string; totalSamples?: number; capturedSamples?: number; mode?: string; live?: boolean; durationS?: number; opcodes?: boolean; native?: boolean } | null;
   stale?: boolean;
   staleReason?: string | null;
   lines: HeatLine[];
@@ -110,4 +122,40 @@ export function bucketAlpha(i: number, buckets = BUCKETS): number {
 
 export function bucketColorId(i: number): string {
   return `heatline.heat${i}`;
+}
+
+export interface ColumnDecoration {
+  line: number;
+  start: number; // character offsets in the line, as the server sent them
+  end: number;
+  hover: string;
+}
+
+/** The step (1..buckets) of a piece holding `pct` percent of its line's samples. */
+export function columnBucketOf(pct: number, buckets = COLUMN_BUCKETS): number {
+  const v = typeof pct === "number" && isFinite(pct) ? pct : 0;
+  return Math.max(1, Math.min(buckets, Math.ceil((v / 100) * buckets - 1e-9)));
+}
+
+/**
+ * The server's column pieces (where in each hot line its time went) by step, drawn as they
+ * come; none on stale lines or for heat older than the document.
+ */
+export function columnHeat(payload: HeatPayload, documentVersion?: number, buckets = COLUMN_BUCKETS): ColumnDecoration[][] | undefined {
+  if (!isCurrent(payload.version, documentVersion)) return undefined;
+  const out: ColumnDecoration[][] = Array.from({ length: buckets }, () => []);
+  if (payload.stale) return out;
+  for (const l of Array.isArray(payload.lines) ? payload.lines : []) {
+    if (l.stale || typeof l.line !== "number" || l.line < 0 || !Array.isArray(l.columns)) continue;
+    for (const c of l.columns) {
+      if (typeof c.start !== "number" || typeof c.end !== "number" || c.start < 0 || !(c.end > c.start)) continue;
+      const hover = `**heatline** — ${pct(c.pct)} of this line's samples here`;
+      out[columnBucketOf(c.pct, buckets) - 1].push({ line: l.line, start: c.start, end: c.end, hover });
+    }
+  }
+  return out;
+}
+
+export function columnColorId(i: number): string {
+  return `heatline.column${i}`;
 }
