@@ -115,7 +115,14 @@ class AsyncStacks:
         self._next_try = 0.0
         self._turns: dict[int, int] = {}  # task awaited by several -> how often it was shown
         self._truncated = False  # a reading of the task list stopped at MAX_TASKS
+        self.opcodes = False  # --opcodes, for the reader's coroutine frames (`record_opcodes`)
         self._reader_or_none()
+
+    def record_opcodes(self) -> None:
+        """--opcodes: suspended coroutines' frames carry the instruction they stopped at too."""
+        self.opcodes = True
+        if self._reader is not None:
+            self._reader.opcodes = True
 
     def walker_for(self, *args, **kwargs) -> RecordingChunkWalker:
         """The unwinder's chunk walker (its arguments), one that can locate coroutine frames."""
@@ -126,6 +133,7 @@ class AsyncStacks:
         if self._reader is None and time.monotonic() >= self._next_try:
             try:
                 self._reader = AsyncTaskReader(self.pid, self.memory, self.runtime, self.codes)
+                self._reader.opcodes = self.opcodes
             except AsyncNotLoadedError:
                 # No task can run until it is: look again later. Other refusals are final.
                 self._next_try = time.monotonic() + READER_RETRY_S

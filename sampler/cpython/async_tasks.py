@@ -195,6 +195,7 @@ class AsyncTaskReader:
         if traits.awaiting_state is None and not traits.await_resume_opcodes:
             raise AsyncUnavailableError(version, "no rule for telling an await from a plain yield")
         self.codes = codes or CodeCache(memory, runtime)
+        self.opcodes = False  # --opcodes: a suspended coroutine's frame names its instruction too
         self.coro_type = _symbol(pid, runtime, "PyCoro_Type")
         self.long_type = _symbol(pid, runtime, "PyLong_Type")
         if not self.coro_type:
@@ -507,7 +508,8 @@ class AsyncTaskReader:
             inside = slot - coro
             whole = 0 <= inside <= len(buf) - 8
             awaited = (u64(buf, inside)[0] if whole else self._u64(slot)) & tag_mask
-        return [info.frame_at(max(ip - info.code_start, 0)), frame_state, awaited, None], whole
+        opcode = self._read(ip, 1)[0] if self.opcodes else -1
+        return [info.frame_at(max(ip - info.code_start, 0), opcode), frame_state, awaited, None], whole
 
     def _coroutine_bytes(self, obj: int) -> bytes | None:
         """The head of a coroutine object (its frame and first stack slots) in one read; None

@@ -1,7 +1,7 @@
 """Reading code objects and strings out of the target, with the caches that keep a sample cheap.
 
 A code object is read once (its header, name, filename and line table); afterwards a frame costs
-only a dictionary look-up of (code address, instruction offset). Without a generation counter
+only a dictionary look-up of (code address, instruction offset, opcode). Without a generation counter
 (before 3.14) a freed code object's address can be reused, so entries are re-checked against the
 target at most once per `epoch` (about a second) by comparing their header's pointers.
 """
@@ -44,18 +44,23 @@ class CodeInfo:
         self.filename = filename
         self.name = name
         self.table = table
-        self.code_start = code_start  # remote address of the first instruction
+        # remote address of the first instruction byte: co_code_adaptive (3.11+), the co_code
+        # bytes' data (3.9/3.10); 0 when unknown
+        self.code_start = code_start
         self.fingerprint = fingerprint
         self.epoch = epoch
         self.memo: dict[int, Frame] = {}
 
-    def frame_at(self, byte_offset: int) -> Frame:
-        frame = self.memo.get(byte_offset)
+    def frame_at(self, byte_offset: int, opcode: int = -1) -> Frame:
+        """The frame at instruction `byte_offset`, executing `opcode` (-1: not recorded)."""
+        # One int key per (offset, opcode): opcode + 1 fits in 9 bits, whatever the offset's sign.
+        key = (byte_offset << 9) | (opcode + 1)
+        frame = self.memo.get(key)
         if frame is None:
             loc = self.table.locate(byte_offset)
-            frame = Frame(self.filename, self.name, loc.lineno, loc.end_lineno, loc.col, loc.end_col)
+            frame = Frame(self.filename, self.name, loc.lineno, loc.end_lineno, loc.col, loc.end_col, opcode)
             if len(self.memo) < MAX_MEMO:
-                self.memo[byte_offset] = frame
+                self.memo[key] = frame
         return frame
 
 
@@ -119,6 +124,7 @@ class CodeCache:
         self.firstlineno = L["code.firstlineno"]
         self.linetable = L["code.linetable"]
         self.code_adaptive = L.get("code.code_adaptive")
+        self.code_bytes = L.get("code.code")  # 3.9/3.10: co_code, a bytes object
         self.code_type = runtime.code_type_addr
         self.parse = PARSERS[t.linetable]
         self.shim_codes = t.shim_codes
@@ -152,7 +158,13 @@ class CodeCache:
         filename = self.strings.read_str(fn_ptr)
         name = self.strings.read_str(name_ptr)
         table = self.parse(self.strings.read_bytes(lt_ptr), first)
-        code_start = addr + self.code_adaptive if self.code_adaptive is not None else 0
+        if self.code_adaptive is not None:
+            code_start = addr + self.code_adaptive
+        elif self.code_bytes is not None:
+            co_code = U64.unpack_from(head, self.code_bytes)[0]
+            code_start = co_code + self.strings.bytes_data if co_code else 0
+        else:
+            code_start = 0
         info = CodeInfo(
             filename, name, table, code_start, fingerprint, self.epoch, (filename, name) in self.shim_codes
         )

@@ -11,7 +11,7 @@ from typing import Callable
 
 from sampler.cpython.stack_chunks import MAX_DEPTH, TRUNCATED_FRAME, StackWalker, TornStack
 from sampler.errors import ReadError
-from sampler.model import Frame
+from sampler.model import NATIVE_FRAME, Frame
 from sampler.target.memory import I32, U64
 
 u64 = U64.unpack_from
@@ -53,10 +53,11 @@ class FrameObjectWalker(StackWalker):
         walked: Walked = []
         seen: set[int] = set()
         head = b""
+        leaf_call = False
         while f:
             if len(frames) >= MAX_DEPTH:
                 # Cut, not torn: the kept frames are checked by the caller as any walk's are.
-                return tuple(frames) + (TRUNCATED_FRAME,), head, walked
+                return (NATIVE_FRAME,) * leaf_call + tuple(frames) + (TRUNCATED_FRAME,), head, walked
             if f in seen:
                 # A live chain never comes back to a frame: a loop is a torn read, never cut.
                 raise TornStack("the frame chain loops: the stack changed")
@@ -79,8 +80,19 @@ class FrameObjectWalker(StackWalker):
             lasti = i32(fb, lasti_off)[0]
             if lasti < 0 and frames:
                 raise TornStack("a frame with callees has not started: the stack changed")
-            frames.append(info.frame_at(lasti * scale if lasti >= 0 else -1))
+            offset = lasti * scale if lasti >= 0 else -1
+            # f_lasti is the instruction being executed (a caller's: its call); 3.9 counts it in
+            # bytes, 3.10 in code units (scale), so `offset` is in bytes either way.
+            opcode = -1
+            if (self.opcodes or (self.native and not frames)) and offset >= 0 and info.code_start:
+                opcode = self.opcode_at(info.code_start + offset)
+                if not frames:
+                    leaf_call = self.leaf_calls(opcode)
+            frames.append(info.frame_at(offset, opcode if self.opcodes else -1))
             f = u64(fb, prev_off)[0]
+        # No entry frames before 3.11: only the leaf rule places <native> here.
+        if leaf_call:
+            frames.insert(0, NATIVE_FRAME)
         return tuple(frames), head, walked
 
     def unchanged(self, walked: Walked) -> bool:

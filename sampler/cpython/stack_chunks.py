@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Callable
 
 from sampler.cpython.code_objects import CodeCache
-from sampler.cpython.versions import TRAITS, VersionTraits
+from sampler.cpython.opcodes import OpcodeTable
+from sampler.cpython.versions import ENTRY_SHIM, TRAITS, VersionTraits
 from sampler.errors import ReadError
-from sampler.model import SYNTHETIC_FILENAME, Frame
+from sampler.model import NATIVE_FRAME, SYNTHETIC_FILENAME, Frame
 from sampler.target.memory import U64, RemoteMemory
 
 # A stack deeper than this keeps its innermost MAX_DEPTH frames and ends in TRUNCATED_FRAME: the
@@ -78,8 +79,21 @@ def check_bottom(chunks: Chunks, lowest: int, previous_off: int = CHUNK_PREVIOUS
     raise TornStack("the frame chain stops above the bottom of the data stack: the stack changed")
 
 
+def _native_below(frames: list[Frame]) -> None:
+    """An entry frame: C called into the Python frames above it. One `<native>` stands for it,
+    under a Python frame (a leading entry frame is C the thread returns into, not a caller) and
+    never twice in a row (3.14+'s bottom sentinel sits right under the root entry frame)."""
+    if frames and frames[-1] is not NATIVE_FRAME:
+        frames.append(NATIVE_FRAME)
+
+
 class StackWalker:
-    """What both walks read with; `attempt` is the one walk of a retry loop."""
+    """What both walks read with; `attempt` is the one walk of a retry loop.
+
+    `record(opcodes, native, table)` asks for more than lines: each frame's instruction byte
+    (--opcodes) and `<native>` frames where the thread is in C (--native, docs/internals.md
+    "Opcodes and <native> frames"): where C called into Python (the walk's entry frames) and on
+    top of a leaf frame that is executing a call (`OpcodeTable.is_call`)."""
 
     def __init__(
         self, memory: RemoteMemory, layout: dict[str, int], traits: VersionTraits, codes: CodeCache, frame_read: int
@@ -89,6 +103,26 @@ class StackWalker:
         self.t = traits
         self.codes = codes
         self.frame_read = frame_read  # bytes read of each frame: its header fields the walk uses
+        self.opcodes = False
+        self.native = False
+        self.table: OpcodeTable | None = None
+
+    def record(self, opcodes: bool, native: bool, table: OpcodeTable) -> None:
+        """Record each frame's opcode and/or `<native>` frames, naming opcodes with `table`."""
+        self.opcodes, self.native, self.table = opcodes, native, table
+
+    def opcode_at(self, address: int) -> int:
+        """The instruction byte at `address`: one small read of the code the frame runs, taken
+        after the stack copy (the leaf may have moved on meanwhile, as with any profiler)."""
+        try:
+            return self.memory.read(address, 1)[0]
+        except ReadError as exc:
+            # code freed with its frame: the stack moved on
+            raise TornStack(f"{exc}: the stack changed") from None
+
+    def leaf_calls(self, opcode: int) -> bool:
+        """Whether a leaf frame executing `opcode` is inside the (C) function it called."""
+        return self.native and self.table is not None and opcode >= 0 and self.table.is_call(opcode)
 
     def attempt(
         self, tstate: int, tbuf: bytes, top: int, fresh: bool, guard: Callable[[], bool] | None
@@ -117,6 +151,8 @@ class ChunkWalker(StackWalker):
         self.top_frame = top_frame
         self.previous_off, self.top_off, self.data_off = chunk_header(layout)
         self.min_bytes = traits.chunk_min_bytes
+        self._leaf_call = False  # the last walk's leaf frame is executing a call (--native)
+        self._entry_flag = layout.get("frame.is_entry") if traits.entry_flag else None
 
     def attempt(
         self, tstate: int, tbuf: bytes, top: int, fresh: bool, guard: Callable[[], bool] | None
@@ -142,6 +178,10 @@ class ChunkWalker(StackWalker):
         # met frames half-built or half-cleared.
         if not settled:
             return None
+        # The leaf rule, for the stack as walked only: a stack cut to where the top returned
+        # has a caller for leaf, past its call by now.
+        if settled is frames and self._leaf_call:
+            settled = (NATIVE_FRAME,) + settled
         # A stack cut down to where the top returned is the stack after the guard's last
         # look, which the guard does not vouch for (the handler may have returned): look again.
         if guard is not None and settled is not frames:
@@ -203,6 +243,8 @@ class ChunkWalker(StackWalker):
         frames: list[Frame] = []
         starts: dict[int, int] = {}
         lowest = 0  # the last walked frame that lies in the data-stack copy
+        native, want_opcodes, entry_flag = self.native, self.opcodes, self._entry_flag
+        self._leaf_call = False
         while f:
             if f in starts:
                 # A live chain never comes back to a frame: a loop is a torn read, never cut.
@@ -235,6 +277,9 @@ class ChunkWalker(StackWalker):
             prev = u64(fb, base + prev_off)[0]
             owner = fb[base + owner_off]
             if owner in skip:
+                # An entry frame (C called the eval loop here) or the bottom sentinel (3.14+).
+                if native:
+                    _native_below(frames)
                 f = prev
                 continue
             code = u64(fb, base + code_off)[0] & mask
@@ -247,16 +292,19 @@ class ChunkWalker(StackWalker):
                 # a code pointer from a frame caught half-built, or one whose code was freed
                 raise TornStack(f"{exc}: the stack changed") from None
             if info.is_shim:
+                if native and (info.filename, info.name) == ENTRY_SHIM:
+                    _native_below(frames)  # 3.12's entry frame, caught before its owner was set
                 f = prev
                 continue
-            offset = u64(fb, base + ip_off)[0] - info.code_start
+            ip = u64(fb, base + ip_off)[0]
+            offset = ip - info.code_start
             # A frame that called another must be past its first instruction (RESUME); one
             # that is not was pushed after our copy's top frame, i.e. the copy is torn.
             if frames and offset <= 0:
                 raise TornStack(
                     f"{info.name} has not started yet calls {frames[-1].funcname}: the stack changed"
                 )
-            if len(frames) == MAX_DEPTH:
+            if len(frames) >= MAX_DEPTH:  # >=: a 3.11 entry frame adds two at once
                 # Cut below the innermost MAX_DEPTH frames (this one, their caller, was checked
                 # above). The chain goes on, so it cannot be one that stops above the bottom of
                 # the data stack: the bottom check has nothing to say about a cut walk. Frames
@@ -264,7 +312,16 @@ class ChunkWalker(StackWalker):
                 # unwound every kept frame, and `settle` must not report the marker alone.
                 kept = {addr: i for addr, i in starts.items() if i < MAX_DEPTH}
                 return tuple(frames) + (TRUNCATED_FRAME,), kept
-            frames.append(info.frame_at(offset))
+            # 3.11/3.12's prev_instr and 3.13+'s instr_ptr both point at the instruction the
+            # frame is executing (a caller's: its call), whose first byte is the opcode.
+            opcode = -1
+            if want_opcodes or (native and not frames):
+                opcode = self.opcode_at(ip)
+                if not frames:
+                    self._leaf_call = self.leaf_calls(opcode)
+            frames.append(info.frame_at(offset, opcode if want_opcodes else -1))
+            if native and entry_flag is not None and fb[base + entry_flag]:
+                frames.append(NATIVE_FRAME)  # 3.11: this frame was entered from C, its caller
             f = prev
         check_bottom(chunks, lowest, self.previous_off, self.data_off)
         return tuple(frames), starts

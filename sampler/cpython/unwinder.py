@@ -41,6 +41,7 @@ from sampler.model import (
     HAS_EXCEPTION,
     HAS_GIL,
     MAIN_THREAD,
+    NATIVE_FRAME,
     ON_CPU,
     UNKNOWN,
     Frame,
@@ -88,11 +89,15 @@ class Unwinder:
         gc: bool = True,
         memory: RemoteMemory | None = None,
         async_mode: str | None = None,
+        opcodes: bool = False,
+        native: bool = False,
     ) -> None:
         self.pid = pid
         self.all_threads = all_threads
         self.mode = mode
         self.gc = gc
+        self.opcodes = opcodes  # --opcodes: Frame.opcode on every frame
+        self.native = native  # --native: <native> frames where the thread is in C
         self.memory = memory or RemoteMemory(pid)
         self.runtime: Runtime = locate_runtime(pid, self.memory)
         self.codes = CodeCache(self.memory, self.runtime)
@@ -112,6 +117,12 @@ class Unwinder:
         else:
             make = ChunkWalker if self.tasks is None else self.tasks.walker_for
             self._walker = make(self.memory, self.L, self.t, self.codes, self.frame_read, self._top_frame)
+        if opcodes or native:
+            from sampler.cpython.opcodes import opcode_table
+
+            self._walker.record(opcodes, native, opcode_table(self.runtime.version_string))
+            if opcodes and self.tasks is not None:
+                self.tasks.record_opcodes()
         self._epoch_started = time.monotonic()
         self._generation = -1
 
@@ -267,7 +278,9 @@ class Unwinder:
             s = out[idx]
             # No Python frames (e.g. the collections of interpreter shutdown): nothing to blame.
             if s.frames:
-                out[idx] = s._replace(frames=(GC_FRAME,) + s.frames)
+                # The collection is what the thread does in C: it replaces a <native> leaf.
+                below = s.frames[1:] if s.frames[0] == NATIVE_FRAME else s.frames
+                out[idx] = s._replace(frames=(GC_FRAME,) + below)
 
     def _sample_tasks(self, interp: int, ibuf: bytes, interp_id: int, holder: int, main_tstate: int,
                       out: list[ThreadSample]) -> None:

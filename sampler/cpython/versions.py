@@ -40,6 +40,9 @@ class VersionTraits:
     # older chunk is read this much at once. A macro (in pystate.c before 3.14), so it is not in
     # the header-generated tables.
     chunk_min_bytes: int = 16 << 10
+    # 3.11: a frame entered from C (by a call of the eval loop) says so in `frame.is_entry`;
+    # later versions push an entry frame of their own there (owned by the C stack/interpreter).
+    entry_flag: bool = False
     # Offsets the debug table does not carry; used only when a key is missing.
     supplement: dict[str, int] = field(default_factory=dict)
 
@@ -62,11 +65,13 @@ NEIGHBOUR_SINCE: dict[str, tuple[int, int]] = {"tstate.holds_gil": (3, 14)}
 # Python frame (seen on 3.13.0, 3.14.10 and 3.15.2) and sits at its first instruction while
 # __init__ runs, so it must be recognised by its code, not by its owner or progress.
 _INIT_SHIM = frozenset({("__init__", "__init__")})
+# The code 3.12's C-stack entry frames run: such a frame marks where C called into Python.
+ENTRY_SHIM = ("<shim>", "<interpreter trampoline>")
 
 TRAITS: dict[tuple[int, int], VersionTraits] = {
     (3, 9): VersionTraits("object", "lnotab", 1, "tstate.frame", gil="runtime", qualname=False),
     (3, 10): VersionTraits("object", "linetable310", 2, "tstate.frame", gil="runtime", qualname=False),
-    (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime"),
+    (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime", entry_flag=True),
     # 3.12's C-stack entry frames run the interpreter's "<interpreter trampoline>" code (file
     # "<shim>"). They are owned by the C stack (3), but one caught while the eval loop is still
     # filling it in has its code set and its owner not yet: it is known by its code then.
@@ -75,7 +80,7 @@ TRAITS: dict[tuple[int, int], VersionTraits] = {
         "locations311",
         frame_root="cframe",
         skip_owners=frozenset({3}),
-        shim_codes=frozenset({("<shim>", "<interpreter trampoline>")}),
+        shim_codes=frozenset({ENTRY_SHIM}),
     ),
     # 3.13 runs `cls()` with a thread-owned "init cleanup" shim frame below `__init__`.
     (3, 13): VersionTraits("interp", "locations311", skip_owners=frozenset({3}), shim_codes=_INIT_SHIM),
