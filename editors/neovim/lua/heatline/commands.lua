@@ -25,8 +25,22 @@ local function async_note(profile)
   return (type(mode) == 'string') and (', async (' .. mode .. ')') or ', async'
 end
 
-local function with_async(params)
-  return vim.tbl_extend('force', params, config.async_args())
+local function with_options(params)
+  return vim.tbl_extend('force', params, config.async_args(), config.capture_args())
+end
+
+--- ", opcodes, native" for what a profile description says it captured, '' otherwise.
+local function capture_note(profile)
+  if type(profile) ~= 'table' then
+    return ''
+  end
+  local out = ''
+  for _, name in ipairs({ 'opcodes', 'native' }) do
+    if profile[name] == true then
+      out = out .. ', ' .. name
+    end
+  end
+  return out
 end
 
 M.subcommands = {}
@@ -41,19 +55,19 @@ M.subcommands.run = function(args)
     notify('the buffer has unsaved changes: profiling the file as saved (heat will be stale)',
       vim.log.levels.WARN)
   end
-  local params = with_async({ script = file, args = args, cwd = vim.fn.getcwd() })
+  local params = with_options({ script = file, args = args, cwd = vim.fn.getcwd() })
   client.exec('heatline.run', params, function(result)
     result = type(result) == 'table' and result or {}
-    notify(string.format('profiling %s (pid %s, Python %s%s)', vim.fn.fnamemodify(file, ':t'),
-      tostring(result.pid or '?'), tostring(result.pythonVersion or '?'), async_note(result)))
+    notify(string.format('profiling %s (pid %s, Python %s%s%s)', vim.fn.fnamemodify(file, ':t'),
+      tostring(result.pid or '?'), tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
   end)
 end
 
 local function attach(pid)
-  client.exec('heatline.attach', with_async({ pid = pid }), function(result)
+  client.exec('heatline.attach', with_options({ pid = pid }), function(result)
     result = type(result) == 'table' and result or {}
-    notify(string.format('attached to pid %s (Python %s%s)', tostring(result.pid or pid),
-      tostring(result.pythonVersion or '?'), async_note(result)))
+    notify(string.format('attached to pid %s (Python %s%s%s)', tostring(result.pid or pid),
+      tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
   end)
 end
 
@@ -85,6 +99,27 @@ M.subcommands.async = function(args)
     end
   end)
 end
+
+--- :Heatline opcodes|native [on|off]: switch a capture flag for the next run or attach
+--- (without an argument: flip it).
+local function capture_switch(name, flag)
+  return function(args)
+    local choice = args[1]
+    local on
+    if choice == nil then
+      on = not config.options[name]
+    elseif choice == 'on' or choice == 'off' then
+      on = choice == 'on'
+    else
+      return notify(name .. ': not on or off: ' .. tostring(choice), vim.log.levels.ERROR)
+    end
+    config.options[name] = on
+    notify(flag .. ' for the next run or attach: ' .. (on and 'on' or 'off'))
+  end
+end
+
+M.subcommands.opcodes = capture_switch('opcodes', '--opcodes')
+M.subcommands.native = capture_switch('native', '--native')
 
 M.subcommands.attach = function(args)
   if args[1] then
@@ -170,9 +205,9 @@ M.subcommands.status = function()
     local parts = {}
     local profile = result.profile
     if type(profile) == 'table' then
-      table.insert(parts, string.format('profile %s (%s, %s samples, %s%s)', tostring(profile.label or profile.id or '?'),
+      table.insert(parts, string.format('profile %s (%s, %s samples, %s%s%s)', tostring(profile.label or profile.id or '?'),
         tostring(profile.source or '?'), tostring(profile.capturedSamples or profile.totalSamples or '?'), tostring(profile.mode or '?'),
-        async_note(profile)))
+        async_note(profile), capture_note(profile)))
     else
       table.insert(parts, 'no profile')
     end
@@ -225,6 +260,11 @@ function M.complete(arglead, cmdline, _)
   local sub = words[2]
   if file_args[sub] then
     return vim.fn.getcompletion(arglead, 'file')
+  end
+  if sub == 'opcodes' or sub == 'native' then
+    return vim.tbl_filter(function(n)
+      return vim.startswith(n, arglead)
+    end, { 'on', 'off' })
   end
   if sub == 'async' then
     return vim.tbl_filter(function(n)

@@ -23,6 +23,10 @@ M.defaults = {
   -- asyncio code as tasks (see :help heatline-async): off, or one of M.async_modes.
   async_aware = false,
   async_mode = 'running',
+  -- Record each frame's instruction (--opcodes: hovers name a line's instructions, hot lines
+  -- show where in them the time went) and time in C code as <native> (--native).
+  opcodes = false,
+  native = false,
   -- Interpreter heatline.run uses (nil: the server's own).
   python = nil,
   -- Lines whose self or total share (percent) reaches this get end-of-line text / inlay hints.
@@ -32,6 +36,8 @@ M.defaults = {
     dark = { '#2b2222', '#8c2a1c' },
     light = { '#fbf0ec', '#f0907a' },
     stale = { dark = '#33333d', light = '#e4e4ec' },
+    -- {coolest, hottest} of the pieces of a line where its time went (--opcodes)
+    columns = { dark = { '#6b2c22', '#d2492c' }, light = { '#f6c2b2', '#e0603f' } },
   },
   -- Number of gradient steps (highlight groups HeatlineHeat1..N).
   steps = 8,
@@ -39,6 +45,7 @@ M.defaults = {
     line_highlight = true,
     virtual_text = true,
     sign = false,
+    columns = true, -- with --opcodes: where in a hot line its time went
     code_lens = true,
     inlay_hints = false, -- the end-of-line text already shows the same numbers
   },
@@ -84,6 +91,12 @@ function M.async_args()
   return { asyncAware = false }
 end
 
+--- The capture flags :Heatline run and attach send, as the options are now (:Heatline opcodes
+--- and :Heatline native change them without restarting the server).
+function M.capture_args()
+  return { opcodes = M.options.opcodes == true, native = M.options.native == true }
+end
+
 --- The `heatline` section served to workspace/configuration.
 function M.lsp_settings()
   local o = M.options
@@ -93,6 +106,8 @@ function M.lsp_settings()
     allThreads = o.all_threads,
     asyncAware = o.async_aware,
     asyncMode = o.async_mode,
+    opcodes = o.opcodes,
+    native = o.native,
     inlayHintThreshold = o.threshold,
     codeLens = o.renderers.code_lens,
     inlayHints = o.renderers.inlay_hints,

@@ -115,7 +115,8 @@ function M.on_heat(params, ctx)
     return
   end
   M.last = params
-  render.update(bufnr, params)
+  local client = ctx and ctx.client_id and vim.lsp.get_client_by_id(ctx.client_id)
+  render.update(bufnr, params, client and client.offset_encoding or nil)
   if params.profile ~= nil and params.profile ~= vim.NIL then
     refresh_lenses(bufnr, ctx and ctx.client_id)
   end

@@ -1,12 +1,18 @@
 -- Heat drawn with extmarks in the "heatline" namespace: a background gradient per hot line,
--- end-of-line text (self · total, Δ against a baseline) and an optional sign.
+-- end-of-line text (self · total, Δ against a baseline) and an optional sign; with --opcodes,
+-- the pieces of hot lines where their time went, in "heatline.columns".
 local config = require('heatline.config')
 
 local M = {}
 
 M.ns = vim.api.nvim_create_namespace('heatline')
+-- Where within a line its time went (--opcodes): ranges of their own, so their marks' ids never
+-- meet the line marks' (a line's mark id is its row + 1).
+M.columns_ns = vim.api.nvim_create_namespace('heatline.columns')
+M.COLUMN_STEPS = 4
 M.heat = {} -- bufnr -> last heat notification params (kept while hidden, for :Heatline toggle)
 M.ids = {} -- bufnr -> { [extmark id] = true } currently placed
+M.encodings = {} -- bufnr -> the client's position encoding ('utf-16', ...): the unit of columns
 M.visible = true
 
 local defined = {} -- highlight group -> attributes we last set
@@ -52,6 +58,12 @@ function M.define_highlights()
     local colour = mix(ends[1], ends[2], t)
     set_hl('HeatlineHeat' .. i, { bg = colour })
     set_hl('HeatlineSign' .. i, { fg = mix(ends[1], ends[2], math.min(1, 0.35 + t)) })
+  end
+  local columns = (opts.colours or {}).columns or config.defaults.colours.columns
+  local col_ends = columns[light and 'light' or 'dark'] or config.defaults.colours.columns.dark
+  for i = 1, M.COLUMN_STEPS do
+    local t = (i - 1) / (M.COLUMN_STEPS - 1)
+    set_hl('HeatlineColumn' .. i, { bg = mix(col_ends[1], col_ends[2], t), bold = i == M.COLUMN_STEPS or nil })
   end
   local stale = (opts.colours or {}).stale or config.defaults.colours.stale
   set_hl('HeatlineStale', { bg = stale[light and 'light' or 'dark'] })
@@ -121,6 +133,51 @@ local function mark_opts(entry, heat, line_count)
   return shown and line or nil, mark
 end
 
+--- Step (1..COLUMN_STEPS) of a piece of a line holding `pct` percent of the line's samples.
+function M.column_bucket(pct)
+  pct = tonumber(pct) or 0
+  return math.max(1, math.min(M.COLUMN_STEPS, math.ceil(M.COLUMN_STEPS * pct / 100 - 1e-9)))
+end
+
+--- The byte column of LSP character offset `units` in `text` (the server counts in the
+--- client's position encoding; extmarks count bytes).
+function M.byte_col(text, units, encoding)
+  units = math.max(0, math.floor(tonumber(units) or 0))
+  if encoding == 'utf-8' or not text:find('[\128-\255]') then
+    return math.min(units, #text)
+  end
+  local ok, col = pcall(vim.str_byteindex, text, encoding or 'utf-16', units, false) -- 0.11+
+  if not ok or type(col) ~= 'number' then
+    ok, col = pcall(vim.str_byteindex, text, units, encoding ~= 'utf-32') -- 0.10
+  end
+  return (ok and type(col) == 'number') and math.min(col, #text) or math.min(units, #text)
+end
+
+--- Marks of the pieces of hot lines where their time went (the server's `columns`): fresh
+--- lines only; all replaced on each draw.
+local function draw_columns(bufnr, heat)
+  pcall(vim.api.nvim_buf_clear_namespace, bufnr, M.columns_ns, 0, -1)
+  if (config.get().renderers or {}).columns == false or heat.stale == true then
+    return
+  end
+  local line_count = vim.api.nvim_buf_line_count(bufnr)
+  local encoding = M.encodings[bufnr]
+  for _, entry in ipairs(heat.lines or {}) do
+    local line = tonumber(entry.line)
+    if type(entry.columns) == 'table' and entry.stale ~= true and line and line >= 0 and line < line_count then
+      local text = vim.api.nvim_buf_get_lines(bufnr, line, line + 1, false)[1] or ''
+      for _, c in ipairs(entry.columns) do
+        local first, last = M.byte_col(text, c.start, encoding), M.byte_col(text, c['end'], encoding)
+        if last > first then
+          pcall(vim.api.nvim_buf_set_extmark, bufnr, M.columns_ns, line, first, {
+            end_col = last, hl_group = 'HeatlineColumn' .. M.column_bucket(c.pct), priority = 30,
+          })
+        end
+      end
+    end
+  end
+end
+
 --- Draw `heat` in `bufnr`: new marks are placed (moving those with the same id) before the
 --- ones no longer wanted are deleted, so live updates never blink.
 function M.draw(bufnr, heat)
@@ -145,17 +202,21 @@ function M.draw(bufnr, heat)
     end
   end
   M.ids[bufnr] = new
+  draw_columns(bufnr, heat)
 end
 
 function M.clear(bufnr)
   if vim.api.nvim_buf_is_valid(bufnr) then
     pcall(vim.api.nvim_buf_clear_namespace, bufnr, M.ns, 0, -1)
+    pcall(vim.api.nvim_buf_clear_namespace, bufnr, M.columns_ns, 0, -1)
   end
   M.ids[bufnr] = nil
 end
 
---- Remember and (if visible) show a heat notification; a null profile clears.
-function M.update(bufnr, heat)
+--- Remember and (if visible) show a heat notification; a null profile clears. `encoding` is
+--- the client's position encoding (the unit of the columns).
+function M.update(bufnr, heat, encoding)
+  M.encodings[bufnr] = encoding or M.encodings[bufnr]
   if heat.profile == nil or heat.profile == vim.NIL then
     M.heat[bufnr] = nil
     M.clear(bufnr)
@@ -169,6 +230,7 @@ end
 
 function M.forget(bufnr)
   M.heat[bufnr] = nil
+  M.encodings[bufnr] = nil
   M.clear(bufnr)
 end
 
