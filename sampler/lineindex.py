@@ -16,7 +16,12 @@ recurs in it (so no share exceeds 100%):
   file, self and total; synthetic frames (`<GC>`, filename `~`) are no file and no line, but are
   functions and spots;
 - the weight of stacks whose leaf is synthetic, per name; the files whose `<module>` frame is a
-  stack's root (scripts).
+  stack's root (scripts);
+- per line, the stacks whose leaf is a `<native>` frame right inside that line's frame (--native:
+  the line called C code and the thread was in it);
+- per line, once the profile holds instructions (--opcodes, `Frame.opcode`): samples per
+  instruction and per column span, over every frame of a stack at that line (Tachyon's heatmap
+  counts the same way), each (line, instruction) and (line, span) once per stack.
 
 Views that group spots by what only a reader knows (the def a line belongs to in the text an
 editor holds, a call's anchor in a page) are computed on demand from the kept stacks, restricted
@@ -28,17 +33,32 @@ from __future__ import annotations
 
 from typing import Callable, Hashable, Iterable, Iterator, NamedTuple
 
-from .model import SYNTHETIC_FILENAME, Frame, Profile, ProfileDelta
+from .model import NATIVE_FRAME, SYNTHETIC_FILENAME, Frame, Profile, ProfileDelta
 
 Spot = tuple[str, int, str]  # (filename, lineno, funcname): Frame.key()
 StackItem = tuple[int, tuple[Frame, ...], int]  # (thread id, frames leaf first, weight)
 
 _NONE = -1  # id of "no line" / "no file" (synthetic frames, lineno <= 0)
+_NATIVE_SPOT = NATIVE_FRAME.key()
 
 
 class Heat(NamedTuple):
     self_samples: int  # stacks with it as the leaf
     total_samples: int  # stacks with it anywhere, once per stack
+
+
+Span = tuple[int, int, int]  # (end_lineno, col, end_col) of an instruction, -1 where unknown
+
+
+class OpcodeHeat(NamedTuple):
+    opcode: int  # the byte the target executed (maybe specialized): sampler.cpython.opcodes names it
+    samples: int  # stacks with it at the line
+    spans: tuple[Span, ...]  # the column spans it was seen at, sorted
+
+
+class SpanHeat(NamedTuple):
+    span: Span
+    samples: int  # stacks with an instruction of this span at the line
 
 
 class FunctionStats(NamedTuple):
@@ -108,6 +128,15 @@ class LineIndex:
         self._pair_leaf: list[int] = []
         self._stack_pairs: dict[tuple[int, ...], tuple[int, ...]] | None = None
         self.synthetic_leaves: dict[str, int] = {}  # weight of stacks whose leaf is <GC> and co
+        self._line_native: list[int] = []  # per line: stacks with a <native> leaf right inside it
+        self._native_spot = _NONE
+        # Instructions (--opcodes): counted from frames, not spots (a spot drops them). Per frame,
+        # its (line id, opcode, span) or None; per line id, opcode -> [samples, spans] and
+        # span -> samples. Stay empty, and cost a flag check per stack, without opcodes.
+        self.has_opcodes = False
+        self._frame_op: dict[Frame, tuple[int, int, Span] | None] = {}
+        self._line_ops: dict[int, dict[int, list]] = {}
+        self._line_spans: dict[int, dict[Span, int]] = {}
         self.script_files: dict[str, None] = {}  # files whose <module> is a stack's root (a set)
         self._source_frames: list[Frame] = []  # the frames of the profile `apply` is fed from
         self._source_spots: list[int] = []  # their spots, by that profile's frame id
@@ -130,9 +159,12 @@ class LineIndex:
             for _tid, frames, weight in stacks:
                 if frames and weight > 0:
                     try:
-                        yield tuple(map(spot_of.__getitem__, frames)), weight
+                        stack = tuple(map(spot_of.__getitem__, frames))
                     except KeyError:
-                        yield tuple(map(intern, frames)), weight
+                        stack = tuple(map(intern, frames))
+                    if self.has_opcodes:
+                        self._count_opcodes(frames, weight)
+                    yield stack, weight
 
         self._count(spots())
 
@@ -155,6 +187,8 @@ class LineIndex:
                             if spots[i] == _NONE:
                                 spots[i] = intern(frames[i])
                         stack = tuple(map(spots.__getitem__, ids))
+                    if self.has_opcodes:
+                        self._count_opcodes([frames[i] for i in ids], weight)
                     yield stack, weight
 
         self._count(stacks())
@@ -187,6 +221,10 @@ class LineIndex:
             else:  # a synthetic leaf: time outside source files, by name
                 name = self.spots[leaf][2]
                 self.synthetic_leaves[name] = self.synthetic_leaves.get(name, 0) + weight
+                if leaf == self._native_spot and len(spots) > 1:
+                    caller = spot_line[spots[1]]
+                    if caller != _NONE:
+                        self._line_native[caller] += weight
             distinct, lines, funcs, files = parts
             for s in distinct:
                 spot_total[s] += weight
@@ -225,8 +263,42 @@ class LineIndex:
             self._spot_line.append(line)
             self._spot_func.append(func)
             self._spot_file.append(file)
+            if key == _NATIVE_SPOT:
+                self._native_spot = spot
         self._spot_of[frame] = spot
+        if frame.opcode >= 0:
+            self.has_opcodes = True
         return spot
+
+    def _count_opcodes(self, frames: Iterable[Frame], weight: int) -> None:
+        """Count one stack's instructions in, each (line, opcode) and (line, span) once."""
+        frame_op, line_ops, line_spans = self._frame_op, self._line_ops, self._line_spans
+        seen_ops: set[tuple[int, int]] = set()
+        seen_spans: set[tuple[int, Span]] = set()
+        for frame in frames:
+            if frame in frame_op:
+                op = frame_op[frame]
+            else:
+                op = None
+                if frame.opcode >= 0:
+                    line = self._spot_line[self._intern(frame)]
+                    if line != _NONE:
+                        op = (line, frame.opcode, (frame.end_lineno, frame.col, frame.end_col))
+                frame_op[frame] = op
+            if op is None:
+                continue
+            line, opcode, span = op
+            if (line, opcode) not in seen_ops:
+                seen_ops.add((line, opcode))
+                entry = line_ops.setdefault(line, {}).get(opcode)
+                if entry is None:
+                    entry = line_ops[line][opcode] = [0, set()]
+                entry[0] += weight
+                entry[1].add(span)
+            if (line, span) not in seen_spans:
+                seen_spans.add((line, span))
+                spans = line_spans.setdefault(line, {})
+                spans[span] = spans.get(span, 0) + weight
 
     def _file_id(self, filename: str) -> int:
         return _table_id(self._file_ids, self._files, filename,
@@ -242,7 +314,7 @@ class LineIndex:
 
     def _line_id(self, filename: str, lineno: int, file: int) -> int:
         line, new = _table_id(self._line_ids, self._lines, (filename, lineno),
-                              (self._line_self, self._line_total), (self._line_spots,))
+                              (self._line_self, self._line_total, self._line_native), (self._line_spots,))
         if new:
             self._file_lines[file].append(line)
         return line
@@ -323,6 +395,27 @@ class LineIndex:
         if line is None:
             return []
         return [(self.spots[s], self._spot_total[s]) for s in self._line_spots[line]]
+
+    def line_native(self, filename: str, lineno: int) -> int:
+        """Stacks whose leaf is a `<native>` frame right inside this line's frame: the line
+        called C code and the thread was in it (--native)."""
+        line = self._line_ids.get((filename, lineno))
+        return 0 if line is None else self._line_native[line]
+
+    def line_opcodes(self, filename: str, lineno: int) -> list[OpcodeHeat]:
+        """The instructions sampled at one line (--opcodes), most samples first."""
+        line = self._line_ids.get((filename, lineno))
+        ops = self._line_ops.get(line, {}) if line is not None else {}
+        heats = [OpcodeHeat(opcode, samples, tuple(sorted(spans))) for opcode, (samples, spans) in ops.items()]
+        heats.sort(key=lambda h: (-h.samples, h.opcode))
+        return heats
+
+    def line_spans(self, filename: str, lineno: int) -> list[SpanHeat]:
+        """The column spans of the instructions sampled at one line (--opcodes), most samples
+        first: which expression of the line the time went to."""
+        line = self._line_ids.get((filename, lineno))
+        spans = self._line_spans.get(line, {}) if line is not None else {}
+        return sorted((SpanHeat(span, samples) for span, samples in spans.items()), key=lambda h: (-h.samples, h.span))
 
     def max_line_heat(self) -> Heat:
         """The heaviest line's self and total (maybe two lines), 0 when there is none."""
