@@ -14,6 +14,12 @@ the task that ran; Self: samples where it ran none of its own code, between step
 caller/callee menus name the task a coroutine ran in and the tasks an `await` line led to.
 (Tachyon leaves task markers out of its heatmap.)
 
+--opcodes / --native (`heatmap_bytecode`): a line with instructions gets a toggle opening its
+bytecode panel (instructions, specialized share, column spans) and its source underlined by
+column span; "Specialization" colours lines by their specialized share instead of heat; a line
+that called C code shows its `<native>` share. (Tachyon renders the same panels from JSON in
+data attributes; heatline renders them as HTML, so no page data passes through a script.)
+
 Security: every name and path comes from the target (a function can be called `<script>`), so all
 text goes through `html.escape`; no data is put into scripts. Each page carries a strict
 Content-Security-Policy: `default-src 'none'` plus the sha256 hashes of the one inline stylesheet
@@ -43,7 +49,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from .. import __version__, sourcefiles
 from ..errors import HeatlineError, OutputSavedElsewhereError
 from ..lineindex import LineIndex, StackItem
-from ..model import SYNTHETIC_FILENAME, TASK_FILENAME, Profile, task_frame
+from ..model import NATIVE_FRAME, SYNTHETIC_FILENAME, TASK_FILENAME, Profile, task_frame
 from ..output_path import check_output, file_mode_for
 from ..sourcefiles import (
     OTHER,
@@ -60,6 +66,8 @@ from ..sourcefiles import (
 from ..target.files import TargetFiles
 from ..target.maps import process_start_time
 from .base import TASK_KIND, Collector, task_label
+from .heatmap_bytecode import SPEC_LEVELS, line_bytecode, native_badge, panel_row, source_html, toggle
+from .opcode_view import opcode_table
 
 GROUP_TITLES = {
     PROJECT: "Project",
@@ -493,6 +501,18 @@ class HeatmapCollector(Collector):
             f"{_n(fs.total)}</strong> samples ({_pct(fs.total, total)}) &middot; Self "
             f"<strong id=\"file-self\">{_n(fs.self)}</strong> ({_pct(fs.self, total)})</p>"
         )
+        table = opcode_table(self.profile) if agg.index.has_opcodes or self.profile.stats.opcodes else None
+        native = NATIVE_FRAME.funcname in agg.synthetic
+        bytecode_controls = ""
+        if table is not None:
+            bytecode_controls = (
+                "<span class=\"seg\" title=\"key: b / p\">"
+                "<button type=\"button\" id=\"toggle-all-bytecode\" aria-pressed=\"false\">Bytecode</button>"
+                "<button type=\"button\" id=\"show-spec\" aria-pressed=\"false\">Specialization</button></span>"
+                "<span class=\"legend spec-legend\">not specialized "
+                + "".join(f"<span class=\"sw sp{i}\"></span>" for i in range(SPEC_LEVELS))
+                + " specialized</span>"
+            )
         out.append(
             "<div class=\"controls\" role=\"toolbar\">"
             "<span class=\"seg\" title=\"key: s / t\">"
@@ -503,7 +523,7 @@ class HeatmapCollector(Collector):
             "<button type=\"button\" id=\"show-hot\" aria-pressed=\"false\">Hot only</button></span>"
             "<span class=\"legend\">cold "
             + "".join(f"<span class=\"sw h{i}\"></span>" for i in range(1, HEAT_LEVELS + 1))
-            + " hot (log scale)</span></div>"
+            + " hot (log scale)</span>" + bytecode_controls + "</div>"
         )
         out.append("</header>\n<main>")
 
@@ -566,14 +586,22 @@ class HeatmapCollector(Collector):
             level_s, level_t = heat_level(s, agg.max_self), heat_level(t, agg.max_total)
             classes += [f"hs{level_s}"] if level_s else ["zs"]
             classes += [f"ht{level_t}"] if level_t else ["zt"]
+            bytecode = line_bytecode(agg.index, table, fs.filename, number, t) if t and (table or native) else None
+            button = code = panel = ""
+            if bytecode is not None and not bytecode.empty:
+                button, panel = toggle(bytecode), panel_row(bytecode)
+                nav = native_badge(bytecode) + nav
+                if bytecode.rows:
+                    classes.append(f"sp{bytecode.spec_level}")
+            code = source_html(text, bytecode) if bytecode is not None else _e(text)
             out.append(
                 f"<tr id=\"line-{number}\" class=\"{' '.join(classes)}\" data-self=\"{s}\" data-total=\"{t}\">"
-                f"<td><a href=\"#line-{number}\">{number}</a></td>"
+                f"<td>{button}<a href=\"#line-{number}\">{number}</a></td>"
                 f"<td><span class=\"vs\">{_n(s) if s else ''}</span>"
                 f"<span class=\"vt\">{_n(t) if t else ''}</span></td>"
                 f"<td><span class=\"vs\">{_pct(s, total) if s else ''}</span>"
                 f"<span class=\"vt\">{_pct(t, total) if t else ''}</span></td>"
-                f"<td>{_e(text)}</td><td>{nav}</td></tr>"
+                f"<td>{code}</td><td>{nav}</td></tr>{panel}"
             )
         out.append("</tbody></table>")
         out.append(
@@ -581,6 +609,18 @@ class HeatmapCollector(Collector):
             "on the stack, counted once per sample even in recursion. Percentages are of all "
             f"{_n(total)} samples. Colours: log(n+1) / log(max+1) of the profile's hottest line.</p>"
         )
+        if table is not None or native:
+            out.append(
+                "<p class=\"muted\">"
+                + ("&#9656; opens a line's bytecode: the instructions its frames were executing "
+                   f"(named for Python {_e('%d.%d' % table.version)}"
+                   + ("" if table.exact else ", the nearest table heatline has") + "), "
+                   "specialized ones with their base instruction; the source is underlined where "
+                   "the instructions' columns were, darker for more samples. " if table is not None else "")
+                + ("C n%: the share of the line's samples spent in C code it called (&lt;native&gt;)."
+                   if native else "")
+                + "</p>"
+            )
         out.append("</main>\n")
         out.append(f"<script>{assets.js}</script>\n</body>\n</html>\n")
         return "".join(part if part.endswith("\n") else part + "\n" for part in out)

@@ -1,4 +1,5 @@
-// heatline heatmap: the Self/Total and Show all/Hot only toggles of a source page.
+// heatline heatmap: the Self/Total, Show all/Hot only and (--opcodes) bytecode toggles of a
+// source page.
 // Inlined into the page and allowed by its hash in the Content-Security-Policy. It only
 // switches classes on <body> (the stylesheet does the rest), reads no data from the page
 // into HTML, and never uses innerHTML, eval or inline event handlers.
@@ -93,6 +94,40 @@
   });
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape") { closeMenus(null); }
+  });
+
+  // --opcodes: a line's bytecode panel (the row after it), all of them, and the colouring of
+  // lines by their specialized share.
+  function openPanel(button, open) {
+    var panel = document.getElementById(button.getAttribute("aria-controls"));
+    if (!panel) { return; }
+    panel.hidden = !open;
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.bc-toggle");
+    if (button) { openPanel(button, button.getAttribute("aria-expanded") !== "true"); }
+  });
+  function toggleAll() {
+    var buttons = document.querySelectorAll("button.bc-toggle");
+    var all = document.getElementById("toggle-all-bytecode");
+    var open = !(all && all.getAttribute("aria-pressed") === "true");
+    for (var i = 0; i < buttons.length; i++) { openPanel(buttons[i], open); }
+    press("toggle-all-bytecode", open);
+  }
+  function toggleSpec() {
+    var on = !body.classList.contains("spec-view");
+    body.classList.toggle("spec-view", on);
+    press("show-spec", on);
+  }
+  onClick("toggle-all-bytecode", toggleAll);
+  onClick("show-spec", toggleSpec);
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || !document.getElementById("show-spec")) { return; }
+    var tag = event.target && event.target.tagName;
+    if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") { return; }
+    if (event.key === "b") { toggleAll(); }
+    else if (event.key === "p") { toggleSpec(); }
   });
 
   window.addEventListener("hashchange", function () { closeMenus(null); reveal(true); });
