@@ -54,6 +54,8 @@ class LiveApp:
         self.message: tuple[str, bool] | None = None  # (text, is an error)
         self._message_until = 0.0
         self.table_rows = 1  # rows the table has room for, from the last draw
+        # --opcodes: the "Opcodes for f()" panel under the table, and ↑/↓ select rows (as Tachyon)
+        self.opcodes = bool(self.stats.opcodes)
         self.figures: Any = None
         self.rows: list[Any] = []
         self._view_time = time.monotonic()
@@ -81,7 +83,7 @@ class LiveApp:
         dirty = True
         while not self.quitting:
             now = time.monotonic()
-            self.table_rows = draw.table_room(window.getmaxyx()[0])
+            self.table_rows = draw.table_room(window.getmaxyx()[0], self.opcodes)
             if self.sampling_done.is_set() and self.finished is None:
                 self._finish(now)
                 if self.error is not None or self.stats.samples == 0:
@@ -107,7 +109,7 @@ class LiveApp:
             taken = 0
             while key is not None and not self.quitting:
                 if key_name(key) == "resize":
-                    self.table_rows = draw.table_room(window.getmaxyx()[0])
+                    self.table_rows = draw.table_room(window.getmaxyx()[0], self.opcodes)
                     if self.figures is not None:
                         self.recompute()
                 self.on_key(key)
@@ -153,7 +155,8 @@ class LiveApp:
             self.help = False
         elif self.source_row is not None:
             self._source_key(name)
-        elif name in MOVE_KEYS and (name in ("j", "k", "pgup", "pgdn") or self.table.selected_thread is None):
+        elif name in MOVE_KEYS and (name in ("j", "k", "pgup", "pgdn") or self.table.selected_thread is None
+                                    or self.opcodes):
             self._move_selection(MOVE_KEYS[name])
         elif name in THREAD_KEYS or name in ("up", "down"):
             self._step_thread(1 if name in ("right", "down") else -1)

@@ -50,7 +50,9 @@ TABLE_KEYS: dict[str, tuple[Binding, ...]] = {
     ),
     "Rows": (
         Binding(("j", "k"), "j / k", "", "select the next / previous row; ↑ / ↓ do the same in the all-threads view "
-                                          "(in one thread's view they move between threads, as ← / →)"),
+                                          "(in one thread's view they move between threads, as ← / →, "
+                                          "except with --opcodes); with --opcodes the panel under the "
+                                          "table shows the selected row's instructions"),
         Binding(("enter",), "Enter", "source", "the selected row's function, line by line with its heat "
                                                "(the top row when none is selected)"),
         Binding(("/",), "/", "filter", "filter by file, function or file:function (Enter applies, Esc cancels)"),

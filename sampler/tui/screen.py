@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sampler.tui.keys import FOOTERS, FOOTERS_ASCII, help_lines
+from sampler.tui.opcodes import PANEL_HEIGHT
 from sampler.tui.terminal import MIN_HEIGHT, MIN_WIDTH, unicode_ok
 from sampler.tui.text import cells, fit, pad, printable
 
@@ -146,11 +147,20 @@ def draw(window: Any, app: Any) -> None:
     curses.doupdate()
 
 
-def table_room(height: int) -> int:
-    """Rows the table can show in a terminal `height` lines tall (most of the header kept)."""
-    fixed = 5  # title, state line, column titles, footer, status line
+def table_room(height: int, opcodes: bool = False) -> int:
+    """Rows the table can show in a terminal `height` lines tall (most of the header kept);
+    `opcodes`: the --opcodes panel takes its lines under the table."""
+    fixed = 5 + opcode_room(height, opcodes)  # title, state line, column titles, footer, status line
     headers = max(0, min(len(HEADER_ORDER), height - fixed - MIN_TABLE_ROWS))
     return max(1, height - fixed - headers)
+
+
+def opcode_room(height: int, opcodes: bool) -> int:
+    """Lines of the --opcodes panel: Tachyon's 12, fewer on a short terminal (the table keeps
+    its minimum)."""
+    if not opcodes:
+        return 0
+    return max(0, min(PANEL_HEIGHT, height - 5 - MIN_TABLE_ROWS))
 
 
 def _too_small(canvas: Canvas) -> None:
@@ -174,8 +184,9 @@ def _too_small(canvas: Canvas) -> None:
 def _main(canvas: Canvas, app: Any, palette: Palette, symbols: Symbols) -> None:
     figures = app.figures
     headers = _header_lines(figures, palette, symbols) if figures is not None else {}
-    room = table_room(canvas.height)
-    keep = canvas.height - 5 - room
+    opcodes = opcode_room(canvas.height, app.opcodes)
+    room = table_room(canvas.height, app.opcodes)
+    keep = canvas.height - 5 - opcodes - room
     y = 0
     canvas.line(y, _title(app, figures, palette, symbols))
     y += 1
@@ -187,6 +198,8 @@ def _main(canvas: Canvas, app: Any, palette: Palette, symbols: Symbols) -> None:
     canvas.line(y, _state_line(app, palette, symbols))
     y += 1
     y = _table(canvas, y, app, palette, symbols, room)
+    if opcodes:
+        _opcode_panel(canvas, canvas.height - 2 - opcodes, opcodes, app, palette, symbols)
     footer = next((f for f in symbols.footers if cells(f) <= canvas.width), symbols.footers[-1])
     canvas.line(canvas.height - 2, [(footer, palette.dim)])
     _status(canvas, app, palette)
@@ -298,6 +311,21 @@ def _table(canvas: Canvas, y: int, app: Any, palette: Palette, symbols: Symbols,
         canvas.line(y, [("no samples yet" if app.table.filter_text is None else "no row matches the filter",
                          palette.dim)])
     return y
+
+
+def _opcode_panel(canvas: Canvas, y: int, room: int, app: Any, palette: Palette, symbols: Symbols) -> None:
+    """--opcodes: the selected row's instructions (the top row's when none is selected)."""
+    if not app.rows:
+        canvas.line(y, [("No function selected (use j/k to select)", palette.dim)])
+        return
+    index = app.selected_index()
+    row = app.rows[index if index is not None else 0]
+    attrs = {"title": palette.label, "specialized": palette.hot, "base": palette.warn, "note": 0}
+    for i, line in enumerate(app.table.opcode_panel(row, unicode=symbols.unicode)[:room]):
+        text = printable(line.text)
+        if line.kind == "title":
+            text += symbols.rule * max(0, canvas.width - cells(text) - 1)
+        canvas.line(y + i, [(text, attrs[line.kind])])
 
 
 def _status(canvas: Canvas, app: Any, palette: Palette) -> None:

@@ -26,7 +26,9 @@ from ..model import (GC_FRAME, GIL_REQUESTED, HAS_EXCEPTION, HAS_GIL, ON_CPU, SY
                      Profile, ProfileDelta, RunStats)
 from ..sourcefiles import read_source
 from ..target.files import TargetFiles
+from ..collectors.opcode_view import instruction
 from . import source_view as _source_view
+from .opcodes import PanelLine, panel_lines
 from .source_view import SourceView
 from .trends import HeatHistory, Trends, percent
 
@@ -392,6 +394,18 @@ class LiveTable:
         started = self._stats.start_time if self._stats is not None else None
         return _source_view.build(self._view().index, row.filename, row.funcname, row.lineno,
                                   lambda filename: read_source(files.path(filename)), started, context)
+
+    def opcode_panel(self, row: Row, *, unicode: bool = True) -> list[PanelLine]:
+        """`--opcodes`: the panel of `row`'s line in the current view (instructions named for
+        the target's Python version)."""
+        from ..cpython.opcodes import opcode_table
+
+        index = self._view().index
+        assert index is not None
+        table = opcode_table(self._stats.python_version if self._stats is not None else "")
+        rows = [instruction(table, h.opcode, h.samples) for h in index.line_opcodes(row.filename, row.lineno)]
+        return panel_lines(row.funcname, row.location, rows, index.line_native(row.filename, row.lineno),
+                           row.cumulative, unicode=unicode)
 
     def profile(self) -> Profile:
         """A new Profile of every sample the view holds (all threads, since the last reset),
