@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field
 
 from .heat import FunctionHeat, HeatIndex
-from .line_tracking import LineTracker
+from .instructions import ColumnSpan
+from .line_tracking import LineTracker, units_at_byte
 from .profile_view import ProfileView
 
 
@@ -28,6 +29,8 @@ class LineEntry:
     stale: bool
     baseline_self_pct: float | None = None
     baseline_total_pct: float | None = None
+    # where in the line its time went (--opcodes), in the client's position units; fresh lines only
+    columns: tuple[ColumnSpan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,18 @@ def staleness(path: str, text: str, view: ProfileView) -> str | None:
     if disk is not None and disk.replace("\r\n", "\n") != text.replace("\r\n", "\n"):
         return "the document has unsaved changes the profiled program did not run"
     return None
+
+
+def _in_client_units(spans: list[ColumnSpan], content: str, encoding: str) -> tuple[ColumnSpan, ...]:
+    """Spans in CPython's byte columns as LSP character offsets on the line as it reads now (the
+    profiled text: only fresh lines get spans); a span running past the line ends with it."""
+    out = []
+    for span in spans:
+        start = units_at_byte(content, span.start, encoding)
+        end = units_at_byte(content, len(content.encode("utf-8", "surrogatepass")) if span.end is None else span.end, encoding)
+        if end > start:
+            out.append(ColumnSpan(start, end, span.samples, span.pct))
+    return tuple(out)
 
 
 @dataclass
@@ -154,6 +169,7 @@ class DocumentTracker:
                     baseline_lines[n] = (_pct(h.self_samples if h else 0, base_index.total_samples),
                                          _pct(base_total, base_index.total_samples))
         current = index.lines(tracked.filename)
+        columns = index.columns(tracked.filename)
         stated = view.stated_totals(tracked.filename)
         for n in sorted(set(current) | set(stated) | set(baseline_lines)):
             now_line, stale = tracked.tracker.map(n - 1)
@@ -163,11 +179,12 @@ class DocumentTracker:
             self_n = h.self_samples if h else 0
             total_n = stated.get(n, h.total_samples if h else 0)
             base = baseline_lines.get(n, (0.0, 0.0)) if view.baseline is not None else (None, None)
+            stale = stale or reason is not None
+            spans = () if stale or n not in columns else _in_client_units(columns[n], tracked.tracker.content(now_line), encoding)
             result.lines[now_line] = LineEntry(
                 line=now_line, profiled_line=n, self_samples=self_n, total_samples=total_n,
                 self_pct=_pct(self_n, total), total_pct=_pct(total_n, total),
-                stale=stale or reason is not None,
-                baseline_self_pct=base[0], baseline_total_pct=base[1],
+                stale=stale, baseline_self_pct=base[0], baseline_total_pct=base[1], columns=spans,
             )
         return result
 

@@ -12,7 +12,8 @@ from pygls.workspace import TextDocument
 from .app import HeatlineServer
 from .commands import COMMANDS
 from .documents import DocumentHeat
-from .presentation import code_lenses, hover_markdown, inlay_hints
+from .instructions import instructions
+from .presentation import code_lenses, hover_markdown, inlay_hints, instruction_markdown
 
 
 def _change_tuple(change) -> tuple[tuple[int, int, int, int] | None, str]:
@@ -99,7 +100,14 @@ def build_server() -> HeatlineServer:
         index = heat.view.index()
         callers = index.callers(heat.filename, entry.profiled_line)
         callees = index.callees(heat.filename, entry.profiled_line)
-        text = hover_markdown(entry, heat, callers, callees, _short)
+        sampled = index.lines(heat.filename).get(entry.profiled_line)
+        line_total = sampled.total_samples if sampled is not None else 0
+        table = heat.view.opcode_table()
+        details = instruction_markdown(
+            instructions(index.line_opcodes(heat.filename, entry.profiled_line), table, line_total), table,
+            index.line_native(heat.filename, entry.profiled_line), line_total,
+        )
+        text = hover_markdown(entry, heat, callers, callees, _short, details)
         line = params.position.line
         return types.Hover(
             contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),

@@ -15,8 +15,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from sampler import sourcefiles
-from sampler.lineindex import LineIndex
+from sampler.lineindex import LineIndex, OpcodeHeat
 from sampler.model import SYNTHETIC_FILENAME, TASK_FILENAME, Profile
+
+from .instructions import ColumnSpan, column_spans
 
 _FUNCTION_CACHE_SIZE = 64  # one entry per (file, text): every edit makes a new text, so bound it
 _BY = ("self", "total")
@@ -71,6 +73,7 @@ class HeatIndex:
         self._lines: dict[str, tuple[int, dict[int, LineHeat]]] = {}  # per file: (generation, lines)
         self._neighbors: dict[str, tuple[int, _NeighborMap, _NeighborMap]] = {}
         self._functions: OrderedDict[tuple[str, str], tuple[int, list[FunctionHeat]]] = OrderedDict()
+        self._columns: dict[str, tuple[int, dict[int, list[ColumnSpan]]]] = {}  # per file: (generation, by line)
         self._sort_files()
 
     @property
@@ -111,6 +114,31 @@ class HeatIndex:
             lines = {n: LineHeat(n, h.self_samples, h.total_samples) for n, h in self.index.lines(filename).items()}
             cached = self._lines[filename] = (generation, lines)
         return dict(cached[1])
+
+    def line_opcodes(self, filename: str, line: int) -> list[OpcodeHeat]:
+        """The instructions sampled on a line (--opcodes), heaviest first; [] without them."""
+        return self.index.line_opcodes(filename, line)
+
+    def line_native(self, filename: str, line: int) -> int:
+        """Samples of the line spent in C code it called (a `<native>` frame right inside it)."""
+        return self.index.line_native(filename, line)
+
+    def columns(self, filename: str) -> dict[int, list[ColumnSpan]]:
+        """Where within each line with self samples its time went (1-based line -> spans in
+        UTF-8 bytes), for profiles with instructions; cached until the file changes."""
+        if not self.index.has_opcodes:
+            return {}
+        generation = self.index.file_generation(filename)
+        cached = self._columns.get(filename)
+        if cached is None or cached[0] != generation:
+            spans = {}
+            for n, heat in self.index.lines(filename).items():
+                if heat.self_samples > 0:
+                    found = column_spans(self.index.line_spans(filename, n), n, heat.total_samples)
+                    if found:
+                        spans[n] = found
+            cached = self._columns[filename] = (generation, spans)
+        return cached[1]
 
     def callers(self, filename: str, line: int, limit: int = 5) -> list[Neighbor]:
         """The frames that called into (filename, line), heaviest first."""

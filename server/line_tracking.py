@@ -49,6 +49,20 @@ def _index(line: str, units: int, encoding: str) -> int:
     return len(content)
 
 
+def units_at_byte(content: str, offset: int, encoding: str) -> int:
+    """The LSP character offset of UTF-8 byte `offset` in `content` (CPython's column numbers
+    count bytes), clamped to the content; an offset inside a character is taken to its start."""
+    if encoding == "utf-8" or content.isascii():
+        return max(0, min(offset, len(content.encode("utf-8", "surrogatepass"))))
+    count = units = 0
+    for ch in content:
+        count += len(ch.encode("utf-8", "surrogatepass"))
+        if count > offset:
+            break
+        units += (2 if ord(ch) > 0xFFFF else 1) if encoding == "utf-16" else 1
+    return units
+
+
 def _stale(code: int) -> int:
     return code | 1 if code >= 0 else _NONE
 
@@ -77,6 +91,10 @@ class LineTracker:
     def all_stale(self) -> bool:
         """No profiled line is left with its profiled text: every line's heat is stale or gone."""
         return not any(code >= 0 and not code & 1 for code in self._codes)
+
+    def content(self, line: int) -> str:
+        """The text of current 0-based `line` without its line end ("" past the end)."""
+        return _content(self._lines[line]) if 0 <= line < len(self._lines) else ""
 
     def map(self, line: int) -> tuple[int | None, bool]:
         """(current 0-based line or None when it no longer exists, stale) of profiled `line`."""

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Sequence
 
 from lsprotocol import types
 
+from sampler.cpython.opcodes import OpcodeTable
 from sampler.model import TASK_FILENAME
 
 from .documents import DocumentHeat, FunctionEntry, LineEntry
 from .heat import Neighbor
+from .instructions import Instruction, native_pct, summary
 from .settings import Settings
 
 HEAT_NOTIFICATION = "heatline/heat"
 FLAMEGRAPH_COMMAND = "heatline.flamegraph"
+_PLAIN = re.compile(r"[A-Za-z0-9_ %<·()]*")  # an instruction summary needing no Markdown escape
 
 
 def heat_payload(uri: str | None, version: int | None, heat: DocumentHeat) -> dict[str, Any]:
@@ -30,6 +34,11 @@ def heat_payload(uri: str | None, version: int | None, heat: DocumentHeat) -> di
             "totalPct": entry.total_pct,
             "stale": entry.stale,
         }
+        if entry.columns:
+            # where in the line its time went (--opcodes): character ranges in order along the
+            # line, none overlapping, each with its share of the line's samples
+            item["columns"] = [{"start": c.start, "end": c.end, "samples": c.samples, "pct": round(c.pct, 2)}
+                               for c in entry.columns]
         if entry.baseline_self_pct is not None:
             item["baselineSelfPct"] = entry.baseline_self_pct
             item["baselineTotalPct"] = entry.baseline_total_pct
@@ -125,8 +134,25 @@ def _neighbor_rows(title: str, rows: list[Neighbor], total: int, short) -> list[
     return out
 
 
+def instruction_markdown(rows: list[Instruction], table: OpcodeTable, native_samples: int,
+                         line_total: int) -> list[str]:
+    """The hover's lines about a line's instructions (--opcodes) and its time in C (--native)."""
+    out = []
+    if rows:
+        text = summary(rows)
+        # opcode names are identifiers (unknown ones read "<N>"): escape only what is not
+        out.append(f"instructions: {text if _PLAIN.fullmatch(text) else _md_escape(text)}")
+        if not table.exact:
+            version = ".".join(map(str, table.version))
+            out.append(f"*(names as in Python {version}: the profile does not say which Python ran)*")
+        out.append("")
+    if native_samples > 0:
+        out += [f"in C: {native_pct(native_samples, line_total):.0f}% ({_samples(native_samples)})", ""]
+    return out
+
+
 def hover_markdown(entry: LineEntry, heat: DocumentHeat, callers: list[Neighbor], callees: list[Neighbor],
-                   short) -> str:
+                   short, details: Sequence[str] = ()) -> str:
     total = heat.view.total_samples() if heat.view is not None else 0
     parts = [
         f"**heatline** · self **{entry.self_pct:.1f}%** ({_samples(entry.self_samples)}) · "
@@ -143,6 +169,7 @@ def hover_markdown(entry: LineEntry, heat: DocumentHeat, callers: list[Neighbor]
     if entry.stale:
         reason = heat.stale_reason or "this line was edited after profiling"
         parts += [f"*Stale: {_md_escape(reason)}.*", ""]
+    parts += details
     parts += _neighbor_rows("Called from", callers, total, short)
     parts += _neighbor_rows("Calls into", callees, total, short)
     return "\n".join(parts).rstrip() + "\n"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from sampler.cpython.opcodes import OpcodeTable
 from sampler.model import Profile
 
 from .heat import HeatIndex
+from .instructions import table_for
 from .paths import PathMatcher
 
 _ids = itertools.count(1)
@@ -77,6 +79,10 @@ class ProfileView:
             self._totals_by_file = by_file
         return self._totals_by_file.get(filename, {})
 
+    def opcode_table(self) -> OpcodeTable:
+        """Instruction names for this profile's Python (the newest heatline knows when it is unknown)."""
+        return table_for(self.profile.stats.python_version)
+
     def total_samples(self) -> int:
         return self.index().total_samples
 
@@ -97,5 +103,7 @@ class ProfileView:
             "pythonVersion": s.python_version or None,
             "durationS": round(s.duration_s, 3),
             "exactTotals": self.exact_totals,
+            "opcodes": s.opcodes,  # frames carry their instruction: hovers name them, lines get column spans
+            "native": s.native,  # <native> frames: hovers say a line's time in C
             "baseline": self.baseline.describe() if self.baseline is not None else None,
         }
