@@ -29,15 +29,16 @@ function payload(extra: Partial<HeatPayload> = {}): HeatPayload {
 }
 
 suite("column heat", () => {
-  test("pieces go to steps by their share of the line", () => {
+  test("pieces go to steps by their share against the line's heaviest piece", () => {
     assert.equal(COLUMN_BUCKETS, 4);
     assert.deepEqual([0, 10, 25, 26, 50, 75, 99, 100, 250].map((p) => columnBucketOf(p)), [1, 1, 1, 2, 2, 3, 4, 4, 4]);
     const steps = columnHeat(payload(), 2)!;
     assert.equal(steps.length, COLUMN_BUCKETS);
     assert.deepEqual(steps[0].map((c) => [c.line, c.start, c.end]), [[4, 8, 11]]);
-    assert.deepEqual(steps[1].map((c) => [c.line, c.start, c.end]), [[4, 14, 17]]);
-    assert.deepEqual(steps[2].map((c) => [c.line, c.start, c.end]), [[4, 11, 14]]);
-    assert.match(steps[2][0].hover, /75\.0% of this line's samples/);
+    assert.deepEqual(steps[1].map((c) => [c.line, c.start, c.end]), [[4, 14, 17]], "35 of 75: the second step");
+    assert.deepEqual(steps[2], []);
+    assert.deepEqual(steps[3].map((c) => [c.line, c.start, c.end]), [[4, 11, 14]], "the line's heaviest piece");
+    assert.match(steps[3][0].hover, /75\.0% of this line's samples/);
   });
 
   test("stale lines, a stale document, empty or negative pieces and old heat get none", () => {
@@ -92,8 +93,8 @@ suite("column decorations", () => {
     const drawn = (step: number) => calls.filter((c) => c.type === columnTypes[step].id).pop()!.ranges;
     assert.deepEqual(drawn(0), [[4, 8, 4, 11]]);
     assert.deepEqual(drawn(1), [[4, 14, 4, 17]]);
-    assert.deepEqual(drawn(2), [[4, 11, 4, 14]]);
-    assert.deepEqual(drawn(3), []);
+    assert.deepEqual(drawn(2), []);
+    assert.deepEqual(drawn(3), [[4, 11, 4, 14]]);
     decorations.toggle(false);
     assert.ok(columnTypes.every((_, step) => drawn(step).length === 0), "hidden with the heat");
     decorations.dispose();
