@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import sampler.cpython.unwinder as reference
+from sampler.cpython.opcodes import opcode_table
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.stack_chunks import MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_DEPTH, MAX_WALK, TRUNCATED_FRAME, chunk_header
 from sampler.cpython.thread_identity import MAX_INTERPRETERS, MAX_THREADS
+from sampler.cpython.versions import ENTRY_SHIM
 from sampler.cpython.unwinder import Unwinder
 from sampler.errors import ProcessGoneError, ProcessPermissionError, ReadError
-from sampler.model import GC_FRAME, MODES, SYNTHETIC_FILENAME, Frame, ThreadSample
+from sampler.model import GC_FRAME, MODES, NATIVE_FRAME, SYNTHETIC_FILENAME, Frame, ThreadSample
 
 try:
     from sampler import _native  # type: ignore[attr-defined]
@@ -37,10 +39,20 @@ except ImportError as exc:  # pragma: no cover - depends on how heatline was ins
     _native = None
     _IMPORT_ERROR = str(exc)
 
+# What the C core does beyond the plain walk, as this build says (an extension built before a
+# feature existed lacks it): walkers.py samples a run asking for anything else with the
+# pure-Python walker. "opcodes": Frame.opcode (--opcodes); "native": <native> frames (--native).
+NATIVE_FEATURES: frozenset[str] = frozenset(getattr(_native, "FEATURES", ()))
+
 # Other modes read a thread's /proc state at most this often (cpu mode reads it every sample).
 CPU_REUSE_NS = 1_000_000
 MAX_CODES = 65536  # code objects remembered for naming stacks (the C side bounds its own table)
 UNKNOWN_FRAME = Frame(SYNTHETIC_FILENAME, "<unknown>", 0)
+# The C core's pseudo entries (code address 0), by their offset.
+PSEUDO_FRAMES = {} if _native is None else {
+    _native.PSEUDO_GC: GC_FRAME, _native.PSEUDO_TRUNCATED: TRUNCATED_FRAME,
+    getattr(_native, "PSEUDO_NATIVE", -1): NATIVE_FRAME,
+}
 # --async-aware: C reuses a running task's awaiter frames while the bytes they were made from read
 # the same, and asks Python again at least this often anyway (as the reference reader reuses its
 # awaiter derivation before 3.14 for RELATIONS_TTL_S): an address freed and reused for an equal
@@ -72,7 +84,7 @@ class Batch:
 
 
 def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool,
-                 async_running: bool = False) -> dict[str, Any]:
+                 async_running: bool = False, opcodes: bool = False, native: bool = False) -> dict[str, Any]:
     """Every offset and limit the C walker needs, from the reference walker's layout."""
     rt = py.runtime
     L = rt.layout
@@ -86,6 +98,7 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool,
         "tstate.holds_gil", "tstate.exc_info", "tstate.exc_state", "tstate.datastack_chunk",
         "tstate.datastack_top", "tstate.cframe", "cframe.current_frame",
         "frame.previous", "frame.code", "frame.lasti", "frame.instr_ptr", "frame.owner", "code.code_adaptive",
+        "frame.is_entry",
     ):
         if key in L:
             cfg[key] = L[key]
@@ -134,6 +147,12 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool,
     cfg["gc"] = int(gc)
     cfg["async_running"] = int(async_running)
     cfg["async.suffix_reuse_ns"] = SUFFIX_REUSE_NS
+    cfg["opcodes"] = int(opcodes)
+    cfg["native"] = int(native)
+    if native:
+        # the <native> leaf's call family, as the target's version defines it
+        table = opcode_table(rt.minor)
+        cfg["call_opcodes"] = [op for op in range(256) if table.is_call(op)]
     offset = py.tasks.running_task_offset() if async_running and py.tasks is not None else None
     if offset is not None and offset >= 0:
         cfg["async.running_task"] = offset
@@ -146,7 +165,7 @@ class NativeUnwinder:
     """Produces `ThreadSample`s for one target process, walked by the C extension."""
 
     def __init__(self, pid: int, *, all_threads: bool = False, mode: str = "wall", gc: bool = True,
-                 async_mode: str | None = None) -> None:
+                 async_mode: str | None = None, opcodes: bool = False, native: bool = False) -> None:
         if _native is None:
             raise RuntimeError(native_status()[1])
         if mode not in MODES:
@@ -156,9 +175,12 @@ class NativeUnwinder:
         self.mode = mode
         self.gc = gc
         self.async_mode = async_mode
+        self.opcodes = opcodes
+        self.native = native
         # The reference walker locates the runtime, reads code objects and names threads (and,
         # with async_mode, asyncio's tasks).
-        self._py = Unwinder(pid, all_threads=all_threads, mode=mode, gc=gc, async_mode=async_mode)
+        self._py = Unwinder(pid, all_threads=all_threads, mode=mode, gc=gc, async_mode=async_mode,
+                            opcodes=opcodes, native=native)
         self.runtime: Runtime = self._py.runtime
         self.codes = self._py.codes
         self.tasks = self._py.tasks
@@ -173,9 +195,13 @@ class NativeUnwinder:
         # The code objects the walks validated, by address: stacks are named from these after a
         # batch, without reading the target again (it may have exited by then).
         self._infos: dict[int, Any] = {}
+        # --opcodes/--native on 3.11/3.12: each code object's _units_back, by id (with the object)
+        self._backs: dict[int, tuple[Any, bytes | None]] = {}
+        self._table = opcode_table(self.runtime.minor) if opcodes or native else None
         self._samples: list[ThreadSample | None] = []
         try:
-            config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc, async_running=async_running)
+            config = build_config(self._py, all_threads=all_threads, mode=mode, gc=gc, async_running=async_running,
+                                  opcodes=opcodes, native=native)
             self._async_offsets_given = "async.running_task" in config
             self._walker = _native.Walker(
                 pid, config, self._code_kind, self._epoch, self._tid_offset, self._resolve, self._samples,
@@ -187,8 +213,12 @@ class NativeUnwinder:
 
     # -- callbacks from C -----------------------------------------------------------------------
 
-    def _code_kind(self, addr: int) -> int:
-        """0: not a code object (the walk is torn), 1: code, 2: a shim code (skipped), 3: gone."""
+    def _code_kind(self, addr: int) -> int | tuple[int, int, bytes | None]:
+        """0: not a code object (the walk is torn), 1: code, 2: a shim code (skipped), 3: gone,
+        4: 3.12's entry-frame shim (skipped; a <native> with --native). With --opcodes or
+        --native, a code's kind comes with what C needs to find a frame's instruction byte: the
+        first instruction byte's address, and on 3.11/3.12 (None elsewhere) per code unit how
+        many units back its instruction starts (`_units_back`)."""
         old = self.codes.entries.get(addr)
         try:
             info = self.codes.get(addr)
@@ -201,7 +231,37 @@ class NativeUnwinder:
         if len(self._infos) >= MAX_CODES:
             self._infos.clear()
         self._infos[addr] = info
-        return 2 if info.is_shim else 1
+        kind = 1
+        if info.is_shim:
+            kind = 4 if (info.filename, info.name) == ENTRY_SHIM else 2
+        if self.opcodes or self.native:
+            try:
+                back = self._units_back(info) if kind == 1 else None
+            except ProcessGoneError:
+                return 3
+            return kind, info.code_start, back
+        return kind
+
+    def _units_back(self, info: Any) -> bytes | None:
+        """3.11/3.12 (`ip_in_caches`): for each code unit of `info`'s instructions, how far back
+        its instruction starts, from the reference's decoding (CodeCache.instruction_start), made
+        once per code object; None where a frame's instruction pointer is on its instruction, or
+        the code could not be read (each unit its own instruction then, as for the reference)."""
+        if self._table is None or not getattr(self.runtime.traits, "ip_in_caches", False):
+            return None
+        made = self._backs.get(id(info))
+        if made is not None and made[0] is info:
+            return made[1]
+        try:
+            self.codes.instruction_start(info, 0, self._table.cache_units)
+        except ReadError:
+            return None
+        starts = info.starts
+        back = bytes(min(unit - start, 255) for unit, start in enumerate(starts)) if starts else None
+        if len(self._backs) >= MAX_CODES:
+            self._backs.clear()
+        self._backs[id(info)] = (info, back)
+        return back
 
     def _epoch(self, kind: int) -> None:
         if kind == 0:  # 3.14+: code objects were freed, their addresses may be reused
@@ -280,9 +340,9 @@ class NativeUnwinder:
 
     def _stack_frames(self, stack: int) -> tuple[Frame, ...]:
         out: list[Frame] = []
-        for code, offset in self._walker.stack(stack):
+        for code, offset, opcode in self._walker.stack(stack):
             if not code:
-                out.append(GC_FRAME if offset == _native.PSEUDO_GC else TRUNCATED_FRAME)
+                out.append(PSEUDO_FRAMES[offset])
                 continue
             info = self._infos.get(code)
             if info is None:
@@ -292,7 +352,7 @@ class NativeUnwinder:
                     # freed, or the target gone, since the walk: nothing to name it by
                     out.append(UNKNOWN_FRAME)
                     continue
-            out.append(info.frame_at(offset))
+            out.append(info.frame_at(offset, opcode))
         return tuple(out)
 
     # -- sampling -------------------------------------------------------------------------------
@@ -343,4 +403,4 @@ class NativeUnwinder:
         self._py.close()
 
 
-__all__ = ["Batch", "NativeUnwinder", "native_status"]
+__all__ = ["NATIVE_FEATURES", "Batch", "NativeUnwinder", "native_status"]

@@ -4,7 +4,7 @@
  *   sample() -> list[ThreadSample] | int error code
  *   run(next_tick_ns, interval_ns, stop_ns, max_ticks) -> (ticks, attempts, errors, gone,
  *       next_tick_ns, cost_min, cost_max, cost_total, error code)
- *   stack(id) -> tuple of (code address, offset);
+ *   stack(id) -> tuple of (code address, offset, opcode: -1 unless recorded);
  *   key(id) -> (tid, status, interp id, stack id, suffix id: --async-aware's frames after the stack)
  *   set_async(the running task's offset in the thread state)
  */
@@ -51,6 +51,24 @@ static int cfg_get(PyObject *d, const char *key, int64_t dflt, int required, int
     return 0;
 }
 
+/* set[v] = 1 for each v in 0..255 of the iterable `items` (absent: none). */
+static int byte_set(uint8_t set[256], PyObject *items)
+{
+    if (!items)
+        return 0;
+    PyObject *it = PyObject_GetIter(items), *o;
+    if (!it)
+        return -1;
+    while ((o = PyIter_Next(it))) {
+        long k = PyLong_AsLong(o);
+        Py_DECREF(o);
+        if (k >= 0 && k < 256)
+            set[k] = 1;
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 #define REQ(field, key) if (cfg_get(d, key, 0, 1, &v)) return -1; c->field = v;
 #define OPT(field, key) if (cfg_get(d, key, -1, 0, &v)) return -1; c->field = v;
 
@@ -88,24 +106,20 @@ static int parse_config(WConfig *c, PyObject *d)
         return -1;
     c->async_running = (int)v;
     OPT(a_running, "async.running_task")
+    if (cfg_get(d, "opcodes", 0, 0, &v))
+        return -1;
+    c->opcodes = (int)v;
+    if (cfg_get(d, "native", 0, 0, &v))
+        return -1;
+    c->native = (int)v;
+    OPT(f_is_entry, "frame.is_entry")
+    if (byte_set(c->call_op, PyDict_GetItemString(d, "call_opcodes")))
+        return -1;
     if (cfg_get(d, "async.suffix_reuse_ns", 0, 0, &v))
         return -1;
     c->a_suffix_reuse_ns = v;
-    PyObject *skip = PyDict_GetItemString(d, "skip_owners");
-    if (skip) {
-        PyObject *it = PyObject_GetIter(skip), *o;
-        if (!it)
-            return -1;
-        while ((o = PyIter_Next(it))) {
-            long k = PyLong_AsLong(o);
-            Py_DECREF(o);
-            if (k >= 0 && k < 256)
-                c->skip_owner[k] = 1;
-        }
-        Py_DECREF(it);
-        if (PyErr_Occurred())
-            return -1;
-    }
+    if (byte_set(c->skip_owner, PyDict_GetItemString(d, "skip_owners")))
+        return -1;
     /* Every offset is checked against the buffer it indexes: a bad table is a clean error. */
     const char *bad = NULL;
     if (c->tstate_size <= 0 || c->tstate_size > (1 << 20)) bad = "tstate.size";
@@ -134,9 +148,9 @@ static int parse_config(WConfig *c, PyObject *d)
     for (size_t i = 0; !bad && i < sizeof ifields / sizeof ifields[0]; i++)
         if (ifields[i] >= 0 && (ifields[i] < c->interp_lo || ifields[i] + 4 > c->interp_hi))
             bad = "an interpreter offset";
-    int64_t ffields[] = {c->f_previous, c->f_code, c->f_lasti, c->f_instr_ptr, c->f_owner};
+    int64_t ffields[] = {c->f_previous, c->f_code, c->f_lasti, c->f_instr_ptr, c->f_owner, c->f_is_entry};
     for (size_t i = 0; !bad && i < sizeof ffields / sizeof ffields[0]; i++)
-        if (ffields[i] + 8 > c->frame_read && !(i == 2 && ffields[i] + 4 <= c->frame_read) && !(i == 4 && ffields[i] < c->frame_read))
+        if (ffields[i] + 8 > c->frame_read && !(i == 2 && ffields[i] + 4 <= c->frame_read) && !(i >= 4 && ffields[i] < c->frame_read))
             bad = "a frame offset";
     if (!bad && c->frame_is_object && c->f_lasti < 0) bad = "frame.lasti";
     if (!bad && !c->frame_is_object && (c->f_instr_ptr < 0 || c->f_owner < 0 || c->t_datastack_chunk < 0 ||
@@ -154,7 +168,7 @@ static int parse_config(WConfig *c, PyObject *d)
 static void walker_free_buffers(Walker *w)
 {
     free(w->ibuf); free(w->tbuf); free(w->tbuf2); free(w->gbuf); free(w->fbuf); free(w->rtbuf);
-    free(w->frames); free(w->walked); free(w->walked_bytes);
+    free(w->frames); free(w->opaddr); free(w->walked); free(w->walked_bytes);
     free(w->starts.addr); free(w->starts.value); free(w->starts.stamp);
     if (w->chunks)
         for (int i = 0; i < 64; i++)
@@ -172,7 +186,7 @@ static void walker_free_buffers(Walker *w)
     free(w->sfx_now);
     w->sfx_now = NULL;
     w->ibuf = w->tbuf = w->tbuf2 = w->gbuf = w->fbuf = w->rtbuf = NULL;
-    w->frames = NULL; w->walked = NULL; w->walked_bytes = NULL; w->chunks = NULL;
+    w->frames = NULL; w->opaddr = NULL; w->walked = NULL; w->walked_bytes = NULL; w->chunks = NULL;
     w->starts.addr = NULL; w->starts.value = NULL; w->starts.stamp = NULL;
     w->spare.buf = NULL; w->out = NULL;
     w->th_tid = NULL; w->th_interp = NULL; w->th_status = NULL; w->th_stack = NULL;
@@ -237,7 +251,9 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds)
     w->gbuf = calloc(1, (size_t)c->tstate_size);
     w->fbuf = calloc(1, (size_t)c->frame_read);
     w->rtbuf = calloc(1, 4096);
-    w->frames = calloc(depth, sizeof(WFrame));
+    /* <native> entries: at most one beside each Python frame, and a leaf one */
+    w->frames = calloc(2 * depth + 4, sizeof(WFrame));
+    w->opaddr = calloc(2 * depth + 4, sizeof(uint64_t));
     w->walked = calloc(depth, sizeof(uint64_t));
     w->walked_bytes = calloc(depth, (size_t)c->frame_read);
     w->starts.cap = scap;
@@ -249,7 +265,7 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds)
     w->generation = UINT64_MAX;
     w->epoch_started_ns = walker_now_ns();
     w->rng = 0x853c49e6748fea9bULL ^ (uint64_t)walker_now_ns() ^ ((uint64_t)pid << 32);
-    if (!w->ibuf || !w->tbuf || !w->tbuf2 || !w->gbuf || !w->fbuf || !w->rtbuf || !w->frames || !w->walked ||
+    if (!w->ibuf || !w->tbuf || !w->tbuf2 || !w->gbuf || !w->fbuf || !w->rtbuf || !w->frames || !w->opaddr || !w->walked ||
         !w->walked_bytes || !w->starts.addr || !w->starts.value || !w->starts.stamp || !w->chunks ||
         walker_tables_init(w)) {
         walker_free_buffers(w);
@@ -502,7 +518,7 @@ static PyObject *Walker_stack(Walker *w, PyObject *arg)
     if (!t)
         return NULL;
     for (uint32_t i = 0; i < n; i++) {
-        PyObject *e = Py_BuildValue("(KL)", (unsigned long long)f[i].code, (long long)f[i].offset);
+        PyObject *e = Py_BuildValue("(KLi)", (unsigned long long)f[i].code, (long long)f[i].offset, (int)f[i].opcode);
         if (!e) {
             Py_DECREF(t);
             return NULL;
@@ -564,7 +580,7 @@ static PyObject *Walker_close(Walker *w, PyObject *unused)
 static PyMethodDef Walker_methods[] = {
     {"sample", (PyCFunction)Walker_sample, METH_NOARGS, "One sample: list of ThreadSample, or (code, message)."},
     {"run", (PyCFunction)Walker_run, METH_VARARGS, "The timed sampling loop, GIL released."},
-    {"stack", (PyCFunction)Walker_stack, METH_O, "An interned stack: ((code, offset), ...)."},
+    {"stack", (PyCFunction)Walker_stack, METH_O, "An interned stack: ((code, offset, opcode), ...)."},
     {"key", (PyCFunction)Walker_key, METH_O, "An interned sample: (tid, status, interp id, stack id)."},
     {"stats", (PyCFunction)Walker_stats, METH_NOARGS, "Counters."},
     {"set_async", (PyCFunction)Walker_set_async, METH_O, "--async-aware: the running task's offset."},
@@ -607,5 +623,8 @@ PyMODINIT_FUNC PyInit__native(void)
     PyModule_AddIntConstant(m, "PERM", WR_PERM);
     PyModule_AddIntConstant(m, "PSEUDO_GC", PSEUDO_GC);
     PyModule_AddIntConstant(m, "PSEUDO_TRUNCATED", PSEUDO_TRUNCATED);
+    PyModule_AddIntConstant(m, "PSEUDO_NATIVE", PSEUDO_NATIVE);
+    /* what this build does beyond the plain walk (native.py's NATIVE_FEATURES) */
+    PyModule_AddObject(m, "FEATURES", Py_BuildValue("(ss)", "opcodes", "native"));
     return m;
 }

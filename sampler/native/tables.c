@@ -33,7 +33,10 @@ int walker_tables_init(Walker *w)
     w->codes.cap = CODES_CAP0;
     w->codes.addr = calloc(w->codes.cap, sizeof(uint64_t));
     w->codes.kind = calloc(w->codes.cap, 1);
-    if (!w->stacks.index || !w->keys.index || !w->codes.addr || !w->codes.kind)
+    w->codes.base = calloc(w->codes.cap, sizeof(uint64_t));
+    w->codes.back = calloc(w->codes.cap, sizeof(uint8_t *));
+    w->codes.units = calloc(w->codes.cap, sizeof(uint32_t));
+    if (!w->stacks.index || !w->keys.index || !w->codes.addr || !w->codes.kind || !w->codes.base || !w->codes.back || !w->codes.units)
         return -1;
     return 0;
 }
@@ -49,6 +52,11 @@ void walker_tables_free(Walker *w)
     free(w->keys.index);
     free(w->codes.addr);
     free(w->codes.kind);
+    for (uint32_t j = 0; w->codes.back && j < w->codes.cap; j++)
+        free(w->codes.back[j]);
+    free(w->codes.base);
+    free(w->codes.back);
+    free(w->codes.units);
     memset(&w->stacks, 0, sizeof w->stacks);
     memset(&w->keys, 0, sizeof w->keys);
     memset(&w->codes, 0, sizeof w->codes);
@@ -68,6 +76,12 @@ void walker_tables_reset(Walker *w)
 
 void walker_codes_clear(Walker *w)
 {
+    if (w->codes.n)
+        for (uint32_t j = 0; j < w->codes.cap; j++)
+            if (w->codes.back[j]) {
+                free(w->codes.back[j]);
+                w->codes.back[j] = NULL;
+            }
     memset(w->codes.addr, 0, w->codes.cap * sizeof(uint64_t));
     w->codes.n = 0;
     walker_suffixes_clear(w); /* their frames name code objects validated in the old epoch */
@@ -120,7 +134,7 @@ static uint64_t stack_hash(const WFrame *f, uint32_t n)
 {
     uint64_t h = n;
     for (uint32_t i = 0; i < n; i++)
-        h = mix(mix(h, f[i].code), (uint64_t)f[i].offset);
+        h = mix(mix(mix(h, f[i].code), (uint64_t)f[i].offset), (uint64_t)(int64_t)f[i].opcode);
     return h | 1;
 }
 

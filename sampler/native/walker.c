@@ -528,32 +528,62 @@ static void gil_leave(Walker *w, int entered)
         w->saved = PyEval_SaveThread();
 }
 
-/* 1: a code object, 2: a shim code (skipped), 0: not a code object; or -WR_GONE / -WR_PYERR. */
-static int code_kind(Walker *w, uint64_t addr)
+/* Python's verdict on a code address (native.py's _code_kind): */
+enum {
+    CODE_NONE = 0,       /* not a code object: the walk is torn */
+    CODE_PY = 1,         /* a Python frame's code */
+    CODE_SHIM = 2,       /* a shim's code: its frame is skipped */
+    CODE_GONE = 3,       /* the target is gone (never remembered) */
+    CODE_ENTRY_SHIM = 4, /* 3.12's entry frame, caught before its owner was set: skipped, and a
+                          * <native> where C called into Python (--native) */
+};
+
+/* A CODE_* kind (CODE_GONE as -WR_GONE), or -WR_PYERR; *cb: how its instruction bytes are
+ * found (Python's answer with --opcodes or --native, else nothing). */
+static int code_kind(Walker *w, uint64_t addr, WCodeBytes *cb)
 {
     WCodes *t = &w->codes;
     uint32_t mask = t->cap - 1;
     uint64_t h = addr * 0x9e3779b97f4a7c15ULL;
     uint32_t j = (uint32_t)(h >> 40) & mask;
     while (t->addr[j]) {
-        if (t->addr[j] == addr)
+        if (t->addr[j] == addr) {
+            cb->base = t->base[j];
+            cb->back = t->back[j];
+            cb->units = t->units[j];
             return t->kind[j];
+        }
         j = (j + 1) & mask;
     }
     int entered = gil_enter(w);
     PyObject *res = PyObject_CallFunction(w->code_cb, "K", (unsigned long long)addr);
     long kind = -1;
-    if (res) {
+    unsigned long long base = 0;
+    uint8_t *back = NULL;
+    Py_ssize_t units = 0;
+    if (res && PyTuple_Check(res)) {
+        /* (kind, first instruction byte's address, bytes: units back to each unit's instruction) */
+        const char *data = NULL;
+        if (!PyArg_ParseTuple(res, "lKz#", &kind, &base, &data, &units) || units > UINT32_MAX) {
+            kind = -1;
+        } else if (data && units) {
+            if ((back = malloc((size_t)units)))
+                memcpy(back, data, (size_t)units);
+            else
+                units = 0; /* unknown: each unit its own instruction */
+        }
+    } else if (res) {
         kind = PyLong_AsLong(res);
-        Py_DECREF(res);
     }
+    Py_XDECREF(res);
     gil_leave(w, entered);
-    if (kind == -1 || kind < 0 || kind > 3)
-        return -WR_PYERR;
-    if (kind == 3)
-        return -WR_GONE;
-    if (kind == 0)
-        return 0; /* not remembered: a later sample may find a code object there */
+    if (kind < 0 || kind > CODE_ENTRY_SHIM || kind == CODE_GONE || kind == CODE_NONE) {
+        free(back);
+        if (kind == CODE_GONE)
+            return -WR_GONE;
+        /* not remembered: a later sample may find a code object there */
+        return kind == CODE_NONE ? CODE_NONE : -WR_PYERR;
+    }
     if (t->n * 2 >= t->cap)
         walker_codes_clear(w); /* bounded: start over, Python's cache still answers */
     j = (uint32_t)(h >> 40) & mask;
@@ -561,8 +591,23 @@ static int code_kind(Walker *w, uint64_t addr)
         j = (j + 1) & mask;
     t->addr[j] = addr;
     t->kind[j] = (uint8_t)kind;
+    t->base[j] = cb->base = base;
+    t->back[j] = back;
+    t->units[j] = (uint32_t)(back ? units : 0);
+    cb->back = back;
+    cb->units = t->units[j];
     t->n++;
     return (int)kind;
+}
+
+/* The byte offset of the instruction code unit `offset` belongs to (CodeCache.instruction_start):
+ * itself, except where `cb` says how far back its instruction starts. */
+static int64_t instruction_start(const WCodeBytes *cb, int64_t offset)
+{
+    uint64_t unit = (uint64_t)offset >> 1;
+    if (!cb->back || unit >= cb->units)
+        return offset;
+    return 2 * (int64_t)(unit - cb->back[unit]);
 }
 
 static int epoch_event(Walker *w, int kind)
@@ -954,10 +999,29 @@ static int starts_get(Walker *w, uint64_t addr, uint32_t *value)
 
 static int push_frame(Walker *w, uint64_t code, int64_t offset)
 {
-    w->frames[w->nframes].code = code;
-    w->frames[w->nframes].offset = offset;
-    w->nframes++;
+    w->opaddr[w->nframes] = 0;
+    WFrame *f = &w->frames[w->nframes++];
+    f->code = code;
+    f->offset = offset;
+    f->opcode = -1;
+    f->spare = 0;
     return WR_OK;
+}
+
+/* A Python frame whose instruction byte is at `opaddr` (0: none; its opcode stays -1). */
+static void push_code(Walker *w, uint64_t code, int64_t offset, uint64_t opaddr)
+{
+    uint32_t i = w->nframes;
+    push_frame(w, code, offset);
+    w->opaddr[i] = opaddr;
+}
+
+/* --native: a frame where C called into the Python frames pushed so far becomes one <native>
+ * (stack_chunks._native_below): under a Python frame, never twice in a row. */
+static void native_below(Walker *w)
+{
+    if (w->nframes && !(w->frames[w->nframes - 1].code == 0 && w->frames[w->nframes - 1].offset == PSEUDO_NATIVE))
+        push_frame(w, 0, PSEUDO_NATIVE);
 }
 
 /* ---- frames: 3.11+ stack chunks ------------------------------------------------------- */
@@ -1198,6 +1262,9 @@ static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
         uint64_t prev = ld64(fb + c->f_previous);
         uint8_t owner = fb[c->f_owner];
         if (c->skip_owner[owner]) {
+            /* an entry frame (C called the eval loop here) or the bottom sentinel (3.14+) */
+            if (c->native)
+                native_below(w);
             f = prev;
             continue;
         }
@@ -1206,22 +1273,26 @@ static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
             f = prev;
             continue;
         }
-        int kind = code_kind(w, code);
+        WCodeBytes cb;
+        int kind = code_kind(w, code, &cb);
         if (kind < 0)
             return -kind;
-        if (kind == 0)
+        if (kind == CODE_NONE)
             return WR_TORN; /* a code pointer from a frame caught half-built, or freed code */
-        if (kind == 2) {
+        if (kind == CODE_SHIM || kind == CODE_ENTRY_SHIM) {
+            if (kind == CODE_ENTRY_SHIM && c->native)
+                native_below(w);
             f = prev;
             continue;
         }
         uint64_t code_start = c->code_adaptive >= 0 ? code + (uint64_t)c->code_adaptive : 0;
-        int64_t offset = (int64_t)(ld64(fb + c->f_instr_ptr) - code_start);
+        uint64_t ip = ld64(fb + c->f_instr_ptr);
+        int64_t offset = (int64_t)(ip - code_start);
         /* A frame that called another must be past its first instruction (RESUME); one that
          * is not was pushed after our copy's top frame, i.e. the copy is torn. */
         if (w->nframes && offset <= 0)
             return WR_TORN;
-        if ((int64_t)w->nframes == c->max_depth) {
+        if ((int64_t)w->nframes >= c->max_depth) { /* >=: a 3.11 entry frame adds two at once */
             /* Cut below the innermost max_depth frames; frames walked below them leave
              * `starts` (settle ignores indexes >= max_depth). */
             push_frame(w, 0, PSEUDO_TRUNCATED);
@@ -1229,7 +1300,11 @@ static int walk_interp(Walker *w, uint64_t f, int *truncated, int *outside)
             r = WR_OK;
             goto done;
         }
-        push_frame(w, code, offset);
+        /* 3.11/3.12's prev_instr and 3.13+'s instr_ptr point at the instruction the frame
+         * executes (a caller's: its call), whose first byte is the opcode */
+        push_code(w, code, offset, offset >= 0 && cb.base ? cb.base + (uint64_t)instruction_start(&cb, offset) : 0);
+        if (c->native && c->f_is_entry >= 0 && fb[c->f_is_entry])
+            push_frame(w, 0, PSEUDO_NATIVE); /* 3.11: entered from C, which its caller called */
         f = prev;
     }
     r = check_bottom(w, lowest);
@@ -1303,7 +1378,8 @@ static int walk_object(Walker *w, uint64_t f)
         if (!ld64(fb))
             return WR_TORN; /* walked into a freed frame object */
         uint64_t code = ld64(fb + c->f_code);
-        int kind = code_kind(w, code);
+        WCodeBytes cb;
+        int kind = code_kind(w, code, &cb);
         if (kind < 0)
             return -kind;
         if (kind == 0)
@@ -1311,7 +1387,9 @@ static int walk_object(Walker *w, uint64_t f)
         int32_t lasti = ld32(fb + c->f_lasti);
         if (lasti < 0 && w->nframes)
             return WR_TORN; /* a frame with callees has not started */
-        push_frame(w, code, lasti >= 0 ? (int64_t)lasti * c->lasti_scale : -1);
+        /* f_lasti is the instruction being executed (a caller's: its call), in bytes */
+        int64_t offset = lasti >= 0 ? (int64_t)lasti * c->lasti_scale : -1;
+        push_code(w, code, offset, offset >= 0 && cb.base ? cb.base + (uint64_t)offset : 0);
         f = ld64(fb + c->f_previous);
     }
     return WR_OK;
@@ -1566,6 +1644,76 @@ separately: {
 }
 }
 
+/* ---- --opcodes and --native ------------------------------------------------------------ */
+
+/* The instruction bytes of the walked frames (only the innermost one's without --opcodes: the
+ * <native> leaf needs it), in one call for all of them (read_ranges merges those close
+ * together, as a code object's are). The bytes a frame runs change as the interpreter
+ * specializes them, so they are read every sample, never kept. A byte that cannot be read is
+ * a torn walk, as any other read of it. */
+static int read_opcodes(Walker *w)
+{
+    const WConfig *c = &w->c;
+    static __thread WRange *rg;
+    static __thread uint8_t *got;
+    static __thread uint32_t cap;
+    w->leaf_op = -1;
+    uint32_t n = c->opcodes ? w->nframes : (w->nframes && c->native ? 1 : 0);
+    if (n > cap) {
+        WRange *p = realloc(rg, n * sizeof(WRange));
+        if (!p)
+            return WR_READ;
+        rg = p;
+        uint8_t *q = realloc(got, n);
+        if (!q)
+            return WR_READ;
+        got = q;
+        cap = n;
+    }
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!w->opaddr[i])
+            continue;
+        rg[k].addr = w->opaddr[i];
+        rg[k].len = 1;
+        rg[k].dst = &got[i];
+        k++;
+    }
+    if (!k)
+        return WR_OK;
+    int r = read_ranges(w, rg, k);
+    if (r)
+        return r;
+    for (uint32_t j = 0; j < k; j++)
+        if (!rg[j].ok)
+            return WR_TORN;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!w->opaddr[i])
+            continue;
+        if (c->opcodes)
+            w->frames[i].opcode = got[i];
+        if (i == 0)
+            w->leaf_op = got[i];
+    }
+    return WR_OK;
+}
+
+/* --native's leaf: a thread whose innermost Python frame executes a call-family instruction is
+ * in the C function it called (a Python callee would be the innermost frame). */
+static void native_leaf(Walker *w)
+{
+    if (!w->c.native || !w->nframes || !w->frames[0].code || w->leaf_op < 0 || !w->c.call_op[w->leaf_op])
+        return;
+    memmove(w->frames + 1, w->frames, w->nframes * sizeof(WFrame));
+    memmove(w->opaddr + 1, w->opaddr, w->nframes * sizeof(uint64_t));
+    w->nframes++;
+    w->frames[0].code = 0;
+    w->frames[0].offset = PSEUDO_NATIVE;
+    w->frames[0].opcode = -1;
+    w->frames[0].spare = 0;
+    w->opaddr[0] = 0;
+}
+
 /* ---- one thread's stack ---------------------------------------------------------------- */
 
 /* Exception mode's guard: the exception must be in flight right before and after the copy. */
@@ -1640,6 +1788,11 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
                 if (!holds)
                     continue;
             }
+            if ((c->opcodes || c->native) && (r = read_opcodes(w))) {
+                if (r == WR_TORN)
+                    continue;
+                return r;
+            }
             return WR_OK;
         }
         if ((r = read_chunks(w, tstate, tbuf, fresh)))
@@ -1685,7 +1838,13 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
             continue;
         if (cut) {
             memmove(w->frames, w->frames + cut, (w->nframes - cut) * sizeof(WFrame));
+            memmove(w->opaddr, w->opaddr + cut, (w->nframes - cut) * sizeof(uint64_t));
             w->nframes -= cut;
+        }
+        if ((c->opcodes || c->native) && (r = read_opcodes(w))) {
+            if (r == WR_TORN)
+                continue;
+            return r;
         }
         w->walk_valid = 1;
         w->walk_cut = cut;
@@ -2023,6 +2182,7 @@ static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t
     uint32_t suffix = 0;
     if (c->async_running && (r = async_cut(w, tstate, thread_id, task, &suffix)))
         return r;
+    native_leaf(w);
     if (c->mode != 1)
         status |= cpu_status(w, tid, now);
     uint32_t stack;
@@ -2147,9 +2307,15 @@ static int sample_interp(Walker *w, uint64_t interp, const uint8_t *ibuf, int64_
         /* No Python frames (e.g. the collections of interpreter shutdown): nothing to blame.
          * An async sample's task frames (its suffix) count. */
         if (n || w->th_suffix[idx]) {
-            w->frames[0].code = 0;
-            w->frames[0].offset = PSEUDO_GC;
-            memcpy(w->frames + 1, w->stacks.arena + w->stacks.start[id], n * sizeof(WFrame));
+            const WFrame *below = w->stacks.arena + w->stacks.start[id];
+            /* the collection is what the thread does in C: it replaces a <native> leaf */
+            if (n && below[0].code == 0 && below[0].offset == PSEUDO_NATIVE) {
+                below++;
+                n--;
+            }
+            w->nframes = 0;
+            push_frame(w, 0, PSEUDO_GC);
+            memcpy(w->frames + 1, below, n * sizeof(WFrame));
             if (walker_stacks_intern(w, w->frames, n + 1, &w->th_stack[idx]))
                 return WR_READ;
         }

@@ -20,9 +20,11 @@ enum {
     WR_SKIP = 6,    /* the thread is left out of this sample (exception mode's guard) */
 };
 
-/* Pseudo stack entries (code address 0): Python maps them to GC_FRAME and TRUNCATED_FRAME. */
+/* Pseudo stack entries (code address 0): Python maps them to GC_FRAME, TRUNCATED_FRAME and
+ * NATIVE_FRAME. */
 #define PSEUDO_GC 1
 #define PSEUDO_TRUNCATED 2
+#define PSEUDO_NATIVE 3
 
 typedef struct {
     /* runtime */
@@ -63,11 +65,21 @@ typedef struct {
     int async_running;
     int64_t a_running;
     int64_t a_suffix_reuse_ns; /* how long a suffix is reused unasked (its bytes still re-read) */
+    /* --opcodes: each frame carries the instruction byte at its offset; --native: <native>
+     * frames where C code runs (walker.c, natives_and_opcodes). call_op is the target version's
+     * call family (sampler/cpython/opcodes.py's OpcodeTable.is_call), never written here. */
+    int opcodes, native;
+    uint8_t call_op[256];
+    int64_t f_is_entry; /* 3.11: a frame the eval loop was entered for (called from C); else -1 */
 } WConfig;
 
+/* One stack entry. `opcode` is -1 unless recorded; `spare` is always 0, so that stacks compare
+ * and hash as bytes. */
 typedef struct {
     uint64_t code;
     int64_t offset;
+    int32_t opcode;
+    int32_t spare;
 } WFrame;
 
 /* A copied stack chunk. */
@@ -104,12 +116,26 @@ typedef struct {
     uint32_t index_cap;
 } WKeys;
 
-/* Code objects validated in this epoch: address -> 1 (code) or 2 (shim). */
+/* Code objects validated in this epoch: address -> 1 (code), 2 (shim) or 4 (entry shim), and
+ * for --opcodes and --native (Python's answers): where its instruction bytes start (0: unknown)
+ * and, 3.11/3.12, per 2-byte code unit how many units back its instruction starts (`back`,
+ * `units` of them; NULL: each unit is its own), since a caller's prev_instr is on its call's
+ * last inline cache unit there. */
 typedef struct {
     uint64_t *addr;
     uint8_t *kind;
+    uint64_t *base;
+    uint8_t **back;
+    uint32_t *units;
     uint32_t n, cap; /* cap is a power of two */
 } WCodes;
+
+/* What code_kind knows of one code object, for reading its frames' instruction bytes. */
+typedef struct {
+    uint64_t base;
+    const uint8_t *back;
+    uint32_t units;
+} WCodeBytes;
 
 /* Kept-open /proc/PID/task/TID/stat descriptors with the last state read. */
 typedef struct {
@@ -195,7 +221,8 @@ typedef struct {
     uint8_t *ibuf, *tbuf, *tbuf2, *gbuf, *fbuf, *rtbuf;
     PyObject *samples; /* list: key id -> ThreadSample (None until resolved) */
     PyObject *resolve_cb;
-    WFrame *frames;
+    WFrame *frames;   /* room for 2 * max_depth + 8: <native> entries between Python frames */
+    uint64_t *opaddr; /* per entry of `frames`: where its instruction byte is (0: none) */
     uint32_t nframes;
     uint64_t *walked; /* 3.9/3.10: callers' addresses, then their header bytes */
     uint8_t *walked_bytes;
@@ -232,6 +259,7 @@ typedef struct {
     uint8_t *bpre_buf;
     uint64_t now_b; /* the top frame pointer read last in the re-check */
     int used_fresh_outside;
+    int leaf_op; /* the last walk's innermost frame's instruction byte (-1: none read) */
     int pf_allowed; /* first reads may be served from the read-ahead */
     WThread *threads;
     uint32_t nthreads, threads_cap, thread_cursor;

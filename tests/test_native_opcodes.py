@@ -1,0 +1,185 @@
+"""--opcodes and --native through the native core against the pure-Python reference, on frozen
+targets, under every CPython here.
+
+One target per interpreter (tests/targets/diff_native.py: an add loop and an attribute loop, a
+sort calling a Python key from C, a thread in zlib, one in time.sleep, `cls()` running
+`__init__`s over a generator) is frozen again and again (SIGSTOP, as in test_native_walker.py);
+at each freeze both walkers sample it with each setting below and must give the same
+`ThreadSample`s: the same frames, the same `Frame.opcode` on each, the same `<native>` frames in
+the same places. The native core's timed loop (`run`) must give them too. The freezes go on until
+the reference has shown what each rule is about: a `<native>` leaf on a frame in a call, a
+`<native>` where C called back into Python (3.11+: 3.9/3.10 have no entry frames) and opcodes on
+the frames.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pytest
+
+import sampler.cpython.unwinder as reference_module
+from conftest import ALL_INTERPRETERS, Interpreter, target, wait_ready
+from sampler.cpython import native
+from sampler.cpython.unwinder import Unwinder
+from sampler.cpython.walkers import native_choice
+from sampler.model import NATIVE_FRAME, SYNTHETIC_FILENAME, ThreadSample
+from test_native_walker import DEADLINE_S, Outcome, _batch_differs, _freeze, _run_on, _take, compare
+
+MIN_FREEZES = 4
+MAX_FREEZES = 16  # freezes until every rule was seen at work at least once
+
+
+class Config(NamedTuple):
+    all_threads: bool
+    mode: str
+    opcodes: bool
+    native: bool
+
+    def __str__(self) -> str:
+        flags = " ".join(f for f, on in (("--opcodes", self.opcodes), ("--native", self.native)) if on)
+        return f"mode={self.mode} all_threads={self.all_threads} {flags}"
+
+
+# Plain sampling is test_native_walker.py's. gil mode leaves out the threads waiting for the GIL
+# (the sorter and the builder take turns with the main thread): another set of threads per freeze.
+CONFIGS = [Config(True, "wall", True, False), Config(True, "wall", False, True), Config(True, "wall", True, True),
+           Config(False, "wall", True, True), Config(True, "gil", True, True)]
+BOTH = Config(True, "wall", True, True)
+
+
+def _python(frame) -> bool:
+    return frame.filename != SYNTHETIC_FILENAME
+
+
+def _native_leaf(samples: list[ThreadSample]) -> bool:
+    return any(s.frames[:1] == (NATIVE_FRAME,) and len(s.frames) > 1 and _python(s.frames[1]) for s in samples)
+
+
+def _native_between(samples: list[ThreadSample]) -> bool:
+    """C called back into Python: a <native> with Python frames on both sides (sort_work, keyf)."""
+    return any(f == NATIVE_FRAME and _python(s.frames[i - 1]) and _python(s.frames[i + 1])
+               for s in samples for i, f in enumerate(s.frames[1:-1], 1))
+
+
+def _opcodes_everywhere(samples: list[ThreadSample]) -> bool:
+    """Every Python frame has its opcode; only a leaf that has not started may lack one (3.9/3.10)."""
+    return bool(samples) and all(f.opcode >= 0 for s in samples for f in s.frames[1:] if _python(f))
+
+
+@dataclass
+class Findings:
+    """What one interpreter's freezes found."""
+
+    label: str
+    freezes: int = 0
+    wanted: set[str] = field(default_factory=set)  # the rules this version has
+    seen: set[str] = field(default_factory=set)  # the rules the reference showed at work
+    mismatches: dict[str, list[str]] = field(default_factory=dict)  # difference -> where it showed
+    batch_problems: dict[str, list[str]] = field(default_factory=dict)
+
+    def report(self, table: dict[str, list[str]]) -> str:
+        parts = [f"  on {self.label} ({', '.join(where[:4])}):\n{diff}" for diff, where in table.items()]
+        return f"{len(parts)} differences between the reference and the native core:\n" + "\n".join(parts[:6])
+
+
+def _wanted(version: tuple[int, int]) -> set[str]:
+    wanted = {"native leaf", "opcodes"}
+    if version >= (3, 11):  # entry frames
+        wanted.add("native between")
+    return wanted
+
+
+def _look(findings: Findings, config: Config, samples: list[ThreadSample]) -> None:
+    if config != BOTH:
+        return
+    if _native_leaf(samples):
+        findings.seen.add("native leaf")
+    if _native_between(samples):
+        findings.seen.add("native between")
+    if _opcodes_everywhere(samples):
+        findings.seen.add("opcodes")
+
+
+def _freeze_and_compare(proc: subprocess.Popen, interpreter: Interpreter) -> Findings:
+    _run_on(proc)
+    _freeze(proc)
+    findings = Findings(interpreter.label)
+    walkers = {}
+    try:
+        for c in CONFIGS:
+            walkers[c] = (Unwinder(proc.pid, all_threads=c.all_threads, mode=c.mode, opcodes=c.opcodes, native=c.native),
+                          native.NativeUnwinder(proc.pid, all_threads=c.all_threads, mode=c.mode, opcodes=c.opcodes,
+                                                native=c.native))
+        findings.wanted = _wanted(walkers[BOTH][0].runtime.minor)
+        while findings.freezes < MIN_FREEZES or (not findings.wanted <= findings.seen
+                                                 and findings.freezes < MAX_FREEZES):
+            if findings.freezes:
+                _run_on(proc)
+                _freeze(proc)
+            findings.freezes += 1
+            where = f"freeze {findings.freezes}"
+            for config, (ref_walker, nat_walker) in walkers.items():
+                ref, nat = _take(ref_walker, config.mode), _take(nat_walker, config.mode)
+                if ref.samples is not None:
+                    _look(findings, config, ref.samples)
+                diff = compare(ref, nat) or [f"{line} (sampled again)" for line in
+                                             compare(ref, _take(nat_walker, config.mode))]
+                if diff:
+                    findings.mismatches.setdefault("\n".join(diff), []).append(f"{where} {config}")
+                elif config.mode == "wall" and ref.samples is not None:
+                    problems = _batch_differs(ref.samples, nat_walker)
+                    if problems:
+                        findings.batch_problems.setdefault("\n".join(problems), []).append(f"{where} {config}")
+    finally:
+        for pair in walkers.values():
+            for w in pair:
+                w.close()
+    return findings
+
+
+@pytest.fixture(scope="module", params=ALL_INTERPRETERS)
+def findings(request) -> Findings:
+    """One target per interpreter, frozen until every rule showed, compared at every freeze."""
+    interpreter: Interpreter = request.param
+    if not native.native_status()[0]:
+        pytest.fail(f"the native core is not built: {native.native_status()[1]}")
+    proc = subprocess.Popen(interpreter.command(target("diff_native.py")), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    with pytest.MonkeyPatch.context() as patch:
+        # a frozen stack cannot change: the reference's exception-mode window must not drop a
+        # thread for a slow walk (test_native_walker.py's frozen_window)
+        patch.setattr(reference_module, "GUARD_WINDOW_S", DEADLINE_S)
+        try:
+            wait_ready(proc)
+            yield _freeze_and_compare(proc, interpreter)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def test_the_native_core_does_opcodes_and_native():
+    """walkers.py picks the native core for --opcodes and --native when it is built."""
+    assert native.NATIVE_FEATURES >= {"opcodes", "native"}
+    assert native_choice(opcodes=True, native=True) == (True, "")
+
+
+def test_same_frames_opcodes_and_native_frames(findings: Findings):
+    assert not findings.mismatches, findings.report(findings.mismatches)
+
+
+def test_run_batches_give_the_same_samples(findings: Findings):
+    assert not findings.batch_problems, findings.report(findings.batch_problems)
+
+
+def test_every_rule_was_seen_at_work(findings: Findings):
+    """The comparisons covered what they are about: the reference showed each rule in action."""
+    missing = sorted(findings.wanted - findings.seen)
+    assert not missing, f"{findings.label}: in {findings.freezes} freezes the reference never showed {missing}"
