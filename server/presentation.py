@@ -25,6 +25,7 @@ def heat_payload(uri: str | None, version: int | None, heat: DocumentHeat) -> di
     0-based, as everywhere in LSP."""
     lines = []
     max_self = max_total = 0.0
+    hottest_self = max((entry.self_pct for entry in heat.lines.values()), default=0.0)
     for entry in sorted(heat.lines.values(), key=lambda e: e.line):
         item: dict[str, Any] = {
             "line": entry.line,
@@ -35,10 +36,7 @@ def heat_payload(uri: str | None, version: int | None, heat: DocumentHeat) -> di
             "stale": entry.stale,
         }
         if entry.columns:
-            # where in the line its time went (--opcodes): character ranges in order along the
-            # line, none overlapping, each with its share of the line's samples
-            item["columns"] = [{"start": c.start, "end": c.end, "samples": c.samples, "pct": round(c.pct, 2)}
-                               for c in entry.columns]
+            item["columns"] = column_items(entry, hottest_self)
         if entry.baseline_self_pct is not None:
             item["baselineSelfPct"] = entry.baseline_self_pct
             item["baselineTotalPct"] = entry.baseline_total_pct
@@ -57,6 +55,19 @@ def heat_payload(uri: str | None, version: int | None, heat: DocumentHeat) -> di
         "maxSelfPct": max_self,
         "maxTotalPct": max_total,
     }
+
+
+def column_items(entry: LineEntry, hottest_self: float) -> list[dict[str, Any]]:
+    """Where in the line its time went (--opcodes), as editors draw it: character ranges in
+    order along the line, none overlapping, each with its share of the line's samples (`pct`) and
+    how strongly to draw it (`strength`, 0-1): against the line's heaviest piece (Tachyon's
+    heatmap intensity), scaled by the line's self share against the document's hottest line, so
+    a piece is never drawn hotter than its line is."""
+    top = max(c.pct for c in entry.columns)
+    line = entry.self_pct / hottest_self if hottest_self > 0 else 0.0
+    return [{"start": c.start, "end": c.end, "samples": c.samples, "pct": round(c.pct, 2),
+             "strength": round(c.pct / top * line, 3) if top > 0 else 0.0}
+            for c in entry.columns]
 
 
 def _samples(n: int) -> str:

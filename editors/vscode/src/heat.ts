@@ -5,12 +5,17 @@ export const BUCKETS = 8;
 /** Steps of the pieces of a hot line where its time went (--opcodes), by their share of the line. */
 export const COLUMN_BUCKETS = 4;
 
-/** A piece of a line (character offsets in it) holding `pct` percent of the line's samples. */
+/**
+ * A piece of a line (character offsets in it) holding `pct` percent of the line's samples, drawn
+ * with `strength` (0-1: the server weighs it against the line's heaviest piece and the line's
+ * heat against the hottest line's).
+ */
 export interface HeatColumn {
   start: number;
   end: number;
   samples?: number;
   pct: number;
+  strength?: number;
 }
 
 export interface HeatLine {
@@ -131,15 +136,15 @@ export interface ColumnDecoration {
   hover: string;
 }
 
-/** The step (1..buckets) of a piece holding `pct` percent of what its line's heaviest piece holds. */
-export function columnBucketOf(pct: number, buckets = COLUMN_BUCKETS): number {
-  const v = typeof pct === "number" && isFinite(pct) ? pct : 0;
-  return Math.max(1, Math.min(buckets, Math.ceil((v / 100) * buckets - 1e-9)));
+/** The step (1..buckets) of a piece drawn with the server's `strength` (0-1). */
+export function columnBucketOf(strength: number | undefined, buckets = COLUMN_BUCKETS): number {
+  const v = typeof strength === "number" && isFinite(strength) ? strength : 0;
+  return Math.max(1, Math.min(buckets, Math.ceil(v * buckets - 1e-9)));
 }
 
 /**
- * The server's column pieces (where in each hot line its time went) by step, against the line's
- * heaviest piece; none on stale lines or for heat older than the document.
+ * The server's column pieces (where in each hot line its time went) by step of their strength;
+ * none on stale lines or for heat older than the document.
  */
 export function columnHeat(payload: HeatPayload, documentVersion?: number, buckets = COLUMN_BUCKETS): ColumnDecoration[][] | undefined {
   if (!isCurrent(payload.version, documentVersion)) return undefined;
@@ -147,12 +152,10 @@ export function columnHeat(payload: HeatPayload, documentVersion?: number, bucke
   if (payload.stale) return out;
   for (const l of Array.isArray(payload.lines) ? payload.lines : []) {
     if (l.stale || typeof l.line !== "number" || l.line < 0 || !Array.isArray(l.columns)) continue;
-    // as Tachyon's heatmap: each piece's strength against the line's heaviest piece
-    const top = Math.max(0, ...l.columns.map((c) => (typeof c.pct === "number" && isFinite(c.pct) ? c.pct : 0)));
     for (const c of l.columns) {
       if (typeof c.start !== "number" || typeof c.end !== "number" || c.start < 0 || !(c.end > c.start)) continue;
       const hover = `**heatline** — ${pct(c.pct)} of this line's samples here`;
-      out[columnBucketOf(top > 0 ? (100 * c.pct) / top : 0, buckets) - 1].push({ line: l.line, start: c.start, end: c.end, hover });
+      out[columnBucketOf(c.strength, buckets) - 1].push({ line: l.line, start: c.start, end: c.end, hover });
     }
   }
   return out;

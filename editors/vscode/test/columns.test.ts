@@ -16,12 +16,12 @@ function payload(extra: Partial<HeatPayload> = {}): HeatPayload {
       {
         line: 4, self: 800, total: 800, selfPct: 80, totalPct: 80, stale: false,
         columns: [
-          { start: 8, end: 11, samples: 80, pct: 10 },
-          { start: 11, end: 14, samples: 600, pct: 75 },
-          { start: 14, end: 17, samples: 280, pct: 35 },
+          { start: 8, end: 11, samples: 80, pct: 10, strength: 0.13 },
+          { start: 11, end: 14, samples: 600, pct: 75, strength: 1 },
+          { start: 14, end: 17, samples: 280, pct: 35, strength: 0.47 },
         ],
       },
-      { line: 6, self: 100, total: 100, selfPct: 10, totalPct: 10, stale: true, columns: [{ start: 0, end: 5, pct: 100 }] },
+      { line: 6, self: 100, total: 100, selfPct: 10, totalPct: 10, stale: true, columns: [{ start: 0, end: 5, pct: 100, strength: 0.1 }] },
       { line: 7, self: 100, total: 100, selfPct: 10, totalPct: 10, columns: [{ start: 5, end: 5, pct: 50 }, { start: -1, end: 3, pct: 50 }] },
     ],
     ...extra,
@@ -29,15 +29,16 @@ function payload(extra: Partial<HeatPayload> = {}): HeatPayload {
 }
 
 suite("column heat", () => {
-  test("pieces go to steps by their share against the line's heaviest piece", () => {
+  test("pieces go to steps by the strength the server gives them", () => {
     assert.equal(COLUMN_BUCKETS, 4);
-    assert.deepEqual([0, 10, 25, 26, 50, 75, 99, 100, 250].map((p) => columnBucketOf(p)), [1, 1, 1, 2, 2, 3, 4, 4, 4]);
+    assert.deepEqual([0, 0.1, 0.25, 0.26, 0.5, 0.75, 0.99, 1, 2.5, undefined, NaN].map((p) => columnBucketOf(p)),
+      [1, 1, 1, 2, 2, 3, 4, 4, 4, 1, 1]);
     const steps = columnHeat(payload(), 2)!;
     assert.equal(steps.length, COLUMN_BUCKETS);
     assert.deepEqual(steps[0].map((c) => [c.line, c.start, c.end]), [[4, 8, 11]]);
-    assert.deepEqual(steps[1].map((c) => [c.line, c.start, c.end]), [[4, 14, 17]], "35 of 75: the second step");
+    assert.deepEqual(steps[1].map((c) => [c.line, c.start, c.end]), [[4, 14, 17]], "strength 0.47: the second step");
     assert.deepEqual(steps[2], []);
-    assert.deepEqual(steps[3].map((c) => [c.line, c.start, c.end]), [[4, 11, 14]], "the line's heaviest piece");
+    assert.deepEqual(steps[3].map((c) => [c.line, c.start, c.end]), [[4, 11, 14]], "the hottest line's heaviest piece");
     assert.match(steps[3][0].hover, /75\.0% of this line's samples/);
   });
 

@@ -133,11 +133,13 @@ local function mark_opts(entry, heat, line_count)
   return shown and line or nil, mark
 end
 
---- Step (1..COLUMN_STEPS) of a piece of a line holding `pct` percent of what the line's
---- heaviest piece holds.
-function M.column_bucket(pct)
-  pct = tonumber(pct) or 0
-  return math.max(1, math.min(M.COLUMN_STEPS, math.ceil(M.COLUMN_STEPS * pct / 100 - 1e-9)))
+--- Step (1..COLUMN_STEPS) of a piece drawn with the server's `strength` (0-1).
+function M.column_bucket(strength)
+  strength = tonumber(strength) or 0
+  if strength ~= strength then -- NaN
+    strength = 0
+  end
+  return math.max(1, math.min(M.COLUMN_STEPS, math.ceil(M.COLUMN_STEPS * strength - 1e-9)))
 end
 
 --- The byte column of LSP character offset `units` in `text` (the server counts in the
@@ -167,17 +169,11 @@ local function draw_columns(bufnr, heat)
     local line = tonumber(entry.line)
     if type(entry.columns) == 'table' and entry.stale ~= true and line and line >= 0 and line < line_count then
       local text = vim.api.nvim_buf_get_lines(bufnr, line, line + 1, false)[1] or ''
-      -- as Tachyon's heatmap: each piece's strength against the line's heaviest piece
-      local top = 0
-      for _, c in ipairs(entry.columns) do
-        top = math.max(top, tonumber(c.pct) or 0)
-      end
       for _, c in ipairs(entry.columns) do
         local first, last = M.byte_col(text, c.start, encoding), M.byte_col(text, c['end'], encoding)
         if last > first then
-          local step = M.column_bucket(top > 0 and 100 * (tonumber(c.pct) or 0) / top or 0)
           pcall(vim.api.nvim_buf_set_extmark, bufnr, M.columns_ns, line, first, {
-            end_col = last, hl_group = 'HeatlineColumn' .. step, priority = 30,
+            end_col = last, hl_group = 'HeatlineColumn' .. M.column_bucket(c.strength), priority = 30,
           })
         end
       end
