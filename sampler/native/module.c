@@ -196,6 +196,11 @@ static void walker_free_buffers(Walker *w)
     free(w->threads);
     free(w->order);
     free(w->bpre_buf);
+    free(w->pend_frames); free(w->pend_op); free(w->pend_byte);
+    free(w->pend_start); free(w->pend_count); free(w->pend_th);
+    w->pend_frames = NULL; w->pend_op = NULL; w->pend_byte = NULL;
+    w->pend_start = w->pend_count = w->pend_th = NULL;
+    w->pend_n = w->pend_cap = w->npend = w->pend_threads_cap = 0;
     w->threads = NULL;
     w->order = NULL;
     w->bpre_buf = NULL;

@@ -1644,74 +1644,122 @@ separately: {
 }
 }
 
-/* ---- --opcodes and --native ------------------------------------------------------------ */
+/* ---- --opcodes and --native ------------------------------------------------------------
+ * A walked thread's frames wait (defer_thread) until every thread of its interpreter is walked;
+ * then the instruction bytes they need are read for all of them in one call (read_pending:
+ * read_ranges merges those close together, as a code object's are), rather than one call per
+ * thread. A byte names the instruction at an address the walk found, so it is the same read a
+ * little later (the thread may have moved on, as the reference's read after its walk allows);
+ * the bytes change as code specializes, so they are read every sample, never kept. */
 
-/* The instruction bytes of the walked frames (only the innermost one's without --opcodes: the
- * <native> leaf needs it), in one call for all of them (read_ranges merges those close
- * together, as a code object's are). The bytes a frame runs change as the interpreter
- * specializes them, so they are read every sample, never kept. A byte that cannot be read is
- * a torn walk, as any other read of it. */
-static int read_opcodes(Walker *w)
+/* Reallocates each of `n` arrays (element sizes `elem`) to `cap` elements; 0 when all were. */
+static int regrow(void **arrays[], const size_t elem[], int n, uint32_t cap)
 {
-    const WConfig *c = &w->c;
-    static __thread WRange *rg;
-    static __thread uint8_t *got;
-    static __thread uint32_t cap;
-    w->leaf_op = -1;
-    uint32_t n = c->opcodes ? w->nframes : (w->nframes && c->native ? 1 : 0);
-    if (n > cap) {
-        WRange *p = realloc(rg, n * sizeof(WRange));
+    for (int i = 0; i < n; i++) {
+        void *p = realloc(*arrays[i], (size_t)cap * elem[i]);
         if (!p)
-            return WR_READ;
-        rg = p;
-        uint8_t *q = realloc(got, n);
-        if (!q)
-            return WR_READ;
-        got = q;
-        cap = n;
+            return -1;
+        *arrays[i] = p;
     }
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!w->opaddr[i])
-            continue;
-        rg[k].addr = w->opaddr[i];
-        rg[k].len = 1;
-        rg[k].dst = &got[i];
-        k++;
+    return 0;
+}
+
+/* Room for `n` more pending frames and one more pending thread (a cap grows only once all its
+ * arrays have). */
+static int pend_reserve(Walker *w, uint32_t n)
+{
+    if (w->pend_n + n > w->pend_cap) {
+        uint32_t cap = w->pend_cap ? w->pend_cap : 256;
+        while (cap < w->pend_n + n)
+            cap *= 2;
+        void **arrays[] = {(void **)&w->pend_frames, (void **)&w->pend_op, (void **)&w->pend_byte};
+        const size_t elem[] = {sizeof(WFrame), sizeof(uint64_t), 1};
+        if (regrow(arrays, elem, 3, cap))
+            return -1;
+        w->pend_cap = cap;
     }
-    if (!k)
-        return WR_OK;
-    int r = read_ranges(w, rg, k);
-    if (r)
-        return r;
-    for (uint32_t j = 0; j < k; j++)
-        if (!rg[j].ok)
-            return WR_TORN;
-    for (uint32_t i = 0; i < n; i++) {
-        if (!w->opaddr[i])
-            continue;
-        if (c->opcodes)
-            w->frames[i].opcode = got[i];
-        if (i == 0)
-            w->leaf_op = got[i];
+    if (w->npend + 1 > w->pend_threads_cap) {
+        uint32_t cap = w->pend_threads_cap ? w->pend_threads_cap * 2 : 16;
+        void **arrays[] = {(void **)&w->pend_start, (void **)&w->pend_count, (void **)&w->pend_th};
+        const size_t elem[] = {sizeof(uint32_t), sizeof(uint32_t), sizeof(uint32_t)};
+        if (regrow(arrays, elem, 3, cap))
+            return -1;
+        w->pend_threads_cap = cap;
     }
-    return WR_OK;
+    return 0;
 }
 
 /* --native's leaf: a thread whose innermost Python frame executes a call-family instruction is
  * in the C function it called (a Python callee would be the innermost frame). */
-static void native_leaf(Walker *w)
+static void native_leaf(Walker *w, int leaf_op)
 {
-    if (!w->c.native || !w->nframes || !w->frames[0].code || w->leaf_op < 0 || !w->c.call_op[w->leaf_op])
+    if (!w->c.native || !w->nframes || !w->frames[0].code || leaf_op < 0 || !w->c.call_op[leaf_op])
         return;
     memmove(w->frames + 1, w->frames, w->nframes * sizeof(WFrame));
-    memmove(w->opaddr + 1, w->opaddr, w->nframes * sizeof(uint64_t));
     w->nframes++;
     w->frames[0].code = 0;
     w->frames[0].offset = PSEUDO_NATIVE;
     w->frames[0].opcode = -1;
     w->frames[0].spare = 0;
-    w->opaddr[0] = 0;
+}
+
+/* Reads the pending threads' instruction bytes (every frame's with --opcodes, else only the
+ * innermost one's: the <native> leaf needs it) and interns their stacks into th_stack. A byte
+ * that cannot be read fails the sample, as a torn walk the reference would retry. */
+static int read_pending(Walker *w)
+{
+    const WConfig *c = &w->c;
+    static __thread WRange *rg;
+    static __thread uint32_t cap;
+    uint32_t npend = w->npend;
+    w->npend = 0;
+    w->pend_n = 0;
+    if (!npend)
+        return WR_OK;
+    uint32_t k = 0;
+    for (uint32_t p = 0; p < npend; p++) {
+        uint32_t n = c->opcodes ? w->pend_count[p] : 1;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t at = w->pend_start[p] + i;
+            if (!w->pend_op[at])
+                continue;
+            if (k == cap) {
+                uint32_t more = cap ? cap * 2 : 256;
+                WRange *q = realloc(rg, more * sizeof(WRange));
+                if (!q)
+                    return WR_READ;
+                rg = q;
+                cap = more;
+            }
+            rg[k].addr = w->pend_op[at];
+            rg[k].len = 1;
+            rg[k].dst = &w->pend_byte[at];
+            k++;
+        }
+    }
+    int r = k ? read_ranges(w, rg, k) : WR_OK;
+    if (r)
+        return r;
+    for (uint32_t j = 0; j < k; j++)
+        if (!rg[j].ok) {
+            snprintf(w->err, sizeof w->err, "an instruction at %#llx could not be read: the stack changed",
+                     (unsigned long long)rg[j].addr);
+            return WR_TORN;
+        }
+    for (uint32_t p = 0; p < npend; p++) {
+        uint32_t start = w->pend_start[p], n = w->pend_count[p];
+        memcpy(w->frames, w->pend_frames + start, n * sizeof(WFrame));
+        w->nframes = n;
+        int leaf_op = w->pend_op[start] ? w->pend_byte[start] : -1;
+        if (c->opcodes)
+            for (uint32_t i = 0; i < n; i++)
+                if (w->pend_op[start + i])
+                    w->frames[i].opcode = w->pend_byte[start + i];
+        native_leaf(w, leaf_op);
+        if (walker_stacks_intern(w, w->frames, w->nframes, &w->th_stack[w->pend_th[p]]))
+            return WR_READ;
+    }
+    return WR_OK;
 }
 
 /* ---- one thread's stack ---------------------------------------------------------------- */
@@ -1788,11 +1836,6 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
                 if (!holds)
                     continue;
             }
-            if ((c->opcodes || c->native) && (r = read_opcodes(w))) {
-                if (r == WR_TORN)
-                    continue;
-                return r;
-            }
             return WR_OK;
         }
         if ((r = read_chunks(w, tstate, tbuf, fresh)))
@@ -1840,11 +1883,6 @@ static int thread_frames(Walker *w, uint64_t interp, uint64_t tstate, const uint
             memmove(w->frames, w->frames + cut, (w->nframes - cut) * sizeof(WFrame));
             memmove(w->opaddr, w->opaddr + cut, (w->nframes - cut) * sizeof(uint64_t));
             w->nframes -= cut;
-        }
-        if ((c->opcodes || c->native) && (r = read_opcodes(w))) {
-            if (r == WR_TORN)
-                continue;
-            return r;
         }
         w->walk_valid = 1;
         w->walk_cut = cut;
@@ -2115,6 +2153,25 @@ static int async_cut(Walker *w, uint64_t tstate, uint64_t thread_id, uint64_t ta
     return WR_OK;
 }
 
+/* The thread's sample, its stack to be interned once its instruction bytes are read
+ * (read_pending). */
+static int defer_thread(Walker *w, int64_t tid, unsigned status, int64_t interp_id, uint32_t suffix)
+{
+    if (pend_reserve(w, w->nframes))
+        return WR_READ;
+    int r = add_thread(w, tid, status, interp_id, 0, suffix);
+    if (r)
+        return r;
+    w->pend_start[w->npend] = w->pend_n;
+    w->pend_count[w->npend] = w->nframes;
+    w->pend_th[w->npend] = w->nth - 1;
+    w->npend++;
+    memcpy(w->pend_frames + w->pend_n, w->frames, w->nframes * sizeof(WFrame));
+    memcpy(w->pend_op + w->pend_n, w->opaddr, w->nframes * sizeof(uint64_t));
+    w->pend_n += w->nframes;
+    return WR_OK;
+}
+
 static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t tstate, const uint8_t *tbuf,
                          int64_t holder, uint64_t main_tstate, int64_t now)
 {
@@ -2182,9 +2239,10 @@ static int sample_thread(Walker *w, uint64_t interp, int64_t interp_id, uint64_t
     uint32_t suffix = 0;
     if (c->async_running && (r = async_cut(w, tstate, thread_id, task, &suffix)))
         return r;
-    native_leaf(w);
     if (c->mode != 1)
         status |= cpu_status(w, tid, now);
+    if ((c->opcodes || c->native) && w->nframes)
+        return defer_thread(w, tid, status, interp_id, suffix);
     uint32_t stack;
     if (walker_stacks_intern(w, w->frames, w->nframes, &stack))
         return WR_READ;
@@ -2272,6 +2330,8 @@ static int sample_interp(Walker *w, uint64_t interp, const uint8_t *ibuf, int64_
     int collecting = c->i_gc_collecting >= 0 ? ld32(ibuf + (c->i_gc_collecting - lo)) != 0 : 0;
     uint64_t main_tstate = c->i_threads_main >= 0 ? ld64(ibuf + (c->i_threads_main - lo)) : 0;
     uint32_t first = w->nth;
+    w->npend = 0;
+    w->pend_n = 0;
     if (!c->all_threads) {
         uint64_t found;
         if ((r = main_thread(w, interp, ibuf, main_tstate, &found)))
@@ -2295,6 +2355,8 @@ static int sample_interp(Walker *w, uint64_t interp, const uint8_t *ibuf, int64_
             tstate = next;
         }
     }
+    if ((r = read_pending(w)))
+        return r;
     if (collecting && c->gc && w->nth > first) {
         uint32_t idx = first;
         for (uint32_t i = first; i < w->nth; i++)

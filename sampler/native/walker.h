@@ -259,7 +259,14 @@ typedef struct {
     uint8_t *bpre_buf;
     uint64_t now_b; /* the top frame pointer read last in the re-check */
     int used_fresh_outside;
-    int leaf_op; /* the last walk's innermost frame's instruction byte (-1: none read) */
+    /* --opcodes, --native: the walked frames of this interpreter's threads, waiting for their
+     * instruction bytes, which are read for all of them in one call (walker.c, read_pending) */
+    WFrame *pend_frames;
+    uint64_t *pend_op; /* per pending frame: where its instruction byte is (0: none) */
+    uint8_t *pend_byte;
+    uint32_t pend_n, pend_cap;
+    uint32_t *pend_start, *pend_count, *pend_th; /* per pending thread: its frames, its th_* index */
+    uint32_t npend, pend_threads_cap;
     int pf_allowed; /* first reads may be served from the read-ahead */
     WThread *threads;
     uint32_t nthreads, threads_cap, thread_cursor;
