@@ -13,6 +13,8 @@ from test_neovim import errors, run_nvim  # noqa: F401 (its skip mark applies th
 from test_neovim import pytestmark  # noqa: F401
 from test_server_opcodes import ADD_ROW, COMPRESS_ROW, hover_instructions, in_c, on_the_additions
 
+WIDE = "s = 'é😀' + x"  # é: 2 bytes, 1 UTF-16 unit; 😀: 4 bytes, 2 units
+
 SCENARIO = """
     local buf = open_target('add_and_compress.py')
     local add_row, compress_row = tonumber(vim.env.ADD_ROW), tonumber(vim.env.COMPRESS_ROW)
@@ -24,6 +26,13 @@ SCENARIO = """
     R.columns = vim.api.nvim_buf_get_extmarks(buf, require('heatline.render').columns_ns, 0, -1, { details = true })
     R.marks = marks(buf)
     R.column_hl = vim.api.nvim_get_hl(0, { name = 'HeatlineColumn4' })
+    -- the server counts columns in the client's position encoding, extmarks in bytes
+    local render = require('heatline.render')
+    R.encoding = vim.lsp.get_clients({ bufnr = buf, name = 'heatline' })[1].offset_encoding
+    R.byte_cols = {}
+    for _, enc in ipairs({ 'utf-8', 'utf-16', 'utf-32' }) do
+      R.byte_cols[enc] = render.byte_col(vim.env.WIDE_TEXT, tonumber(vim.env['WIDE_' .. enc:gsub('-', '_')]), enc)
+    end
     -- K on each line: the hover as the user reads it, in its floating window
     local function hover_lines(row)
       vim.api.nvim_win_set_cursor(0, { row + 1, 4 })
@@ -48,7 +57,15 @@ SCENARIO = """
 
 
 def test_opcodes_run_shows_instructions_in_the_hover_and_the_hot_columns(tmp_path):
-    result = run_nvim(tmp_path, SCENARIO, {"ADD_ROW": str(ADD_ROW), "COMPRESS_ROW": str(COMPRESS_ROW)})
+    plus = WIDE.index("+")
+    units = {"utf-8": len(WIDE[:plus].encode("utf-8")), "utf-16": len(WIDE[:plus].encode("utf-16-le")) // 2,
+             "utf-32": plus}
+    result = run_nvim(tmp_path, SCENARIO, {
+        "ADD_ROW": str(ADD_ROW), "COMPRESS_ROW": str(COMPRESS_ROW), "WIDE_TEXT": WIDE,
+        **{f"WIDE_{enc.replace('-', '_')}": str(n) for enc, n in units.items()},
+    })
+    assert result["byte_cols"] == {enc: units["utf-8"] for enc in units}, (result["byte_cols"], units)
+    assert result["encoding"] in units
     assert result["completion"] == ["on", "off"]
     profile = result["final"]["profile"]
     assert profile["opcodes"] is True and profile["native"] is True, profile
