@@ -199,6 +199,8 @@ class LiveApp:
         if not keys:
             return
         at = keys.index(self.selected) if self.selected in keys else None
+        if at is None and self.opcodes:  # the panel already shows the top row: j goes past it
+            at = 0
         index = 0 if at is None else max(0, min(len(keys) - 1, at + step))
         self.selected = keys[index]
 

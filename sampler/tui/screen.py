@@ -293,6 +293,8 @@ def _table(canvas: Canvas, y: int, app: Any, palette: Palette, symbols: Symbols,
     canvas.line(y, titles)
     y += 1
     selected = app.selected_index()
+    if selected is None and app.opcodes and app.rows:  # the row the --opcodes panel shows
+        selected = 0
     trends = app.table.trends_enabled
     for i, row in enumerate(app.rows[:room]):
         values = (f"{row.direct}/{row.cumulative}", f"{row.direct_pct:.1f}", f"{row.self_s:.3f}",
