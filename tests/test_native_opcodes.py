@@ -112,9 +112,8 @@ def _freeze_and_compare(proc: subprocess.Popen, interpreter: Interpreter) -> Fin
     walkers = {}
     try:
         for c in CONFIGS:
-            walkers[c] = (Unwinder(proc.pid, all_threads=c.all_threads, mode=c.mode, opcodes=c.opcodes, native=c.native),
-                          native.NativeUnwinder(proc.pid, all_threads=c.all_threads, mode=c.mode, opcodes=c.opcodes,
-                                                native=c.native))
+            settings = dict(all_threads=c.all_threads, mode=c.mode, opcodes=c.opcodes, native=c.native)
+            walkers[c] = (Unwinder(proc.pid, **settings), native.NativeUnwinder(proc.pid, **settings))
         findings.wanted = _wanted(walkers[BOTH][0].runtime.minor)
         while findings.freezes < MIN_FREEZES or (not findings.wanted <= findings.seen
                                                  and findings.freezes < MAX_FREEZES):

@@ -270,8 +270,8 @@ static int Walker_init(Walker *w, PyObject *args, PyObject *kwds)
     w->generation = UINT64_MAX;
     w->epoch_started_ns = walker_now_ns();
     w->rng = 0x853c49e6748fea9bULL ^ (uint64_t)walker_now_ns() ^ ((uint64_t)pid << 32);
-    if (!w->ibuf || !w->tbuf || !w->tbuf2 || !w->gbuf || !w->fbuf || !w->rtbuf || !w->frames || !w->opaddr || !w->walked ||
-        !w->walked_bytes || !w->starts.addr || !w->starts.value || !w->starts.stamp || !w->chunks ||
+    if (!w->ibuf || !w->tbuf || !w->tbuf2 || !w->gbuf || !w->fbuf || !w->rtbuf || !w->frames || !w->opaddr ||
+        !w->walked || !w->walked_bytes || !w->starts.addr || !w->starts.value || !w->starts.stamp || !w->chunks ||
         walker_tables_init(w)) {
         walker_free_buffers(w);
         PyErr_NoMemory();
