@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
 
 from sampler.collectors.collapsed import CollapsedCollector
 from sampler.collectors.diff_flamegraph import diff_flamegraph_data
