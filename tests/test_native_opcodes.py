@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -28,6 +29,7 @@ from sampler.cpython import native
 from sampler.cpython.unwinder import Unwinder
 from sampler.cpython.walkers import native_choice
 from sampler.model import NATIVE_FRAME, SYNTHETIC_FILENAME, ThreadSample
+from test_native_async import _ready_reader, _start, fresh_relations, readable  # noqa: F401
 from test_native_walker import DEADLINE_S, Outcome, _batch_differs, _freeze, _run_on, _take, compare
 
 MIN_FREEZES = 4
@@ -182,3 +184,33 @@ def test_every_rule_was_seen_at_work(findings: Findings):
     """The comparisons covered what they are about: the reference showed each rule in action."""
     missing = sorted(findings.wanted - findings.seen)
     assert not missing, f"{findings.label}: in {findings.freezes} freezes the reference never showed {missing}"
+
+
+ASYNC_FREEZES = 3
+
+
+def test_async_running_mode_with_opcodes(readable, spawn):
+    """--async-aware --opcodes (Tachyon allows the pair; --native it refuses): the C walk's frames
+    carry their opcodes and the awaiter frames from Python theirs, as in the reference, on a
+    target whose tasks keep switching (tests/test_native_async.py's async_split)."""
+    proc = _start(spawn, readable, "async_split.py")
+    ref = Unwinder(proc.pid, async_mode="running", opcodes=True)
+    nat = native.NativeUnwinder(proc.pid, async_mode="running", opcodes=True)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        _ready_reader(ref, deadline)
+        _ready_reader(nat, deadline)
+        opcodes_seen = 0
+        for freeze in range(ASYNC_FREEZES):
+            _freeze(proc)
+            try:
+                r, n = _take(ref, "wall"), _take(nat, "wall")
+                diff = compare(r, n)
+                assert not diff, f"freeze {freeze}:\n" + "\n".join(diff)
+                opcodes_seen += sum(f.opcode >= 0 for s in r.samples or [] for f in s.frames)
+            finally:
+                _run_on(proc)
+        assert opcodes_seen, "the reference's samples carried no opcode"
+    finally:
+        ref.close()
+        nat.close()
