@@ -19,6 +19,7 @@ def test_stored_table_matches_the_interpreter(interp):
     table = opcode_table(live["version"])
     assert table.exact, f"no stored table for {live['version']}"
     assert table.mapping() == {"names": live["names"], "deopt": live["deopt"]}
+    assert all(table.cache_units(op) == live["caches"].get(op, 0) for op in range(256))
 
 
 def _byte(version: str, name: str) -> int:
@@ -59,6 +60,8 @@ def test_specialized_instructions_name_their_base(version):
     assert table.format(op) == "LOAD_ATTR_INSTANCE_VALUE (LOAD_ATTR)"
     assert table.format(_byte(version, "LOAD_CONST")) == "LOAD_CONST"
     assert table.is_call(_byte(version, "CALL_PY_EXACT_ARGS"))
+    # a call's inline caches: what a 3.11/3.12 caller's instruction pointer may sit on
+    assert table.cache_units(_byte(version, "CALL")) == (4 if version == "3.11" else 3)
 
 
 def test_version_forms_and_fallback():

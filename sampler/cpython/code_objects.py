@@ -9,6 +9,8 @@ target at most once per `epoch` (about a second) by comparing their header's poi
 from __future__ import annotations
 
 
+from typing import Callable
+
 from sampler.cpython.linetable import PARSERS, LineTable
 from sampler.cpython.runtime import Runtime
 from sampler.errors import ReadError
@@ -24,11 +26,13 @@ TRUNCATION_MARK = "\u2026"  # …
 MAX_STRING_CHARS = 1 << 40
 MAX_LINETABLE_BYTES = 1 << 20
 MAX_MEMO = 4096
+MAX_CODE_UNITS = 1 << 22  # a code object's instructions (8 MiB): more is garbage, not code
 
 
 
 class CodeInfo:
-    __slots__ = ("filename", "name", "table", "code_start", "fingerprint", "epoch", "memo", "is_shim")
+    __slots__ = ("filename", "name", "table", "code_start", "code_units", "fingerprint", "epoch", "memo",
+                 "is_shim", "starts")
 
     def __init__(
         self,
@@ -39,8 +43,12 @@ class CodeInfo:
         fingerprint: tuple,
         epoch: int,
         is_shim: bool = False,
+        code_units: int = 0,
     ) -> None:
         self.is_shim = is_shim
+        self.code_units = code_units  # 3.11+: the instructions' length, in 2-byte code units
+        # 3.11/3.12 --opcodes: each code unit's instruction start, in units (`instruction_start`)
+        self.starts: list[int] | None = None
         self.filename = filename
         self.name = name
         self.table = table
@@ -62,6 +70,22 @@ class CodeInfo:
             if len(self.memo) < MAX_MEMO:
                 self.memo[key] = frame
         return frame
+
+
+def instruction_starts(code: bytes, cache_units: Callable[[int], int]) -> list[int]:
+    """For each 2-byte code unit of adaptive bytecode `code`, the unit its instruction starts at:
+    an instruction is its opcode unit and `cache_units(opcode)` inline cache units. The layout
+    never changes while the code lives (specializing rewrites opcodes within their family, whose
+    caches are the same), so one decoding serves every sample."""
+    units = len(code) // 2
+    starts = [0] * units
+    i = 0
+    while i < units:
+        end = min(units, i + 1 + cache_units(code[2 * i]))
+        for j in range(i, end):
+            starts[j] = i
+        i = end
+    return starts
 
 
 class StringReader:
@@ -125,6 +149,7 @@ class CodeCache:
         self.linetable = L["code.linetable"]
         self.code_adaptive = L.get("code.code_adaptive")
         self.code_bytes = L.get("code.code")  # 3.9/3.10: co_code, a bytes object
+        self.ob_size = L.get("bytes.ob_size", 16)  # PyVarObject's ob_size: a code object's too
         self.code_type = runtime.code_type_addr
         self.parse = PARSERS[t.linetable]
         self.shim_codes = t.shim_codes
@@ -135,6 +160,19 @@ class CodeCache:
 
     def clear(self) -> None:
         self.entries.clear()
+
+    def instruction_start(self, info: CodeInfo, byte_offset: int, cache_units: Callable[[int], int]) -> int:
+        """The byte offset of the instruction that code unit `byte_offset` of `info` belongs to.
+        For 3.11/3.12, where a caller's prev_instr points at its call's last inline cache unit;
+        the code is read and decoded once (`instruction_starts`). Unknown: `byte_offset` itself."""
+        starts = info.starts
+        if starts is None:
+            if not info.code_units:
+                return byte_offset
+            starts = info.starts = instruction_starts(self.memory.read(info.code_start, 2 * info.code_units),
+                                                      cache_units)
+        unit = byte_offset >> 1
+        return 2 * starts[unit] if 0 <= unit < len(starts) else byte_offset
 
     def get(self, addr: int) -> CodeInfo:
         info = self.entries.get(addr)
@@ -158,15 +196,18 @@ class CodeCache:
         filename = self.strings.read_str(fn_ptr)
         name = self.strings.read_str(name_ptr)
         table = self.parse(self.strings.read_bytes(lt_ptr), first)
+        code_units = 0
         if self.code_adaptive is not None:
             code_start = addr + self.code_adaptive
+            code_units = I64.unpack_from(head, self.ob_size)[0]
         elif self.code_bytes is not None:
             co_code = U64.unpack_from(head, self.code_bytes)[0]
             code_start = co_code + self.strings.bytes_data if co_code else 0
         else:
             code_start = 0
         info = CodeInfo(
-            filename, name, table, code_start, fingerprint, self.epoch, (filename, name) in self.shim_codes
+            filename, name, table, code_start, fingerprint, self.epoch, (filename, name) in self.shim_codes,
+            code_units if 0 < code_units <= MAX_CODE_UNITS else 0,
         )
         if len(self.entries) > 65536:
             self.entries.clear()

@@ -36,6 +36,7 @@ class OpcodeTable:
         raw = TABLES[version]
         self._names: dict[int, str] = dict(raw["names"])
         self._deopt: dict[int, int] = dict(raw["deopt"])
+        self._caches: dict[int, int] = dict(raw.get("caches", {}))
         self._calls = frozenset(
             op for op in self._names if _CALL_NAME.match(self.info(op).base_opname)
             and self.info(op).base_opname not in _NOT_CALLS
@@ -58,6 +59,10 @@ class OpcodeTable:
     def mapping(self) -> dict:
         """{"names": {byte: name}, "deopt": {specialized byte: base byte}}, JSON-able."""
         return {"names": dict(self._names), "deopt": dict(self._deopt)}
+
+    def cache_units(self, opcode: int) -> int:
+        """The inline cache code units that follow instruction `opcode` (3.11+; 0 before)."""
+        return self._caches.get(opcode, 0)
 
     def is_call(self, opcode: int) -> bool:
         """Whether `opcode` is a call: a frame executing it is inside the function it called."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sampler.cpython.code_objects import CodeCache
+from sampler.cpython.code_objects import CodeCache, CodeInfo
 from sampler.cpython.opcodes import OpcodeTable
 from sampler.cpython.versions import ENTRY_SHIM, TRAITS, VersionTraits
 from sampler.errors import ReadError
@@ -119,6 +119,14 @@ class StackWalker:
         except ReadError as exc:
             # code freed with its frame: the stack moved on
             raise TornStack(f"{exc}: the stack changed") from None
+
+    def instruction_at(self, info: CodeInfo, offset: int) -> int:
+        """The byte offset of the instruction a frame at `offset` executes: 3.13+'s instr_ptr and
+        a running leaf's prev_instr point at it; a 3.11/3.12 frame that pushed its callee inline
+        is on the call's last inline cache unit."""
+        if self.t.ip_in_caches and self.table is not None:
+            return self.codes.instruction_start(info, offset, self.table.cache_units)
+        return offset
 
     def leaf_calls(self, opcode: int) -> bool:
         """Whether a leaf frame executing `opcode` is inside the (C) function it called."""
@@ -312,11 +320,9 @@ class ChunkWalker(StackWalker):
                 # unwound every kept frame, and `settle` must not report the marker alone.
                 kept = {addr: i for addr, i in starts.items() if i < MAX_DEPTH}
                 return tuple(frames) + (TRUNCATED_FRAME,), kept
-            # 3.11/3.12's prev_instr and 3.13+'s instr_ptr both point at the instruction the
-            # frame is executing (a caller's: its call), whose first byte is the opcode.
             opcode = -1
-            if want_opcodes or (native and not frames):
-                opcode = self.opcode_at(ip)
+            if (want_opcodes or (native and not frames)) and offset >= 0:
+                opcode = self.opcode_at(info.code_start + self.instruction_at(info, offset))
                 if not frames:
                     self._leaf_call = self.leaf_calls(opcode)
             frames.append(info.frame_at(offset, opcode if want_opcodes else -1))

@@ -43,6 +43,9 @@ class VersionTraits:
     # 3.11: a frame entered from C (by a call of the eval loop) says so in `frame.is_entry`;
     # later versions push an entry frame of their own there (owned by the C stack/interpreter).
     entry_flag: bool = False
+    # 3.11/3.12: a frame that called another (pushed inline) has its prev_instr on the call's
+    # last inline cache unit, not on the call: its opcode is found by decoding the code.
+    ip_in_caches: bool = False
     # Offsets the debug table does not carry; used only when a key is missing.
     supplement: dict[str, int] = field(default_factory=dict)
 
@@ -71,7 +74,8 @@ ENTRY_SHIM = ("<shim>", "<interpreter trampoline>")
 TRAITS: dict[tuple[int, int], VersionTraits] = {
     (3, 9): VersionTraits("object", "lnotab", 1, "tstate.frame", gil="runtime", qualname=False),
     (3, 10): VersionTraits("object", "linetable310", 2, "tstate.frame", gil="runtime", qualname=False),
-    (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime", entry_flag=True),
+    (3, 11): VersionTraits("interp", "locations311", frame_root="cframe", gil="runtime", entry_flag=True,
+                           ip_in_caches=True),
     # 3.12's C-stack entry frames run the interpreter's "<interpreter trampoline>" code (file
     # "<shim>"). They are owned by the C stack (3), but one caught while the eval loop is still
     # filling it in has its code set and its owner not yet: it is known by its code then.
@@ -81,6 +85,7 @@ TRAITS: dict[tuple[int, int], VersionTraits] = {
         frame_root="cframe",
         skip_owners=frozenset({3}),
         shim_codes=frozenset({ENTRY_SHIM}),
+        ip_in_caches=True,
     ),
     # 3.13 runs `cls()` with a thread-owned "init cleanup" shim frame below `__init__`.
     (3, 13): VersionTraits("interp", "locations311", skip_owners=frozenset({3}), shim_codes=_INIT_SHIM),
