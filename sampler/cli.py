@@ -77,6 +77,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="wall: every sample; cpu: threads on CPU; gil: the thread holding the GIL; "
                         "exception: threads with an exception being raised or handled")
     g.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
+    _add_capture_options(g, opcodes_help=OPCODES_HELP)
     g.add_argument("--async-aware", action="store_true",
                    help="asyncio stacks: each thread's running task, its coroutines and the tasks awaiting it "
                         "(CPython 3.11 to 3.15)")
@@ -87,6 +88,28 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blocking", action="store_true",
                    help="stop the target's threads (ptrace) around every sample: consistent stacks, at a cost "
                         "to the target; 1khz or slower is advised")
+
+
+# Tachyon's words for its flags, for users who switch between the two.
+NATIVE_HELP = "Include artificial `<native>` frames to denote calls to non-Python code"
+OPCODES_HELP = ("Gather bytecode opcode information for instruction-level profiling "
+                "(shows which bytecode instructions are executing, including specializations).")
+# The outputs that show instructions (Tachyon's list, in its order and spelling).
+OPCODES_FORMATS = ("live", "gecko", "flamegraph", "diff_flamegraph", "heatmap", "binary")
+
+
+def _add_capture_options(g, *, opcodes_help: str) -> None:
+    """--native and --opcodes (run, attach, dump): what each sample records besides lines."""
+    g.add_argument("--native", action="store_true", help=NATIVE_HELP)
+    g.add_argument("--opcodes", action="store_true", help=opcodes_help)
+
+
+def validate_opcodes(args: argparse.Namespace) -> None:
+    """--opcodes only with an output that shows instructions (Tachyon's refusal, in its words)."""
+    chosen = "live" if getattr(args, "live", False) else args.format
+    if getattr(args, "opcodes", False) and chosen not in OPCODES_FORMATS:
+        raise UsageError(f"heatline: error: --opcodes is only compatible with "
+                         f"{', '.join('--' + f for f in OPCODES_FORMATS)}.")
 
 
 class _FormatWithValue(argparse.Action):
@@ -177,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("pid", type=int)
     dump.add_argument("-a", "--all-threads", action="store_true", help="every thread, not only the main one")
     dump.add_argument("--no-gc", dest="gc", action="store_false", help="leave out <GC> frames")
+    _add_capture_options(dump, opcodes_help="Show bytecode opcode names when available.")
     dump.add_argument("--blocking", action="store_true", help="stop the target's threads while its stacks are read")
     dump.add_argument("--async-aware", action="store_true",
                       help="asyncio tasks instead of the threads' stacks (CPython 3.11 to 3.15): by default the task "
@@ -222,8 +246,9 @@ def validate_async(args: argparse.Namespace) -> None:
             raise UsageError("heatline: error: --async-mode requires --async-aware to be enabled.")
         return
     mode = getattr(args, "mode", "wall")  # dump has no --mode
-    issues = [flag for flag, given in (("--no-gc", not args.gc), (f"--mode={mode}", mode != "wall"),
-                                       ("--all-threads", args.all_threads)) if given]
+    issues = [flag for flag, given in (("--native", getattr(args, "native", False)), ("--no-gc", not args.gc),
+                                       (f"--mode={mode}", mode != "wall"), ("--all-threads", args.all_threads))
+              if given]
     if issues:
         raise UsageError(f"heatline: error: Options {', '.join(issues)} are incompatible with --async-aware. "
                          "Async-aware profiling uses task-based stack reconstruction.")
@@ -255,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _validate(args)
         if args.command in ("run", "attach", "dump"):
             validate_async(args)
+        if args.command in ("run", "attach"):
+            validate_opcodes(args)
         if args.command in ("run", "attach"):
             blocking_warning(args)
         if args.command == "attach" and args.pid <= 0:

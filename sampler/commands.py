@@ -24,7 +24,12 @@ def open_walker(pid: int, args: argparse.Namespace):
     from sampler.cpython.walkers import open_source
 
     return open_source(pid, all_threads=args.all_threads, mode=getattr(args, "mode", "wall"), gc=args.gc,
-                       blocking=args.blocking, async_mode=async_mode(args))
+                       blocking=args.blocking, async_mode=async_mode(args), **capture(args))
+
+
+def capture(args: argparse.Namespace) -> dict[str, bool]:
+    """--opcodes and --native as given (False where a command has no such flag)."""
+    return {"opcodes": getattr(args, "opcodes", False), "native": getattr(args, "native", False)}
 
 
 def async_mode(args: argparse.Namespace) -> str | None:
@@ -91,16 +96,19 @@ def attached_identity(pid: int) -> tuple[str, list[str]]:
     return read_cwd(pid) or "", read_cmdline(pid) or []
 
 
-def slow_sampler_note(async_mode: str | bool | None = None) -> str | None:
+def slow_sampler_note(async_mode: str | bool | None = None, *, opcodes: bool = False,
+                      native: bool = False) -> str | None:
     """The summary's line when the pure-Python walker sampled (slower: users must know why).
-    `async_mode`: --async-aware's mode (True: on, running), None or False: off."""
+    `async_mode`: --async-aware's mode (True: on, running), None or False: off; `opcodes`,
+    `native`: --opcodes, --native, which the native core may not do."""
     from sampler.cpython.walkers import native_choice
 
-    native, why = native_choice(async_mode)
+    native, why = native_choice(async_mode, opcodes=opcodes, native=native)
     return None if native else f"Note: sampled with the pure-Python walker ({why})."
 
 
-def _run_stats(args: argparse.Namespace, unwinder, pid: int, identity: tuple[str, list[str]]) -> RunStats:
+def run_stats(args: argparse.Namespace, unwinder, pid: int, identity: tuple[str, list[str]]) -> RunStats:
+    """The `RunStats` a run starts with: its options, the target's version and identity."""
     cwd, argv = identity
     return RunStats(
         pid=pid,
@@ -110,6 +118,7 @@ def _run_stats(args: argparse.Namespace, unwinder, pid: int, identity: tuple[str
         interval_usec=args.interval_usec,
         cwd=cwd,
         argv=argv,
+        **capture(args),
     )
 
 
@@ -131,7 +140,7 @@ def _print_summary(stats: RunStats, stream, args: argparse.Namespace, tasks=None
     from sampler.sampling import format_summary
 
     tell(format_summary(stats), stream)
-    for note in (slow_sampler_note(async_mode(args)), tasks.note() if tasks is not None else None):
+    for note in (slow_sampler_note(async_mode(args), **capture(args)), tasks.note() if tasks is not None else None):
         if note:
             tell(note, stream)
 
@@ -141,7 +150,7 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tupl
     """Sample until done; returns the collector holding the profile, ready to write."""
     from sampler.output_path import is_stdout
 
-    profile = Profile(_run_stats(args, unwinder, pid, identity))
+    profile = Profile(run_stats(args, unwinder, pid, identity))
     stats = profile.stats
     collector = make_collector(profile, args)
     loop = _sampling_loop(args, unwinder, profile, alive,
@@ -167,7 +176,7 @@ def _live(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[s
 
     from sampler.tui.app import run_live
 
-    profile = Profile(_run_stats(args, unwinder, pid, identity))
+    profile = Profile(run_stats(args, unwinder, pid, identity))
     lock = threading.Lock()
     loop = _sampling_loop(args, unwinder, profile, alive, lock=lock)
     by_signal = run_live(loop, lock, on_started=on_started, launched=launched)
@@ -288,7 +297,12 @@ def cmd_dump(args: argparse.Namespace) -> int:
     try:
         threads = read_consistently(unwinder.sample, f"stack from process {args.pid}")
         names = unwinder.thread_names()
-        sys.stdout.write(format_dump(args.pid, threads, SourceLines(args.pid), names))
+        table = None
+        if args.opcodes:
+            from sampler.cpython.opcodes import opcode_table
+
+            table = opcode_table(unwinder.runtime.version_string)
+        sys.stdout.write(format_dump(args.pid, threads, SourceLines(args.pid), names, table))
     except ProcessGoneError:
         raise HeatlineError(
             f"No stack dump collected - process {args.pid} exited before its stack could be read."

@@ -23,6 +23,7 @@ from sampler.tui.text import printable
 
 if TYPE_CHECKING:
     from sampler.cpython.async_tasks import TaskInfo
+    from sampler.cpython.opcodes import OpcodeTable
 
 T = TypeVar("T")
 
@@ -89,7 +90,10 @@ def format_dump(
     threads: Iterable[ThreadSample],
     sources: SourceLines | None = None,
     names: dict[int, str] | None = None,
+    opcodes: OpcodeTable | None = None,
 ) -> str:
+    """The threads' stacks, most recent call last; `opcodes` (--opcodes): the target's table,
+    naming each frame's instruction after its location (`opcode=NAME`)."""
     threads = list(threads)
     if not threads:
         return f"No Python stacks found for PID {pid}\n"
@@ -111,8 +115,9 @@ def format_dump(
             if frame.is_synthetic:
                 out.append(f"  {printable(frame.funcname)}")
                 continue
+            shown = f"  opcode={opcodes.format(frame.opcode)}" if opcodes is not None and frame.opcode >= 0 else ""
             out.append(f'  File "{printable(display_path(frame.filename))}", line {frame.lineno}, '
-                       f"in {printable(frame.funcname)}")
+                       f"in {printable(frame.funcname)}{shown}")
             text = sources.line(frame.filename, frame.lineno) if sources else None
             if text:
                 out.append(f"    {printable(text)}")

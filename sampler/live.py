@@ -47,10 +47,11 @@ from sampler.cli import (
     _positive_seconds,
     _validate,
     validate_async,
+    validate_opcodes,
     add_attach_arguments,
     add_run_arguments,
 )
-from sampler.commands import attached_identity, launched_identity, open_walker, sample_launched
+from sampler.commands import attached_identity, launched_identity, open_walker, run_stats, sample_launched
 from sampler.commands import make_collector as _make_collector, write_output as _write_output
 from sampler.errors import HeatlineError, LiveStreamError, ProcessNotFoundError, TargetExitedError, UsageError
 from sampler.model import MODES, Frame, Mark, Profile, ProfileDelta, RunStats
@@ -183,9 +184,7 @@ class _Session:
         from sampler.sampling import SamplingLoop
 
         args = self.args
-        stats = RunStats(pid=pid, python_version=unwinder.runtime.version_string, mode=args.mode,
-                         all_threads=args.all_threads, interval_usec=args.interval_usec, cwd=cwd or "",
-                         argv=list(argv or ()))
+        stats = run_stats(args, unwinder, pid, (cwd or "", list(argv or ())))
         profile = Profile(stats)
         collector = _make_collector(profile, args) if args.output else None
         deltas = DeltaSink(profile, self.writer, args.flush_interval, self.request_stop, self.parent)
@@ -285,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"{PROG}: error: --stream-fd {args.stream_fd} is not an open file descriptor") from None
         _validate(args)
         validate_async(args)
+        if args.output:  # the stream carries opcodes whatever the format of -o
+            validate_opcodes(args)
         blocking_warning(args)
         session = _Session(args, writer, parent)
         signal.signal(signal.SIGINT, session.request_stop)

@@ -618,7 +618,7 @@ def test_what_other_writers_may_put_in_a_file(tmp_path):
     data = bytearray(path.read_bytes())
     str_off, frame_off = read_field(path, 40, "Q"), read_field(path, 48, "Q")
     assert data[frame_off:frame_off + 7] == bytes([0, 1, 10, 0, 2, 4, 255])
-    data[frame_off + 6] = 90  # an opcode (Tachyon's --opcodes); heatline keeps no opcodes
+    data[frame_off + 6] = 90  # an opcode (Tachyon's --opcodes): kept in Frame.opcode
     region = bytes(data[64:str_off])
     split = len(region) // 2
     packed = zstandard.ZstdCompressor(level=5).compress(region[:split]) + zstandard.ZstdCompressor().compress(
@@ -631,9 +631,13 @@ def test_what_other_writers_may_put_in_a_file(tmp_path):
     path.write_bytes(bytes(out))
     reader, items = decode(path)
     assert reader.compression == "zstd"
-    assert by_thread_decoded(items) == by_thread_expected(ticks)
+    with_opcode = frame._replace(opcode=90)
+    assert by_thread_decoded(items) == by_thread_expected(
+        [(t, [s._replace(frames=tuple(with_opcode if f == frame else f for f in s.frames)) for s in samples])
+         for t, samples in ticks])
     run = reader.run_stats()
     assert (run.duration_s, run.samples, run.errors, run.missed) == (3.0, 3000, 0, 0)
+    assert run.opcodes and not run.native  # no capture flags: the frames say it
 
 
 # -- hypothesis: any sample sequence comes back exactly ---------------------------------------------

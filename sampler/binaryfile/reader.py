@@ -28,7 +28,7 @@ import struct
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import ProfileFileError
-from ..model import Frame, RunStats, ThreadSample
+from ..model import NATIVE_FRAME, Frame, RunStats, ThreadSample
 from .layout import (
     CAPTURE_FEATURES,
     CAPTURE_MASK,
@@ -48,6 +48,7 @@ from .layout import (
     MAX_STACK_DEPTH,
     MODE_NAMES,
     NO_LOCATION,
+    OPCODE_NONE,
     POP_PUSH,
     RECORD_FIXED_SIZE,
     REPEAT,
@@ -459,7 +460,8 @@ class BinaryProfile:
                 col, end_col = _position(raw[4], raw[5])
                 if pos >= end:
                     raise ProfileFileError("Unexpected end of frame table (opcode)")
-                pos += 1  # the opcode: heatline's model has no place for it
+                opcode = data[pos]
+                pos += 1
                 if file_idx >= n_strings or func_idx >= n_strings:
                     frames.append(None)
                     continue
@@ -470,7 +472,8 @@ class BinaryProfile:
                     # Tachyon keeps that have none, such as 3.15's `__init__` shim; Tachyon's
                     # readers show all of them on line 0 too.
                     lineno = 0
-                frame = Frame(filename, strings[func_idx], lineno, end_lineno, col, end_col)
+                frame = Frame(filename, strings[func_idx], lineno, end_lineno, col, end_col,
+                              -1 if opcode == OPCODE_NONE else opcode)
                 frames.append(unique.setdefault(frame, frame))
         except _Malformed:
             raise ProfileFileError(f"Malformed varint in frame table ({field})") from None
@@ -510,10 +513,16 @@ class BinaryProfile:
         interval = int(self.interval_usec) if self.interval_usec <= 10**12 else 0
         config = self.capture_config
         all_threads = config["all_threads"] if config is not None else self.thread_count > 1
+        # --opcodes and --native as the header records them; a file without the capture
+        # configuration says so by its frames (an instruction byte, a <native> frame).
+        frames = [f for f in self.frames if f is not None]
+        opcodes = config["opcodes"] if config is not None else any(f.opcode >= 0 for f in frames)
+        native = config["native"] if config is not None else NATIVE_FRAME in frames
         stats = RunStats(
             python_version=self.python_version, mode=self.mode or "wall",
             all_threads=all_threads, interval_usec=interval,
             start_monotonic_us=self.start_time_us, samples=self.sample_count, attempts=self.sample_count,
+            opcodes=opcodes, native=native,
         )
         ext = self.stats_extension or {}
         duration = ext.get("duration_s")

@@ -178,7 +178,7 @@ class BinaryWriter:
         encode_varint(zigzag32(_int32(end_lineno - lineno)) if lineno != NO_LOCATION else 0, out)
         encode_varint(zigzag32(col), out)
         encode_varint(zigzag32(_int32(end_col - col)) if col != NO_LOCATION else 0, out)
-        out.append(OPCODE_NONE)
+        out.append(frame.opcode if 0 <= frame.opcode < OPCODE_NONE else OPCODE_NONE)
         idx = self._frames[frame] = len(self._frames)
         return idx
 
@@ -321,7 +321,7 @@ class BinaryWriter:
 
     def flags(self) -> int:
         """The header's flags word: mode + 1, and the capture configuration when the run's
-        options are known (heatline samples no native frames or opcodes yet)."""
+        options are known (`RunStats` says whether --native and --opcodes were on)."""
         stats = self.stats
         mode = MODE_CODES.get(stats.mode)
         flags = mode + 1 if mode is not None else 0
@@ -332,6 +332,10 @@ class BinaryWriter:
                 features |= CAPTURE_FEATURES["gc"]
             if self.blocking:
                 features |= CAPTURE_FEATURES["blocking"]
+            if stats.native:
+                features |= CAPTURE_FEATURES["native"]
+            if stats.opcodes:
+                features |= CAPTURE_FEATURES["opcodes"]
             flags |= FLAG_CAPTURE_CONFIG | features << CAPTURE_SHIFT
         return flags
 

@@ -1,0 +1,195 @@
+"""--opcodes and --native from real targets on every CPython: `heatline attach` writes a --binary
+file and its frames are checked against what each target is known to execute.
+
+Two targets, each sampled once per interpreter (module-scoped): tests/targets/opcode_loops.py
+(an int add loop, an attribute load loop, a call site with unpacked arguments) with --opcodes,
+and tests/targets/native_share.py (zlib, a Python loop, sorted with a Python key, time.sleep, in
+equal slices of wall time) with --native --opcodes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from typing import NamedTuple
+
+import pytest
+
+from conftest import ALL_INTERPRETERS, favoured, heatline, target, wait_ready
+from sampler.cpython.opcodes import OpcodeTable, opcode_table
+from sampler.model import NATIVE_FRAME, RunStats
+from sampler.replay import open_binary_profile
+
+DURATION = "1.5"
+
+
+class Capture(NamedTuple):
+    stacks: Counter  # frames leaf first -> samples
+    stats: RunStats
+    flags: dict[str, bool] | None
+    table: OpcodeTable
+
+    def where(self, func: str) -> Counter:
+        """The stacks whose innermost Python frame is `func`."""
+        return Counter({s: n for s, n in self.stacks.items() if _leaf_python(s).funcname == func})
+
+    def name(self, frame) -> str:
+        return self.table.info(frame.opcode).opname
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        return self.table.version
+
+
+def _leaf_python(stack):
+    return next((f for f in stack if not f.is_synthetic), stack[0])
+
+
+def capture(interp, tmp_path_factory, script: str, *flags: str) -> Capture:
+    """`script` started under `interp`, attached to for DURATION seconds with `flags` and --binary."""
+    path = str(tmp_path_factory.mktemp("opcodes") / "out.bin")
+    proc = subprocess.Popen([*favoured(), *interp.command(target(script))], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(proc)
+        # both favoured: on a loaded machine a starved sampler takes too few samples to judge by
+        res = heatline("attach", str(proc.pid), "-d", DURATION, *flags, "--binary", "-o", path, prefix=favoured())
+        assert res.returncode == 0, res.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    reader = open_binary_profile(path)
+    stacks: Counter = Counter()
+    for _ts, threads, weight in reader.samples():
+        for t in threads:
+            stacks[t.frames] += weight
+    stats = reader.run_stats()
+    return Capture(stacks, stats, reader.capture_config, opcode_table(stats.python_version))
+
+
+@pytest.fixture(scope="module", params=ALL_INTERPRETERS)
+def loops(request, tmp_path_factory) -> Capture:
+    return capture(request.param, tmp_path_factory, "opcode_loops.py", "--opcodes")
+
+
+@pytest.fixture(scope="module", params=ALL_INTERPRETERS)
+def native(request, tmp_path_factory) -> Capture:
+    return capture(request.param, tmp_path_factory, "native_share.py", "--native", "--opcodes")
+
+
+def share(counter: Counter, predicate) -> float:
+    total = sum(counter.values())
+    assert total >= 20, f"too few samples to judge by: {total}"
+    return sum(n for s, n in counter.items() if predicate(s)) / total
+
+
+# -- --opcodes ----------------------------------------------------------------------------------
+
+
+def test_the_run_says_what_it_captured(loops):
+    assert loops.stats.opcodes and not loops.stats.native
+    # the capture-feature bits, as Tachyon 3.15.2 numbers them (native 2, opcodes 8)
+    assert loops.flags is not None and loops.flags["opcodes"] and not loops.flags["native"]
+    assert loops.table.exact
+
+
+def test_every_python_frame_names_its_instruction(loops):
+    frames = Counter()
+    for stack, n in loops.stacks.items():
+        for f in stack:
+            if not f.is_synthetic:
+                frames[f.opcode >= 0] += n
+    # a frame caught before its first instruction has none (3.11/3.12's prev_instr)
+    assert frames[True] >= 0.98 * (frames[True] + frames[False])
+
+
+def test_callers_are_at_a_call(loops):
+    """Every frame that called another is executing a call (on 3.11/3.12 its instruction
+    pointer is on the call's last inline cache unit, which the walker resolves)."""
+    callers = Counter()
+    for stack, n in loops.stacks.items():
+        python = [f for f in stack if not f.is_synthetic]
+        for f in python[1:]:
+            callers[loops.name(f) if not loops.table.is_call(f.opcode) else "call"] += n
+    assert callers["call"] >= 0.99 * sum(callers.values()), callers.most_common(5)
+
+
+def test_the_add_loop_runs_its_add(loops):
+    names = {(3, 9): {"BINARY_ADD", "INPLACE_ADD"}, (3, 10): {"BINARY_ADD", "INPLACE_ADD"},
+             (3, 11): {"BINARY_OP_ADD_INT"}}.get(loops.minor, {"BINARY_OP_ADD_INT", "BINARY_OP"})
+    here = loops.where("add_loop")
+    assert share(here, lambda s: loops.name(s[0]) in names) >= 0.05
+    seen = {loops.name(s[0]) for s in here}
+    assert not seen & {"BINARY_OP_ADD_FLOAT", "BINARY_OP_ADD_UNICODE", "BINARY_SUBTRACT"}
+
+
+def test_the_attribute_loop_runs_the_specialized_load(loops):
+    name = "LOAD_ATTR" if loops.minor < (3, 11) else "LOAD_ATTR_INSTANCE_VALUE"
+    here = loops.where("attr_loop")
+    assert share(here, lambda s: loops.name(s[0]) == name) >= 0.05, \
+        Counter({(s[0].lineno, loops.name(s[0])): n for s, n in here.items()}).most_common(8)
+    # the attribute loads are (nearly all) the specialized form
+    loads = Counter({s: n for s, n in here.items() if loops.table.info(s[0].opcode).base_opname == "LOAD_ATTR"})
+    assert share(loads, lambda s: loops.name(s[0]) == name) >= 0.8
+    if loops.minor >= (3, 11):
+        op = next(s[0].opcode for s in here if loops.name(s[0]) == name)
+        assert loops.table.format(op) == "LOAD_ATTR_INSTANCE_VALUE (LOAD_ATTR)"
+
+
+def test_the_unpacking_call_site_stays_a_generic_call(loops):
+    """`f(*args)` with a builtin, a type, a Python function and a bound method: CALL_FUNCTION_EX
+    (3.15 specializes it by whether the callee is Python, and keeps it in that family)."""
+    with open(target("opcode_loops.py"), encoding="utf-8") as fh:
+        site = next(i for i, line in enumerate(fh, 1) if "(*ARGS[k])" in line)
+    at_site = Counter()
+    for stack, n in loops.stacks.items():
+        for f in stack:
+            if f.funcname == "poly_call" and f.lineno == site and loops.table.is_call(f.opcode):
+                at_site[loops.table.info(f.opcode).base_opname] += n
+    assert set(at_site) == {"CALL_FUNCTION_EX"}
+    assert share(loops.where("poly_call"), lambda s: loops.table.is_call(s[0].opcode)) >= 0.05
+
+
+# -- --native -----------------------------------------------------------------------------------
+
+
+def _in(func: str):
+    return lambda s: any(f.funcname == func for f in s)
+
+
+def _native_leaf(stack) -> bool:
+    return stack[0] == NATIVE_FRAME
+
+
+def test_time_in_c_is_a_native_leaf(native):
+    assert native.stats.opcodes and native.stats.native
+    assert native.flags is not None and native.flags["opcodes"] and native.flags["native"]
+    for func in ("in_c", "asleep"):
+        here = Counter({s: n for s, n in native.stacks.items() if _in(func)(s)})
+        assert share(here, _native_leaf) >= 0.8, func
+    python = Counter({s: n for s, n in native.stacks.items() if _in("in_python")(s)})
+    assert share(python, _native_leaf) <= 0.2
+    # zlib and sleep are half the wall time, sorted's comparisons some more
+    assert 0.3 <= share(native.stacks, _native_leaf) <= 0.85
+
+
+def test_c_calling_python_and_the_root(native):
+    keyed = Counter({s: n for s, n in native.stacks.items() if _in("keyf")(s)})
+    assert sum(keyed.values()) > 0
+    if native.minor < (3, 11):
+        # no entry frames before 3.11: only the leaf rule
+        assert share(keyed, lambda s: [f.funcname for f in s if f.funcname in ("keyf", "sort_with_key")]
+                     == ["keyf", "sort_with_key"]) >= 0.95
+        assert all(NATIVE_FRAME not in s[1:] for s in native.stacks)
+        return
+
+    def between(stack) -> bool:
+        i = next(i for i, f in enumerate(stack) if f.funcname == "keyf")
+        return stack[i + 1] == NATIVE_FRAME and stack[i + 2].funcname == "sort_with_key"
+
+    assert share(keyed, between) >= 0.95
+    assert share(native.stacks, lambda s: s[-1] == NATIVE_FRAME) >= 0.95
+    assert all(not (a == b == NATIVE_FRAME) for s in native.stacks for a, b in zip(s, s[1:]))
+
