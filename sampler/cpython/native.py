@@ -247,7 +247,7 @@ class NativeUnwinder:
         its instruction starts, from the reference's decoding (CodeCache.instruction_start), made
         once per code object; None where a frame's instruction pointer is on its instruction, or
         the code could not be read (each unit its own instruction then, as for the reference)."""
-        if self._table is None or not getattr(self.runtime.traits, "ip_in_caches", False):
+        if self._table is None or not self.runtime.traits.ip_in_caches:
             return None
         made = self._backs.get(id(info))
         if made is not None and made[0] is info:
