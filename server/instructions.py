@@ -71,7 +71,8 @@ def instructions(opcodes: Iterable[OpcodeHeat], table: OpcodeTable, line_total: 
     return out
 
 
-def _share(pct: float) -> str:
+def share_text(pct: float) -> str:
+    """A share as the hover shows it: whole percents, "<1%" for a little more than nothing."""
     return "<1%" if 0 < pct < 0.5 else f"{pct:.0f}%"
 
 
@@ -80,10 +81,10 @@ def summary(rows: list[Instruction], limit: int = SUMMARY_LIMIT) -> str:
     parts = []
     for row in rows[:limit]:
         name = f"{row.name} (not specialized)" if row.unspecialized else row.name
-        parts.append(f"{name} {_share(row.pct)}")
+        parts.append(f"{name} {share_text(row.pct)}")
     rest = sum(row.pct for row in rows[limit:])
     if rest > 0:
-        parts.append(f"others {_share(rest)}")
+        parts.append(f"others {share_text(rest)}")
     return " · ".join(parts)
 
 

@@ -12,7 +12,7 @@ from sampler.model import TASK_FILENAME
 
 from .documents import DocumentHeat, FunctionEntry, LineEntry
 from .heat import Neighbor
-from .instructions import Instruction, native_pct, summary
+from .instructions import Instruction, native_pct, share_text, summary
 from .settings import Settings
 
 HEAT_NOTIFICATION = "heatline/heat"
@@ -158,7 +158,7 @@ def instruction_markdown(rows: list[Instruction], table: OpcodeTable, native_sam
             out.append(f"*(names as in Python {version}: the profile does not say which Python ran)*")
         out.append("")
     if native_samples > 0:
-        out += [f"in C: {native_pct(native_samples, line_total):.0f}% ({_samples(native_samples)})", ""]
+        out += [f"in C: {share_text(native_pct(native_samples, line_total))} ({_samples(native_samples)})", ""]
     return out
 
 

@@ -24,6 +24,7 @@ from sampler.lineindex import SpanHeat
 from server.arguments import SamplingArgs
 from server.instructions import ColumnSpan, column_spans, instructions, summary, table_for
 from server.line_tracking import units_at_byte
+from server.presentation import instruction_markdown
 from server.settings import Settings, settings_from
 from test_lsp_server import as_uri, client, execute, heat_for, line_of, open_doc, wait_until  # noqa: F401 (client: a fixture)
 
@@ -65,8 +66,8 @@ def on_the_additions(pieces: list[dict]) -> float:
 
 
 def in_c(text: str) -> float | None:
-    match = re.search(r"^in C: (\d+)%", text, re.M)
-    return float(match[1]) if match else None
+    match = re.search(r"^in C: (<1|\d+)%", text, re.M)
+    return (0.5 if match[1] == "<1" else float(match[1])) if match else None
 
 
 async def hover_text(client: LanguageClient, uri: str, line: int) -> str:
@@ -225,6 +226,11 @@ def test_instruction_summary_marks_specialized_and_generic_forms():
     old = table_for("3.9")
     assert old.info(124).opname == "LOAD_FAST" and old.info(23).opname == "BINARY_ADD"
     assert summary(instructions([OpcodeHeat(23, 3, ()), OpcodeHeat(124, 1, ())], old, 400)) == "BINARY_ADD 1% · LOAD_FAST <1%"
+    assert instruction_markdown([], table, 1, 400) == ["in C: <1% (1 sample)", ""]
+    assert instruction_markdown([], table, 0, 400) == []
+    guessed = table_for("")  # a profile that does not say its Python: the newest names, and a note
+    assert not guessed.exact and "names as in Python" in instruction_markdown(
+        instructions([OpcodeHeat(0, 1, ())], guessed, 1), guessed, 0, 1)[1]
     many = [OpcodeHeat(code, 10, ()) for code in sorted(op.values())[:8]]
     assert summary(instructions(many, table, 80)).endswith("· others 25%")
 
