@@ -6,8 +6,6 @@ captures of the same target agrees (the hot instruction of each function, where 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections import Counter
 
@@ -17,19 +15,8 @@ import sid_root
 from conftest import heatline, parse_collapsed, target, wait_ready
 from sampler.cpython.opcodes import opcode_table
 from sampler.replay import open_binary_profile
+from test_tachyon_interop import PYTHON, REASON, TIMEOUT, tachyon_attach, work  # noqa: F401 - work: a fixture
 
-PYTHON = "/usr/bin/python3.15"
-TIMEOUT = 120  # a guard against hanging, not a performance bound
-
-
-def _unavailable() -> str | None:
-    reason = sid_root.unavailable_reason()
-    if reason is None and sid_root.version_of("3.15") is None:
-        reason = f"python3.15 does not run in the sid root {sid_root.root_path()}"
-    return reason
-
-
-REASON = _unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"Tachyon (CPython 3.15 in the sid root): {REASON}")
 
 # Tachyon's own reading of a binary file: each sample's frames (leaf first) as
@@ -75,23 +62,6 @@ def heatline_reads(host: str) -> Counter:
         for t in threads:
             stacks["|".join(f"{f.funcname}:{f.lineno}:{f.opcode}" for f in t.frames)] += weight
     return stacks
-
-
-def tachyon_attach(pid: int, *args: str) -> None:
-    res = subprocess.run(sid_root.tachyon_beside(pid, "attach", str(pid), *args), capture_output=True, text=True,
-                         timeout=TIMEOUT)
-    assert res.returncode == 0, res.stderr
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """A directory both sides reach: `host` on the host, `inside` the same place in the root."""
-    name = os.path.basename(str(tmp_path_factory.mktemp("opcodes")))
-    inside = f"/tmp/heatline-opcodes-{os.getpid()}-{name}"
-    host = sid_root.host_path(inside)
-    os.makedirs(host)
-    yield host, inside
-    shutil.rmtree(host, ignore_errors=True)
 
 
 def _started(script: str):
