@@ -5,6 +5,7 @@ additions, and the hovers name the add instruction and the compress line's time 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,43 +72,54 @@ def _hover(page, line_text: str, column: int, text: str) -> str:
     return shown
 
 
+@contextlib.contextmanager
+def user_settings_and_file(user: str, workspace: str, settings: dict, name: str):
+    """The window's user settings with `settings` added and tests/targets/NAME in the workspace,
+    both put back as they were afterwards (one code-server serves a module's tests)."""
+    path = os.path.join(user, "User", "settings.json")
+    with open(path, encoding="utf-8") as fh:
+        saved = fh.read()
+    copy = os.path.join(workspace, name)
+    shutil.copy(os.path.join(TARGETS, name), copy)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({**json.loads(saved), **settings}, fh, indent=2)
+        yield
+    finally:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(saved)
+        os.unlink(copy)
+
+
 def test_opcodes_settings_draw_hot_columns_and_hovers_name_the_instructions(code_server, page, tmp_path):
     url, user, workspace = code_server
-    settings_path = os.path.join(user, "User", "settings.json")
-    with open(settings_path, encoding="utf-8") as fh:
-        saved = fh.read()
-    shutil.copy(os.path.join(TARGETS, "add_and_compress.py"), os.path.join(workspace, "add_and_compress.py"))
-    try:
-        with open(settings_path, "w", encoding="utf-8") as fh:
-            json.dump({**json.loads(saved), "heatline.opcodes": True, "heatline.native": True}, fh, indent=2)
-        _load_workbench(page, url)
-        page.locator(".explorer-folders-view .monaco-list-row", has_text="add_and_compress.py").click()
-        page.locator(".editor-instance .view-line", has_text="def add_loop").wait_for(timeout=30_000)
-        page.locator(".editor-instance .view-lines").click()
+    settings = {"heatline.opcodes": True, "heatline.native": True}
+    with user_settings_and_file(user, workspace, settings, "add_and_compress.py"):
+        try:
+            _load_workbench(page, url)
+            page.locator(".explorer-folders-view .monaco-list-row", has_text="add_and_compress.py").click()
+            page.locator(".editor-instance .view-line", has_text="def add_loop").wait_for(timeout=30_000)
+            page.locator(".editor-instance .view-lines").click()
 
-        _palette(page, "Heatline: Profile Current File")  # the script works 2 s, then exits
-        page.wait_for_function(RUN_SHOWN, timeout=30_000)
-        page.wait_for_function(RUN_HIDDEN, timeout=30_000)
+            _palette(page, "Heatline: Profile Current File")  # the script works 2 s, then exits
+            page.wait_for_function(RUN_SHOWN, timeout=30_000)
+            page.wait_for_function(RUN_HIDDEN, timeout=30_000)
 
-        deadline = time.time() + 20
-        while not (found := page.evaluate(COLUMNS_JS, [ADD_TEXT.strip(), *ADD_EXPR])) or not found["pieces"]:
-            assert time.time() < deadline, found
-            time.sleep(0.5)
-        # Drawn on the add line's text, mostly on its additions.
-        start, end = found["from"], found["to"]
-        on_additions = sum(r - l for l, r in found["pieces"] if l >= start - 1 and r <= end + 1)
-        assert on_additions > 0 and on_additions >= sum(r - l for l, r in found["pieces"]) / 2, found
-        _screenshot(page, tmp_path, "opcodes-columns.png")
+            deadline = time.time() + 20
+            while not (found := page.evaluate(COLUMNS_JS, [ADD_TEXT.strip(), *ADD_EXPR])) or not found["pieces"]:
+                assert time.time() < deadline, found
+                time.sleep(0.5)
+            # Drawn on the add line's text, mostly on its additions.
+            start, end = found["from"], found["to"]
+            on_additions = sum(r - l for l, r in found["pieces"] if l >= start - 1 and r <= end + 1)
+            assert on_additions > 0 and on_additions >= sum(r - l for l, r in found["pieces"]) / 2, found
+            _screenshot(page, tmp_path, "opcodes-columns.png")
 
-        add_hover = _hover(page, ADD_TEXT, ADD_EXPR[0] + 6, "instructions:")
-        assert re.search(r"instructions: BINARY_OP_ADD_INT \d+%", add_hover), add_hover
-        c_hover = _hover(page, COMPRESS_TEXT, COMPRESS_TEXT.index("zlib"), "in C:")
-        share = re.search(r"in C: (\d+)%", c_hover)
-        assert share and int(share.group(1)) >= 60, c_hover
-    except BaseException:
-        _fail_artifacts(page, tmp_path, user, "opcodes")
-        raise
-    finally:
-        with open(settings_path, "w", encoding="utf-8") as fh:
-            fh.write(saved)
-        os.unlink(os.path.join(workspace, "add_and_compress.py"))
+            add_hover = _hover(page, ADD_TEXT, ADD_EXPR[0] + 6, "instructions:")
+            assert re.search(r"instructions: BINARY_OP_ADD_INT \d+%", add_hover), add_hover
+            c_hover = _hover(page, COMPRESS_TEXT, COMPRESS_TEXT.index("zlib"), "in C:")
+            share = re.search(r"in C: (\d+)%", c_hover)
+            assert share and int(share.group(1)) >= 60, c_hover
+        except BaseException:
+            _fail_artifacts(page, tmp_path, user, "opcodes")
+            raise
