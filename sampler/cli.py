@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dump" and args.async_aware and args.async_mode in (None, "all"):
             from sampler.dump import dump_tasks
 
-            sys.stdout.write(dump_tasks(args.pid))
+            sys.stdout.write(dump_tasks(args.pid, args.opcodes))
             return 0
         return COMMANDS[args.command](args)
     except HeatlineError as err:

@@ -15,6 +15,7 @@ from sampler.model import (
     MAIN_THREAD,
     ON_CPU,
     UNKNOWN,
+    Frame,
     ThreadSample,
 )
 from sampler.target.files import TargetFiles
@@ -85,6 +86,11 @@ def display_path(filename: str) -> str:
     return filename
 
 
+def opcode_note(frame: Frame, opcodes: OpcodeTable | None) -> str:
+    """`  opcode=NAME` after a frame (dump --opcodes, Tachyon's form), or nothing."""
+    return f"  opcode={opcodes.format(frame.opcode)}" if opcodes is not None and frame.opcode >= 0 else ""
+
+
 def format_dump(
     pid: int,
     threads: Iterable[ThreadSample],
@@ -115,9 +121,8 @@ def format_dump(
             if frame.is_synthetic:
                 out.append(f"  {printable(frame.funcname)}")
                 continue
-            shown = f"  opcode={opcodes.format(frame.opcode)}" if opcodes is not None and frame.opcode >= 0 else ""
             out.append(f'  File "{printable(display_path(frame.filename))}", line {frame.lineno}, '
-                       f"in {printable(frame.funcname)}{shown}")
+                       f"in {printable(frame.funcname)}{opcode_note(frame, opcodes)}")
             text = sources.line(frame.filename, frame.lineno) if sources else None
             if text:
                 out.append(f"    {printable(text)}")
@@ -132,12 +137,13 @@ MAX_TREE_DEPTH = 256  # tasks awaiting one another this deep: deeper is a cycle 
 
 
 def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int] | None = None,
-                     threads: dict[int, str] | None = None) -> str:
+                     threads: dict[int, str] | None = None, opcodes: OpcodeTable | None = None) -> str:
     """The tasks as a tree: roots are the tasks no task awaits, each task's children the tasks it
     awaits, indented under it with its coroutines (outermost first, as a traceback reads). A task
     awaited by several is printed under each of them, marked so. `running`: thread_id -> task,
     from `AsyncTaskReader.running`; `threads`: thread_id -> how to name that thread (its native
-    id and name, as the plain dump heads its stacks)."""
+    id and name, as the plain dump heads its stacks); `opcodes` (--opcodes): the target's table,
+    naming the instruction each coroutine is suspended at."""
     if not tasks:
         return f"No asyncio tasks found for PID {pid}\n"
     by_address = {t.address: t for t in tasks}
@@ -163,7 +169,8 @@ def format_task_tree(pid: int, tasks: Sequence[TaskInfo], running: dict[int, int
             notes.append(f"running in thread {(threads or {}).get(thread_id, thread_id)}")
         out.append(f'{pad}Task "{printable(task.name)}"' + (f" ({'; '.join(notes)})" if notes else ""))
         for frame in task.stack:
-            out.append(f"{pad}  {printable(frame.funcname)} ({printable(display_path(frame.filename))}:{frame.lineno})")
+            out.append(f"{pad}  {printable(frame.funcname)} ({printable(display_path(frame.filename))}:{frame.lineno})"
+                       + opcode_note(frame, opcodes))
         printed.add(task.address)
         if task.address in path or depth >= MAX_TREE_DEPTH:
             out.append(f"{pad}{TASK_INDENT}[awaits a task above it: cycle cut]")
@@ -196,15 +203,19 @@ def read_consistently(read: Callable[[], T], what: str, retries: int = 20) -> T:
     raise HeatlineError(f"could not read a consistent {what}: {last_error}")
 
 
-def dump_tasks(pid: int) -> str:
+def dump_tasks(pid: int, opcodes: bool = False) -> str:
     """Read the target's tasks (`dump --async-aware`) and format them; `AsyncUnavailableError`
-    says in one line why a version's cannot be read."""
+    says in one line why a version's cannot be read. `opcodes`: dump --opcodes."""
     from sampler.cpython.async_tasks import AsyncTaskReader
     from sampler.cpython.unwinder import Unwinder
 
     unwinder = Unwinder(pid)
     try:
         reader = AsyncTaskReader(pid, unwinder.memory, unwinder.runtime)
+        if opcodes:
+            from sampler.cpython.opcodes import opcode_table
+
+            reader.opcodes = opcode_table(unwinder.runtime.version_string)
         tasks, running = read_consistently(lambda: (reader.tasks(), reader.running()),
                                            f"task list from process {pid}")
         names = unwinder.thread_names()
@@ -213,4 +224,4 @@ def dump_tasks(pid: int) -> str:
             threads[thread_id] = f'{tid} "{printable(names[tid])}"' if names.get(tid) else str(tid)
     finally:
         unwinder.close()
-    return format_task_tree(pid, tasks, running, threads)
+    return format_task_tree(pid, tasks, running, threads, reader.opcodes)

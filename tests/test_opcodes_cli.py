@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from conftest import heatline, start_ready, target
+from conftest import heatline, start_ready, target, wait_ready
 from sampler.binaryfile.layout import CAPTURE_SHIFT, FLAGS_OFFSET
 from sampler.binaryfile.writer import BinaryWriter
 from sampler.cpython.opcodes import opcode_table
@@ -62,6 +62,7 @@ def test_dump_names_each_frames_instruction(interpreter, spawn):
     for line in files:
         m = re.search(r"  opcode=([A-Z_0-9]+)( \(([A-Z_0-9]+)\))?$", line)
         assert m, line
+        assert m.group(1) != "CACHE", line  # a 3.11/3.12 caller is read at its call, not its caches
         if table is not None:
             assert m.group(1) in table.mapping()["names"].values()
     # the interpreter's own entry from C sits at the root from 3.11 on
@@ -70,6 +71,20 @@ def test_dump_names_each_frames_instruction(interpreter, spawn):
         assert lines[1] == "  <native>", res.stdout
     plain = heatline("dump", str(proc.pid))
     assert "opcode=" not in plain.stdout and "<native>" not in plain.stdout
+
+
+def test_dump_task_tree_names_each_coroutines_instruction(interpreter, spawn):
+    if interpreter.label.startswith(("pyenv-3.9", "pyenv-3.10")):
+        pytest.skip("no asyncio reading before 3.11")
+    proc = spawn(interpreter, target("async_tree.py"))
+    wait_ready(proc)
+    res = heatline("dump", str(proc.pid), "--opcodes", "--async-aware")
+    assert res.returncode == 0, res.stderr
+    frames = [line for line in res.stdout.splitlines() if re.match(r"\s+\S.* \(.*:\d+\)", line)]
+    assert frames, res.stdout
+    for line in frames:
+        m = re.search(r"\)  opcode=([A-Z_0-9]+)( \([A-Z_0-9]+\))?$", line)
+        assert m and m.group(1) != "CACHE", line
 
 
 def test_live_stream_carries_opcodes_and_native(live):  # noqa: F811 - the fixture

@@ -32,6 +32,7 @@ from typing import Callable, NamedTuple
 from sampler.cpython.async_tasks import MAX_TASKS, AsyncTaskReader, TaskInfo
 from sampler.cpython.code_objects import CodeCache
 from sampler.cpython.runtime import Runtime
+from sampler.cpython.opcodes import OpcodeTable
 from sampler.cpython.stack_chunks import Chunks, ChunkWalker
 from sampler.errors import AsyncNotLoadedError, AsyncUnavailableError, ReadError
 from sampler.model import ASYNC_MODES, Frame, task_frame
@@ -115,14 +116,14 @@ class AsyncStacks:
         self._next_try = 0.0
         self._turns: dict[int, int] = {}  # task awaited by several -> how often it was shown
         self._truncated = False  # a reading of the task list stopped at MAX_TASKS
-        self.opcodes = False  # --opcodes, for the reader's coroutine frames (`record_opcodes`)
+        self.opcodes: OpcodeTable | None = None  # --opcodes, for the reader's coroutine frames
         self._reader_or_none()
 
-    def record_opcodes(self) -> None:
+    def record_opcodes(self, table: OpcodeTable) -> None:
         """--opcodes: suspended coroutines' frames carry the instruction they stopped at too."""
-        self.opcodes = True
+        self.opcodes = table
         if self._reader is not None:
-            self._reader.opcodes = True
+            self._reader.opcodes = table
 
     def walker_for(self, *args, **kwargs) -> RecordingChunkWalker:
         """The unwinder's chunk walker (its arguments), one that can locate coroutine frames."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from sampler.cpython import debug_offsets
 from sampler.cpython.async_tables import TaskFields, TaskTables, pure_python_asyncio, set_members
 from sampler.cpython.code_objects import CodeCache
+from sampler.cpython.opcodes import OpcodeTable
 from sampler.cpython.runtime import Runtime
 from sampler.cpython.thread_names import LookupState, RemoteObjects
 from sampler.cpython.versions import ASYNCIO_TRAITS, AsyncioTraits, asyncio_layout
@@ -195,7 +196,8 @@ class AsyncTaskReader:
         if traits.awaiting_state is None and not traits.await_resume_opcodes:
             raise AsyncUnavailableError(version, "no rule for telling an await from a plain yield")
         self.codes = codes or CodeCache(memory, runtime)
-        self.opcodes = False  # --opcodes: a suspended coroutine's frame names its instruction too
+        # --opcodes: the target's table; a suspended coroutine's frame names its instruction too
+        self.opcodes: OpcodeTable | None = None
         self.coro_type = _symbol(pid, runtime, "PyCoro_Type")
         self.long_type = _symbol(pid, runtime, "PyLong_Type")
         if not self.coro_type:
@@ -508,8 +510,13 @@ class AsyncTaskReader:
             inside = slot - coro
             whole = 0 <= inside <= len(buf) - 8
             awaited = (u64(buf, inside)[0] if whole else self._u64(slot)) & tag_mask
-        opcode = self._read(ip, 1)[0] if self.opcodes else -1
-        return [info.frame_at(max(ip - info.code_start, 0), opcode), frame_state, awaited, None], whole
+        offset = max(ip - info.code_start, 0)
+        opcode = -1
+        if self.opcodes is not None:
+            if self.runtime.traits.ip_in_caches:  # 3.11/3.12: maybe on an inline call's caches
+                offset = self.codes.instruction_start(info, offset, self.opcodes.cache_units)
+            opcode = self._read(info.code_start + offset, 1)[0]
+        return [info.frame_at(offset, opcode), frame_state, awaited, None], whole
 
     def _coroutine_bytes(self, obj: int) -> bytes | None:
         """The head of a coroutine object (its frame and first stack slots) in one read; None

@@ -120,9 +120,10 @@ class Unwinder:
         if opcodes or native:
             from sampler.cpython.opcodes import opcode_table
 
-            self._walker.record(opcodes, native, opcode_table(self.runtime.version_string))
+            table = opcode_table(self.runtime.version_string)
+            self._walker.record(opcodes, native, table)
             if opcodes and self.tasks is not None:
-                self.tasks.record_opcodes()
+                self.tasks.record_opcodes(table)
         self._epoch_started = time.monotonic()
         self._generation = -1
 
