@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable
 
 from .errors import HeatlineError, ProfileFileError
-from .model import MAIN_THREAD, Frame, Profile, RunStats, ThreadSample
+from .model import MAIN_THREAD, NATIVE_FRAME, Frame, Profile, RunStats, ThreadSample
 from .replay import BinaryProfile, open_binary_profile, open_regular_file, replay
 
 Progress = Callable[[int, int], None]  # (done, total) in samples
@@ -122,6 +122,8 @@ def _load_collapsed(lines: Iterable[tuple[int, str]], path: str) -> Profile:
     if not profile.stacks:
         raise ProfileFileError(f"{path}: no samples in this collapsed-stack file")
     profile.stats.samples = profile.total_weight
+    # a collapsed file keeps no options, but <native> frames say --native was on
+    profile.stats.native = NATIVE_FRAME in profile.frames
     return profile
 
 

@@ -14,6 +14,7 @@ import pytest
 import sid_root
 from conftest import heatline, parse_collapsed, target, wait_ready
 from sampler.cpython.opcodes import opcode_table
+from sampler.loaders import load_profile
 from sampler.replay import open_binary_profile
 from test_tachyon_interop import PYTHON, REASON, TIMEOUT, tachyon_attach, work  # noqa: F401 - work: a fixture
 
@@ -159,3 +160,4 @@ def test_native_frames_where_tachyon_puts_them(work):
         in_c = sum(n for f, n in funcs if "in_c" in f)
         on_top = sum(n for f, n in funcs if "in_c" in f and f[-1] == "<native>")
         assert (on_top >= 0.8 * in_c) if leaf_native else on_top == 0, path
+        assert load_profile(path).profile.stats.native  # the loader tells --native by its frames
