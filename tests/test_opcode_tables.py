@@ -50,6 +50,7 @@ def test_known_names(version):
         assert table.is_call(op) == calls, name
     for name in ("LOAD_CONST", "LOAD_FAST", "RETURN_VALUE"):
         assert not table.is_call(_byte(version, name))
+    assert _byte(version, "EXTENDED_ARG") in table.prefixes
 
 
 @pytest.mark.parametrize("version", ["3.11", "3.12", "3.13", "3.14", "3.15"])

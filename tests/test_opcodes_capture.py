@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ALL_INTERPRETERS, favoured, heatline, target, wait_ready
 from sampler.cpython.opcodes import OpcodeTable, opcode_table
+from sampler.cpython.unwinder import Unwinder
 from sampler.model import NATIVE_FRAME, RunStats
 from sampler.replay import open_binary_profile
 
@@ -31,7 +32,7 @@ class Capture(NamedTuple):
 
     def where(self, func: str) -> Counter:
         """The stacks whose innermost Python frame is `func`."""
-        return Counter({s: n for s, n in self.stacks.items() if _leaf_python(s).funcname == func})
+        return Counter({s: n for s, n in self.stacks.items() if s and _leaf_python(s).funcname == func})
 
     def name(self, frame) -> str:
         return self.table.info(frame.opcode).opname
@@ -193,3 +194,28 @@ def test_c_calling_python_and_the_root(native):
     assert share(native.stacks, lambda s: s[-1] == NATIVE_FRAME) >= 0.95
     assert all(not (a == b == NATIVE_FRAME) for s in native.stacks for a, b in zip(s, s[1:]))
 
+
+
+# -- the reference walker ------------------------------------------------------------------------
+
+
+def test_a_prefixed_instruction_is_named_not_its_prefix(interpreter, spawn):
+    """An add on locals past the 256th: its loads and stores carry an EXTENDED_ARG prefix, on
+    which 3.9/3.10 leave f_lasti while the instruction runs. The reference walker names the
+    instruction, never the prefix (sampled in-process: a few hundred samples are enough)."""
+    proc = spawn(*favoured(), *interpreter.command(target("wide_locals.py")))
+    wait_ready(proc)
+    walker = Unwinder(proc.pid, opcodes=True)
+    table = opcode_table(walker.runtime.version_string)
+    seen: Counter = Counter()
+    try:
+        while sum(seen.values()) < 300:
+            for sample in walker.sample():
+                leaf = sample.frames[0] if sample.frames else None
+                if leaf is not None and leaf.funcname == "wide":
+                    seen[table.info(leaf.opcode).opname] += 1
+    finally:
+        walker.close()
+    assert not set(seen) & {table.info(op).opname for op in table.prefixes}, seen
+    adds = {"BINARY_ADD", "INPLACE_ADD", "BINARY_OP_ADD_INT", "BINARY_OP"}
+    assert sum(n for name, n in seen.items() if name in adds) >= 0.05 * sum(seen.values()), seen

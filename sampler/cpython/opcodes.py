@@ -37,6 +37,8 @@ class OpcodeTable:
         self._names: dict[int, str] = dict(raw["names"])
         self._deopt: dict[int, int] = dict(raw["deopt"])
         self._caches: dict[int, int] = dict(raw.get("caches", {}))
+        # EXTENDED_ARG and its specialized forms: prefixes of the instruction they extend
+        self.prefixes = frozenset(op for op in self._names if self.info(op).base_opname == "EXTENDED_ARG")
         self._calls = frozenset(
             op for op in self._names if _CALL_NAME.match(self.info(op).base_opname)
             and self.info(op).base_opname not in _NOT_CALLS

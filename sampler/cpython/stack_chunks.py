@@ -33,6 +33,7 @@ MAX_CHUNKS = 64  # stack chunks followed per thread: 16 KiB each at first, then 
 # are for callers without one, and for a version whose layout lacks the keys.
 CHUNK_PREVIOUS, CHUNK_TOP, CHUNK_DATA = 0, 16, 24
 CHUNK_MIN_BYTES = TRAITS[(3, 11)].chunk_min_bytes
+MAX_PREFIXES = 3  # EXTENDED_ARGs before one instruction (a 32-bit argument)
 
 u64 = U64.unpack_from
 
@@ -113,12 +114,22 @@ class StackWalker:
 
     def opcode_at(self, address: int) -> int:
         """The instruction byte at `address`: one small read of the code the frame runs, taken
-        after the stack copy (the leaf may have moved on meanwhile, as with any profiler)."""
+        after the stack copy (the leaf may have moved on meanwhile, as with any profiler). An
+        EXTENDED_ARG there is a prefix (3.9/3.10 leave f_lasti on it while the instruction it
+        extends runs): the instruction after the prefixes, at most three, is the one named."""
         try:
-            return self.memory.read(address, 1)[0]
+            try:
+                code = self.memory.read(address, 2 * (MAX_PREFIXES + 1))
+            except ReadError:
+                code = self.memory.read(address, 1)  # the last instruction, at a mapping's end
         except ReadError as exc:
             # code freed with its frame: the stack moved on
             raise TornStack(f"{exc}: the stack changed") from None
+        prefixes = self.table.prefixes if self.table is not None else frozenset()
+        for i in range(0, len(code), 2):
+            if code[i] not in prefixes:
+                return code[i]
+        return code[0]
 
     def instruction_at(self, info: CodeInfo, offset: int) -> int:
         """The byte offset of the instruction a frame at `offset` executes: 3.13+'s instr_ptr and
