@@ -223,9 +223,9 @@ class SubprocessFollower:
     def __init__(self, args: argparse.Namespace, *, subreaper: bool = False,
                  on_profile: Callable[[FollowedProcess, Profile], None] | None = None,
                  on_end: Callable[[FollowedProcess], None] | None = None,
-                 limit: int = MAX_FOLLOWED) -> None:
+                 limit: int | None = None) -> None:
         self.args = args
-        self.limit = limit
+        self.limit = MAX_FOLLOWED if limit is None else limit
         self.subreaper = subreaper
         self.on_profile = on_profile
         self.on_end = on_end

@@ -91,7 +91,8 @@ def _all_parents() -> dict[int, int]:
 
 
 def exec_identity(pid: int) -> ExecIdentity | None:
-    """The program image `pid` runs now; None when it has exited (a zombie included)."""
+    """The program image `pid` runs now; None when it has exited or is exiting (a zombie
+    included), or when this user may not read it."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -101,4 +102,6 @@ def exec_identity(pid: int) -> ExecIdentity | None:
     fields = data[name_end + 1:].split()
     if name_start < 0 or len(fields) <= STAT_STARTSTACK or fields[STAT_STATE] in (b"Z", b"X", b"x"):
         return None
-    return ExecIdentity(data[name_start + 1:name_end], int(fields[STAT_STARTCODE]), int(fields[STAT_STARTSTACK]))
+    identity = ExecIdentity(data[name_start + 1:name_end], int(fields[STAT_STARTCODE]), int(fields[STAT_STARTSTACK]))
+    # Both 0: its address space is gone (it is exiting), or hidden from us (no ptrace rights).
+    return identity if identity.startcode or identity.startstack else None

@@ -21,7 +21,7 @@ HERE = os.path.abspath(__file__)
 
 
 def announce(role):
-    print("role", role, os.getpid(), flush=True)
+    os.write(1, f"role {role} {os.getpid()}\n".encode())  # one write: processes print side by side
 
 
 def spin(seconds, work):
@@ -31,31 +31,52 @@ def spin(seconds, work):
 
 
 def parent_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def alpha_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def beta_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def gamma_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def delta_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def epsilon_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def zeta_work():
-    return sum(i * i for i in range(2000))
+    x = 0
+    for i in range(2000):
+        x += i * i
+    return x
 
 
 def worker_alpha(seconds):
