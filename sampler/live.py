@@ -18,6 +18,7 @@ inherited pipe): one JSON object per line.
             "target_exit_status": int | null}
     error  {"type", "kind": HeatlineError subclass name, "message": one line}; exit status 1
            (2 for usage errors)
+    process, process_end, and deltas with a "pid": --subprocesses (sampler/live_processes.py)
 
 Deltas are built on the sampling thread, at most once per flush interval (when a sample arrives
 after it has passed), and once more when sampling ends, so nothing else ever touches the
@@ -78,8 +79,11 @@ class StreamWriter:
     """Whole lines to the stream fd; after one failed write (the reader left) it stays silent."""
 
     def __init__(self, fd: int | None) -> None:
+        import threading
+
         self.fd = fd
         self.broken = fd is None
+        self._lock = threading.Lock()  # --subprocesses: each process's sampler thread sends too
 
     def send(self, message: dict[str, Any]) -> bool:
         if self.broken:
@@ -87,8 +91,9 @@ class StreamWriter:
         # ASCII escapes keep undecodable names (lone surrogates) valid UTF-8 and lossless.
         data = memoryview((json.dumps(message, separators=(",", ":")) + "\n").encode("ascii"))
         try:
-            while data:
-                data = data[os.write(self.fd, data):]  # a signal can cut a large write short
+            with self._lock:
+                while data:
+                    data = data[os.write(self.fd, data):]  # a signal can cut a large write short
         except OSError:
             self.broken = True
             return False
@@ -168,16 +173,20 @@ class _Session:
         self.parent = parent
         self.stop_requested = False
         self._loop = None
+        self.follower = None  # --subprocesses (sampler/live_processes.py streams each process)
 
     def request_stop(self, *_signal_args: object) -> None:
         # Called from signal handlers: only flags, so the loop ends between two samples.
         self.stop_requested = True
         if self._loop is not None:
             self._loop.stop()
+        if self.follower is not None:
+            self.follower.stop()
 
     def profile(self, unwinder, alive, pid: int, *, cwd: str | None, argv: list[str] | None,
-                on_started: Callable[[], None] | None = None):
+                on_started: Callable[[], None] | None = None, subreaper: bool = False):
         """Sample until done, streaming deltas; returns (profile, collector for -o or None)."""
+        from sampler.live_processes import stream_subprocesses
         from sampler.sampling import SamplingLoop
 
         args = self.args
@@ -199,6 +208,9 @@ class _Session:
             self.request_stop()
         if self.stop_requested:
             loop.stop()
+        self.follower = stream_subprocesses(args, self.writer, self.parent, self.request_stop, subreaper=subreaper)
+        if self.follower is not None:
+            self.follower.start(pid)
         if on_started is not None:
             on_started()
         deltas.start_clock()
@@ -215,6 +227,8 @@ class _Session:
 
     def finish(self, profile: Profile, collector, target_exit_status: int | None) -> None:
         output = _write_output(collector, self.args, profile.stats.pid) if collector is not None else None
+        if self.follower is not None:
+            self.follower.end(profile.stats, sys.stderr)
         self.writer.send({"type": "end", "stats": dataclasses.asdict(profile.stats), "output": output,
                           "target_exit_status": target_exit_status})
 
@@ -228,7 +242,7 @@ def _run(session: _Session) -> None:
     (profile, collector), status = sample_launched(
         target, args,
         lambda unwinder: session.profile(
-            unwinder, target.alive, target.pid, cwd=cwd, argv=argv, on_started=target.start,
+            unwinder, target.alive, target.pid, cwd=cwd, argv=argv, on_started=target.start, subreaper=True,
         ),
         lambda result: result[0].stats,
     )
@@ -369,6 +383,9 @@ class LiveProfileReader:
         self.elapsed_s = 0.0
         self.target_exit_status: int | None = None
         self._frame_ids: list[int] = []  # stream frame id -> profile frame id
+        from sampler.live_processes import ProcessFamily
+
+        self.family = ProcessFamily(self.profile)  # --subprocesses: each process's own profile
 
     @property
     def cwd(self) -> str | None:
@@ -425,13 +442,15 @@ class LiveProfileReader:
 
     def _delta(self, m: dict[str, Any]) -> None:
         # Check everything first, so a bad delta leaves the profile as it was.
+        child = self.family.child(m["pid"]) if "pid" in m else None  # a subprocess's (--subprocesses)
+        frame_ids = child.own_ids if child is not None else self._frame_ids
         frames = []
         for raw in _list(m.get("frames"), "delta frames"):
             f = _list(raw, "a frame", 6)
             if not (isinstance(f[0], str) and isinstance(f[1], str) and all(_is_int(v) for v in f[2:])):
                 raise _bad("a frame has the wrong field types")
             frames.append(Frame(*f))
-        known = len(self._frame_ids) + len(frames)
+        known = len(frame_ids) + len(frames)
         stacks: dict[tuple[int, tuple[int, ...]], int] = {}
         for raw in _list(m.get("stacks"), "delta stacks"):
             tid, ids, weight = _list(raw, "a stack", 3)
@@ -461,8 +480,13 @@ class LiveProfileReader:
         if not _is_number(elapsed):
             raise _bad("stats elapsed_s is not a number")
 
+        delta = ProfileDelta(len(frame_ids), frames, stacks, status, names)
+        if child is not None:
+            self.family.apply_child(child, delta, counts["samples"])
+            return
         profile = self.profile
-        profile.apply(ProfileDelta(len(self._frame_ids), frames, stacks, status, names), self._frame_ids)
+        profile.apply(delta, self._frame_ids)
+        self.family.apply_main(delta)
         stats = profile.stats
         stats.samples, stats.attempts, stats.errors = counts["samples"], counts["attempts"], counts["errors"]
         stats.duration_s = self.elapsed_s = float(elapsed)
@@ -482,6 +506,7 @@ class LiveProfileReader:
             setattr(self.profile.stats, name, value)
         self.output, self.target_exit_status = output, status
         self.samples, self.elapsed_s = self.profile.stats.samples, self.profile.stats.duration_s
+        self.family.finish()
         self.finished = True
 
     def _error(self, m: dict[str, Any]) -> None:
@@ -491,8 +516,15 @@ class LiveProfileReader:
         self.error_kind, self.error = kind, message
         self.finished = True
 
+    def _process(self, m: dict[str, Any]) -> None:
+        self.family.announce(m, self.pid, self._frame_ids)
+
+    def _process_end(self, m: dict[str, Any]) -> None:
+        self.family.end(m)
+
     _HANDLERS: dict[str, Callable[["LiveProfileReader", dict[str, Any]], None]] = {
         "start": _start, "delta": _delta, "end": _end, "error": _error,
+        "process": _process, "process_end": _process_end,
     }
 
 

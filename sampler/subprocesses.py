@@ -111,8 +111,9 @@ class FollowedProcess:
 
     def __init__(self, pid: int, identity: ExecIdentity, command: str, args: argparse.Namespace,
                  on_profile: Callable[["FollowedProcess", Profile], None] | None = None,
-                 on_end: Callable[["FollowedProcess"], None] | None = None) -> None:
+                 on_end: Callable[["FollowedProcess"], None] | None = None, write_file: bool = True) -> None:
         self.pid = pid
+        self.write_file = write_file
         self.identity = identity
         self.args = args
         self.result = ChildResult(pid, command)
@@ -210,7 +211,8 @@ class FollowedProcess:
         if not profile.stats.samples:
             self.result.note = "exited before its first sample"
             return
-        self.result.output = collector.write(child_output(args, self.pid))
+        if self.write_file:
+            self.result.output = collector.write(child_output(args, self.pid))
 
 
 class SubprocessFollower:
@@ -223,8 +225,9 @@ class SubprocessFollower:
     def __init__(self, args: argparse.Namespace, *, subreaper: bool = False,
                  on_profile: Callable[[FollowedProcess, Profile], None] | None = None,
                  on_end: Callable[[FollowedProcess], None] | None = None,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, write_files: bool = True) -> None:
         self.args = args
+        self.write_files = write_files
         self.limit = MAX_FOLLOWED if limit is None else limit
         self.subreaper = subreaper
         self.on_profile = on_profile
@@ -361,7 +364,7 @@ class SubprocessFollower:
                 self.skipped.append(pid)
                 return
             followed = FollowedProcess(pid, identity, process.command, self.args,
-                                       on_profile=self.on_profile, on_end=self.on_end)
+                                       on_profile=self.on_profile, on_end=self.on_end, write_file=self.write_files)
             self.followed.append(followed)
         followed.start()
 

@@ -44,6 +44,7 @@ class SamplingArgs:
     async_aware: bool | None = None  # asyncio task stacks
     async_mode: str | None = field(default=None, metadata=_meta(choices=ASYNC_MODES))
     output: str | None = None  # also save the run as a --binary file here
+    subprocesses: bool | None = None  # also profile the Python processes the target starts
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class RunArgs(SamplingArgs):
 @dataclass(frozen=True)
 class AttachArgs(SamplingArgs):
     pid: int = field(default=0, metadata=_meta(positional=True, required=True, minimum=1))
+
+
+@dataclass(frozen=True)
+class ShowProcessArgs:
+    pid: int | None = field(default=None, metadata=_meta(positional=True, minimum=1))  # None: all processes
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ def _sampling_choices(ls: HeatlineServer, name: str, a: SamplingArgs) -> argpars
         rate=a.rate or s.sampling_rate, mode=a.mode or s.mode, gc=a.gc is not False,
         all_threads=s.all_threads if a.all_threads is None else a.all_threads,
         async_aware=async_aware, async_mode=a.async_mode or (s.async_mode if async_aware else "running"),
+        subprocesses=s.subprocesses if a.subprocesses is None else a.subprocesses,
     )
     try:
         validate_async(chosen)
@@ -100,6 +101,8 @@ def _sampling_flags(ls: HeatlineServer, chosen: argparse.Namespace, a: SamplingA
         flags.append("--no-gc")
     if chosen.async_aware:
         flags += ["--async-aware", "--async-mode", chosen.async_mode]
+    if chosen.subprocesses:
+        flags.append("--subprocesses")
     if a.output:
         output = ls.user_path(a.output)
         check_output(output, binary=True)  # refused before the run starts, as the CLI does
@@ -442,5 +445,8 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
         "settings": {"samplingRate": s.sampling_rate, "mode": s.mode, "allThreads": s.all_threads,
                      "asyncAware": s.async_aware, "asyncMode": s.async_mode,
                      "inlayHintThreshold": s.inlay_hint_threshold, "codeLens": s.code_lens,
-                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path},
+                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path, "subprocesses": s.subprocesses},
     }
+
+
+from . import processes as _processes  # noqa: E402,F401 - registers heatline.showProcess (it uses `command`)

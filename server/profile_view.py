@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 from sampler.model import Profile
 
@@ -36,6 +37,9 @@ class ProfileView:
     exact_totals: bool = True
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)  # overrides (pstats files)
     baseline: ProfileView | None = None
+    # --subprocesses: the run's processes (server/processes.py), and the one shown (None: all)
+    processes: Any = None
+    process: int | None = None
     version: int = 0  # bumped whenever the profile or its baseline changes
     _index: HeatIndex | None = None
     _index_version: int = 0  # the version the index has counted up to
@@ -98,4 +102,5 @@ class ProfileView:
             "durationS": round(s.duration_s, 3),
             "exactTotals": self.exact_totals,
             "baseline": self.baseline.describe() if self.baseline is not None else None,
+            **(self.processes.describe(self) if self.processes is not None else {}),
         }
