@@ -154,6 +154,10 @@ M.subcommands.hottest = function(args)
   require('heatline.picker').hottest(opts)
 end
 
+M.subcommands.process = function()
+  require('heatline.picker').run_processes()
+end
+
 M.subcommands.toggle = function()
   local visible = require('heatline').toggle()
   notify(visible and 'heat shown' or 'heat hidden')

@@ -23,6 +23,9 @@ M.defaults = {
   -- asyncio code as tasks (see :help heatline-async): off, or one of M.async_modes.
   async_aware = false,
   async_mode = 'running',
+  -- Also profile the Python processes a run starts (`heatline run --subprocesses`); their heat is
+  -- merged with the main process's, and :Heatline process shows one of them alone.
+  subprocesses = false,
   -- Interpreter heatline.run uses (nil: the server's own).
   python = nil,
   -- Lines whose self or total share (percent) reaches this get end-of-line text / inlay hints.
@@ -93,6 +96,7 @@ function M.lsp_settings()
     allThreads = o.all_threads,
     asyncAware = o.async_aware,
     asyncMode = o.async_mode,
+    subprocesses = o.subprocesses,
     inlayHintThreshold = o.threshold,
     codeLens = o.renderers.code_lens,
     inlayHints = o.renderers.inlay_hints,
