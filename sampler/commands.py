@@ -234,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         def started(loop) -> None:
             signals.sampling(StopAll(loop, follower))
             if follower is not None:
-                follower.start(target.pid)  # watching before the target runs a line
+                follower.start(target.pid, identity[1])  # watching before the target runs a line
             target.start()
 
         def sample(unwinder):

@@ -210,7 +210,7 @@ class _Session:
             loop.stop()
         self.follower = stream_subprocesses(args, self.writer, self.parent, self.request_stop, subreaper=subreaper)
         if self.follower is not None:
-            self.follower.start(pid)
+            self.follower.start(pid, list(argv or ()) if subreaper else None)
         if on_started is not None:
             on_started()
         deltas.start_clock()

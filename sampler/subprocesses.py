@@ -35,6 +35,7 @@ from sampler.errors import HeatlineError, ProcessPermissionError, UnsupportedVer
 from sampler.model import Profile
 from sampler.output_path import is_stdout, tell
 from sampler.target.descendants import ExecIdentity, descendants, exec_identity
+from sampler.target.maps import read_cmdline
 
 POLL_S = 0.002
 FULL_LOOK_S = 0.05
@@ -49,6 +50,7 @@ MAX_FOLLOWED = 100
 # After the target ends by itself, how long its subprocesses' samplers wait for them to end too.
 SETTLE_S = 2.0
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
 
 _OPEN_FINAL = (UnsupportedVersionError, ProcessPermissionError)
 
@@ -111,8 +113,10 @@ class FollowedProcess:
 
     def __init__(self, pid: int, identity: ExecIdentity, command: str, args: argparse.Namespace,
                  on_profile: Callable[["FollowedProcess", Profile], None] | None = None,
-                 on_end: Callable[["FollowedProcess"], None] | None = None, write_file: bool = True) -> None:
+                 on_end: Callable[["FollowedProcess"], None] | None = None, write_file: bool = True,
+                 shown_argv: Callable[[list[str]], list[str]] = list) -> None:
         self.pid = pid
+        self.shown_argv = shown_argv
         self.write_file = write_file
         self.identity = identity
         self.args = args
@@ -146,6 +150,7 @@ class FollowedProcess:
         return exec_identity(self.pid) == self.identity
 
     def _main(self) -> None:
+        _name_thread(f"hl:{self.pid}")
         try:
             self._sample()
         except HeatlineError as err:
@@ -183,14 +188,14 @@ class FollowedProcess:
     def _sample(self) -> None:
         from sampler.commands import _run_stats, make_collector
         from sampler.sampling import SamplingLoop
-        from sampler.target.maps import read_cmdline, read_cwd
+        from sampler.target.maps import read_cwd
 
         walker = self._open()
         if walker is None:
             return
         args = self.args
         try:
-            argv = read_cmdline(self.pid) or []
+            argv = self.shown_argv(read_cmdline(self.pid) or [])
             self.result.command = " ".join(argv) or self.result.command
             profile = Profile(_run_stats(args, walker, self.pid, (read_cwd(self.pid) or "", argv)))
             self.result.python_version = profile.stats.python_version
@@ -240,12 +245,18 @@ class SubprocessFollower:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_pid = b""
+        self._root_cmdline: list[str] | None = None
+        self._root_argv: list[str] | None = None
 
     # -- the run's side ---------------------------------------------------------------------
 
-    def start(self, root: int) -> None:
-        """Begin watching the processes under `root` (call before the target runs its code)."""
+    def start(self, root: int, root_argv: list[str] | None = None) -> None:
+        """Begin watching the processes under `root` (call before the target runs its code).
+        `root_argv`: the target's command line as the user gave it (a launched target's own is
+        heatline's launcher's), shown for forked children, which inherit it."""
         self.root = root
+        self._root_cmdline = read_cmdline(root) if root_argv is not None else None
+        self._root_argv = root_argv
         if self.subreaper:
             _become_subreaper()
         self._thread = threading.Thread(target=self._watch, name="heatline-subprocess-watcher", daemon=True)
@@ -293,6 +304,7 @@ class SubprocessFollower:
     # -- watching ---------------------------------------------------------------------------
 
     def _watch(self) -> None:
+        _name_thread("hl:watcher")
         next_full = 0.0
         while not self._stopped.is_set():
             now = time.monotonic()
@@ -364,9 +376,13 @@ class SubprocessFollower:
                 self.skipped.append(pid)
                 return
             followed = FollowedProcess(pid, identity, process.command, self.args,
-                                       on_profile=self.on_profile, on_end=self.on_end, write_file=self.write_files)
+                                       on_profile=self.on_profile, on_end=self.on_end, write_file=self.write_files,
+                                       shown_argv=self._shown_argv)
             self.followed.append(followed)
         followed.start()
+
+    def _shown_argv(self, argv: list[str]) -> list[str]:
+        return list(self._root_argv) if self._root_argv is not None and argv == self._root_cmdline else argv
 
     def _reap_adopted(self) -> None:
         """Orphans re-parented to heatline (as subreaper) are reaped once they end."""
@@ -395,12 +411,21 @@ class StopAll:
             part.stop()
 
 
-def _become_subreaper() -> None:
+def _prctl(option: int, value: Any) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc.prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
-        pass  # orphans then go to init, out of sight, as without it
+        pass
+
+
+def _name_thread(name: str) -> None:
+    """The OS name of the calling thread (what `top -H` and /proc show): which process it samples."""
+    _prctl(PR_SET_NAME, name.encode()[:15])
+
+
+def _become_subreaper() -> None:
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # if refused, orphans go to init, out of sight, as without it
 
 
 def summary_lines(results: list[ChildResult], skipped: list[int], limit: int) -> list[str]:

