@@ -2,12 +2,12 @@
 
     subprocess_tree.py METHOD_A METHOD_B SECONDS [--wait]
 
-The main process (parent_work) starts: worker_alpha and worker_beta as multiprocessing workers
-(start methods METHOD_A and METHOD_B: fork, spawn or forkserver), child_gamma as a `subprocess`
-Python child, a child that exits at once (quick), a child that forks again (forker_epsilon, whose
-forked grandchild runs grandchild_delta), and a shell that starts Python (shell_zeta) beside a
-program that is not Python (sleep). Each busy process spins in its own `<role>_work` for SECONDS.
-Every process prints "role NAME PID" as it starts. With --wait, the main process first waits
+The main process (parent_work) starts: alpha and beta as multiprocessing workers (start methods
+METHOD_A and METHOD_B: fork, spawn or forkserver), gamma as a `subprocess` Python child, a child
+that exits at once (quick), a child that forks again (epsilon, whose forked grandchild is delta),
+and a shell that starts Python (zeta) beside a program that is not Python (sleep). Each busy
+process spins in its own `<role>_work` for SECONDS (seven copies of one loop: the names are what
+the tests look for). Every process prints "role NAME PID" as it starts. With --wait, the main process first waits
 for a line on stdin (the test attaches, then releases it).
 """
 
@@ -79,19 +79,13 @@ def zeta_work():
     return x
 
 
-def worker_alpha(seconds):
-    announce("alpha")
-    spin(seconds, alpha_work)
+WORK = {"alpha": alpha_work, "beta": beta_work, "gamma": gamma_work, "zeta": zeta_work}
 
 
-def worker_beta(seconds):
-    announce("beta")
-    spin(seconds, beta_work)
-
-
-def child_gamma(seconds):
-    announce("gamma")
-    spin(seconds, gamma_work)
+def busy(role, seconds):
+    """A worker's or child's life: announce itself, then its own work."""
+    announce(role)
+    spin(seconds, WORK[role])
 
 
 def forker_epsilon(seconds):
@@ -105,18 +99,13 @@ def forker_epsilon(seconds):
     os.waitpid(pid, 0)
 
 
-def shell_zeta(seconds):
-    announce("zeta")
-    spin(seconds, zeta_work)
-
-
 def main(method_a, method_b, seconds, wait):
     if wait:
         print("ready", flush=True)
         sys.stdin.readline()
     announce("main")
-    a = multiprocessing.get_context(method_a).Process(target=worker_alpha, args=(seconds,))
-    b = multiprocessing.get_context(method_b).Process(target=worker_beta, args=(seconds,))
+    a = multiprocessing.get_context(method_a).Process(target=busy, args=("alpha", seconds))
+    b = multiprocessing.get_context(method_b).Process(target=busy, args=("beta", seconds))
     a.start()
     b.start()
     secs = str(seconds)
@@ -136,13 +125,11 @@ def main(method_a, method_b, seconds, wait):
 
 if __name__ == "__main__":
     role = sys.argv[1]
-    if role == "gamma":
-        child_gamma(float(sys.argv[2]))
+    if role in ("gamma", "zeta"):
+        busy(role, float(sys.argv[2]))
     elif role == "quick":
         announce("quick")
     elif role == "forker":
         forker_epsilon(float(sys.argv[2]))
-    elif role == "zeta":
-        shell_zeta(float(sys.argv[2]))
     else:
         main(sys.argv[1], sys.argv[2], float(sys.argv[3]), "--wait" in sys.argv)
