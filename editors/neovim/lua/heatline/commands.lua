@@ -25,8 +25,9 @@ local function async_note(profile)
   return (type(mode) == 'string') and (', async (' .. mode .. ')') or ', async'
 end
 
+--- What :Heatline run and attach send besides their target: the options as they are now.
 local function with_async(params)
-  return vim.tbl_extend('force', params, config.async_args())
+  return vim.tbl_extend('force', params, config.async_args(), { subprocesses = config.options.subprocesses == true })
 end
 
 M.subcommands = {}
