@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Callable, TypeVar
 
-from sampler.errors import HeatlineError, ProcessGoneError, TargetExitedError
+from sampler.errors import HeatlineError, KernelThreadError, NotPythonError, ProcessGoneError, TargetExitedError
 from sampler.model import Profile, RunStats
 from sampler.output_path import tell
 
@@ -285,7 +285,15 @@ def cmd_attach(args: argparse.Namespace) -> int:
             follower.start(args.pid)
 
     try:
-        unwinder = open_walker(args.pid, args)
+        try:
+            unwinder = open_walker(args.pid, args)
+        except NotPythonError as err:
+            if follower is None or isinstance(err, KernelThreadError):
+                raise
+            from sampler.subprocesses import follow_only
+
+            follow_only(args, args.pid, follower, signals.sampling, str(err))
+            return 0
         identity = attached_identity(args.pid)
         try:
             if args.live:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -393,6 +394,35 @@ class SubprocessFollower:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+
+
+def follow_only(args: argparse.Namespace, pid: int, follower: SubprocessFollower, on_started: Callable[[Any], None],
+                refusal: str) -> None:
+    """`attach --subprocesses` to a process that is not Python (a shell, make, a launcher): no
+    sampling of its own, only its Python descendants, until it exits, --duration, or a signal
+    (`on_started` gets what a signal stops)."""
+    from sampler.model import RunStats
+
+    tell(f"heatline: {refusal} Following its Python subprocesses only.")
+    stopped = threading.Event()
+    stats = RunStats(pid=pid)
+
+    class _Stop:
+        def stop(self) -> None:
+            stats.interrupted = True
+            stopped.set()
+
+    on_started(StopAll(_Stop(), follower))
+    follower.start(pid)
+    deadline = time.monotonic() + args.duration if args.duration else None
+    while not stopped.is_set() and exec_identity(pid) is not None:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        stopped.wait(0.05)
+    stats.target_exited = exec_identity(pid) is None
+    if stats.interrupted:
+        tell("Interrupted by user.")
+    follower.end(stats, sys.stdout)
 
 
 def following(args: argparse.Namespace, *, subreaper: bool = False, **callbacks: Any) -> SubprocessFollower | None:

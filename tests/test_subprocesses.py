@@ -288,3 +288,30 @@ def test_a_signal_still_writes_every_file_and_ends_every_process(tmp_path, signu
         assert {f"{r}_work" for r in BUSY_ROLES} & set(weights) == {f"{role}_work"}, (role, weights)
     assert os.path.exists(out)
     test_nothing_outlives_the_run(run)
+
+
+def test_attach_to_a_shell_follows_its_python_children(tmp_path):
+    """A process that is not Python (here a shell) is not sampled itself; with --subprocesses
+    its Python children are, each into its own file."""
+    shell = subprocess.Popen(["sh", "-c", 'read go; "$0" "$1" gamma 0.5; "$0" "$1" zeta 0.5', sys.executable, TREE],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc = subprocess.Popen([*_heatline_cmd(), "attach", "--subprocesses", "--collapsed", "-o",
+                                 str(tmp_path / "out.txt"), str(shell.pid)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path), env=_env())
+        _wait_for_watcher(proc.pid)
+        shell.stdin.write("go\n")
+        shell.stdin.close()
+        stdout, stderr = proc.communicate(timeout=60)
+        roles = dict(re.findall(r"^role (\w+) (\d+)$", shell.stdout.read(), re.M))
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        shell.wait()
+    assert proc.returncode == 0, stderr
+    assert f"process {shell.pid} is not a CPython process" in stderr and "Following its Python subprocesses only." in stderr
+    assert not os.path.exists(tmp_path / "out.txt")
+    run = TreeRun(str(tmp_path), subprocess.CompletedProcess(proc.args, 0, stdout, stderr), "", proc.pid)
+    for role in ("gamma", "zeta"):
+        weights = run.self_weights(run.file_of(int(roles[role])))
+        assert max(weights, key=weights.get) == f"{role}_work", weights
