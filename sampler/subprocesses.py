@@ -212,6 +212,9 @@ class FollowedProcess:
         finally:
             walker.close()
         self.result.samples = profile.stats.samples
+        now = exec_identity(self.pid)
+        if now is not None and now != self.identity:
+            self.superseded = True  # it exec'd another program (and the loop noticed first)
         if self.superseded:
             return
         if not profile.stats.samples:
@@ -312,7 +315,11 @@ class SubprocessFollower:
             created = self._pid_created()
             if created or now >= next_full:
                 next_full = now + FULL_LOOK_S
-                self._look(self._tree(), now)
+                tree = self._tree()
+                self._look(tree, now)
+                # Gone from the tree: forgotten, so that its PID, once reused, is a new process.
+                alive = set(tree)
+                self._known = {pid: seen for pid, seen in self._known.items() if pid in alive}
             else:
                 self._look([pid for pid, (_, seen) in self._known.items() if now - seen < YOUNG_S], now)
             if self.subreaper:
@@ -349,12 +356,13 @@ class SubprocessFollower:
                 continue
             self._known[pid] = (identity, now if known is None else known[1])
             if known is not None:
-                self._supersede(pid)
+                self._supersede(pid, identity)
             self._consider(pid, identity)
 
-    def _supersede(self, pid: int) -> None:
+    def _supersede(self, pid: int, identity: ExecIdentity) -> None:
         for followed in self.followed:
-            if followed.pid == pid and followed.running and not followed.superseded:
+            # Running ones only: one that ended is a finished process whose PID was reused.
+            if followed.pid == pid and followed.identity != identity and followed.running and not followed.superseded:
                 followed.supersede()
 
     def _consider(self, pid: int, identity: ExecIdentity) -> None:
