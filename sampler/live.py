@@ -52,7 +52,9 @@ from sampler.cli import (
 )
 from sampler.commands import attached_identity, launched_identity, open_walker, sample_launched
 from sampler.commands import make_collector as _make_collector, write_output as _write_output
-from sampler.errors import HeatlineError, LiveStreamError, ProcessNotFoundError, TargetExitedError, UsageError
+from sampler.errors import (
+    HeatlineError, KernelThreadError, LiveStreamError, NotPythonError, ProcessNotFoundError, TargetExitedError, UsageError,
+)
 from sampler.model import MODES, Frame, Mark, Profile, ProfileDelta, RunStats
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
@@ -225,6 +227,30 @@ class _Session:
             raise TargetExitedError(f"the target (PID {pid}) exited before heatline could take a first sample.")
         return profile, collector
 
+    def follow_only(self, refusal: str) -> None:
+        """`attach --subprocesses` to a process that is not Python: a run with no samples of its
+        own whose subprocesses stream theirs (sampler.subprocesses.follow_only)."""
+        from sampler.live_processes import stream_subprocesses
+        from sampler.subprocesses import follow_only
+
+        args = self.args
+        cwd, argv = attached_identity(args.pid)
+        profile = Profile(RunStats(pid=args.pid, mode=args.mode, all_threads=args.all_threads,
+                                   interval_usec=args.interval_usec, cwd=cwd, argv=argv))
+        if not self.writer.send(start_message(profile.stats, time.time())):
+            self.request_stop()
+        self.follower = follower = stream_subprocesses(args, self.writer, self.parent, self.request_stop)
+
+        def started(stopper) -> None:
+            self._loop = stopper
+            if self.stop_requested:
+                stopper.stop()
+
+        stats = follow_only(args, args.pid, follower, started, refusal, sys.stderr)
+        profile.stats.interrupted, profile.stats.target_exited = stats.interrupted, stats.target_exited
+        self.follower = None  # its summary is said
+        self.finish(profile, None, None)
+
     def finish(self, profile: Profile, collector, target_exit_status: int | None) -> None:
         output = _write_output(collector, self.args, profile.stats.pid) if collector is not None else None
         if self.follower is not None:
@@ -253,7 +279,13 @@ def _attach(session: _Session) -> None:
     args = session.args
     if args.pid <= 0:
         raise ProcessNotFoundError(args.pid)
-    unwinder = open_walker(args.pid, args)
+    try:
+        unwinder = open_walker(args.pid, args)
+    except NotPythonError as err:
+        if not args.subprocesses or isinstance(err, KernelThreadError):
+            raise
+        session.follow_only(str(err))
+        return
     try:
         cwd, argv = attached_identity(args.pid)
         profile, collector = session.profile(unwinder, unwinder.alive, args.pid, cwd=cwd, argv=argv)

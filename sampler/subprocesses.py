@@ -405,10 +405,11 @@ class SubprocessFollower:
 
 
 def follow_only(args: argparse.Namespace, pid: int, follower: SubprocessFollower, on_started: Callable[[Any], None],
-                refusal: str) -> None:
+                refusal: str, stream: TextIO | None = None):
     """`attach --subprocesses` to a process that is not Python (a shell, make, a launcher): no
     sampling of its own, only its Python descendants, until it exits, --duration, or a signal
-    (`on_started` gets what a signal stops)."""
+    (`on_started` gets what a signal stops). Returns the run's `RunStats` (no samples of its own);
+    the summary goes to `stream` (stdout by default)."""
     from sampler.model import RunStats
 
     tell(f"heatline: {refusal} Following its Python subprocesses only.")
@@ -430,7 +431,8 @@ def follow_only(args: argparse.Namespace, pid: int, follower: SubprocessFollower
     stats.target_exited = exec_identity(pid) is None
     if stats.interrupted:
         tell("Interrupted by user.")
-    follower.end(stats, sys.stdout)
+    follower.end(stats, sys.stdout if stream is None else stream)
+    return stats
 
 
 def following(args: argparse.Namespace, *, subreaper: bool = False, **callbacks: Any) -> SubprocessFollower | None:

@@ -63,3 +63,27 @@ async def test_children_heat_is_merged_and_each_process_can_be_shown_alone(clien
     assert set(await hottest_works(client)) == WORKS
     message = await expect_error(client, invalid, "heatline.showProcess", {"pid": "one"})
     assert "'pid' must be an integer" in message
+
+
+async def test_attach_to_a_shell_shows_its_python_children(client: LanguageClient):
+    """`heatline.attach` with subprocesses to a process that is not Python (a shell): the run
+    has no samples of its own; its Python children's heat is shown, merged."""
+    import subprocess
+    import sys
+
+    shell = subprocess.Popen(["sh", "-c", 'read go; "$0" "$1" gamma 0.5; "$0" "$1" zeta 0.5', sys.executable,
+                              target("subprocess_tree.py")], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        started = await execute(client, "heatline.attach", {"pid": shell.pid, "subprocesses": True})
+        shell.stdin.write("go\n")
+        shell.stdin.close()
+        await wait_until(lambda: [n for n in client.heat if n["profile"] and n["profile"]["id"] == started["id"]
+                                  and not n["profile"]["live"]], "the run's final heat")
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        shell.wait()
+    profile = (await execute(client, "heatline.status"))["profile"]
+    assert [p["main"] for p in profile["processes"]] == [True, False, False], profile["processes"]
+    assert profile["processes"][0]["samples"] == 0
+    assert set(await hottest_works(client)) == {"gamma_work", "zeta_work"}
