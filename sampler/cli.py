@@ -85,6 +85,9 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="with --async-aware, running: the task each thread runs; all: every task, "
                         "the waiting ones too, each at the line it is suspended at")
     g.add_argument("--realtime-stats", action="store_true", help="show the achieved rate while sampling")
+    g.add_argument("--subprocesses", action="store_true",
+                   help="also profile the Python processes the target starts (children, grandchildren), "
+                        "each into its own file: NAME_PID.EXT beside -o, else profile_PID.pstats, FORMAT_PID.EXT")
     g.add_argument("--blocking", action="store_true",
                    help="stop the target's threads (ptrace) around every sample: consistent stacks, at a cost "
                         "to the target; 1khz or slower is advised")
@@ -259,6 +262,8 @@ def _validate_live(args: argparse.Namespace) -> None:
     messages), and so is --realtime-stats, whose line would scribble over the screen."""
     from sampler.collectors import COLLECTORS
 
+    if getattr(args, "subprocesses", False):
+        raise UsageError("heatline: error: --subprocesses is incompatible with --live mode.")
     chosen = COLLECTORS[args.format]
     refused = [flag for flag, given in ((chosen.cli_flag, args.format != "pstats"), ("-o", args.output is not None),
                                         ("--browser", args.browser), ("--realtime-stats", args.realtime_stats))

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Callable, TypeVar
 
-from sampler.errors import HeatlineError, ProcessGoneError, TargetExitedError
+from sampler.errors import HeatlineError, KernelThreadError, NotPythonError, ProcessGoneError, TargetExitedError
 from sampler.model import Profile, RunStats
 from sampler.output_path import tell
 
@@ -56,6 +56,10 @@ def check_output(args: argparse.Namespace) -> None:
         require_terminal()
         return
     COLLECTORS[args.format].check_output(args.output)
+    if getattr(args, "subprocesses", False):
+        from sampler.subprocesses import check_outputs
+
+        check_outputs(args)
 
 
 def written_message(collector, path: str) -> str:
@@ -148,8 +152,6 @@ def _print_summary(stats: RunStats, stream, args: argparse.Namespace, tasks=None
 def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
              on_started=None):
     """Sample until done; returns the collector holding the profile, ready to write."""
-    from sampler.output_path import is_stdout
-
     profile = Profile(run_stats(args, unwinder, pid, identity))
     stats = profile.stats
     collector = make_collector(profile, args)
@@ -162,9 +164,16 @@ def _profile(args: argparse.Namespace, unwinder, alive, pid: int, identity: tupl
     if stats.interrupted:
         tell("Interrupted by user.")
     _check_sampled(stats)
-    to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
-    _print_summary(stats, sys.stderr if to_stdout else sys.stdout, args, getattr(unwinder, "tasks", None))
+    _print_summary(stats, summary_stream(collector, args), args, getattr(unwinder, "tasks", None))
     return collector
+
+
+def summary_stream(collector, args: argparse.Namespace):
+    """Where the run summary goes: stdout, unless the profile itself went there."""
+    from sampler.output_path import is_stdout
+
+    to_stdout = (collector.writes_stdout and not args.output) or is_stdout(args.output)
+    return sys.stderr if to_stdout else sys.stdout
 
 
 def _live(args: argparse.Namespace, unwinder, alive, pid: int, identity: tuple[str, list[str]],
@@ -216,6 +225,7 @@ def sample_launched(target, args: argparse.Namespace, sample: Callable[[Any], T]
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sampler.launcher import StopSignals, launch
+    from sampler.subprocesses import StopAll, following
 
     check_output(args)
     captured = None
@@ -224,13 +234,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         captured = TargetOutput()  # the screen is heatline's: the target's output waits
     signals = StopSignals().install()
+    follower = following(args, subreaper=True)
     try:
         identity = launched_identity(args)
         target = launch(args.target, args.args, module=args.module, python=args.python,
                         stdio=captured.stdio if captured else (None, None, None))
 
         def started(loop) -> None:
-            signals.sampling(loop)
+            signals.sampling(StopAll(loop, follower))
+            if follower is not None:
+                follower.start(target.pid, identity[1])  # watching before the target runs a line
             target.start()
 
         def sample(unwinder):
@@ -252,11 +265,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             _live_report(result, args, captured)
         else:
             write_output(result, args, target.pid)
+            if follower is not None:
+                follower.end(result.profile.stats, summary_stream(result, args))
         if status not in (None, 0) and not target.stopped:
             tell(f"note: the target exited with status {status}")
         # The target's status, so that CI fails when the program fails.
         return target.run_exit_status()
     finally:
+        if follower is not None:
+            follower.finish()  # a failed run too: no sampler thread goes on
         signals.restore()
         if captured:
             captured.show()  # after a failure too: the target's output may say why
@@ -264,28 +281,47 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from sampler.launcher import StopSignals
+    from sampler.subprocesses import StopAll, following
 
     check_output(args)
     # SIGTERM and SIGHUP end an attach as Ctrl-C does: sampling stops and the profile is written.
     signals = StopSignals().install()
+    follower = following(args)
+
+    def started(loop) -> None:
+        signals.sampling(StopAll(loop, follower))
+        if follower is not None:
+            follower.start(args.pid)
+
     try:
-        unwinder = open_walker(args.pid, args)
+        try:
+            unwinder = open_walker(args.pid, args)
+        except NotPythonError as err:
+            if follower is None or isinstance(err, KernelThreadError):
+                raise
+            from sampler.subprocesses import follow_only
+
+            follow_only(args, args.pid, follower, signals.sampling, str(err))
+            return 0
         identity = attached_identity(args.pid)
         try:
             if args.live:
                 result = _live(args, unwinder, unwinder.alive, args.pid, identity, signals.sampling,
                                launched=False)
             else:
-                collector = _profile(args, unwinder, unwinder.alive, args.pid, identity,
-                                     on_started=signals.sampling)
+                collector = _profile(args, unwinder, unwinder.alive, args.pid, identity, on_started=started)
         finally:
             unwinder.close()
         if args.live:
             _live_report(result, args)
         else:
             write_output(collector, args, args.pid)
+            if follower is not None:
+                follower.end(collector.profile.stats, summary_stream(collector, args))
         return 0
     finally:
+        if follower is not None:
+            follower.finish()
         signals.restore()
 
 

@@ -19,6 +19,7 @@ inherited pipe): one JSON object per line.
             "target_exit_status": int | null}
     error  {"type", "kind": HeatlineError subclass name, "message": one line}; exit status 1
            (2 for usage errors)
+    process, process_end, and deltas with a "pid": --subprocesses (sampler/live_processes.py)
 
 Deltas are built on the sampling thread, at most once per flush interval (when a sample arrives
 after it has passed), and once more when sampling ends, so nothing else ever touches the
@@ -53,7 +54,9 @@ from sampler.cli import (
 )
 from sampler.commands import attached_identity, launched_identity, open_walker, run_stats, sample_launched
 from sampler.commands import make_collector as _make_collector, write_output as _write_output
-from sampler.errors import HeatlineError, LiveStreamError, ProcessNotFoundError, TargetExitedError, UsageError
+from sampler.errors import (
+    HeatlineError, KernelThreadError, LiveStreamError, NotPythonError, ProcessNotFoundError, TargetExitedError, UsageError,
+)
 from sampler.model import MODES, Frame, Mark, Profile, ProfileDelta, RunStats
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
@@ -80,8 +83,11 @@ class StreamWriter:
     """Whole lines to the stream fd; after one failed write (the reader left) it stays silent."""
 
     def __init__(self, fd: int | None) -> None:
+        import threading
+
         self.fd = fd
         self.broken = fd is None
+        self._lock = threading.Lock()  # --subprocesses: each process's sampler thread sends too
 
     def send(self, message: dict[str, Any]) -> bool:
         if self.broken:
@@ -89,8 +95,9 @@ class StreamWriter:
         # ASCII escapes keep undecodable names (lone surrogates) valid UTF-8 and lossless.
         data = memoryview((json.dumps(message, separators=(",", ":")) + "\n").encode("ascii"))
         try:
-            while data:
-                data = data[os.write(self.fd, data):]  # a signal can cut a large write short
+            with self._lock:
+                while data:
+                    data = data[os.write(self.fd, data):]  # a signal can cut a large write short
         except OSError:
             self.broken = True
             return False
@@ -171,16 +178,20 @@ class _Session:
         self.parent = parent
         self.stop_requested = False
         self._loop = None
+        self.follower = None  # --subprocesses (sampler/live_processes.py streams each process)
 
     def request_stop(self, *_signal_args: object) -> None:
         # Called from signal handlers: only flags, so the loop ends between two samples.
         self.stop_requested = True
         if self._loop is not None:
             self._loop.stop()
+        if self.follower is not None:
+            self.follower.stop()
 
     def profile(self, unwinder, alive, pid: int, *, cwd: str | None, argv: list[str] | None,
-                on_started: Callable[[], None] | None = None):
+                on_started: Callable[[], None] | None = None, subreaper: bool = False):
         """Sample until done, streaming deltas; returns (profile, collector for -o or None)."""
+        from sampler.live_processes import stream_subprocesses
         from sampler.sampling import SamplingLoop
 
         args = self.args
@@ -200,6 +211,9 @@ class _Session:
             self.request_stop()
         if self.stop_requested:
             loop.stop()
+        self.follower = stream_subprocesses(args, self.writer, self.parent, self.request_stop, subreaper=subreaper)
+        if self.follower is not None:
+            self.follower.start(pid, list(argv or ()) if subreaper else None)
         if on_started is not None:
             on_started()
         deltas.start_clock()
@@ -214,8 +228,34 @@ class _Session:
             raise TargetExitedError(f"the target (PID {pid}) exited before heatline could take a first sample.")
         return profile, collector
 
+    def follow_only(self, refusal: str) -> None:
+        """`attach --subprocesses` to a process that is not Python: a run with no samples of its
+        own whose subprocesses stream theirs (sampler.subprocesses.follow_only)."""
+        from sampler.live_processes import stream_subprocesses
+        from sampler.subprocesses import follow_only
+
+        args = self.args
+        cwd, argv = attached_identity(args.pid)
+        profile = Profile(RunStats(pid=args.pid, mode=args.mode, all_threads=args.all_threads,
+                                   interval_usec=args.interval_usec, cwd=cwd, argv=argv))
+        if not self.writer.send(start_message(profile.stats, time.time())):
+            self.request_stop()
+        self.follower = follower = stream_subprocesses(args, self.writer, self.parent, self.request_stop)
+
+        def started(stopper) -> None:
+            self._loop = stopper
+            if self.stop_requested:
+                stopper.stop()
+
+        stats = follow_only(args, args.pid, follower, started, refusal, sys.stderr)
+        profile.stats.interrupted, profile.stats.target_exited = stats.interrupted, stats.target_exited
+        self.follower = None  # its summary is said
+        self.finish(profile, None, None)
+
     def finish(self, profile: Profile, collector, target_exit_status: int | None) -> None:
         output = _write_output(collector, self.args, profile.stats.pid) if collector is not None else None
+        if self.follower is not None:
+            self.follower.end(profile.stats, sys.stderr)
         self.writer.send({"type": "end", "stats": dataclasses.asdict(profile.stats), "output": output,
                           "target_exit_status": target_exit_status})
 
@@ -229,7 +269,7 @@ def _run(session: _Session) -> None:
     (profile, collector), status = sample_launched(
         target, args,
         lambda unwinder: session.profile(
-            unwinder, target.alive, target.pid, cwd=cwd, argv=argv, on_started=target.start,
+            unwinder, target.alive, target.pid, cwd=cwd, argv=argv, on_started=target.start, subreaper=True,
         ),
         lambda result: result[0].stats,
     )
@@ -240,7 +280,13 @@ def _attach(session: _Session) -> None:
     args = session.args
     if args.pid <= 0:
         raise ProcessNotFoundError(args.pid)
-    unwinder = open_walker(args.pid, args)
+    try:
+        unwinder = open_walker(args.pid, args)
+    except NotPythonError as err:
+        if not args.subprocesses or isinstance(err, KernelThreadError):
+            raise
+        session.follow_only(str(err))
+        return
     try:
         cwd, argv = attached_identity(args.pid)
         profile, collector = session.profile(unwinder, unwinder.alive, args.pid, cwd=cwd, argv=argv)
@@ -372,6 +418,9 @@ class LiveProfileReader:
         self.elapsed_s = 0.0
         self.target_exit_status: int | None = None
         self._frame_ids: list[int] = []  # stream frame id -> profile frame id
+        from sampler.live_processes import ProcessFamily
+
+        self.family = ProcessFamily(self.profile)  # --subprocesses: each process's own profile
 
     @property
     def cwd(self) -> str | None:
@@ -431,6 +480,8 @@ class LiveProfileReader:
 
     def _delta(self, m: dict[str, Any]) -> None:
         # Check everything first, so a bad delta leaves the profile as it was.
+        child = self.family.child(m["pid"]) if "pid" in m else None  # a subprocess's (--subprocesses)
+        frame_ids = child.own_ids if child is not None else self._frame_ids
         frames = []
         for raw in _list(m.get("frames"), "delta frames"):
             f = _list(raw, "a frame")
@@ -439,7 +490,7 @@ class LiveProfileReader:
             if not (isinstance(f[0], str) and isinstance(f[1], str) and all(_is_int(v) for v in f[2:])):
                 raise _bad("a frame has the wrong field types")
             frames.append(Frame(*f))
-        known = len(self._frame_ids) + len(frames)
+        known = len(frame_ids) + len(frames)
         stacks: dict[tuple[int, tuple[int, ...]], int] = {}
         for raw in _list(m.get("stacks"), "delta stacks"):
             tid, ids, weight = _list(raw, "a stack", 3)
@@ -469,8 +520,13 @@ class LiveProfileReader:
         if not _is_number(elapsed):
             raise _bad("stats elapsed_s is not a number")
 
+        delta = ProfileDelta(len(frame_ids), frames, stacks, status, names)
+        if child is not None:
+            self.family.apply_child(child, delta, counts["samples"])
+            return
         profile = self.profile
-        profile.apply(ProfileDelta(len(self._frame_ids), frames, stacks, status, names), self._frame_ids)
+        profile.apply(delta, self._frame_ids)
+        self.family.apply_main(delta)
         stats = profile.stats
         stats.samples, stats.attempts, stats.errors = counts["samples"], counts["attempts"], counts["errors"]
         stats.duration_s = self.elapsed_s = float(elapsed)
@@ -490,6 +546,7 @@ class LiveProfileReader:
             setattr(self.profile.stats, name, value)
         self.output, self.target_exit_status = output, status
         self.samples, self.elapsed_s = self.profile.stats.samples, self.profile.stats.duration_s
+        self.family.finish()
         self.finished = True
 
     def _error(self, m: dict[str, Any]) -> None:
@@ -499,8 +556,15 @@ class LiveProfileReader:
         self.error_kind, self.error = kind, message
         self.finished = True
 
+    def _process(self, m: dict[str, Any]) -> None:
+        self.family.announce(m, self.pid, self._frame_ids)
+
+    def _process_end(self, m: dict[str, Any]) -> None:
+        self.family.end(m)
+
     _HANDLERS: dict[str, Callable[["LiveProfileReader", dict[str, Any]], None]] = {
         "start": _start, "delta": _delta, "end": _end, "error": _error,
+        "process": _process, "process_end": _process_end,
     }
 
 

@@ -46,6 +46,7 @@ class SamplingArgs:
     opcodes: bool | None = None  # each frame's instruction (`--opcodes`)
     native: bool | None = None  # <native> frames for time in C (`--native`)
     output: str | None = None  # also save the run as a --binary file here
+    subprocesses: bool | None = None  # also profile the Python processes the target starts
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class RunArgs(SamplingArgs):
 @dataclass(frozen=True)
 class AttachArgs(SamplingArgs):
     pid: int = field(default=0, metadata=_meta(positional=True, required=True, minimum=1))
+
+
+@dataclass(frozen=True)
+class ShowProcessArgs:
+    pid: int | None = field(default=None, metadata=_meta(positional=True, minimum=1))  # None: all processes
 
 
 @dataclass(frozen=True)

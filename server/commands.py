@@ -83,6 +83,7 @@ def _sampling_choices(ls: HeatlineServer, name: str, a: SamplingArgs) -> argpars
         all_threads=s.all_threads if a.all_threads is None else a.all_threads,
         async_aware=async_aware, async_mode=a.async_mode or (s.async_mode if async_aware else "running"),
         opcodes=s.opcodes if a.opcodes is None else a.opcodes, native=s.native if a.native is None else a.native,
+        subprocesses=s.subprocesses if a.subprocesses is None else a.subprocesses,
     )
     try:
         validate_async(chosen)
@@ -102,6 +103,8 @@ def _sampling_flags(ls: HeatlineServer, chosen: argparse.Namespace, a: SamplingA
     if chosen.async_aware:
         flags += ["--async-aware", "--async-mode", chosen.async_mode]
     flags += [flag for flag, on in (("--opcodes", chosen.opcodes), ("--native", chosen.native)) if on]
+    if chosen.subprocesses:
+        flags.append("--subprocesses")
     if a.output:
         output = ls.user_path(a.output)
         check_output(output, binary=True)  # refused before the run starts, as the CLI does
@@ -444,5 +447,8 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
         "settings": {"samplingRate": s.sampling_rate, "mode": s.mode, "allThreads": s.all_threads,
                      "asyncAware": s.async_aware, "asyncMode": s.async_mode, "opcodes": s.opcodes, "native": s.native,
                      "inlayHintThreshold": s.inlay_hint_threshold, "codeLens": s.code_lens,
-                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path},
+                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path, "subprocesses": s.subprocesses},
     }
+
+
+from . import processes as _processes  # noqa: E402,F401 - registers heatline.showProcess (it uses `command`)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 from sampler.cpython.opcodes import OpcodeTable
 from sampler.model import Profile
@@ -38,6 +39,9 @@ class ProfileView:
     exact_totals: bool = True
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)  # overrides (pstats files)
     baseline: ProfileView | None = None
+    # --subprocesses: the run's processes (server/processes.py), and the one shown (None: all)
+    processes: Any = None
+    process: int | None = None
     version: int = 0  # bumped whenever the profile or its baseline changes
     _index: HeatIndex | None = None
     _index_version: int = 0  # the version the index has counted up to
@@ -106,4 +110,5 @@ class ProfileView:
             "opcodes": s.opcodes,  # frames carry their instruction: hovers name them, lines get column spans
             "native": s.native,  # <native> frames: hovers say a line's time in C
             "baseline": self.baseline.describe() if self.baseline is not None else None,
+            **(self.processes.describe(self) if self.processes is not None else {}),
         }

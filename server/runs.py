@@ -101,8 +101,8 @@ class ActiveRun:
         kind = message.get("type")
         if kind == "start":
             self._on_start()
-        elif kind == "delta" and self.view is not None:
-            self.view.changed()
+        elif kind in ("delta", "process", "process_end") and self.view is not None:
+            self._changed()
             self._report()
             self.server.publish()
 
@@ -115,6 +115,10 @@ class ActiveRun:
         )
         if self.source == "attach":
             self.view.started_at = s.start_time or self.launched_at
+        if "--subprocesses" in self.session.sampler_args:
+            from .processes import RunProcesses
+
+            self.view.processes = RunProcesses(self.reader, self.view)
         self.server.set_view(self.view)
         if not self.started.done():
             self.started.set_result(None)
@@ -145,11 +149,21 @@ class ActiveRun:
             self.server.log(f"heatline: {self.label}: {done}", types.MessageType.Info)
             self._end_progress(done)  # before the final heat, which clients take as "finished"
             self.view.live = False
-            self.view.changed()
-            if self.server.view is self.view:
+            self._changed()
+            shown = self.server.view
+            if shown is self.view or (shown is not None and shown.processes is not None
+                                      and shown.processes is self.view.processes):
                 self.server.publish()
         if not self.finished.done():
             self.finished.set_result(self.summary())
+
+    def _changed(self) -> None:
+        """The profile grew: the run's view, and with --subprocesses each process's, are stale."""
+        assert self.view is not None
+        if self.view.processes is not None:
+            self.view.processes.changed()
+        else:
+            self.view.changed()
 
     # -- progress -------------------------------------------------------------------------------------
 

@@ -23,10 +23,11 @@ class Settings:
     code_lens: bool = True
     inlay_hints: bool = True
     python_path: str | None = None  # the interpreter a `run` target uses; None = the server's own
+    subprocesses: bool = False  # `--subprocesses`: also profile the Python processes a target starts
 
 
 _FLAGS = {"allThreads": "all_threads", "asyncAware": "async_aware", "codeLens": "code_lens", "inlayHints": "inlay_hints",
-          "opcodes": "opcodes", "native": "native"}
+          "opcodes": "opcodes", "native": "native", "subprocesses": "subprocesses"}
 
 
 def _number(value: Any, low: float, high: float) -> float | None:

@@ -521,3 +521,45 @@ def test_vim_lsp_enable_uses_the_plugins_lsp_config(tmp_path, binary_profile):
     assert result["clients"] == 1
     assert marks_at(result, HOT_ROW)
     assert not errors(result), errors(result)
+
+
+def test_a_run_with_subprocesses_picks_one_process_then_all(tmp_path):
+    """With `subprocesses = true`, `:Heatline process` lists the run's processes (main first)
+    and shows one alone: the `subprocess` child's heat is its own work only; then all again."""
+    with open(target("subprocess_tree.py"), encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    rows = {name: lines.index(f"def {name}():") for name in ("gamma_work", "parent_work")}
+    result = run_nvim(tmp_path, """
+        require('heatline.config').options.subprocesses = true
+        local buf = open_target('subprocess_tree.py')
+        vim.cmd('Heatline run fork spawn 1.0')
+        R.final = final_heat(buf)
+        vim.ui.select = function(items, opts, on_choice)
+          R.labels = vim.tbl_map(opts.format_item, items)
+          for _, item in ipairs(items) do
+            if not item.all and tostring(item.command):match('gamma') then R.gamma = item.pid; return on_choice(item) end
+          end
+          on_choice(nil)
+        end
+        vim.cmd('Heatline process')
+        wait_for('the picker', function() return R.gamma end)
+        wait_for('the heat of the child', function()
+          return last_heat(buf, function(h) return has_profile(h) and h.profile.process == R.gamma end)
+        end)
+        R.child = last_heat(buf)
+        vim.ui.select = function(items, opts, on_choice) on_choice(items[1]) end
+        vim.cmd('Heatline process')
+        wait_for('every process again', function()
+          local p = #R.heats > 0 and R.heats[#R.heats].profile
+          return p and (p.process == nil or p.process == vim.NIL) and p.id == R.final.profile.id
+        end)
+    """, timeout=120)
+    assert result["labels"][0] == "all processes" and "[main]" in result["labels"][1], result["labels"]
+    assert len(result["labels"]) >= 8, result["labels"]  # all, main, and at least six subprocesses
+    merged_rows = {line["line"] for line in result["final"]["lines"] if line["self"] > 0}
+    assert {rows["gamma_work"] + 3, rows["parent_work"] + 3} <= merged_rows  # `x += i * i` of each
+    child = result["child"]
+    hot = hottest_line(child)
+    assert rows["gamma_work"] < hot["line"] <= rows["gamma_work"] + 4, hot
+    assert not [line for line in child["lines"] if rows["parent_work"] < line["line"] <= rows["parent_work"] + 4]
+    assert not errors(result), errors(result)

@@ -7,6 +7,7 @@ compute the load bias), and defined symbols from .dynsym and .symtab.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 
@@ -15,6 +16,10 @@ SHT_DYNSYM = 11
 SHT_NOBITS = 8
 PT_LOAD = 1
 SHN_UNDEF = 0
+# Symbol tables of the last few files read, by file identity: a run that follows subprocesses
+# opens the same interpreter again for each, and parsing its table is most of a walker's start.
+_SYMBOL_CACHE: dict[tuple[int, int, int, int], dict[str, int]] = {}
+_SYMBOL_CACHE_SIZE = 4
 
 
 class ElfError(Exception):
@@ -46,6 +51,8 @@ class ElfFile:
         self.path = path
         try:
             with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                self._identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 try:
                     self._data: bytes | mmap.mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
                 except ValueError:  # empty file
@@ -101,6 +108,8 @@ class ElfFile:
     def symbols(self) -> dict[str, int]:
         """Defined symbol name -> st_value, from .dynsym then .symtab."""
         if self._symbols is None:
+            self._symbols = _SYMBOL_CACHE.get(self._identity)
+        if self._symbols is None:
             syms: dict[str, int] = {}
             for _name, stype, _addr, offset, size, link, entsize in self._raw_sections:
                 if stype not in (SHT_DYNSYM, SHT_SYMTAB) or not entsize:
@@ -115,6 +124,9 @@ class ElfFile:
                     name = self._cstr(strtab_off + st_name)
                     syms.setdefault(name, value)
             self._symbols = syms
+            if len(_SYMBOL_CACHE) >= _SYMBOL_CACHE_SIZE:
+                _SYMBOL_CACHE.pop(next(iter(_SYMBOL_CACHE)))
+            _SYMBOL_CACHE[self._identity] = syms
         return self._symbols
 
     def symbol(self, name: str) -> int | None:

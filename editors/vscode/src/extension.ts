@@ -5,7 +5,7 @@ import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions } from "vscode-languageclient/node";
 import { HeatDecorations } from "./decorations";
 import { HeatPayload } from "./heat";
-import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, processItems, validatePid } from "./processes";
+import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, RunProcess, processItems, runProcessItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
 import { LiveProfile, liveStatus, parseArgs, runChange, validateArgs, validateModule } from "./status";
@@ -331,6 +331,22 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const doc = await vscode.workspace.openTextDocument(uri);
     const pos = new vscode.Position(Math.max(0, picked.spot.line), 0);
     await vscode.window.showTextDocument(doc, { selection: new vscode.Range(pos, pos) });
+  });
+
+  register("heatline.pickProcess", async () => {
+    const status = (await server("heatline.status")) as { profile?: { processes?: RunProcess[]; process?: number | null } | null };
+    const processes = status?.profile?.processes;
+    if (!processes) {
+      void vscode.window.showInformationMessage("heatline: the shown profile is not a run with subprocesses (setting heatline.subprocesses)");
+      return;
+    }
+    const picked = await vscode.window.showQuickPick(runProcessItems(processes, status.profile?.process ?? null), {
+      title: "heatline: heat of which process of the run",
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (!picked) return;
+    await server("heatline.showProcess", picked.pid === null ? {} : { pid: picked.pid });
   });
 
   register("heatline.toggleHeat", () => {

@@ -33,6 +33,35 @@ export function processItems(processes: ProcessInfo[]): ProcessItem[] {
   return items;
 }
 
+/** A process of a --subprocesses run, as heatline.status lists it (profile.processes). */
+export interface RunProcess {
+  pid: number;
+  command?: string;
+  main?: boolean;
+  samples?: number;
+  note?: string | null;
+}
+
+export interface RunProcessItem {
+  label: string;
+  description?: string;
+  detail?: string;
+  pid: number | null; // null: all processes
+  picked?: boolean;
+}
+
+/** QuickPick items for heatline.showProcess: "All processes", then each process; `shown` is the PID shown now (null: all). */
+export function runProcessItems(processes: RunProcess[], shown: number | null): RunProcessItem[] {
+  const items: RunProcessItem[] = [{ label: "$(layers) All processes", description: "heat of every process, merged", pid: null, picked: shown === null }];
+  for (const p of processes || []) {
+    const desc = [p.main ? "main" : "", `${(p.samples || 0).toLocaleString("en-US")} samples`, p.note ? oneLine(p.note) : ""]
+      .filter(Boolean)
+      .join(" · ");
+    items.push({ label: `$(terminal) ${p.pid}`, description: desc, detail: oneLine(p.command || ""), pid: p.pid, picked: shown === p.pid });
+  }
+  return items;
+}
+
 function oneLine(s: string): string {
   const flat = s.replace(/\s+/g, " ").trim();
   return flat.length > 200 ? flat.slice(0, 199) + "…" : flat;

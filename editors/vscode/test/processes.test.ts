@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ENTER_PID_LABEL, processItems, validatePid } from "../src/processes";
+import { ENTER_PID_LABEL, processItems, runProcessItems, validatePid } from "../src/processes";
 import { errorLine, serverCommand, startFailureMessage } from "../src/server";
 
 test("process items show pid, command line, version and a privileges note; Enter PID last", () => {
@@ -15,6 +15,21 @@ test("process items show pid, command line, version and a privileges note; Enter
   assert.equal(items[2].label, ENTER_PID_LABEL);
   assert.equal(items[2].pid, undefined);
   assert.deepEqual(processItems([]).map((i) => i.label), [ENTER_PID_LABEL]);
+});
+
+test("run process items: all processes first, then each process with its samples; the shown one picked", () => {
+  const items = runProcessItems([
+    { pid: 10, command: "python3 main.py", main: true, samples: 1500 },
+    { pid: 12, command: "python3 -c from multiprocessing.spawn\nimport x", main: false, samples: 900 },
+    { pid: 13, command: "python3 quick.py", main: false, samples: 0, note: "exited before its first sample" },
+  ], 12);
+  assert.deepEqual(items.map((i) => i.pid), [null, 10, 12, 13]);
+  assert.equal(items[0].label, "$(layers) All processes");
+  assert.equal(items[1].description, "main · 1,500 samples");
+  assert.equal(items[2].detail, "python3 -c from multiprocessing.spawn import x");
+  assert.equal(items[3].description, "0 samples · exited before its first sample");
+  assert.deepEqual(items.map((i) => i.picked), [false, false, true, false]);
+  assert.equal(runProcessItems([], null)[0].picked, true);
 });
 
 test("PID validation", () => {

@@ -26,7 +26,8 @@ local function async_note(profile)
 end
 
 local function with_options(params)
-  return vim.tbl_extend('force', params, config.async_args(), config.capture_args())
+  return vim.tbl_extend('force', params, config.async_args(), config.capture_args(),
+    { subprocesses = config.options.subprocesses == true })
 end
 
 --- ", opcodes, native" for what a profile description says it captured, '' otherwise.
@@ -187,6 +188,10 @@ M.subcommands.hottest = function(args)
     end
   end
   require('heatline.picker').hottest(opts)
+end
+
+M.subcommands.process = function()
+  require('heatline.picker').run_processes()
 end
 
 M.subcommands.toggle = function()

@@ -27,6 +27,9 @@ M.defaults = {
   -- show where in them the time went) and time in C code as <native> (--native).
   opcodes = false,
   native = false,
+  -- Also profile the Python processes a run starts (`heatline run --subprocesses`); their heat is
+  -- merged with the main process's, and :Heatline process shows one of them alone.
+  subprocesses = false,
   -- Interpreter heatline.run uses (nil: the server's own).
   python = nil,
   -- Lines whose self or total share (percent) reaches this get end-of-line text / inlay hints.
@@ -108,6 +111,7 @@ function M.lsp_settings()
     asyncMode = o.async_mode,
     opcodes = o.opcodes,
     native = o.native,
+    subprocesses = o.subprocesses,
     inlayHintThreshold = o.threshold,
     codeLens = o.renderers.code_lens,
     inlayHints = o.renderers.inlay_hints,

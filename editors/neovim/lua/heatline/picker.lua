@@ -62,6 +62,34 @@ function M.jump(item)
   pcall(vim.api.nvim_win_set_cursor, 0, { row, 0 })
 end
 
+--- A process of a --subprocesses run, as the picker lists it (nil: all of them).
+function M.run_process_label(entry)
+  if entry == nil or entry.all then
+    return 'all processes'
+  end
+  local samples = tostring(entry.samples or 0) .. ' samples'
+  local note = (entry.note and entry.note ~= vim.NIL) and (', ' .. tostring(entry.note)) or ''
+  return string.format('%-8s %s%s  (%s%s)', tostring(entry.pid), entry.main == true and '[main] ' or '',
+    tostring(entry.command or ''), samples, note)
+end
+
+--- Show the heat of one process of the shown run, or of all of them (heatline.showProcess).
+function M.run_processes()
+  client.exec('heatline.status', {}, function(result)
+    local profile = type(result) == 'table' and result.profile or nil
+    local entries = type(profile) == 'table' and profile.processes or nil
+    if type(entries) ~= 'table' or entries == vim.NIL then
+      return client.notify('the shown profile is not a run with subprocesses', vim.log.levels.WARN)
+    end
+    local choices = vim.list_extend({ { all = true } }, entries)
+    vim.ui.select(choices, { prompt = 'Heat of', format_item = M.run_process_label }, function(choice)
+      if choice then
+        client.exec('heatline.showProcess', choice.all and {} or { pid = choice.pid })
+      end
+    end)
+  end)
+end
+
 --- Pick among the hottest lines (or functions) and jump to the choice.
 function M.hottest(opts)
   opts = opts or {}
