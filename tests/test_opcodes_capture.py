@@ -219,3 +219,33 @@ def test_a_prefixed_instruction_is_named_not_its_prefix(interpreter, spawn):
     assert not set(seen) & {table.info(op).opname for op in table.prefixes}, seen
     adds = {"BINARY_ADD", "INPLACE_ADD", "BINARY_OP_ADD_INT", "BINARY_OP"}
     assert sum(n for name, n in seen.items() if name in adds) >= 0.05 * sum(seen.values()), seen
+
+
+@pytest.mark.parametrize("walker", ["python", "native"])
+def test_exception_mode_with_native_frames(interpreter, spawn, walker, monkeypatch):
+    """--mode exception --native: a thread in C (time.sleep) inside an `except` block. The stack
+    is copied under a guard that the exception is still in flight; the <native> leaf must not
+    make the guarded copy look torn (it once did: every sample failed as "kept changing")."""
+    from sampler.cpython.walkers import open_source
+    from sampler.errors import ReadError
+
+    monkeypatch.setenv("HEATLINE_NATIVE", "0" if walker == "python" else "1")
+    proc = spawn(*favoured(), *interpreter.command(target("except_sleep.py")))
+    wait_ready(proc)
+    source = open_source(proc.pid, mode="exception", native=True)
+    leaves: Counter = Counter()
+    failed = 0
+    try:
+        while sum(leaves.values()) < 100:
+            try:
+                samples = source.sample()
+            except ReadError:
+                failed += 1
+                assert failed < 300, f"the guarded copy kept failing: {leaves}"
+                continue
+            for sample in samples:
+                if any(f.funcname == "waits" for f in sample.frames):
+                    leaves[sample.frames[0].funcname] += 1
+    finally:
+        source.close()
+    assert leaves["<native>"] >= 0.8 * sum(leaves.values()), leaves

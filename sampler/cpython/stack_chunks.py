@@ -197,14 +197,14 @@ class ChunkWalker(StackWalker):
         # met frames half-built or half-cleared.
         if not settled:
             return None
-        # The leaf rule, for the stack as walked only: a stack cut to where the top returned
-        # has a caller for leaf, past its call by now.
-        if settled is frames and self._leaf_call:
-            settled = (NATIVE_FRAME,) + settled
         # A stack cut down to where the top returned is the stack after the guard's last
         # look, which the guard does not vouch for (the handler may have returned): look again.
         if guard is not None and settled is not frames:
             return None
+        # The leaf rule, for the stack as walked only: a stack cut to where the top returned
+        # has a caller for leaf, past its call by now.
+        if settled is frames and self._leaf_call:
+            settled = (NATIVE_FRAME,) + settled
         return settled
 
     def read_chunks(self, tstate: int, tbuf: bytes, fresh: bool) -> Chunks:
