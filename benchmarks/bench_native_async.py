@@ -104,8 +104,7 @@ def measure(spec: str, seconds: float) -> None:
         bc.key(f"native async {python.short_version} {name}: native {native:.3f} ms/sample, pure {pure:.3f} ms "
                f"(pure/native {bc.ratio(pure, native)})"
                + (f", Tachyon {t['cpu_ms']:.3f} ms (native/Tachyon {bc.ratio(native, t['cpu_ms'])})" if t else ""))
-    if not python.tachyon_here:
-        table.notes.append(f"Tachyon: n/a (it attaches to 3.15 only; target {python.short_version})")
+    bc.note_without_tachyon(table, python)
     table.notes.append(f"each walker paced for {seconds:g} s on the same target; CPU: the sampling thread's own "
                        "(time.thread_time)")
     table.print()
@@ -113,8 +112,9 @@ def measure(spec: str, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", action="append", help="3.12 (host) or sid:3.15; repeatable "
-                        f"(default: {' '.join(DEFAULT_PYTHONS)})")
+    import benchcommon as bc
+
+    bc.python_option(parser, DEFAULT_PYTHONS)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per walker (default 3)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import benchcommon as bc

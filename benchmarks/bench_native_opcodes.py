@@ -119,8 +119,7 @@ def measure(spec: str, seconds: float) -> None:
            f"({bc.ratio(both, base['native']['cpu_ms'])} plain), pure {h['both']['pure']['cpu_ms']:.3f} ms"
            + (f", Tachyon {t['both']['cpu_ms']:.3f} ms (native/Tachyon {bc.ratio(both, t['both']['cpu_ms'])})"
               if t else ""))
-    if not python.tachyon_here:
-        table.notes.append(f"Tachyon: n/a (it attaches to 3.15 only; target {python.short_version})")
+    bc.note_without_tachyon(table, python)
     table.notes.append(f"each walker and setting paced for {seconds:g} s on the same target; CPU: the sampling "
                        "thread's own (time.thread_time); x plain: beside the same walker without either flag")
     table.print()
@@ -128,8 +127,9 @@ def measure(spec: str, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", action="append", help="3.12 (host) or sid:3.15; repeatable "
-                        f"(default: {' '.join(DEFAULT_PYTHONS)})")
+    import benchcommon as bc
+
+    bc.python_option(parser, DEFAULT_PYTHONS)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per walker and setting (default 2)")
     parser.add_argument(INSIDE, type=int, metavar="PID", help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -8,6 +8,8 @@ summary's samples, duration, error rate and missed samples, and the whole log.
 
 from __future__ import annotations
 
+import argparse
+
 import os
 import re
 import subprocess
@@ -247,6 +249,18 @@ class Table:
             print(f"  {n}")
         print()
         sys.stdout.flush()
+
+
+def python_option(parser: "argparse.ArgumentParser", defaults: list[str]) -> None:
+    """The scripts' repeatable --python: which interpreters to measure on."""
+    parser.add_argument("--python", action="append", help="3.12 (host) or sid:3.15; repeatable "
+                        f"(default: {' '.join(defaults)})")
+
+
+def note_without_tachyon(table: Table, python: bs.Interpreter) -> None:
+    """Say in `table` why Tachyon has no column on `python`, when it has none."""
+    if not python.tachyon_here:
+        table.notes.append(f"Tachyon: n/a (it attaches to 3.15 only; target {python.short_version})")
 
 
 def start_target(python: bs.Interpreter, script: Path, args: list[str] = ()) -> bs.Target:
