@@ -24,7 +24,9 @@ from typing import Any, Callable
 import sampler.cpython.unwinder as reference
 from sampler.cpython.opcodes import opcode_table
 from sampler.cpython.runtime import Runtime
-from sampler.cpython.stack_chunks import MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_DEPTH, MAX_WALK, TRUNCATED_FRAME, chunk_header
+from sampler.cpython.stack_chunks import (
+    MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_DEPTH, MAX_PREFIXES, MAX_WALK, TRUNCATED_FRAME, chunk_header,
+)
 from sampler.cpython.thread_identity import MAX_INTERPRETERS, MAX_THREADS
 from sampler.cpython.versions import ENTRY_SHIM
 from sampler.cpython.unwinder import Unwinder
@@ -149,10 +151,14 @@ def build_config(py: Unwinder, *, all_threads: bool, mode: str, gc: bool,
     cfg["async.suffix_reuse_ns"] = SUFFIX_REUSE_NS
     cfg["opcodes"] = int(opcodes)
     cfg["native"] = int(native)
-    if native:
-        # the <native> leaf's call family, as the target's version defines it
+    if opcodes or native:
         table = opcode_table(rt.minor)
-        cfg["call_opcodes"] = [op for op in range(256) if table.is_call(op)]
+        # an instruction is read with the prefixes before it, as the reference's opcode_at reads
+        cfg["prefix_opcodes"] = sorted(table.prefixes)
+        cfg["instruction_read"] = 2 * (MAX_PREFIXES + 1)
+        if native:
+            # the <native> leaf's call family, as the target's version defines it
+            cfg["call_opcodes"] = [op for op in range(256) if table.is_call(op)]
     offset = py.tasks.running_task_offset() if async_running and py.tasks is not None else None
     if offset is not None and offset >= 0:
         cfg["async.running_task"] = offset

@@ -115,6 +115,11 @@ static int parse_config(WConfig *c, PyObject *d)
     OPT(f_is_entry, "frame.is_entry")
     if (byte_set(c->call_op, PyDict_GetItemString(d, "call_opcodes")))
         return -1;
+    if (byte_set(c->prefix_op, PyDict_GetItemString(d, "prefix_opcodes")))
+        return -1;
+    if (cfg_get(d, "instruction_read", 1, 0, &v))
+        return -1;
+    c->op_read = v;
     if (cfg_get(d, "async.suffix_reuse_ns", 0, 0, &v))
         return -1;
     c->a_suffix_reuse_ns = v;
@@ -137,6 +142,7 @@ static int parse_config(WConfig *c, PyObject *d)
     else if (c->gil_kind == 0 && (c->rt_gil_holder < 0 || c->rt_gil_locked < 0)) bad = "runtime gil";
     else if (c->gil_kind == 1 && (c->i_gil_locked < 0 || c->i_gil_holder < 0)) bad = "interp gil";
     else if (c->async_running && (c->frame_is_object || c->mode == 3)) bad = "async_running";
+    else if (c->op_read < 1 || c->op_read > 16) bad = "instruction_read";
     int64_t tfields[] = {c->t_interp, c->t_next, c->t_thread_id, c->t_native_thread_id, c->t_holds_gil,
                          c->t_exc_current, c->t_exc_info, c->t_datastack_chunk, c->t_datastack_top, c->t_root,
                          c->t_cframe};
@@ -196,9 +202,9 @@ static void walker_free_buffers(Walker *w)
     free(w->threads);
     free(w->order);
     free(w->bpre_buf);
-    free(w->pend_frames); free(w->pend_op); free(w->pend_byte);
+    free(w->pend_frames); free(w->pend_op); free(w->pend_code);
     free(w->pend_start); free(w->pend_count); free(w->pend_th);
-    w->pend_frames = NULL; w->pend_op = NULL; w->pend_byte = NULL;
+    w->pend_frames = NULL; w->pend_op = NULL; w->pend_code = NULL;
     w->pend_start = w->pend_count = w->pend_th = NULL;
     w->pend_n = w->pend_cap = w->npend = w->pend_threads_cap = 0;
     w->threads = NULL;

@@ -1650,7 +1650,8 @@ separately: {
  * read_ranges merges those close together, as a code object's are), rather than one call per
  * thread. A byte names the instruction at an address the walk found, so it is the same read a
  * little later (the thread may have moved on, as the reference's read after its walk allows);
- * the bytes change as code specializes, so they are read every sample, never kept. */
+ * the bytes change as code specializes, so they are read every sample, never kept. Each read
+ * covers the EXTENDED_ARG prefixes there and the instruction after them (named_opcode). */
 
 /* Reallocates each of `n` arrays (element sizes `elem`) to `cap` elements; 0 when all were. */
 static int regrow(void **arrays[], const size_t elem[], int n, uint32_t cap)
@@ -1672,8 +1673,8 @@ static int pend_reserve(Walker *w, uint32_t n)
         uint32_t cap = w->pend_cap ? w->pend_cap : 256;
         while (cap < w->pend_n + n)
             cap *= 2;
-        void **arrays[] = {(void **)&w->pend_frames, (void **)&w->pend_op, (void **)&w->pend_byte};
-        const size_t elem[] = {sizeof(WFrame), sizeof(uint64_t), 1};
+        void **arrays[] = {(void **)&w->pend_frames, (void **)&w->pend_op, (void **)&w->pend_code};
+        const size_t elem[] = {sizeof(WFrame), sizeof(uint64_t), (size_t)w->c.op_read};
         if (regrow(arrays, elem, 3, cap))
             return -1;
         w->pend_cap = cap;
@@ -1703,6 +1704,34 @@ static void native_leaf(Walker *w, int leaf_op)
     w->frames[0].spare = 0;
 }
 
+/* The instruction named by the `len` bytes read at a frame's instruction address: the first at
+ * an even offset (a code unit's opcode byte) that is not an EXTENDED_ARG prefix, since 3.9/3.10
+ * leave f_lasti on the prefix while the instruction it extends runs; bytes that are all prefixes
+ * (a 1-byte read) name the first, as the reference's StackWalker.opcode_at does. */
+static int named_opcode(const WConfig *c, const uint8_t *code, size_t len)
+{
+    for (size_t i = 0; i < len; i += 2)
+        if (!c->prefix_op[code[i]])
+            return code[i];
+    return code[0];
+}
+
+/* An instruction read that failed in the merged call, alone: all c->op_read bytes, else the one
+ * byte (the last instruction, at a mapping's end), as the reference falls back; the range's len
+ * says which arrived. Neither: the code was freed with its frame, the sample is torn. */
+static int read_instruction_alone(Walker *w, WRange *e)
+{
+    int r = rd(w, e->addr, e->dst, e->len);
+    if (r == WR_READ && e->len > 1) {
+        e->len = 1;
+        r = rd(w, e->addr, e->dst, 1);
+    }
+    if (r == WR_READ)
+        snprintf(w->err, sizeof w->err, "an instruction at %#llx could not be read: the stack changed",
+                 (unsigned long long)e->addr);
+    return torn_if_read(r);
+}
+
 /* Reads the pending threads' instruction bytes (every frame's with --opcodes, else only the
  * innermost one's: the <native> leaf needs it) and interns their stacks into th_stack. A byte
  * that cannot be read fails the sample, as a torn walk the reference would retry. */
@@ -1712,6 +1741,7 @@ static int read_pending(Walker *w)
     static __thread WRange *rg;
     static __thread uint32_t cap;
     uint32_t npend = w->npend;
+    size_t stride = (size_t)c->op_read;
     w->npend = 0;
     w->pend_n = 0;
     if (!npend)
@@ -1732,29 +1762,29 @@ static int read_pending(Walker *w)
                 cap = more;
             }
             rg[k].addr = w->pend_op[at];
-            rg[k].len = 1;
-            rg[k].dst = &w->pend_byte[at];
+            rg[k].len = stride;
+            rg[k].dst = &w->pend_code[at * stride];
             k++;
         }
     }
     int r = k ? read_ranges(w, rg, k) : WR_OK;
     if (r)
         return r;
-    for (uint32_t j = 0; j < k; j++)
-        if (!rg[j].ok) {
-            snprintf(w->err, sizeof w->err, "an instruction at %#llx could not be read: the stack changed",
-                     (unsigned long long)rg[j].addr);
-            return WR_TORN;
-        }
+    /* each range's named opcode replaces the first of its bytes */
+    for (uint32_t j = 0; j < k; j++) {
+        if (!rg[j].ok && (r = read_instruction_alone(w, &rg[j])))
+            return r;
+        rg[j].dst[0] = (uint8_t)named_opcode(c, rg[j].dst, rg[j].len);
+    }
     for (uint32_t p = 0; p < npend; p++) {
         uint32_t start = w->pend_start[p], n = w->pend_count[p];
         memcpy(w->frames, w->pend_frames + start, n * sizeof(WFrame));
         w->nframes = n;
-        int leaf_op = w->pend_op[start] ? w->pend_byte[start] : -1;
+        int leaf_op = w->pend_op[start] ? w->pend_code[start * stride] : -1;
         if (c->opcodes)
             for (uint32_t i = 0; i < n; i++)
                 if (w->pend_op[start + i])
-                    w->frames[i].opcode = w->pend_byte[start + i];
+                    w->frames[i].opcode = w->pend_code[(start + i) * stride];
         native_leaf(w, leaf_op);
         if (walker_stacks_intern(w, w->frames, w->nframes, &w->th_stack[w->pend_th[p]]))
             return WR_READ;

@@ -67,9 +67,13 @@ typedef struct {
     int64_t a_suffix_reuse_ns; /* how long a suffix is reused unasked (its bytes still re-read) */
     /* --opcodes: each frame carries the instruction byte at its offset; --native: <native>
      * frames where C code runs (walker.c, natives_and_opcodes). call_op is the target version's
-     * call family (sampler/cpython/opcodes.py's OpcodeTable.is_call), never written here. */
+     * call family (sampler/cpython/opcodes.py's OpcodeTable.is_call), never written here.
+     * prefix_op: its EXTENDED_ARG prefixes (OpcodeTable.prefixes); op_read: the bytes read at
+     * an instruction address to see past them (walker.c, named_opcode). */
     int opcodes, native;
     uint8_t call_op[256];
+    uint8_t prefix_op[256];
+    int64_t op_read;
     int64_t f_is_entry; /* 3.11: a frame the eval loop was entered for (called from C); else -1 */
 } WConfig;
 
@@ -263,7 +267,7 @@ typedef struct {
      * instruction bytes, which are read for all of them in one call (walker.c, read_pending) */
     WFrame *pend_frames;
     uint64_t *pend_op; /* per pending frame: where its instruction byte is (0: none) */
-    uint8_t *pend_byte;
+    uint8_t *pend_code; /* per pending frame: c.op_read bytes read there; the first, its opcode */
     uint32_t pend_n, pend_cap;
     uint32_t *pend_start, *pend_count, *pend_th; /* per pending thread: its frames, its th_* index */
     uint32_t npend, pend_threads_cap;
