@@ -9,7 +9,8 @@ at each freeze both walkers sample it with each setting below and must give the 
 the same places. The native core's timed loop (`run`) must give them too. The freezes go on until
 the reference has shown what each rule is about: a `<native>` leaf on a frame in a call, a
 `<native>` where C called back into Python (3.11+: 3.9/3.10 have no entry frames) and opcodes on
-the frames.
+the frames. A second target (tests/targets/wide_locals.py) is compared the same way until a frame
+on an EXTENDED_ARG prefix was caught: neither walker may name a frame by its prefix.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
 import sampler.cpython.unwinder as reference_module
 from conftest import ALL_INTERPRETERS, Interpreter, target, wait_ready
 from sampler.cpython import native
+from sampler.cpython.opcodes import OpcodeTable, opcode_table
 from sampler.cpython.unwinder import Unwinder
 from sampler.cpython.walkers import native_choice
 from sampler.model import NATIVE_FRAME, SYNTHETIC_FILENAME, ThreadSample
@@ -83,6 +86,8 @@ class Findings:
     seen: set[str] = field(default_factory=set)  # the rules the reference showed at work
     mismatches: dict[str, list[str]] = field(default_factory=dict)  # difference -> where it showed
     batch_problems: dict[str, list[str]] = field(default_factory=dict)
+    table: OpcodeTable | None = None  # the target's opcodes
+    prefixes_named: list[str] = field(default_factory=list)  # frames named by an EXTENDED_ARG
 
     def report(self, table: dict[str, list[str]]) -> str:
         parts = [f"  on {self.label} ({', '.join(where[:4])}):\n{diff}" for diff, where in table.items()]
@@ -96,29 +101,39 @@ def _wanted(version: tuple[int, int]) -> set[str]:
     return wanted
 
 
-def _look(findings: Findings, config: Config, samples: list[ThreadSample]) -> None:
+def _look(findings: Findings, config: Config, ref: list[ThreadSample], nat: list[ThreadSample] | None) -> None:
+    """diff_native.py's rules, seen at work in the reference's samples."""
     if config != BOTH:
         return
-    if _native_leaf(samples):
+    if _native_leaf(ref):
         findings.seen.add("native leaf")
-    if _native_between(samples):
+    if _native_between(ref):
         findings.seen.add("native between")
-    if _opcodes_everywhere(samples):
+    if _opcodes_everywhere(ref):
         findings.seen.add("opcodes")
 
 
-def _freeze_and_compare(proc: subprocess.Popen, interpreter: Interpreter) -> Findings:
+Look = Callable[[Findings, Config, list[ThreadSample], "list[ThreadSample] | None"], None]
+
+
+def _freeze_and_compare(proc: subprocess.Popen, interpreter: Interpreter, configs: list[Config],
+                        wanted: Callable[[tuple[int, int]], set[str]], look: Look,
+                        max_freezes: int = MAX_FREEZES) -> Findings:
+    """Freezes `proc` until `look` saw every `wanted` rule at work (or `max_freezes`), both
+    walkers sampling it with each of `configs` at every freeze."""
     _run_on(proc)
     _freeze(proc)
     findings = Findings(interpreter.label)
     walkers = {}
     try:
-        for c in CONFIGS:
+        for c in configs:
             settings = dict(all_threads=c.all_threads, mode=c.mode, opcodes=c.opcodes, native=c.native)
             walkers[c] = (Unwinder(proc.pid, **settings), native.NativeUnwinder(proc.pid, **settings))
-        findings.wanted = _wanted(walkers[BOTH][0].runtime.minor)
+        minor = walkers[configs[0]][0].runtime.minor
+        findings.wanted = wanted(minor)
+        findings.table = opcode_table(minor)
         while findings.freezes < MIN_FREEZES or (not findings.wanted <= findings.seen
-                                                 and findings.freezes < MAX_FREEZES):
+                                                 and findings.freezes < max_freezes):
             if findings.freezes:
                 _run_on(proc)
                 _freeze(proc)
@@ -127,7 +142,7 @@ def _freeze_and_compare(proc: subprocess.Popen, interpreter: Interpreter) -> Fin
             for config, (ref_walker, nat_walker) in walkers.items():
                 ref, nat = _take(ref_walker, config.mode), _take(nat_walker, config.mode)
                 if ref.samples is not None:
-                    _look(findings, config, ref.samples)
+                    look(findings, config, ref.samples, nat.samples)
                 diff = compare(ref, nat) or [f"{line} (sampled again)" for line in
                                              compare(ref, _take(nat_walker, config.mode))]
                 if diff:
@@ -143,13 +158,12 @@ def _freeze_and_compare(proc: subprocess.Popen, interpreter: Interpreter) -> Fin
     return findings
 
 
-@pytest.fixture(scope="module", params=ALL_INTERPRETERS)
-def findings(request) -> Findings:
-    """One target per interpreter, frozen until every rule showed, compared at every freeze."""
-    interpreter: Interpreter = request.param
+@contextmanager
+def _target(interpreter: Interpreter, script: str) -> Iterator[subprocess.Popen]:
+    """`script` running under `interpreter`, ready; killed after."""
     if not native.native_status()[0]:
         pytest.fail(f"the native core is not built: {native.native_status()[1]}")
-    proc = subprocess.Popen(interpreter.command(target("diff_native.py")), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(interpreter.command(target(script)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     with pytest.MonkeyPatch.context() as patch:
         # a frozen stack cannot change: the reference's exception-mode window must not drop a
@@ -157,13 +171,20 @@ def findings(request) -> Findings:
         patch.setattr(reference_module, "GUARD_WINDOW_S", DEADLINE_S)
         try:
             wait_ready(proc)
-            yield _freeze_and_compare(proc, interpreter)
+            yield proc
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             proc.stdout.close()
             proc.stderr.close()
+
+
+@pytest.fixture(scope="module", params=ALL_INTERPRETERS)
+def findings(request) -> Iterator[Findings]:
+    """One target per interpreter, frozen until every rule showed, compared at every freeze."""
+    with _target(request.param, "diff_native.py") as proc:
+        yield _freeze_and_compare(proc, request.param, CONFIGS, _wanted, _look)
 
 
 def test_the_native_core_does_opcodes_and_native():
@@ -184,6 +205,55 @@ def test_every_rule_was_seen_at_work(findings: Findings):
     """The comparisons covered what they are about: the reference showed each rule in action."""
     missing = sorted(findings.wanted - findings.seen)
     assert not missing, f"{findings.label}: in {findings.freezes} freezes the reference never showed {missing}"
+
+
+# -- EXTENDED_ARG prefixes --------------------------------------------------------------------------
+# tests/targets/wide_locals.py: a loop over locals past the 256th, so its loads and stores carry an
+# EXTENDED_ARG prefix, on which 3.9/3.10 leave f_lasti while the instruction runs. Both walkers
+# must name the instruction after the prefixes, never a prefix.
+
+WIDE_CONFIGS = [Config(False, "wall", True, False), Config(False, "wall", True, True)]
+WIDE_MAX_FREEZES = 40  # a freeze lands in a prefixed load or store about a third of the time
+PREFIXED = ("LOAD_FAST", "STORE_FAST")  # in wide()'s loop, each names a local past the 256th
+
+
+def _wide_wanted(version: tuple[int, int]) -> set[str]:
+    return {"prefixed"}
+
+
+def _wide_look(findings: Findings, config: Config, ref: list[ThreadSample], nat: list[ThreadSample] | None) -> None:
+    """A prefixed instruction caught running (in the reference), and any frame named by a prefix."""
+    table = findings.table
+    assert table is not None
+    for walker, samples in (("reference", ref), ("native core", nat or [])):
+        for s in samples:
+            if any(f.opcode in table.prefixes for f in s.frames):
+                frames = ", ".join(f"{f.funcname}:{f.lineno} {table.format(f.opcode)}" for f in s.frames)
+                findings.prefixes_named.append(f"{findings.label} {walker} {config}: {frames}")
+    for s in ref:
+        leaf = next((f for f in s.frames if _python(f)), None)
+        if leaf is not None and leaf.funcname == "wide" and leaf.opcode >= 0 \
+                and table.info(leaf.opcode).base_opname.startswith(PREFIXED):
+            findings.seen.add("prefixed")
+
+
+@pytest.fixture(scope="module", params=ALL_INTERPRETERS)
+def wide(request) -> Iterator[Findings]:
+    """wide_locals.py per interpreter, frozen until the reference caught a prefixed instruction."""
+    with _target(request.param, "wide_locals.py") as proc:
+        yield _freeze_and_compare(proc, request.param, WIDE_CONFIGS, _wide_wanted, _wide_look,
+                                  WIDE_MAX_FREEZES)
+
+
+def test_prefixed_instructions_alike(wide: Findings):
+    """Both walkers name the same instruction for a frame on an EXTENDED_ARG prefix."""
+    assert not wide.mismatches, wide.report(wide.mismatches)
+    assert not wide.batch_problems, wide.report(wide.batch_problems)
+
+
+def test_no_frame_is_named_by_a_prefix(wide: Findings):
+    assert not wide.prefixes_named, "\n".join(wide.prefixes_named[:6])
+    assert "prefixed" in wide.seen, f"{wide.label}: in {wide.freezes} freezes no prefixed instruction was caught"
 
 
 ASYNC_FREEZES = 3
