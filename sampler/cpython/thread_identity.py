@@ -151,9 +151,9 @@ class ThreadIdentity:
         except ReadError:
             return -1
         tasks = set(task_ids(self.pid))
-        interp = self.memory.read_u64(self.runtime.runtime_addr + self.L["runtime.interpreters_head"])
-        ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
-        pthreads = [u64(tb, self.L["tstate.thread_id"])[0] for _, tb in self.all_threads(interp, ibuf)]
+        interp = self.first_interp()
+        # thread_id itself: the native id is what this inference is for
+        pthreads = [u64(tb, self.L["tstate.thread_id"])[0] for _, tb in self.all_threads(interp, self.interp_bytes(interp))]
         for off in range(0, len(buf) - 4, 4):
             if i32(buf, off)[0] != self.pid or off in self.wrong_tid_offsets:
                 continue
@@ -170,6 +170,22 @@ class ThreadIdentity:
             else:
                 return off
         return -1
+
+    # -- reading the thread list ----------------------------------------------------------------
+
+    def first_interp(self) -> int:
+        """The address of the first (main) interpreter's state."""
+        return self.memory.read_u64(self.runtime.runtime_addr + self.L["runtime.interpreters_head"])
+
+    def interp_bytes(self, interp: int) -> bytes:
+        """The part of interpreter state `interp` the sampler reads (from `interp_lo` on)."""
+        return self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+
+    def thread_ids(self, tbuf: bytes) -> tuple[int, int]:
+        """A thread state's `thread_id` (how Python and asyncio's tables know a thread) and the
+        id samples use: its native (kernel) id, or `thread_id` where that cannot be had."""
+        thread_id = u64(tbuf, self.L["tstate.thread_id"])[0]
+        return thread_id, self.native_tid(tbuf) or thread_id
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -188,15 +204,14 @@ class ThreadIdentity:
         names: dict[int, str] = {}
         tids: list[int] = []
         try:
-            interp = self.memory.read_u64(self.runtime.runtime_addr + L["runtime.interpreters_head"])
+            interp = self.first_interp()
             for _ in range(MAX_INTERPRETERS):
                 if not interp:
                     break
                 by_ident = reader.read(interp) if reader.supported else {}
-                ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+                ibuf = self.interp_bytes(interp)
                 for _tstate, tbuf in self.iter_threads(interp, ibuf):
-                    ident = u64(tbuf, L["tstate.thread_id"])[0]
-                    tid = self.native_tid(tbuf) or ident
+                    ident, tid = self.thread_ids(tbuf)
                     tids.append(tid)
                     if ident in by_ident:
                         names[tid] = by_ident[ident]

@@ -187,14 +187,9 @@ class Unwinder:
     def native_thread_ids(self) -> dict[int, int]:
         """`tstate.thread_id` (how asyncio's tables know a thread) -> the native id samples use,
         for every thread of the main interpreter."""
-        L = self.L
-        interp = self.memory.read_u64(self.runtime.runtime_addr + L["runtime.interpreters_head"])
-        ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
-        out = {}
-        for _tstate, tbuf in self.identity.iter_threads(interp, ibuf):
-            thread_id = u64(tbuf, L["tstate.thread_id"])[0]
-            out[thread_id] = self.identity.native_tid(tbuf) or thread_id
-        return out
+        identity = self.identity
+        interp = identity.first_interp()
+        return dict(identity.thread_ids(tbuf) for _tstate, tbuf in identity.iter_threads(interp, identity.interp_bytes(interp)))
 
     def thread_names(self) -> dict[int, str]:
         """`threading.Thread.name` of the target's Python threads, keyed like `ThreadSample.thread_id`
@@ -233,15 +228,14 @@ class Unwinder:
     def sample(self) -> list[ThreadSample]:
         """One sample of every wanted thread of every interpreter."""
         L = self.L
-        rt = self.runtime
         out: list[ThreadSample] = []
-        interp = self.memory.read_u64(rt.runtime_addr + L["runtime.interpreters_head"])
+        interp = self.identity.first_interp()
         seen_interps = 0
         while interp:
             seen_interps += 1
             if seen_interps > MAX_INTERPRETERS:
                 raise ReadError("interpreter list does not end")
-            ibuf = self.memory.read(interp + self.interp_lo, self.interp_hi - self.interp_lo)
+            ibuf = self.identity.interp_bytes(interp)
             if seen_interps == 1:
                 self._advance_epoch(ibuf)
             self._sample_interp(interp, ibuf, out)
@@ -292,8 +286,7 @@ class Unwinder:
         threads: dict[int, tuple[int, int]] = {}  # tstate.thread_id -> (native tid, status)
         running: dict[int, tuple[Frame, ...]] = {}  # running task -> its own frames, walked
         for tstate, tbuf in self.identity.iter_threads(interp, ibuf):
-            thread_id = u64(tbuf, self.L["tstate.thread_id"])[0]
-            tid = self.identity.native_tid(tbuf) or thread_id
+            thread_id, tid = self.identity.thread_ids(tbuf)
             status = self._gil_status(tstate, tbuf, holder)
             if self.identity.is_main(tstate, tbuf, main_tstate):
                 status |= MAIN_THREAD
@@ -357,7 +350,7 @@ class Unwinder:
             status |= MAIN_THREAD
         if mode in ("wall", "exception") and self._has_exception(tstate, tbuf):
             status |= HAS_EXCEPTION
-        tid = self.identity.native_tid(tbuf) or u64(tbuf, L["tstate.thread_id"])[0]
+        tid = self.identity.thread_ids(tbuf)[1]
         if mode == "cpu":
             status |= self._cpu_status(tid)
         if not mode_accepts(mode, status):
