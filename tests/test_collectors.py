@@ -387,3 +387,12 @@ def test_launcher_only_gc_is_dropped():
     user = Frame("/app/x.py", "work", 3)
     assert strip_internal_frames((GC_FRAME, launcher)) == ()
     assert strip_internal_frames((GC_FRAME, user, launcher)) == (GC_FRAME, user)
+
+
+def test_the_table_shows_escape_sequences_in_names_as_text():
+    """A function or file named with terminal escapes (the target chooses its names) is printed
+    escaped in the table and the summary, never acted on by the user's terminal."""
+    evil = Frame("/t/ev\x1b]0;title\x07il.py", "evil\x1b[31mRED", 3, 3)
+    text = table(make_profile([evil, FUNC1], [evil]))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "evil\\x1b[31mRED" in text and "ev\\x1b]0;title\\x07il.py" in text

@@ -22,6 +22,7 @@ from ..errors import UsageError
 from ..lineindex import LineIndex
 from ..model import Profile
 from ..sourcefiles import display_names
+from ..tui.text import printable
 from .base import Collector
 
 Key = tuple[str, int, str]  # (filename, lineno, funcname), as in the stdlib's pstats
@@ -173,10 +174,10 @@ class PstatsCollector(Collector):
         total = index.total
 
         def label(func: FuncKey) -> str:
-            filename, funcname = func
+            filename, funcname = func[0], printable(func[1])
             if filename == "~":
                 return f"{_CYAN}{funcname}{_RESET}" if color else funcname
-            name = names[filename]
+            name = printable(names[filename])
             return f"{_GREEN}{name}{_RESET}:{_CYAN}{funcname}{_RESET}" if color else f"{name}:{funcname}"
 
         def top3(rows: list, sort_key: Callable, text: Callable) -> list[str]:
@@ -213,12 +214,14 @@ class PstatsCollector(Collector):
 
 
 def _row_label(key: Key, names: dict[str, str], color: bool) -> str:
-    filename, lineno, funcname = key
+    # names from the target, which may hold escape sequences, shown as text, never acted on
+    filename, lineno, funcname = key[0], key[1], printable(key[2])
     if filename == "~":  # synthetic frames (<GC>, <native>) have no place in a file
         return f"{_CYAN}{funcname}{_RESET}" if color else funcname
+    name = printable(names[filename])
     if color:
-        return f"{_GREEN}{names[filename]}{_RESET}:{_YELLOW}{lineno}{_RESET}({_CYAN}{funcname}{_RESET})"
-    return f"{names[filename]}:{lineno}({funcname})"
+        return f"{_GREEN}{name}{_RESET}:{_YELLOW}{lineno}{_RESET}({_CYAN}{funcname}{_RESET})"
+    return f"{name}:{lineno}({funcname})"
 
 
 def _time_unit(max_seconds: float, micro: str) -> tuple[str, float]:
