@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, action="append", help="idle tasks in the target; repeatable "
                         "(default: 1000 and 10000)")
-    import benchcommon as bc
-
-    bc.python_option(parser, DEFAULT_PYTHONS)
+    # not benchcommon's python_option: the Tachyon side runs this file alone in the sid root
+    parser.add_argument("--python", action="append", help="3.12 (host) or sid:3.15; repeatable "
+                        f"(default: {' '.join(DEFAULT_PYTHONS)})")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per mode (default 3)")
     parser.add_argument(INSIDE, type=int, metavar="PID", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -127,9 +127,9 @@ def measure(spec: str, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    import benchcommon as bc
-
-    bc.python_option(parser, DEFAULT_PYTHONS)
+    # not benchcommon's python_option: the Tachyon side runs this file alone in the sid root
+    parser.add_argument("--python", action="append", help="3.12 (host) or sid:3.15; repeatable "
+                        f"(default: {' '.join(DEFAULT_PYTHONS)})")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per walker and setting (default 2)")
     parser.add_argument(INSIDE, type=int, metavar="PID", help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
