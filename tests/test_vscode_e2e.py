@@ -261,8 +261,7 @@ def test_profile_current_file_shows_heat_lens_and_flamegraph(code_server, page, 
         page.locator(".monaco-workbench").wait_for(timeout=60_000)
         page.locator(".explorer-folders-view").wait_for(timeout=30_000)
         page.locator(".monaco-workbench").click(position={"x": 700, "y": 400})
-        page.locator(".explorer-folders-view .monaco-list-row", has_text="known_lines.py").click()
-        page.locator(".editor-instance .view-line", has_text="def inner").wait_for(timeout=30_000)
+        _open_known_lines(page)
         page.locator(".editor-instance .view-lines").click()
 
         _palette(page, "Heatline: Profile Current File")
@@ -343,9 +342,14 @@ def _load_workbench(page, url: str) -> None:
     page.locator(".monaco-workbench").click(position={"x": 700, "y": 400})
 
 
+def _open_file(page, name: str, line_text: str) -> None:
+    """Open workspace file `name` from the explorer and wait for a line holding `line_text`."""
+    page.locator(".explorer-folders-view .monaco-list-row", has_text=name).click()
+    page.locator(".editor-instance .view-line", has_text=line_text).wait_for(timeout=30_000)
+
+
 def _open_known_lines(page) -> None:
-    page.locator(".explorer-folders-view .monaco-list-row", has_text="known_lines.py").click()
-    page.locator(".editor-instance .view-line", has_text="def inner").wait_for(timeout=30_000)
+    _open_file(page, "known_lines.py", "def inner")
 
 
 def _start_clean(page) -> None:
@@ -640,8 +644,7 @@ def test_async_aware_setting_reaches_the_run_and_heats_the_awaiting_line(code_se
 def _async_aware_run(page, url: str, user: str, tmp_path) -> None:
     try:
         _load_workbench(page, url)
-        page.locator(".explorer-folders-view .monaco-list-row", has_text="async_awaits.py").click()
-        page.locator(".editor-instance .view-line", has_text="await job").wait_for(timeout=30_000)
+        _open_file(page, "async_awaits.py", "await job")
         page.locator(".editor-instance .view-lines").click()
 
         _palette(page, "Heatline: Profile Current File")  # the script works 3 s, then exits
@@ -729,8 +732,7 @@ def test_opcodes_settings_draw_hot_columns_and_hovers_name_the_instructions(code
     with user_settings_and_file(user, workspace, settings, "add_and_compress.py"):
         try:
             _load_workbench(page, url)
-            page.locator(".explorer-folders-view .monaco-list-row", has_text="add_and_compress.py").click()
-            page.locator(".editor-instance .view-line", has_text="def add_loop").wait_for(timeout=30_000)
+            _open_file(page, "add_and_compress.py", "def add_loop")
             page.locator(".editor-instance .view-lines").click()
 
             _palette(page, "Heatline: Profile Current File")  # the script works 2 s, then exits
