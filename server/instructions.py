@@ -10,10 +10,9 @@ editor ever works them out) and the share of the line's time spent in C.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Iterable
 
-from sampler.cpython.opcodes import OpcodeTable, opcode_table
+from sampler.cpython.opcodes import OpcodeTable
 from sampler.lineindex import OpcodeHeat, SpanHeat
 
 SUMMARY_LIMIT = 6  # instructions named in a hover; the rest are summed as "others"
@@ -42,24 +41,12 @@ class ColumnSpan:
     pct: float  # of the line's samples
 
 
-@lru_cache(maxsize=16)
-def table_for(python_version: str) -> OpcodeTable:
-    return opcode_table(python_version)
-
-
-@lru_cache(maxsize=16)
-def _specializable(table: OpcodeTable) -> frozenset[int]:
-    """The base opcodes that have specialized forms in this version (none before 3.11)."""
-    deopt = table.mapping().get("deopt", {})
-    return frozenset(int(base) for op, base in deopt.items() if int(op) != int(base))
-
-
 def instructions(opcodes: Iterable[OpcodeHeat], table: OpcodeTable, line_total: int) -> list[Instruction]:
     """A line's instructions, heaviest first, each with its share of the line's samples (a
     stack counts each instruction it has at the line once, so the shares add up to 100% but
     where the line recurses)."""
     rows = [o for o in opcodes if o.opcode >= 0 and o.samples > 0]
-    bases = _specializable(table)
+    bases = table.specializable
     out = []
     for o in sorted(rows, key=lambda o: (-o.samples, o.opcode)):
         info = table.info(o.opcode)

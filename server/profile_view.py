@@ -11,11 +11,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sampler.cpython.opcodes import OpcodeTable
+from sampler.cpython.opcodes import OpcodeTable, opcode_table
 from sampler.model import Profile
 
 from .heat import HeatIndex
-from .instructions import table_for
 from .paths import PathMatcher
 
 _ids = itertools.count(1)
@@ -85,7 +84,7 @@ class ProfileView:
 
     def opcode_table(self) -> OpcodeTable:
         """Instruction names for this profile's Python (the newest heatline knows when it is unknown)."""
-        return table_for(self.profile.stats.python_version)
+        return opcode_table(self.profile.stats.python_version)
 
     def total_samples(self) -> int:
         return self.index().total_samples

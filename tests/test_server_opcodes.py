@@ -22,7 +22,8 @@ from conftest import ALL_INTERPRETERS, ROOT, target, wait_ready
 from sampler.cli import build_parser
 from sampler.lineindex import SpanHeat
 from server.arguments import SamplingArgs
-from server.instructions import ColumnSpan, column_spans, instructions, summary, table_for
+from sampler.cpython.opcodes import opcode_table
+from server.instructions import ColumnSpan, column_spans, instructions, summary
 from server.line_tracking import units_at_byte
 from server.presentation import instruction_markdown
 from server.settings import Settings, settings_from
@@ -215,7 +216,7 @@ def test_settings_and_editors_offer_the_flags_with_the_clis_defaults():
 
 
 def test_instruction_summary_marks_specialized_and_generic_forms():
-    table = table_for("3.12.1")
+    table = opcode_table("3.12.1")
     op = {name: int(code) for code, name in table.mapping()["names"].items()}
     from sampler.lineindex import OpcodeHeat
 
@@ -223,12 +224,12 @@ def test_instruction_summary_marks_specialized_and_generic_forms():
              OpcodeHeat(op["CALL"], 9, ()), OpcodeHeat(op["RETURN_VALUE"], 8, ())]
     assert summary(instructions(heats, table, 100)) == (
         "BINARY_OP_ADD_INT 61% · LOAD_ATTR_INSTANCE_VALUE 22% · CALL (not specialized) 9% · RETURN_VALUE 8%")
-    old = table_for("3.9")
+    old = opcode_table("3.9")
     assert old.info(124).opname == "LOAD_FAST" and old.info(23).opname == "BINARY_ADD"
     assert summary(instructions([OpcodeHeat(23, 3, ()), OpcodeHeat(124, 1, ())], old, 400)) == "BINARY_ADD 1% · LOAD_FAST <1%"
     assert instruction_markdown([], table, 1, 400) == ["in C: <1% (1 sample)", ""]
     assert instruction_markdown([], table, 0, 400) == []
-    guessed = table_for("")  # a profile that does not say its Python: the newest names, and a note
+    guessed = opcode_table("")  # a profile that does not say its Python: the newest names, and a note
     assert not guessed.exact and "names as in Python" in instruction_markdown(
         instructions([OpcodeHeat(0, 1, ())], guessed, 1), guessed, 0, 1)[1]
     many = [OpcodeHeat(code, 10, ()) for code in sorted(op.values())[:8]]

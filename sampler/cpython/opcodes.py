@@ -39,6 +39,8 @@ class OpcodeTable:
         self._caches: dict[int, int] = dict(raw.get("caches", {}))
         # EXTENDED_ARG and its specialized forms: prefixes of the instruction they extend
         self.prefixes = frozenset(op for op in self._names if self.info(op).base_opname == "EXTENDED_ARG")
+        # the base instructions that have specialized forms (3.11+; none before)
+        self.specializable = frozenset(self._deopt.values())
         self._calls = frozenset(
             op for op in self._names if _CALL_NAME.match(self.info(op).base_opname)
             and self.info(op).base_opname not in _NOT_CALLS
