@@ -68,6 +68,8 @@ class PprofCollector(Collector):
             duration_nanos=int(stats.duration_s * 1e9),
         )
         out.default_sample_type = out.sample_types[1].type
+        # what the tools show as the profile's comments, read back by sampler/pprof/reading.py
+        out.comments = [s(f"{key}: {value}") for key, value in comment_fields(self.profile).items() if value]
         locations: dict[tuple[str, int, str], int] = {}
         functions: dict[tuple[str, str, int], int] = {}
 
@@ -113,6 +115,17 @@ class PprofCollector(Collector):
     def dump(self, fh: BinaryIO) -> None:
         # mtime 0: the same profile makes the same bytes
         fh.write(gzip.compress(encode(self.build()), mtime=0))
+
+
+def comment_fields(profile: Profile) -> dict[str, str]:
+    stats = profile.stats
+    return {
+        "profiler": "heatline",
+        "pid": str(stats.pid) if stats.pid else "",
+        "python": stats.python_version,
+        "mode": stats.mode,
+        "command": " ".join(stats.argv),
+    }
 
 
 def _status_labels(status: int, s: Any) -> list[Label]:
