@@ -75,58 +75,42 @@ class PprofProfile:
 
 # -- encoding ------------------------------------------------------------------------------------
 
-def _value_type(w: Writer, number: int, vt: ValueType) -> None:
-    inner = Writer()
-    inner.int_field(1, vt.type)
-    inner.int_field(2, vt.unit)
-    w.bytes_field(number, inner.out)
+def _ints(*numbered: tuple[int, int]) -> bytearray:
+    """A message of integer fields, (field number, value) each; zeros left out."""
+    w = Writer()
+    for number, value in numbered:
+        w.int_field(number, value)
+    return w.out
 
 
 def encode(p: PprofProfile) -> bytes:
     """The profile's wire form (not gzipped)."""
     w = Writer()
     for vt in p.sample_types:
-        _value_type(w, 1, vt)
+        w.bytes_field(1, _ints((1, vt.type), (2, vt.unit)))
     for s in p.samples:
         inner = Writer()
         inner.packed(1, s.location_ids)
         inner.packed(2, s.values)
         for label in s.labels:
-            lw = Writer()
-            lw.int_field(1, label.key)
-            lw.int_field(2, label.str)
-            lw.int_field(3, label.num)
-            inner.bytes_field(3, lw.out)
+            inner.bytes_field(3, _ints((1, label.key), (2, label.str), (3, label.num)))
         w.bytes_field(2, inner.out)
-    mapping = Writer()
-    mapping.int_field(1, 1)  # id
-    for has in (7, 8, 9):  # has_functions, has_filenames, has_line_numbers
-        mapping.int_field(has, 1)
-    w.bytes_field(3, mapping.out)
+    # one mapping, id 1, with has_functions, has_filenames and has_line_numbers set
+    w.bytes_field(3, _ints((1, 1), (7, 1), (8, 1), (9, 1)))
     for loc in p.locations:
         inner = Writer()
-        inner.int_field(1, loc.id)
-        inner.int_field(2, 1)  # the one mapping
+        inner.out += _ints((1, loc.id), (2, 1))  # every location in the one mapping
         for line in loc.lines:
-            lw = Writer()
-            lw.int_field(1, line.function_id)
-            lw.int_field(2, line.line)
-            inner.bytes_field(4, lw.out)
+            inner.bytes_field(4, _ints((1, line.function_id), (2, line.line)))
         w.bytes_field(4, inner.out)
     for fn in p.functions:
-        inner = Writer()
-        inner.int_field(1, fn.id)
-        inner.int_field(2, fn.name)
-        inner.int_field(3, fn.system_name)
-        inner.int_field(4, fn.filename)
-        inner.int_field(5, fn.start_line)
-        w.bytes_field(5, inner.out)
+        w.bytes_field(5, _ints((1, fn.id), (2, fn.name), (3, fn.system_name), (4, fn.filename), (5, fn.start_line)))
     for text in p.strings:
         w.bytes_field(6, text.encode("utf-8", "surrogateescape"))
     w.int_field(9, p.time_nanos)
     w.int_field(10, p.duration_nanos)
     if p.period_type is not None:
-        _value_type(w, 11, p.period_type)
+        w.bytes_field(11, _ints((1, p.period_type.type), (2, p.period_type.unit)))
     w.int_field(12, p.period)
     for comment in p.comments:
         w.int_field(13, comment)
@@ -245,18 +229,12 @@ def _check(p: PprofProfile) -> None:
     string(p.default_sample_type, "the default sample type")
     for comment in p.comments:
         string(comment, "a comment")
-    function_ids = set()
+    function_ids = _unique_ids("function", [fn.id for fn in p.functions])
     for fn in p.functions:
-        if fn.id == 0 or fn.id in function_ids:
-            raise WireError(f"function id {fn.id} is zero or repeated")
-        function_ids.add(fn.id)
         for index in (fn.name, fn.system_name, fn.filename):
             string(index, "a function")
-    location_ids = set()
+    location_ids = _unique_ids("location", [loc.id for loc in p.locations])
     for loc in p.locations:
-        if loc.id == 0 or loc.id in location_ids:
-            raise WireError(f"location id {loc.id} is zero or repeated")
-        location_ids.add(loc.id)
         for line in loc.lines:
             if line.function_id not in function_ids:
                 raise WireError(f"location {loc.id} refers to an unknown function {line.function_id}")
@@ -270,3 +248,12 @@ def _check(p: PprofProfile) -> None:
         for label in s.labels:
             string(label.key, "a label")
             string(label.str, "a label")
+
+
+def _unique_ids(what: str, ids: list[int]) -> set[int]:
+    seen: set[int] = set()
+    for i in ids:
+        if i == 0 or i in seen:
+            raise WireError(f"{what} id {i} is zero or repeated")
+        seen.add(i)
+    return seen
