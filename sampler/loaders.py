@@ -72,7 +72,7 @@ def _collapsed_lines(fh: BinaryIO, path: str) -> Iterable[tuple[int, str]]:
         number += 1
         if b"\0" in raw:
             raise ProfileFileError(
-                f"{path} is not a profile heatline can open (expected --binary, --collapsed or --pstats output)"
+                f"{path} is not a profile heatline can open (expected --binary, --pprof, --collapsed or --pstats output)"
             )
         if len(raw) > MAX_COLLAPSED_LINE:
             raise ProfileFileError(
@@ -82,7 +82,7 @@ def _collapsed_lines(fh: BinaryIO, path: str) -> Iterable[tuple[int, str]]:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ProfileFileError(
-                f"{path} is not a profile heatline can open (expected --binary, --collapsed or --pstats output)"
+                f"{path} is not a profile heatline can open (expected --binary, --pprof, --collapsed or --pstats output)"
             ) from None
 
 
