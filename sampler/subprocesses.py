@@ -77,6 +77,8 @@ def child_output(args: argparse.Namespace, pid: int) -> str:
     if args.format != "heatmap" and os.path.isdir(out):
         return os.path.join(out, default)
     base, ext = os.path.splitext(out)
+    if out.endswith("." + cls.default_extension):  # a two-part extension stays whole: x_PID.pb.gz
+        base, ext = out[:-len(cls.default_extension) - 1], "." + cls.default_extension
     return f"{base}_{pid}{ext}" if ext else f"{out}_{pid}"
 
 
