@@ -13,14 +13,10 @@ import argparse
 import sys
 import time
 
-from sampler.errors import HeatlineError, ProcessNotFoundError, UsageError
+from sampler.errors import NoPythonProcessesError, ProcessNotFoundError, UsageError
 from sampler.output_path import tell
 
 JOIN_STEP_S = 0.2  # how often the waiting main thread wakes to look at the clock
-
-
-class NoProcessesError(HeatlineError):
-    pass
 
 
 def target_pids(args: argparse.Namespace) -> list[int]:
@@ -33,7 +29,7 @@ def target_pids(args: argparse.Namespace) -> list[int]:
 
     pids = [p.pid for p in list_python_processes(exclude=[os.getppid()]) if not p.needs_privileges]
     if not pids:
-        raise NoProcessesError("no Python process this user may read is running.")
+        raise NoPythonProcessesError("no Python process this user may read is running.")
     return pids
 
 
