@@ -96,10 +96,10 @@ def test_the_encoder_writes_what_the_profile_holds():
     assert functions == {"inner": (KNOWN, 5), "main": (KNOWN, 17), "outer": (KNOWN, 12), "<GC>": ("", 0)}
     by_labels = {tuple(sorted(labels_of(p, s).items())): s.values for s in p.samples}
     assert by_labels == {
-        (("cpu", "on"), ("gil", "held"), ("mode", "wall"), ("thread_id", 1), ("thread_name", "MainThread")): [3, 750_000],
-        (("cpu", "off"), ("gil", "not held"), ("mode", "wall"), ("thread_id", 2), ("thread_name", "worker")): [3, 750_000],
-        (("cpu", "unknown"), ("gil", "unknown"), ("mode", "wall"), ("thread_id", 1), ("thread_name", "MainThread")): [1, 250_000],
-        (("cpu", "on"), ("gil", "not held"), ("mode", "wall"), ("thread_id", 1), ("thread_name", "MainThread")): [1, 250_000],
+        (("cpu", "on"), ("gil", "held"), ("mode", "wall"), ("pid", 4242), ("thread_id", 1), ("thread_name", "MainThread")): [3, 750_000],
+        (("cpu", "off"), ("gil", "not held"), ("mode", "wall"), ("pid", 4242), ("thread_id", 2), ("thread_name", "worker")): [3, 750_000],
+        (("cpu", "unknown"), ("gil", "unknown"), ("mode", "wall"), ("pid", 4242), ("thread_id", 1), ("thread_name", "MainThread")): [1, 250_000],
+        (("cpu", "on"), ("gil", "not held"), ("mode", "wall"), ("pid", 4242), ("thread_id", 1), ("thread_name", "MainThread")): [1, 250_000],
     }
     expected = {key: (d, c) for key, (d, c) in PstatsCollector(collector.profile).index().spot_heat()}
     assert pprof_heat(p) == expected

@@ -109,7 +109,8 @@ def _normalise(fmt: str, path: str):
         locs = {loc.id: tuple((funcs[line.function_id], line.line) for line in loc.lines) for loc in p.locations}
         samples = sorted(
             (tuple(locs[i] for i in s.location_ids), tuple(s.values),
-             tuple(sorted((text(label.key), text(label.str), label.num) for label in s.labels)))
+             tuple(sorted((text(label.key), text(label.str), label.num) for label in s.labels
+                          if text(label.key) != "pid")))  # a binary file does not record the pid
             for s in p.samples
         )
         return samples, [(text(v.type), text(v.unit)) for v in p.sample_types], p.period

@@ -5,8 +5,8 @@ Two sample types, so either can be chosen in the tools: `samples/count` and the 
 for, `wall/nanoseconds` or `cpu/nanoseconds` per the mode (each sample counts one interval), the
 latter the default. One location per (file, function, line) with a single line; one function
 per (file, name, first line), its start line read from the source when it can be (0 when not).
-Samples carry labels: `thread_id` (a number), `thread_name`, `mode`, and `gil` / `cpu` (held or
-not, on or off; "unknown" when the sampler could not tell). The collector is streaming because
+Samples carry labels: `thread_id` and `pid` (numbers), `thread_name`, `mode`, and `gil` / `cpu`
+(held or not, on or off; "unknown" when the sampler could not tell). The collector is streaming because
 the Profile keeps statuses per thread, not per stack; a profile that reaches it without samples
 streamed (a --live export) is written from the Profile's stacks with those labels left out.
 """
@@ -87,10 +87,11 @@ class PprofCollector(Collector):
                 out.locations.append(Location(lid, [Line(fid, frame.lineno)]))
             return lid
 
-        mode_label = Label(s("mode"), s(stats.mode))
+        # the pid on every sample too: a fleet's store merges profiles, and keeps sample labels
+        shared = [Label(s("mode"), s(stats.mode))] + ([Label(s("pid"), num=stats.pid)] if stats.pid else [])
         key_tid, key_name = s("thread_id"), s("thread_name")
         for (tid, frames, status), weight in self._stack_weights().items():
-            labels = [Label(key_tid, num=tid), mode_label]
+            labels = [Label(key_tid, num=tid), *shared]
             name = self.profile.thread_names.get(tid)
             if name:
                 labels.append(Label(key_name, s(name)))
