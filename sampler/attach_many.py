@@ -3,7 +3,7 @@ per process named by PID (as --subprocesses names its children's), so one comman
 
 Each process is sampled on a thread of its own by `subprocesses.FollowedProcess`, the sampler
 --subprocesses gives every child: its own walker, Profile and collector, its file written as
-soon as it ends. `-d` stops them all after that long, and a signal (Ctrl-C, SIGTERM, SIGHUP)
+soon as it ends. `-d` is counted from each one's first sample, and a signal (Ctrl-C, SIGTERM, SIGHUP)
 stops them all at once; the summary lists each process's samples and file, or why it has none.
 """
 
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from sampler.errors import NoPythonProcessesError, ProcessNotFoundError, UsageError
 from sampler.output_path import tell
 
-JOIN_STEP_S = 0.2  # how often the waiting main thread wakes to look at the clock
+JOIN_STEP_S = 0.2  # how often the waiting main thread wakes (signal handlers run in it)
 
 
 def target_pids(args: argparse.Namespace) -> list[int]:
@@ -62,7 +61,8 @@ def cmd_attach_many(args: argparse.Namespace) -> int:
         if identity is None:
             missing.append(pid)
             continue
-        followed.append(FollowedProcess(pid, identity, " ".join(read_cmdline(pid) or []), args))
+        followed.append(FollowedProcess(pid, identity, " ".join(read_cmdline(pid) or []), args,
+                                        duration_s=args.duration))
     if not followed:
         raise ProcessNotFoundError(missing[0])
     signals = StopSignals().install()
@@ -70,13 +70,8 @@ def cmd_attach_many(args: argparse.Namespace) -> int:
         signals.sampling(StopAll(*followed))
         for process in followed:
             process.start()
-        deadline = None if args.duration is None else time.monotonic() + args.duration
         for process in followed:
-            while process.running:
-                if deadline is not None and time.monotonic() >= deadline:
-                    for other in followed:
-                        other.stop()
-                    deadline = None
+            while process.running:  # in steps: a signal's handler runs between them
                 process.thread.join(JOIN_STEP_S)
     finally:
         signals.restore()
