@@ -166,9 +166,15 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     add_output_options(run)
 
 
-def add_attach_arguments(attach: argparse.ArgumentParser) -> None:
-    """Everything `heatline attach` takes; shared with `python -m sampler.live attach`."""
-    attach.add_argument("pid", type=int)
+def add_attach_arguments(attach: argparse.ArgumentParser, many: bool = False) -> None:
+    """Everything `heatline attach` takes; shared with `python -m sampler.live attach` (one PID:
+    `many` is heatline's own several PIDs or --all-python, see sampler/attach_many.py)."""
+    if many:
+        attach.add_argument("pid", type=int, nargs="*", help="one or more PIDs: several give one output each")
+        attach.add_argument("--all-python", action="store_true",
+                            help="every Python process this user may read, one output each, named by PID")
+    else:
+        attach.add_argument("pid", type=int)
     _add_sampling_options(attach)
     add_output_options(attach)
 
@@ -190,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="launch a script or module and profile it from its first line")
     add_run_arguments(run)
-    attach = sub.add_parser("attach", help="profile a running process")
-    add_attach_arguments(attach)
+    attach = sub.add_parser("attach", help="profile a running process (or several)")
+    add_attach_arguments(attach, many=True)
     for p in (run, attach):  # not in add_*_arguments: `python -m sampler.live` shares those
         _add_live_option(p)
 
@@ -279,6 +285,10 @@ def _validate_live(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # in the try: Ctrl-C while it loads is no traceback
+        # several PIDs or --all-python: sampler/attach_many.py; one PID: as it always was
+        many = args.command == "attach" and (args.all_python or len(args.pid) != 1)
+        if args.command == "attach" and not many:
+            args.pid = args.pid[0]
         if getattr(args, "live", False):
             _validate_live(args)
         if args.command not in ("dump",):
@@ -289,13 +299,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             validate_opcodes(args)
         if args.command in ("run", "attach"):
             blocking_warning(args)
-        if args.command == "attach" and args.pid <= 0:
+        if args.command == "attach" and not many and args.pid <= 0:
             raise ProcessNotFoundError(args.pid)
         if args.command == "dump" and args.async_aware and args.async_mode in (None, "all"):
             from sampler.dump import dump_tasks
 
             sys.stdout.write(dump_tasks(args.pid, args.opcodes))
             return 0
+        if many:
+            from sampler.attach_many import cmd_attach_many
+
+            return cmd_attach_many(args)
         return COMMANDS[args.command](args)
     except HeatlineError as err:
         print(str(err) if isinstance(err, UsageError) else f"heatline: {err}", file=sys.stderr)

@@ -67,6 +67,10 @@ class TargetNotFoundError(HeatlineError):
     """The script or module given to `heatline run` does not exist."""
 
 
+class NoPythonProcessesError(HeatlineError):
+    """`attach --all-python` found no Python process this user may read."""
+
+
 class TargetExitedError(HeatlineError):
     """The target exited before heatline could take a first sample."""
 

@@ -2,6 +2,8 @@
 
 `load_profile(path)` recognises the kind from the content, not the name:
 - binary (heatline's or Tachyon's `--binary`): every stack, exact;
+- pprof (gzipped profile.proto: heatline's `--pprof`, or a fleet profiler's export): every
+  stack, exact, weighed by its sample count (or its time over the period);
 - collapsed stacks (`tid:N;file:func:line;... count`, heatline's and Tachyon's `--collapsed`,
   or flamegraph.pl-style lines without the `tid:` part): every stack, exact;
 - pstats files written by heatline or Tachyon (`(file, line, func)` keys): per-line direct
@@ -41,7 +43,7 @@ MAX_PSTATS_BYTES = 256 << 20
 @dataclass
 class Loaded:
     profile: Profile
-    kind: str  # "binary", "collapsed", "pstats"
+    kind: str  # "binary", "pprof", "collapsed", "pstats"
     exact_totals: bool = True
     # (filename, line) -> samples with that line on the stack, when the file states them itself
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -70,7 +72,7 @@ def _collapsed_lines(fh: BinaryIO, path: str) -> Iterable[tuple[int, str]]:
         number += 1
         if b"\0" in raw:
             raise ProfileFileError(
-                f"{path} is not a profile heatline can open (expected --binary, --collapsed or --pstats output)"
+                f"{path} is not a profile heatline can open (expected --binary, --pprof, --collapsed or --pstats output)"
             )
         if len(raw) > MAX_COLLAPSED_LINE:
             raise ProfileFileError(
@@ -80,7 +82,7 @@ def _collapsed_lines(fh: BinaryIO, path: str) -> Iterable[tuple[int, str]]:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ProfileFileError(
-                f"{path} is not a profile heatline can open (expected --binary, --collapsed or --pstats output)"
+                f"{path} is not a profile heatline can open (expected --binary, --pprof, --collapsed or --pstats output)"
             ) from None
 
 
@@ -365,6 +367,11 @@ def load_profile(path: str, progress: Progress | None = None) -> Loaded:
             head = fh.read(4)
             if head in (b"HCAT", b"TACH"):
                 return Loaded(replay_binary(open_binary_profile(path), progress), "binary")
+            if head[:2] == b"\x1f\x8b":  # gzip: pprof files are gzipped profile.proto
+                from .pprof.reading import load_pprof  # it takes this module's limits
+
+                fh.seek(0)
+                return Loaded(load_pprof(fh, path), "pprof")
             # marshal's dict type code, possibly with its "referenced" flag bit (0x80) set; text
             # profiles never start with "{".
             if head[:1] and head[0] & 0x7F == ord("{"):

@@ -77,6 +77,8 @@ def child_output(args: argparse.Namespace, pid: int) -> str:
     if args.format != "heatmap" and os.path.isdir(out):
         return os.path.join(out, default)
     base, ext = os.path.splitext(out)
+    if out.endswith("." + cls.default_extension):  # a two-part extension stays whole: x_PID.pb.gz
+        base, ext = out[:-len(cls.default_extension) - 1], "." + cls.default_extension
     return f"{base}_{pid}{ext}" if ext else f"{out}_{pid}"
 
 
@@ -115,8 +117,9 @@ class FollowedProcess:
     def __init__(self, pid: int, identity: ExecIdentity, command: str, args: argparse.Namespace,
                  on_profile: Callable[["FollowedProcess", Profile], None] | None = None,
                  on_end: Callable[["FollowedProcess"], None] | None = None, write_file: bool = True,
-                 shown_argv: Callable[[list[str]], list[str]] = list) -> None:
+                 shown_argv: Callable[[list[str]], list[str]] = list, duration_s: float | None = None) -> None:
         self.pid = pid
+        self.duration_s = duration_s  # sampling stops after this long (attach_many's -d); None: until it ends
         self.shown_argv = shown_argv
         self.write_file = write_file
         self.identity = identity
@@ -204,7 +207,7 @@ class FollowedProcess:
             if self._on_profile is not None:
                 self._on_profile(self, profile)
             loop = SamplingLoop(walker, profile, interval_usec=args.interval_usec, alive=self.same_program,
-                                sinks=[collector] if collector.streaming else [])
+                                duration_s=self.duration_s, sinks=[collector] if collector.streaming else [])
             self._loop = loop
             if self._stop.is_set():
                 loop.stop()

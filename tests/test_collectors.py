@@ -56,7 +56,8 @@ def table_rows(text):
 
 def test_registry():
     assert list(COLLECTORS) == [
-        "pstats", "collapsed", "flamegraph", "diff_flamegraph", "gecko", "heatmap", "jsonl", "speedscope", "binary",
+        "pstats", "collapsed", "flamegraph", "diff_flamegraph", "gecko", "heatmap", "jsonl", "speedscope", "pprof",
+        "binary",
     ]
     assert COLLECTORS["pstats"] is PstatsCollector and COLLECTORS["collapsed"] is CollapsedCollector
     flags = set()

@@ -6,6 +6,7 @@ straight into each format and through `--binary` + replay.
 
 from __future__ import annotations
 
+import gzip
 import json
 import marshal
 import os
@@ -98,6 +99,21 @@ def _normalise(fmt: str, path: str):
         data.pop("stats", None)
         data.pop("title", None)  # names the PID, which a binary file does not record
         return data
+    if fmt == "pprof":
+        from sampler.pprof import decode
+
+        with open(path, "rb") as fh:
+            p = decode(gzip.decompress(fh.read()))
+        text = p.string  # by text, not string ids: the comments (pid, command) come first
+        funcs = {f.id: (text(f.name), text(f.filename), f.start_line) for f in p.functions}
+        locs = {loc.id: tuple((funcs[line.function_id], line.line) for line in loc.lines) for loc in p.locations}
+        samples = sorted(
+            (tuple(locs[i] for i in s.location_ids), tuple(s.values),
+             tuple(sorted((text(label.key), text(label.str), label.num) for label in s.labels
+                          if text(label.key) != "pid")))  # a binary file does not record the pid
+            for s in p.samples
+        )
+        return samples, [(text(v.type), text(v.unit)) for v in p.sample_types], p.period
     if fmt == "heatmap":
         pages = {}
         for name in sorted(os.listdir(path)):

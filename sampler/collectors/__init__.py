@@ -10,6 +10,7 @@ from .flamegraph import FlamegraphCollector
 from .gecko import GeckoCollector
 from .heatmap import HeatmapCollector
 from .jsonl import JsonlCollector
+from .pprof import PprofCollector
 from .pstats import PstatsCollector
 from .speedscope import SpeedscopeCollector
 
@@ -22,6 +23,7 @@ COLLECTORS: dict[str, type[Collector]] = {
     HeatmapCollector.format_name: HeatmapCollector,
     JsonlCollector.format_name: JsonlCollector,
     SpeedscopeCollector.format_name: SpeedscopeCollector,
+    PprofCollector.format_name: PprofCollector,
     BinaryCollector.format_name: BinaryCollector,
 }
 
