@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Iterable
 
 from .lineindex import LineIndex
 
@@ -109,20 +110,55 @@ def holm(p_values: list[float]) -> list[float]:
 _Counts = dict[tuple[str, str], tuple[str, int, dict[str, int]]]
 
 
-def _function_counts(index: LineIndex) -> _Counts:
+def _path_parts(path: str) -> list[str]:
+    return path.replace("\\", "/").split("/")
+
+
+def _common_tail(a: list[str], b: list[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def match_files(base_files: Iterable[str], current_files: Iterable[str]) -> dict[str, str]:
+    """Baseline file -> the current run's name for it, for the files named differently in the
+    two runs: the checkouts were in different directories (CI builds main beside the PR), or a
+    format shortens paths (collapsed stacks keep the last component). A file is matched to the
+    one name sharing the most trailing components with it, the base name at least; a tie
+    matches nothing rather than the wrong file."""
+    current = set(current_files)
+    base = [f for f in base_files if f not in current]
+    by_name: dict[str, list[str]] = {}
+    for filename in current.difference(base_files):
+        by_name.setdefault(_path_parts(filename)[-1], []).append(filename)
+    found: dict[str, str] = {}
+    for filename in base:
+        parts = _path_parts(filename)
+        scored = sorted(((_common_tail(parts, _path_parts(c)), c) for c in by_name.get(parts[-1], ())), reverse=True)
+        if scored and (len(scored) == 1 or scored[0][0] > scored[1][0]):
+            found[filename] = scored[0][1]
+    taken: dict[str, int] = {}
+    for target in found.values():
+        taken[target] = taken.get(target, 0) + 1
+    return {b: c for b, c in found.items() if taken[c] == 1}  # two files onto one: neither
+
+
+def _function_counts(index: LineIndex, rename: dict[str, str]) -> _Counts:
     counts: _Counts = {}
     for (filename, funcname), stats in index.all_functions():
+        filename = rename.get(filename, filename)
         counts[(filename, funcname)] = (funcname, stats.first_line,
                                         {"self": stats.self_samples, "total": stats.total_samples})
     return counts
 
 
-def _line_counts(index: LineIndex) -> _Counts:
+def _line_counts(index: LineIndex, rename: dict[str, str]) -> _Counts:
     counts: _Counts = {}
     for filename in index.filenames():
         for lineno, heat in index.lines(filename).items():
             names = sorted({spot[2] for spot, _ in index.line_spots(filename, lineno)})
-            counts[(filename, str(lineno))] = (", ".join(names), lineno,
+            counts[(rename.get(filename, filename), str(lineno))] = (", ".join(names), lineno,
                                                {"self": heat.self_samples, "total": heat.total_samples})
     return counts
 
@@ -173,14 +209,17 @@ def _point_at_grown_lines(functions: list[Change], lines: list[Change]) -> list[
 
 def compare_indexes(base: LineIndex, current: LineIndex, *, min_samples: int = 20,
                     threshold: float | None = None) -> Comparison:
-    """The comparison of two runs' indexes. Items (functions, lines) seen on fewer than
+    """The comparison of two runs' indexes, the baseline's files matched to the current run's
+    names (`match_files`): reports name the current run's files. Items (functions, lines) seen on fewer than
     `min_samples` stacks in both runs are not compared; runs with fewer than `min_samples`
     samples in all compare nothing."""
     result = Comparison(base.total, current.total, min_samples, threshold)
     if too_few_samples(result):
         return result
-    lines = _changes("line", _line_counts(base), _line_counts(current), base.total, current.total, min_samples)
-    functions = _changes("function", _function_counts(base), _function_counts(current),
+    rename = match_files(base.filenames(), current.filenames())
+    lines = _changes("line", _line_counts(base, rename), _line_counts(current, {}), base.total, current.total,
+                     min_samples)
+    functions = _changes("function", _function_counts(base, rename), _function_counts(current, {}),
                          base.total, current.total, min_samples)
     result.lines = lines
     result.functions = _point_at_grown_lines(functions, lines)
