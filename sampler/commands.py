@@ -378,13 +378,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sampler.compare_report import REPORTS
     from sampler.lineindex import LineIndex
     from sampler.loaders import load_profile
+    from sampler.timeblocks import time_blocks
 
+    runs = []
     try:
-        base, current = (LineIndex.from_profile(load_profile(path).profile) for path in (args.baseline, args.current))
+        for path in (args.baseline, args.current):
+            loaded = load_profile(path)
+            # Files in time order also give the spread of shares within the run (batch means).
+            blocks = time_blocks(path) if loaded.kind == "binary" else None
+            runs.append((LineIndex.from_profile(loaded.profile), blocks))
     except HeatlineError as err:
         # 2, not 1: CI must tell "the gate failed" from "the gate could not run".
         raise UsageError(f"heatline compare: {err}") from None
-    comparison = compare_indexes(base, current, min_samples=args.min_samples, threshold=args.threshold)
+    (base, base_blocks), (current, current_blocks) = runs
+    comparison = compare_indexes(base, current, min_samples=args.min_samples, threshold=args.threshold,
+                                 base_blocks=base_blocks, current_blocks=current_blocks)
     sys.stdout.write(REPORTS[args.format](comparison, top=args.top, root=os.getcwd()))
     return 0 if comparison.passed else 1
 

@@ -82,16 +82,28 @@ class Comparison:
         return self.functions if kind == "function" else self.lines
 
 
-def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float:
-    """Two-sided p-value that x1/n1 and x2/n2 are one proportion (pooled z-test)."""
+def two_proportion_p(x1: int, n1: int, x2: int, n2: int, within: float = 0.0) -> float:
+    """Two-sided p-value that x1/n1 and x2/n2 are one proportion: the pooled z-test, its
+    variance raised to `within` (the two runs' own variances measured from their time blocks,
+    summed) when samples were found to cluster more than independent draws would."""
     if n1 <= 0 or n2 <= 0:
         return 1.0
     pooled = (x1 + x2) / (n1 + n2)
-    variance = pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)
+    variance = max(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2), within)
     if variance <= 0.0:  # both 0% or both 100%: no difference to test
         return 1.0
     z = abs(x1 / n1 - x2 / n2) / math.sqrt(variance)
     return math.erfc(z / math.sqrt(2.0))
+
+
+def block_variance(share: float, blocks: list[tuple[int, int]]) -> float:
+    """The variance of a run's share estimated from its time blocks' `(samples, block total)`:
+    batch means for a ratio, so a freeze that piles samples into one block widens it."""
+    k = len(blocks)
+    total = sum(n for _, n in blocks)
+    if k < 2 or total <= 0:
+        return 0.0
+    return k / (k - 1) * sum((n / total) ** 2 * (x / n - share) ** 2 for x, n in blocks if n)
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -163,8 +175,21 @@ def _line_counts(index: LineIndex, rename: dict[str, str]) -> _Counts:
     return counts
 
 
+# A run's time blocks: per block, its counts and its total samples.
+_Blocks = list[tuple[_Counts, int]]
+
+
+def _within(key: tuple[str, str], metric: str, blocks: _Blocks | None) -> float:
+    if not blocks:
+        return 0.0
+    counts = [((c[key][2].get(metric, 0) if key in c else 0), n) for c, n in blocks]
+    total = sum(n for _, n in counts)
+    return block_variance(sum(x for x, _ in counts) / total, counts) if total else 0.0
+
+
 def _changes(kind: str, base: _Counts, current: _Counts, base_total: int, current_total: int,
-             min_samples: int) -> list[Change]:
+             min_samples: int, base_blocks: _Blocks | None = None,
+             current_blocks: _Blocks | None = None) -> list[Change]:
     """Every item with at least `min_samples` samples on the stack in either run, both metrics,
     tested together as one Holm family."""
     rows = []
@@ -175,14 +200,15 @@ def _changes(kind: str, base: _Counts, current: _Counts, base_total: int, curren
             continue
         for metric in METRICS:
             x1, x2 = b.get(metric, 0), c.get(metric, 0)
-            if x1 == 0 and x2 == 0:
-                continue
+            if (x1, x2) in ((0, 0), (base_total, current_total)):
+                continue  # 0% or 100% in both runs: nothing can differ, so no place in the family
             if metric == "total" and (x1, x2) == (b.get("self", 0), c.get("self", 0)):
                 # Always the leaf in both runs: one test, not the same one twice.
                 rows[-1] = (*rows[-1][:3], SELF_AND_TOTAL, *rows[-1][4:])
                 continue
+            within = _within(key, metric, base_blocks) + _within(key, metric, current_blocks)
             rows.append((key, cname or name or "", clineno or lineno, metric, x1, x2,
-                         two_proportion_p(x1, base_total, x2, current_total)))
+                         two_proportion_p(x1, base_total, x2, current_total, within)))
     adjusted = holm([row[-1] for row in rows])
     return [
         Change(kind, key[0], name, lineno, metric, x1, x2, x1 / base_total, x2 / current_total, p, p < ALPHA)
@@ -208,11 +234,14 @@ def _point_at_grown_lines(functions: list[Change], lines: list[Change]) -> list[
 
 
 def compare_indexes(base: LineIndex, current: LineIndex, *, min_samples: int = 20,
-                    threshold: float | None = None) -> Comparison:
+                    threshold: float | None = None, base_blocks: list[LineIndex] | None = None,
+                    current_blocks: list[LineIndex] | None = None) -> Comparison:
     """The comparison of two runs' indexes, the baseline's files matched to the current run's
     names (`match_files`): reports name the current run's files. Items (functions, lines) seen on fewer than
     `min_samples` stacks in both runs are not compared; runs with fewer than `min_samples`
-    samples in all compare nothing."""
+    samples in all compare nothing. `base_blocks` and `current_blocks`, the runs split into
+    consecutive stretches of time (sampler.timeblocks), widen each function's variance to what
+    it was seen to wander within its run when that is more than sampling alone explains."""
     result = Comparison(base.total, current.total, min_samples, threshold)
     if too_few_samples(result):
         return result
@@ -220,7 +249,9 @@ def compare_indexes(base: LineIndex, current: LineIndex, *, min_samples: int = 2
     lines = _changes("line", _line_counts(base, rename), _line_counts(current, {}), base.total, current.total,
                      min_samples)
     functions = _changes("function", _function_counts(base, rename), _function_counts(current, {}),
-                         base.total, current.total, min_samples)
+                         base.total, current.total, min_samples,
+                         [(_function_counts(b, rename), b.total) for b in base_blocks or ()],
+                         [(_function_counts(b, {}), b.total) for b in current_blocks or ()])
     result.lines = lines
     result.functions = _point_at_grown_lines(functions, lines)
     return result

