@@ -7,7 +7,10 @@ Shares are normalised to each run's own total samples, so runs of different leng
 compare. Each function's self and total share is tested with a two-proportion z-test (the
 samples of a run are draws of "was this function on the stack": a binomial count), and the
 p-values of every function compared are corrected together with Holm's step-down method, so
-a run of many functions does not fail by chance on one of them. A gate fails only on a
+a run of many functions does not fail by chance on one of them. Given a run's time blocks
+(`--binary` files keep samples in order: sampler.timeblocks), a function's variance is raised
+to what its share wandered between them (batch means): a scheduler freeze of the target puts
+every sample it spans on one line, so wall-clock samples cluster more than independent draws. A gate fails only on a
 function whose share grew by more than the threshold *and* significantly: sampling noise
 alone stays under the first for large runs and under the second for small ones.
 """
