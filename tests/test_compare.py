@@ -9,7 +9,7 @@ import re
 import pytest
 
 from conftest import ROOT, favoured, heatline, target
-from sampler.compare import SELF_AND_TOTAL, compare_indexes, holm, two_proportion_p
+from sampler.compare import SELF_AND_TOTAL, compare_indexes, holm, match_files, two_proportion_p
 from sampler.compare_report import escape_data, escape_property, format_github, format_markdown, format_text
 from sampler.lineindex import LineIndex
 from sampler.model import Frame
@@ -107,6 +107,17 @@ def test_time_blocks_widen_the_variance():
     steady = [index(270, 230)] * 20
     assert compare_indexes(base, current, threshold=1, base_blocks=wandering, current_blocks=steady).passed
     assert not compare_indexes(base, current, threshold=1, base_blocks=steady, current_blocks=steady).passed
+
+
+def test_files_matched_across_checkouts_and_short_names():
+    assert match_files(["/ci/base/app/x.py", "/ci/base/lib/x.py", "/ci/base/y.py", "same.py", "z.py"],
+                       ["/ci/pr/app/x.py", "/ci/pr/lib/x.py", "/ci/pr/y.py", "same.py", "/a/z.py", "/b/z.py"]) == {
+        "/ci/base/app/x.py": "/ci/pr/app/x.py", "/ci/base/lib/x.py": "/ci/pr/lib/x.py", "/ci/base/y.py": "/ci/pr/y.py",
+    }  # z.py: two equally good candidates, so neither
+    hot, main = Frame("/ci/base/app.py", "hot", 12), Frame("/ci/base/app.py", "main", 30)
+    result = compare_indexes(LineIndex([(1, (hot, main), 5_000), (1, (main,), 5_000)]), index(5_000, 0, 5_000))
+    assert {(c.filename, c.name) for c in result.functions} == {(FILE, "hot"), (FILE, "main")}
+    assert not result.regressions() and not result.improvements()
 
 
 # -- reports ---------------------------------------------------------------------------------
