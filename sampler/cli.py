@@ -8,7 +8,7 @@ import argparse
 import re
 import signal
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sampler import __version__
 from sampler.commands import COMMANDS
@@ -184,6 +184,32 @@ def _add_live_option(p: argparse.ArgumentParser) -> None:
                    help="a top-style view of the hottest functions in the terminal while sampling (h: its keys)")
 
 
+def _non_negative(kind: type) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+        return value
+    return parse
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    from sampler.compare_report import REPORTS
+
+    p.add_argument("baseline", metavar="BASELINE", help="the profile to compare against (any file heatline reads)")
+    p.add_argument("current", metavar="CURRENT", help="the profile under test")
+    p.add_argument("--threshold", metavar="PCT", type=_non_negative(float), default=None,
+                   help="exit 1 when a function's self or total share grew significantly by more than PCT "
+                        "percentage points (default: report only)")
+    p.add_argument("--min-samples", metavar="N", type=_non_negative(int), default=20,
+                   help="compare only functions and lines on at least N stacks in either run")
+    p.add_argument("--format", choices=sorted(REPORTS), default="text", help="report format")
+    p.add_argument("--top", metavar="N", type=_non_negative(int), default=10, help="rows per section")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="heatline",
@@ -204,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="convert a --binary profile to another format")
     replay.add_argument("input_file", metavar="FILE", help="a profile written with --binary")
     add_output_options(replay, replay=True)
+
+    compare = sub.add_parser("compare", help="compare two profiles: a regression gate for CI")
+    add_compare_arguments(compare)
 
     dump = sub.add_parser("dump", help="print the stacks of a running process once")
     dump.add_argument("pid", type=int)
@@ -291,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.pid = args.pid[0]
         if getattr(args, "live", False):
             _validate_live(args)
-        if args.command not in ("dump",):
+        if args.command not in ("dump", "compare"):
             _validate(args)
         if args.command in ("run", "attach", "dump"):
             validate_async(args)

@@ -1,4 +1,4 @@
-"""What `heatline run`, `attach`, `dump` and `replay` do once `cli.py` has parsed their arguments:
+"""What `heatline run`, `attach`, `dump`, `replay` and `compare` do once `cli.py` has parsed their arguments:
 open the walker, sample into a Profile and its collector, write the output, print the summary.
 
 `python -m sampler.live` shares the pieces (`open_walker`, `sample_launched`, `make_collector`,
@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Any, Callable, TypeVar
 
-from sampler.errors import HeatlineError, KernelThreadError, NotPythonError, ProcessGoneError, TargetExitedError
+from sampler.errors import (HeatlineError, KernelThreadError, NotPythonError, ProcessGoneError, TargetExitedError,
+                            UsageError)
 from sampler.model import Profile, RunStats
 from sampler.output_path import tell
 
@@ -371,6 +372,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """The regression gate: 1 when a function's share grew past --threshold, else 0."""
+    from sampler.compare import compare_indexes
+    from sampler.compare_report import REPORTS
+    from sampler.lineindex import LineIndex
+    from sampler.loaders import load_profile
+    from sampler.timeblocks import time_blocks
+
+    runs = []
+    try:
+        for path in (args.baseline, args.current):
+            loaded = load_profile(path)
+            # Files in time order also give the spread of shares within the run (batch means).
+            blocks = time_blocks(path) if loaded.kind == "binary" else None
+            runs.append((LineIndex.from_profile(loaded.profile), blocks))
+    except HeatlineError as err:
+        # 2, not 1: CI must tell "the gate failed" from "the gate could not run".
+        raise UsageError(f"heatline compare: {err}") from None
+    (base, base_blocks), (current, current_blocks) = runs
+    comparison = compare_indexes(base, current, min_samples=args.min_samples, threshold=args.threshold,
+                                 base_blocks=base_blocks, current_blocks=current_blocks)
+    sys.stdout.write(REPORTS[args.format](comparison, top=args.top, root=os.getcwd()))
+    return 0 if comparison.passed else 1
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": cmd_run, "attach": cmd_attach, "dump": cmd_dump, "replay": cmd_replay,
+    "run": cmd_run, "attach": cmd_attach, "dump": cmd_dump, "replay": cmd_replay, "compare": cmd_compare,
 }
