@@ -48,6 +48,14 @@ class Loaded:
     # (filename, line) -> samples with that line on the stack, when the file states them itself
     line_totals: dict[tuple[str, int], int] = field(default_factory=dict)
 
+    @property
+    def recorded_start(self) -> float | None:
+        """When the run began, if the file says so (collapsed and pstats files do not: their
+        RunStats start is the time they were loaded)."""
+        if self.kind in ("binary", "pprof") and self.profile.stats.start_time:
+            return self.profile.stats.start_time
+        return None
+
 
 def replay_binary(reader: BinaryProfile, progress: Progress | None = None) -> Profile:
     """Every sample of an opened `--binary` reader (sampler.replay) in one Profile."""

@@ -244,7 +244,6 @@ async def _load(ls: HeatlineServer, path: str) -> ProfileView:
     await progress.begin()
     try:
         loaded = await asyncio.to_thread(load_profile, path, progress.from_thread)
-        stats = loaded.profile.stats
         try:
             written = os.stat(path).st_mtime
         except OSError:
@@ -253,7 +252,7 @@ async def _load(ls: HeatlineServer, path: str) -> ProfileView:
             profile=loaded.profile, source="file", label=os.path.basename(path),
             # Sources saved after the run began may not be what ran; without a recorded start,
             # the profile file's own time is the latest the run can have begun.
-            started_at=stats.start_time if loaded.kind == "binary" and stats.start_time else written,
+            started_at=loaded.recorded_start or written,
             exact_totals=loaded.exact_totals, line_totals=loaded.line_totals,
             async_aware=any(frame.is_task for frame in loaded.profile.frames),
         )

@@ -17,25 +17,32 @@ HOT = (target("known_lines.py"), 8)
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> dict[str, str]:
-    """One real run of known_lines.py, written as binary, collapsed and pstats."""
+    """One real run of known_lines.py, written as binary, pprof, collapsed and pstats."""
     out = tmp_path_factory.mktemp("saved")
     binary = str(out / "run.bin")
     result = heatline("run", "--binary", "-o", binary, target("known_lines.py"), "1.5")
     assert result.returncode == 0, result.stderr
     paths = {"binary": binary}
-    for kind, flag, name in (("collapsed", "--collapsed", "run.txt"), ("pstats", "--pstats", "run.pstats")):
+    for kind, flag, name in (("pprof", "--pprof", "run.pb.gz"), ("collapsed", "--collapsed", "run.txt"),
+                             ("pstats", "--pstats", "run.pstats")):
         paths[kind] = str(out / name)
         result = heatline("replay", binary, flag, "-o", paths[kind])
         assert result.returncode == 0, result.stderr
     return paths
 
 
-@pytest.mark.parametrize("kind", ["binary", "collapsed", "pstats"])
+@pytest.mark.parametrize("kind", ["binary", "pprof", "collapsed", "pstats"])
 def test_each_kind_shows_the_known_hot_line(saved, kind):
     loaded = load_profile(saved[kind])
     assert loaded.kind == kind
     index = HeatIndex(loaded.profile)
-    reference = HeatIndex(load_profile(saved["binary"]).profile)
+    binary = load_profile(saved["binary"])
+    reference = HeatIndex(binary.profile)
+    # The start of the run, from which edited sources count as stale, is in binary and pprof files only.
+    if kind in ("binary", "pprof"):
+        assert loaded.recorded_start == pytest.approx(binary.profile.stats.start_time, abs=1e-3)
+    else:
+        assert loaded.recorded_start is None
     # Collapsed files keep only base names; the rest keep full paths.
     filename = HOT[0] if kind != "collapsed" else "known_lines.py"
     lines = index.lines(filename)

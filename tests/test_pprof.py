@@ -125,6 +125,7 @@ def test_a_written_file_loads_back_into_the_same_stacks(tmp_path):
     stats = loaded.profile.stats
     assert (stats.pid, stats.python_version, stats.interval_usec, stats.mode) == (4242, "3.12.1", 250, "wall")
     assert loaded.profile.thread_names == {1: "MainThread", 2: "worker"}
+    assert loaded.recorded_start == 1_700_000_000.5  # the server's staleness starts from it
     statuses = loaded.profile.status_counts[1]
     assert statuses[HAS_GIL | ON_CPU] == 3 and statuses[UNKNOWN] == 1 and statuses[ON_CPU] == 1
 
