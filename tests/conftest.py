@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -174,6 +175,25 @@ def wait_ready(proc: subprocess.Popen, marker: str = "ready") -> None:
     """Block until the target prints its ready line, so it is inside the code under test."""
     line = proc.stdout.readline()
     assert marker in line, f"target did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+
+
+def attach_binary(command: list[str], path: str, *flags: str, duration: str = "1.5",
+                  prefix: list[str] | None = None) -> tuple[float, float]:
+    """Start `command` (a target printing "ready"), attach to it for `duration` seconds with
+    `flags`, write --binary to `path`, end the target; the wall-clock span of the attach."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(proc)
+        before = time.time()
+        res = heatline("attach", str(proc.pid), "-d", duration, *flags, "--binary", "-o", path, prefix=prefix)
+        after = time.time()
+        assert res.returncode == 0, res.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return before, after
 
 
 # -- a real browser for HTML outputs ----------------------------------------------------------------

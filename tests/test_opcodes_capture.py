@@ -9,13 +9,12 @@ equal slices of wall time) with --native --opcodes.
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from typing import NamedTuple
 
 import pytest
 
-from conftest import ALL_INTERPRETERS, favoured, heatline, target, wait_ready
+from conftest import ALL_INTERPRETERS, attach_binary, favoured, target, wait_ready
 from sampler.cpython.opcodes import OpcodeTable, opcode_table
 from sampler.cpython.unwinder import Unwinder
 from sampler.model import NATIVE_FRAME, RunStats
@@ -49,18 +48,9 @@ def _leaf_python(stack):
 def capture(interp, tmp_path_factory, script: str, *flags: str) -> Capture:
     """`script` started under `interp`, attached to for DURATION seconds with `flags` and --binary."""
     path = str(tmp_path_factory.mktemp("opcodes") / "out.bin")
-    proc = subprocess.Popen([*favoured(), *interp.command(target(script))], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(proc)
-        # both favoured: on a loaded machine a starved sampler takes too few samples to judge by
-        res = heatline("attach", str(proc.pid), "-d", DURATION, *flags, "--binary", "-o", path, prefix=favoured())
-        assert res.returncode == 0, res.stderr
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    # both favoured: on a loaded machine a starved sampler takes too few samples to judge by
+    attach_binary([*favoured(), *interp.command(target(script))], path, *flags, duration=DURATION,
+                  prefix=favoured())
     reader = open_binary_profile(path)
     stacks: Counter = Counter()
     for _ts, threads, weight in reader.samples():

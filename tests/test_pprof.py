@@ -11,12 +11,11 @@ import marshal
 import re
 import shutil
 import subprocess
-import time
 from collections import Counter
 
 import pytest
 
-from conftest import ALL_INTERPRETERS, heatline, target, wait_ready
+from conftest import ALL_INTERPRETERS, attach_binary, heatline, target
 from sampler.collectors.pprof import PprofCollector
 from sampler.collectors.pstats import PstatsCollector
 from sampler.errors import ProfileFileError
@@ -230,18 +229,7 @@ def real_run(request, tmp_path_factory):
     """One 1.5 s attach per CPython to known_lines.py, kept as --binary, replayed to pprof and pstats."""
     interpreter = request.param
     out = tmp_path_factory.mktemp("pprof")
-    proc = subprocess.Popen(interpreter.command(KNOWN, "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(proc)
-        before = time.time()
-        res = heatline("attach", str(proc.pid), "-d", "1.5", "-a", "--binary", "-o", str(out / "run.bin"))
-        after = time.time()
-        assert res.returncode == 0, res.stderr
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    before, after = attach_binary(interpreter.command(KNOWN, "30"), str(out / "run.bin"), "-a")
     for fmt, name in (("--pprof", "run.pb.gz"), ("--pstats", "run.pstats")):
         res = heatline("replay", fmt, "-o", str(out / name), str(out / "run.bin"))
         assert res.returncode == 0, res.stderr
