@@ -281,6 +281,11 @@ def test_heatline_replays_tachyon_binary(targets, work, kind, compression):
         assert heatline_replay(binary, *args, "-o", f"{host}/{name}.{fmt}.out") == n, fmt
         assert os.path.exists(f"{host}/{name}.{fmt}.out"), fmt
 
+    # the regression gate takes Tachyon's binary beside any other kind: here its own pprof replay,
+    # the same samples, so no share moves even with a threshold of 0
+    gate = heatline("compare", binary, f"{host}/{name}.pprof.out", "--threshold", "0")
+    assert gate.returncode == 0 and gate.stdout.splitlines()[-1].startswith("PASS"), gate.stdout + gate.stderr
+
 
 # -- 2. Tachyon replays heatline's binary files ------------------------------------------------------
 
