@@ -27,6 +27,7 @@ from __future__ import annotations
 import html
 import json
 import marshal
+import math
 import os
 import pstats
 import re
@@ -278,6 +279,32 @@ def share(totals: Counter, name: str, of=WORKERS) -> float:
     return 100.0 * totals[name] / sum(totals[n] for n in of)
 
 
+def timed_share_allowance(speedscope: str, name: str = "heavy") -> float:
+    """How far (points) a task's share by time may stand from its share by samples when the
+    intervals between samples vary independently of the task running: 4 standard deviations
+    of the difference, at least 2.0. On a loaded machine the sampler stalls now and then, and
+    one long interval moves the time share of whichever task it fell on (CI saw 2.4 points
+    beside a CPU hog and three other test runs). A marker or weight given to the wrong task is
+    systematic and stands out of this; the intervals are the speedscope file's own weights."""
+    with open(speedscope, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    frames = doc["shared"]["frames"]
+    task_of = {i: f["name"][len(TASK_PREFIX):] for i, f in enumerate(frames) if f["name"].startswith(TASK_PREFIX)}
+    weights, hits = [], 0
+    for prof in doc["profiles"]:
+        for stack, weight in zip(prof["samples"], prof["weights"]):
+            tasks = {task_of[i] for i in stack if i in task_of}
+            if tasks & set(WORKERS):
+                weights.append(weight)
+                hits += name in tasks
+    n, total = len(weights), sum(weights)
+    if not n or not total:
+        return 2.0
+    p = hits / n
+    spread = sum((w / total - 1 / n) ** 2 for w in weights) / n  # variance of one sample's excess weight
+    return max(2.0, 4 * 100 * math.sqrt(n * p * (1 - p) * spread))
+
+
 # -- the tests -----------------------------------------------------------------------------------------
 
 
@@ -367,7 +394,7 @@ def test_gecko_task_category_and_markers(run, which):
         assert set(marked) == set(WORKERS)
         print(f"[{run.interp.label}] gecko: heavy markers {share(marked, 'heavy'):.1f}%, samples "
               f"{share(samples, 'heavy'):.1f}%")
-        assert abs(share(marked, "heavy") - share(samples, "heavy")) <= 2.0
+        assert abs(share(marked, "heavy") - share(samples, "heavy")) <= timed_share_allowance(run.out(which, "speedscope"))
         assert abs(share(marked, "heavy") - HEAVY_TRUTH) <= MARGIN
     else:  # every task at each tick: a track per task, and none is marked the running one
         assert not marked
@@ -385,7 +412,7 @@ def test_speedscope_task_frames(run, which):
     names = [p["name"] for p in profiles]
     if which == "split":  # one timeline for the thread, its tasks in turn
         assert len(names) == 1 and TASK_PREFIX not in names[0]
-        assert abs(share(got, "heavy") - share(truth, "heavy")) <= 2.0
+        assert abs(share(got, "heavy") - share(truth, "heavy")) <= timed_share_allowance(run.out(which, "speedscope"))
     else:  # every task at each tick: a timeline per task, each lasting the whole run
         assert {n.split(": " + TASK_PREFIX, 1)[1] for n in names} == leaf_tasks(load(run.binary("tree")))
         spans = [p["endValue"] - p["startValue"] for p in profiles]
