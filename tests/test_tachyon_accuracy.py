@@ -128,15 +128,18 @@ def profile(interp, pid: int, tmp_path, seconds: float, *opts: str) -> dict[str,
 
 def check(runs: dict[str, Run], what: str, truth: float, share, *, tachyon_right: bool = True,
           tolerance: float = TOLERANCE) -> None:
-    """heatline's `share(run)` within `tolerance` of `truth`, and of Tachyon's when Tachyon is
-    right; Tachyon within TACHYON_LOOSE of the truth."""
+    """heatline's `share(run)` within `tolerance` of `truth`; when Tachyon is right, Tachyon
+    within TACHYON_LOOSE of the truth (else the target misbehaved) and heatline within
+    `tolerance` of Tachyon. Where Tachyon is known to be off (`tachyon_right=False`), the caller
+    checks the direction of its error instead: its distance from the truth is its bias plus
+    noise, and CI saw the exception case's 4.3-point bias land at 5.03."""
     got = {who: share(run) for who, run in runs.items()}
     print(f"  {what}: truth {truth:.1f}%  " + "  ".join(f"{w} {v:.2f}%" for w, v in got.items()))
     assert abs(got["heatline"] - truth) <= tolerance, f"{what}: heatline {got['heatline']:.2f}% vs truth {truth}%"
     if "tachyon" in got:
-        assert abs(got["tachyon"] - truth) <= TACHYON_LOOSE, \
-            f"{what}: Tachyon {got['tachyon']:.2f}% vs truth {truth}% (Tachyon itself is off)"
         if tachyon_right:
+            assert abs(got["tachyon"] - truth) <= TACHYON_LOOSE, \
+                f"{what}: Tachyon {got['tachyon']:.2f}% vs truth {truth}% (Tachyon itself is off)"
             assert abs(got["heatline"] - got["tachyon"]) <= tolerance, \
                 f"{what}: heatline {got['heatline']:.2f}% vs Tachyon {got['tachyon']:.2f}%"
 
