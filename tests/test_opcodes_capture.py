@@ -182,7 +182,10 @@ def test_c_calling_python_and_the_root(native):
         i = next(i for i, f in enumerate(stack) if f.funcname == "keyf")
         return stack[i + 1] == NATIVE_FRAME and stack[i + 2].funcname == "sort_with_key"
 
-    assert share(keyed, between) >= 0.95
+    # Not every stack: the target runs while its frames are read, and a sampler preempted
+    # between two reads (CI beside a CPU hog: 9 of 110) joins halves of two different moments.
+    # A walker that lost or misplaced the entry frame would fail every one of them.
+    assert share(keyed, between) >= 0.85
     assert share(native.stacks, lambda s: s[-1] == NATIVE_FRAME) >= 0.95
     assert all(not (a == b == NATIVE_FRAME) for s in native.stacks for a, b in zip(s, s[1:]))
 

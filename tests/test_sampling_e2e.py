@@ -124,12 +124,17 @@ def test_generators_and_coroutines(interpreter, tmp_path, spawn):
     p = spawn(interpreter, target("gen_coro.py"))
     wait_ready(p)
     rows = _attach(tmp_path, p.pid, duration="2")
-    gen = [f for _t, f, _c in rows if f[-1] == "gen_coro.py:produce:8"]
-    assert gen, "generator body never seen"
-    assert all(f[-2].startswith("gen_coro.py:consume_generator:") for f in gen)
-    coro = [f for _t, f, _c in rows if f[-1] == "gen_coro.py:coro_work:24"]
-    assert coro, "coroutine body never seen"
-    assert all(any(":coro_driver:" in x for x in f) for f in coro)
+    in_gen = weight_where(rows, lambda f: f[-1] == "gen_coro.py:produce:8")
+    assert in_gen, "generator body never seen"
+    # The target runs while its frames are read: a sampler preempted between two reads on a
+    # loaded machine may join halves of two moments (CI saw such stacks), so a few may stray;
+    # a walker that lost a generator's caller would put none of them under it.
+    assert weight_where(rows, lambda f: f[-1] == "gen_coro.py:produce:8"
+                        and f[-2].startswith("gen_coro.py:consume_generator:")) >= 0.9 * in_gen
+    in_coro = weight_where(rows, lambda f: f[-1] == "gen_coro.py:coro_work:24")
+    assert in_coro, "coroutine body never seen"
+    assert weight_where(rows, lambda f: f[-1] == "gen_coro.py:coro_work:24"
+                        and any(":coro_driver:" in x for x in f)) >= 0.9 * in_coro
 
 
 def test_wall_vs_cpu_mode(interpreter, tmp_path, spawn):
