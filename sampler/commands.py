@@ -377,15 +377,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sampler.compare import compare_indexes
     from sampler.compare_report import REPORTS
     from sampler.lineindex import LineIndex
-    from sampler.loaders import load_profile
-    from sampler.timeblocks import time_blocks
+    from sampler.timeblocks import load_with_time_blocks
 
     runs = []
     try:
         for path in (args.baseline, args.current):
-            loaded = load_profile(path)
             # Files in time order also give the spread of shares within the run (batch means).
-            blocks = time_blocks(path) if loaded.kind == "binary" else None
+            loaded, blocks = load_with_time_blocks(path)
             runs.append((LineIndex.from_profile(loaded.profile), blocks))
     except HeatlineError as err:
         # 2, not 1: CI must tell "the gate failed" from "the gate could not run".

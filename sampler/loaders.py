@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable
 
 from .errors import HeatlineError, ProfileFileError
-from .model import MAIN_THREAD, NATIVE_FRAME, Frame, Profile, RunStats, ThreadSample
+from .model import MAIN_THREAD, NATIVE_FRAME, Frame, Profile, RunStats, SampleSink, ThreadSample
 from .replay import BinaryProfile, open_binary_profile, open_regular_file, replay
 
 Progress = Callable[[int, int], None]  # (done, total) in samples
@@ -57,12 +57,13 @@ class Loaded:
         return None
 
 
-def replay_binary(reader: BinaryProfile, progress: Progress | None = None) -> Profile:
-    """Every sample of an opened `--binary` reader (sampler.replay) in one Profile."""
+def replay_binary(reader: BinaryProfile, progress: Progress | None = None, sink: SampleSink | None = None) -> Profile:
+    """Every sample of an opened `--binary` reader (sampler.replay) in one Profile, and in time
+    order into `sink` when given."""
     profile = Profile(reader.run_stats())
     total = reader.sample_count
     try:
-        replay(reader, profile, progress=None if progress is None else lambda done: progress(done, total))
+        replay(reader, profile, sink, progress=None if progress is None else lambda done: progress(done, total))
     except HeatlineError:
         raise
     except Exception as err:  # the reader's own checks should have raised ProfileFileError already
@@ -362,8 +363,10 @@ def _looks_like_cprofile(data: object) -> bool:
     return len(ratios) > 1
 
 
-def load_profile(path: str, progress: Progress | None = None) -> Loaded:
-    """The profile saved in `path`; `ProfileFileError` (one line) when it is not one.
+def load_profile(path: str, progress: Progress | None = None,
+                 sink_for: Callable[[BinaryProfile], SampleSink] | None = None) -> Loaded:
+    """The profile saved in `path`; `ProfileFileError` (one line) when it is not one. A
+    `--binary` file's samples also go, in time order, to the sink `sink_for(reader)` makes.
 
     Only regular files are read (a FIFO, a device or a directory is refused at once), and
     what is read is bounded by what the file holds: collapsed files line by line, pstats
@@ -374,7 +377,9 @@ def load_profile(path: str, progress: Progress | None = None) -> Loaded:
         try:
             head = fh.read(4)
             if head in (b"HCAT", b"TACH"):
-                return Loaded(replay_binary(open_binary_profile(path), progress), "binary")
+                reader = open_binary_profile(path)
+                sink = sink_for(reader) if sink_for is not None else None
+                return Loaded(replay_binary(reader, progress, sink), "binary")
             if head[:2] == b"\x1f\x8b":  # gzip: pprof files are gzipped profile.proto
                 from .pprof.reading import load_pprof  # it takes this module's limits
 

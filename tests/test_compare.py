@@ -257,3 +257,19 @@ def test_errors_are_one_line_with_exit_2(runs, tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
     fmt = heatline("compare", runs["base"], runs["same"], "--format", "xml")
     assert fmt.returncode == 2 and "invalid choice: 'xml'" in fmt.stderr
+
+
+def test_time_blocks_come_from_the_one_replay(runs):
+    """The blocks are filled by the replay that loads the whole profile: together they hold
+    every sample of it, each about a twentieth of the run."""
+    from sampler.timeblocks import BLOCKS, load_with_time_blocks
+
+    loaded, blocks = load_with_time_blocks(runs["slow"])
+    whole = LineIndex.from_profile(loaded.profile)
+    assert blocks is not None and len(blocks) == BLOCKS
+    sizes = [b.total for b in blocks]
+    assert sum(sizes) == whole.total
+    assert max(sizes) - min(sizes) <= max(sizes) // 10 + 1
+    collapsed = runs["same"] + ".blocks.collapsed"
+    assert heatline("replay", runs["same"], "--collapsed", "-o", collapsed).returncode == 0
+    assert load_with_time_blocks(collapsed)[1] is None  # no time order in collapsed stacks
