@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import ALL_INTERPRETERS, attach_binary, heatline, target
+from conftest import ALL_INTERPRETERS, attach_binary, heatline, target, wait_ready
 from sampler.collectors.pprof import PprofCollector
 from sampler.collectors.pstats import PstatsCollector
 from sampler.errors import ProfileFileError
@@ -372,3 +372,17 @@ def test_go_traces_hold_every_stack_with_its_count(go_run):
         names = tuple(line.strip() for line in [first, *frames[1:]])
         got[(int(labels["thread_id"].strip("[]")), names)] += int(count)
     assert got == expected
+
+
+@pytest.mark.parametrize("interpreter", [p for p in ALL_INTERPRETERS if p.values[0].rooted][-1:])
+def test_a_live_run_finds_def_lines_inside_the_targets_root(interpreter, spawn, tmp_path):
+    """Written while the target runs, the start lines come from its sources as it names them,
+    inside its own root (a container's paths are not the host's), as the heatmap reads them."""
+    proc = spawn(interpreter, KNOWN, "30")
+    wait_ready(proc)
+    out = tmp_path / "live.pb.gz"
+    res = heatline("attach", str(proc.pid), "-d", "1", "--pprof", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    p = read_pprof(str(out))
+    starts = {p.string(fn.name): fn.start_line for fn in p.functions if p.string(fn.filename) == interpreter.script_path(KNOWN)}
+    assert starts.get("inner") == 5 and starts.get("main", 0) > 5

@@ -10,6 +10,8 @@ from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, Sequence, TextIO
 from ..output_path import STDOUT, check_output, write_output
 from ..model import TASK_FILENAME, Frame, Profile, ThreadSample
 from ..sourcefiles import short_filename  # noqa: F401 - the collectors' import of it
+from ..target.files import TargetFiles
+from ..target.maps import process_start_time
 
 # What the outputs that describe a frame's kind call an --async-aware task marker.
 TASK_KIND = "asyncio task"
@@ -37,6 +39,25 @@ def task_lanes(times: Sequence[int], tasks: Sequence[str | None]) -> list[tuple[
     for i, task in enumerate(tasks):
         lanes.setdefault(task, []).append(i)
     return sorted(lanes.items(), key=lambda lane: (lane[0] is not None, lane[0] or ""))
+
+
+def live_target_files(profile: Profile) -> TargetFiles:
+    """The target's files as it names them, for the outputs that read its sources.
+
+    Through /proc only for a profile about to be sampled (nothing counted yet) from a process
+    that started before the profile did: its root and working directory, held open from now on,
+    let its sources be read after it exits, and a target in a container names files inside its
+    root. A replayed profile's PID may belong to another process by now: its recorded working
+    directory is used instead.
+    """
+    stats = profile.stats
+    recorded_cwd = stats.cwd or None
+    if stats.pid <= 0 or stats.samples or stats.attempts or profile.stacks:
+        return TargetFiles(None, recorded_cwd)
+    started = process_start_time(stats.pid)
+    if started is None or started > stats.start_time + 0.05:
+        return TargetFiles(None, recorded_cwd)
+    return TargetFiles(stats.pid, recorded_cwd)
 
 
 class Collector:

@@ -64,8 +64,7 @@ from ..sourcefiles import (
     project_roots,
 )
 from ..target.files import TargetFiles
-from ..target.maps import process_start_time
-from .base import TASK_KIND, Collector, task_label
+from .base import TASK_KIND, Collector, live_target_files, task_label
 from .heatmap_bytecode import SPEC_LEVELS, line_bytecode, native_badge, panel_row, source_html, toggle
 from .opcode_view import opcode_table
 
@@ -192,21 +191,6 @@ def _display_name(fs: FileStats, project_roots: tuple[str, ...]) -> str:
     return display_path(fs.filename, fs.group, project_roots)
 
 
-def _live_files(profile: Profile) -> TargetFiles:
-    """The target's files and working directory, taken when sampling starts, from /proc.
-
-    Only for a profile about to be sampled (nothing counted yet) from a process that started
-    before the profile did: a replayed profile's PID may belong to another process by now.
-    """
-    stats = profile.stats
-    if stats.pid <= 0 or stats.samples or stats.attempts or profile.stacks:
-        return TargetFiles(None)
-    started = process_start_time(stats.pid)
-    if started is None or started > stats.start_time + 0.05:
-        return TargetFiles(None)
-    return TargetFiles(stats.pid)
-
-
 # -- source text ----------------------------------------------------------------------------------
 
 
@@ -270,7 +254,7 @@ class HeatmapCollector(Collector):
         super().__init__(profile, **options)
         # Taken now, while the target runs: its root and working directory held open let its
         # sources be read after it exits, and a target in a container names files inside its root.
-        self.target_files = _live_files(profile)
+        self.target_files = live_target_files(profile)
         # The directory as the target names it, through the handles held open on it; the
         # profile's own record of it when those could not be taken.
         self.target_cwd = self.target_files.cwd or self.profile.stats.cwd or None

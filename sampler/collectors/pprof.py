@@ -14,13 +14,12 @@ streamed (a --live export) is written from the Profile's stacks with those label
 from __future__ import annotations
 
 import gzip
-import os
 from typing import Any, BinaryIO, Sequence
 
 from ..model import HAS_GIL, ON_CPU, UNKNOWN, Frame, Profile, ThreadSample
 from ..pprof import Function, Label, Line, Location, PprofProfile, Sample, ValueType, encode
 from ..sourcefiles import SourceUnreadable, read_source
-from .base import Collector, StringTable
+from .base import Collector, StringTable, live_target_files
 
 # The status bits a sample's labels tell apart; any other bit does not split a stack.
 _LABELLED = HAS_GIL | ON_CPU | UNKNOWN
@@ -40,6 +39,9 @@ class PprofCollector(Collector):
         # (thread id, frames leaf first, labelled status bits) -> weight
         self._weights: dict[tuple[int, tuple[Frame, ...], int], int] = {}
         self._streamed = False
+        # Taken now, while the target runs: functions' start lines come from its sources as it
+        # names them (sampler.collectors.base.live_target_files), as the heatmap's pages do.
+        self.target_files = live_target_files(profile)
 
     def collect(self, timestamp_us: int, threads: Sequence[ThreadSample], weight: int = 1) -> None:
         self._streamed = True
@@ -105,11 +107,8 @@ class PprofCollector(Collector):
         """The line of the frame's `def` when its source can be read now, else 0 (unknown)."""
         if frame.is_synthetic or frame.is_task or frame.filename.startswith("<"):
             return 0
-        path = frame.filename
-        if not os.path.isabs(path) and self.profile.stats.cwd:
-            path = os.path.join(self.profile.stats.cwd, path)
         try:
-            return read_source(path).definitions.def_line(frame.funcname, frame.lineno) or 0
+            return read_source(self.target_files.path(frame.filename)).definitions.def_line(frame.funcname, frame.lineno) or 0
         except SourceUnreadable:
             return 0
 

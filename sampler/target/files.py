@@ -30,11 +30,14 @@ def _open_directory(path: str) -> int | None:
 class TargetFiles:
     """Resolves the file names a target uses (code objects' co_filename) to paths readable here."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, recorded_cwd: str | None = None) -> None:
         self._root_fd: int | None = None
         self._cwd_fd: int | None = None
         # The working directory as the target names it (inside its root).
         self.cwd: str | None = None
+        # Where relative names are looked for without a handle on the target's directory: the
+        # directory a saved profile recorded.
+        self._recorded_cwd = recorded_cwd
         if pid is None or pid <= 0:
             return
         proc = f"/proc/{pid}"
@@ -63,6 +66,8 @@ class TargetFiles:
             return f"/proc/self/fd/{self._root_fd}{filename}"
         if self._cwd_fd is not None:
             return f"/proc/self/fd/{self._cwd_fd}/{filename}"
+        if self._recorded_cwd:
+            return os.path.join(self._recorded_cwd, filename)
         return filename
 
     def close(self) -> None:
