@@ -64,6 +64,34 @@ M.subcommands.run = function(args)
   end)
 end
 
+--- :Heatline test: profile the test under the cursor (the server finds it, pytest runs it).
+M.subcommands.test = function()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local file = vim.api.nvim_buf_get_name(bufnr)
+  if file == '' or vim.bo[bufnr].buftype ~= '' then
+    return notify('test needs a Python test file in the current buffer', vim.log.levels.ERROR)
+  end
+  if vim.bo[bufnr].modified then
+    notify('the buffer has unsaved changes: pytest runs the file as saved (heat will be stale)', vim.log.levels.WARN)
+  end
+  local line = vim.api.nvim_win_get_cursor(0)[1] - 1
+  client.exec('heatline.testAt', { path = file, line = line }, function(found)
+    if type(found) ~= 'table' or type(found.node) ~= 'string' then
+      return notify('no test under the cursor: put it in a test_* function or Test* class of a test_*.py file',
+        vim.log.levels.WARN)
+    end
+    local params = with_options({ path = file, node = found.node })
+    if config.options.python then
+      params.python = config.options.python
+    end
+    client.exec('heatline.profileTest', params, function(result)
+      result = type(result) == 'table' and result or {}
+      notify(string.format('profiling test %s (pid %s, Python %s%s%s)', found.node, tostring(result.pid or '?'),
+        tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
+    end)
+  end)
+end
+
 local function attach(pid)
   client.exec('heatline.attach', with_options({ pid = pid }), function(result)
     result = type(result) == 'table' and result or {}
