@@ -46,33 +46,45 @@ end
 
 M.subcommands = {}
 
-M.subcommands.run = function(args)
+--- The current buffer's file for `what` (nil, said, when there is none); a warning when it has
+--- unsaved changes, which `reader` (who reads the file) does not see.
+local function buffer_file(what, reader)
   local bufnr = vim.api.nvim_get_current_buf()
   local file = vim.api.nvim_buf_get_name(bufnr)
   if file == '' or vim.bo[bufnr].buftype ~= '' then
-    return notify('run needs a Python file in the current buffer', vim.log.levels.ERROR)
+    notify(what .. ' needs a Python file in the current buffer', vim.log.levels.ERROR)
+    return nil
   end
   if vim.bo[bufnr].modified then
-    notify('the buffer has unsaved changes: profiling the file as saved (heat will be stale)',
+    notify('the buffer has unsaved changes: ' .. reader .. ' the file as saved (heat will be stale)',
       vim.log.levels.WARN)
+  end
+  return file
+end
+
+--- "profiling NAME (pid, Python version, async, captures)" once a run has started.
+local function started(name, result)
+  result = type(result) == 'table' and result or {}
+  notify(string.format('profiling %s (pid %s, Python %s%s%s)', name, tostring(result.pid or '?'),
+    tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
+end
+
+M.subcommands.run = function(args)
+  local file = buffer_file('run', 'profiling')
+  if not file then
+    return
   end
   local params = with_options({ script = file, args = args, cwd = vim.fn.getcwd() })
   client.exec('heatline.run', params, function(result)
-    result = type(result) == 'table' and result or {}
-    notify(string.format('profiling %s (pid %s, Python %s%s%s)', vim.fn.fnamemodify(file, ':t'),
-      tostring(result.pid or '?'), tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
+    started(vim.fn.fnamemodify(file, ':t'), result)
   end)
 end
 
 --- :Heatline test: profile the test under the cursor (the server finds it, pytest runs it).
 M.subcommands.test = function()
-  local bufnr = vim.api.nvim_get_current_buf()
-  local file = vim.api.nvim_buf_get_name(bufnr)
-  if file == '' or vim.bo[bufnr].buftype ~= '' then
-    return notify('test needs a Python test file in the current buffer', vim.log.levels.ERROR)
-  end
-  if vim.bo[bufnr].modified then
-    notify('the buffer has unsaved changes: pytest runs the file as saved (heat will be stale)', vim.log.levels.WARN)
+  local file = buffer_file('test', 'pytest runs')
+  if not file then
+    return
   end
   local line = vim.api.nvim_win_get_cursor(0)[1] - 1
   client.exec('heatline.testAt', { path = file, line = line }, function(found)
@@ -85,9 +97,7 @@ M.subcommands.test = function()
       params.python = config.options.python
     end
     client.exec('heatline.profileTest', params, function(result)
-      result = type(result) == 'table' and result or {}
-      notify(string.format('profiling test %s (pid %s, Python %s%s%s)', found.node, tostring(result.pid or '?'),
-        tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
+      started('test ' .. found.node, result)
     end)
   end)
 end
