@@ -452,7 +452,8 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
         "settings": {"samplingRate": s.sampling_rate, "mode": s.mode, "allThreads": s.all_threads,
                      "asyncAware": s.async_aware, "asyncMode": s.async_mode, "opcodes": s.opcodes, "native": s.native,
                      "inlayHintThreshold": s.inlay_hint_threshold, "codeLens": s.code_lens,
-                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path, "subprocesses": s.subprocesses},
+                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path, "subprocesses": s.subprocesses,
+                     "testLenses": s.test_lenses},
     }
 
 

@@ -36,8 +36,9 @@ def _shown(ls: HeatlineServer, uri: str, enabled: bool) -> tuple[DocumentHeat, T
 
 
 def _test_lenses(ls: HeatlineServer, uri: str) -> list[types.CodeLens]:
-    """"Profile" above tests and __main__ blocks: shown with or without a profile."""
-    if not ls.settings.test_lenses:
+    """"Profile" above tests and __main__ blocks: shown with or without a profile (codeLens off
+    turns every lens off)."""
+    if not (ls.settings.test_lenses and ls.settings.code_lens):
         return []
     doc = ls.workspace.get_text_document(uri)
     return test_lenses(doc.path, doc.source) if doc.path else []

@@ -11,7 +11,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 from test_lsp_server import (
-    SERVER, execute, expect_error, heat_for, init_params, make_client, open_doc, wait_until,
+    SERVER, execute, expect_error, heat_for, init_params, make_client, open_doc, wait_for_settings, wait_until,
 )
 
 from conftest import TARGETS, _pyenv_root
@@ -119,3 +119,10 @@ async def test_profile_a_test_from_its_lens(client: LanguageClient):
     assert top_lines[0]["file"] == TEST_FILE and top_lines[0]["line"] in HEAVY_LOOP
     assert top_funcs[0]["file"] == TEST_FILE and top_funcs[0]["function"] == "test_split"
     assert not [e for e in top_lines + top_funcs if is_harness_file(e["file"]) or "runpy" in e["file"]]
+
+    # testLenses off: the heat lenses stay, the Profile lenses go
+    client.set_configuration({"heatline": {"testLenses": False}})
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+    await wait_for_settings(client, lambda s: s["testLenses"] is False)
+    commands = {lens.command.command for lens in await lenses_of(client, uri)}
+    assert commands == {"heatline.flamegraph"}, commands
