@@ -801,9 +801,11 @@ def _profile_lens_run(page, url: str, user: str, tmp_path) -> None:
             return {l["text"]: pct for l in page.evaluate(LINES_JS) if (pct := _self_pct(l["after"])) is not None}
 
         deadline = time.time() + 20
-        while not any("# heavy line" in text for text in (shown := drawn())):
+        shown = drawn()
+        while not any("# heavy line" in text for text in shown):
             assert time.time() < deadline, page.evaluate(LINES_JS)
             time.sleep(0.5)
+            shown = drawn()
         heavy = next(pct for text, pct in shown.items() if "# heavy line" in text)
         assert heavy == max(shown.values()), shown
         light = next((pct for text, pct in shown.items() if "# light line" in text), 0.0)
