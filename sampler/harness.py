@@ -82,7 +82,12 @@ def _passes_through(frame: Frame) -> bool:
     compiled from a string (`<string>`, attrs' generated methods)."""
     if frame.is_synthetic:
         return frame.funcname == _NATIVE_NAME
-    return library_kind(frame.filename) is not None or not is_source_file(frame.filename)
+    return _not_users(frame.filename)
+
+
+@functools.lru_cache(maxsize=8192)
+def _not_users(filename: str) -> bool:
+    return library_kind(filename) is not None or not is_source_file(filename)
 
 
 def fold_harness(frames: Stack) -> Stack:
