@@ -68,7 +68,8 @@ async def check_pytest(python: str, cwd: str) -> None:
     if proc.returncode == _NO_PYTEST:
         raise CommandFailed(f"pytest is not installed for {python}: install it with `{python} -m pip install pytest`")
     if proc.returncode != 0:
-        detail = one_line(err.decode(errors="replace").strip().splitlines()[-1]) if err.strip() else f"exit status {proc.returncode}"
+        said = err.decode(errors="replace").strip()
+        detail = one_line(said.splitlines()[-1]) if said else f"exit status {proc.returncode}"
         raise CommandFailed(f"{python} failed to start: {detail}")
 
 

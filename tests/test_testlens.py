@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
 import pytest_lsp
 from lsprotocol import types
@@ -50,8 +51,10 @@ async def lenses_of(client: LanguageClient, uri: str) -> list[types.CodeLens]:
 
 
 def interpreter_without_pytest() -> str | None:
+    """A pyenv CPython with no pytest installed (pyenv's builds come bare)."""
     for exe in sorted(glob.glob(f"{_pyenv_root()}/versions/3.*.*/bin/python3.*")):
-        if exe.endswith(("3.9", "3.10", "3.12", "3.13")) and not glob.glob(f"{os.path.dirname(exe)}/../lib/python3.*/site-packages/pytest"):
+        site = os.path.join(os.path.dirname(os.path.dirname(exe)), "lib", "python3.*", "site-packages", "pytest")
+        if re.search(r"python3\.\d+$", exe) and not glob.glob(site):
             return exe
     return None
 
@@ -84,7 +87,8 @@ async def test_profile_a_test_from_its_lens(client: LanguageClient):
     assert await lenses_of(client, broken) == []
 
     # the test at a line: a function, else the class holding it
-    at = {line: await execute(client, "heatline.testAt", {"path": TEST_FILE, "line": line}) for line in (0, 31, 36, 45, 49, 56)}
+    at = {line: await execute(client, "heatline.testAt", {"path": TEST_FILE, "line": line})
+          for line in (0, 31, 36, 45, 49, 56)}
     assert at[0] is None and at[56] is None  # an import, a plain function
     assert at[31] == {"path": TEST_FILE, "node": "test_split", "kind": "function"}
     assert at[36]["node"] == "test_params"  # its decorator's line
