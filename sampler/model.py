@@ -1,7 +1,8 @@
 """The one aggregated profile model every output format is built from.
 
 Samples flow in as `ThreadSample`s (frames leaf first, as the unwinder produces them); the
-`Profile` is the one door they enter by: it cuts heatline's launcher frames off once, interns
+`Profile` is the one door they enter by: it cuts heatline's launcher frames off once (and folds
+pytest's frames into one for a pytest target, sampler/harness.py), interns
 frames, counts identical (thread, stack) pairs and keeps per-thread status counts and the run's
 statistics, and hands the cut samples on to its sinks (the formats that keep the timeline, the
 live stream). Readers follow it through deltas since a mark, and profiles are combined with
@@ -17,6 +18,7 @@ from functools import lru_cache
 from typing import Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 from .launcher_frames import strip_internal_frames
+
 
 # Thread status bits; the values match Tachyon's so files and tools can be compared.
 HAS_GIL = 1 << 0
@@ -198,6 +200,10 @@ class Profile:
 
     def __init__(self, stats: RunStats | None = None) -> None:
         self.stats = stats or RunStats()
+        from .harness import fold_harness, runs_pytest  # it reads Frame from here
+
+        # pytest's own frames are folded into one when the target is pytest (harness.py)
+        self._harness_fold = fold_harness if runs_pytest(self.stats.argv) else None
         self._frames: list[Frame] = []
         self._frame_ids: dict[Frame, int] = {}
         self._stacks: dict[tuple[int, tuple[int, ...]], int] = {}
@@ -269,7 +275,7 @@ class Profile:
             # that came through `_cut` is already cut, and known there as its own cut.
             cut = self._cut_frames.get(sample.frames)
             if cut is None:
-                cut = strip_internal_frames(sample.frames)
+                cut = self._cut_stack(sample.frames)
             ids = tuple(self.frame_id(f) for f in cut)
             if len(self._stack_cache) < self.MAX_CACHED_STACKS:
                 self._stack_cache[sample.frames] = ids
@@ -323,16 +329,21 @@ class Profile:
         """(sample, sample without launcher frames), remembered for the next time it comes."""
         frames = self._cut_frames.get(sample.frames)
         if frames is None:
-            frames = strip_internal_frames(sample.frames)
+            frames = self._cut_stack(sample.frames)
             if len(self._cut_frames) < self.MAX_CACHED_STACKS:
                 self._cut_frames[sample.frames] = frames
                 self._cut_frames[frames] = frames  # so `_count` does not cut it again
         if len(self._cut_samples) >= self.MAX_CUT_SAMPLES:
             self._cut_samples.clear()
-        # A cut only ever shortens a stack: the same length is the sample as it came.
-        same = len(frames) == len(sample.frames)
+        # A cut that changes nothing returns the stack it was given.
+        same = frames is sample.frames or frames == sample.frames
         entry = self._cut_samples[id(sample)] = (sample, sample if same else sample._replace(frames=frames))
         return entry
+
+    def _cut_stack(self, frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+        """The launcher cut, then pytest's frames folded for a pytest target."""
+        cut = strip_internal_frames(frames)
+        return cut if self._harness_fold is None else self._harness_fold(cut)
 
     def add_sink(self, sink: SampleSink) -> None:
         """Hand every sample that enters through `collect` on to `sink`, cut, after counting it."""

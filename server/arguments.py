@@ -98,6 +98,20 @@ class HottestArgs:
 
 
 @dataclass(frozen=True)
+class ProfileTestArgs(SamplingArgs):
+    path: str = field(default="", metadata=_meta(positional=True, required=True))  # the test file
+    node: str = field(default="", metadata=_meta(required=True))  # pytest's id in it: "test_a", "TestA::test_b"
+    cwd: str | None = None
+    python: str | None = None
+
+
+@dataclass(frozen=True)
+class WhichTestArgs:
+    path: str = field(default="", metadata=_meta(positional=True, required=True))
+    line: int = field(default=0, metadata=_meta(required=True, minimum=0))  # 0-based
+
+
+@dataclass(frozen=True)
 class NoArgs:
     pass
 

@@ -137,10 +137,6 @@ async def run(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
     if cwd is not None and not os.path.isdir(cwd):
         raise CommandFailed(f"the working directory {cwd} does not exist")
     chosen = _sampling_choices(ls, name, a)
-    flags = _sampling_flags(ls, chosen, a)
-    python = a.python or ls.settings.python_path
-    if python:
-        flags += ["--python", python]
     if a.script is not None:
         script = os.path.normpath(os.path.join(cwd or os.getcwd(), os.path.expanduser(a.script)))
         if not os.path.isfile(script):
@@ -150,8 +146,18 @@ async def run(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
             cwd = os.path.dirname(script)
     else:
         target, label = ["-m", a.module], f"-m {a.module}"
-    sampler_args = ["run", *flags, *target, *a.args]
-    ls.log(f"heatline: profiling {shlex.join([*target, *a.args])} in {cwd}", types.MessageType.Info)
+    return await launch(ls, a, chosen, [*target, *a.args], label, cwd, a.python or ls.settings.python_path)
+
+
+async def launch(ls: HeatlineServer, a: SamplingArgs, chosen: argparse.Namespace, target: list[str], label: str,
+                 cwd: str | None, python: str | None) -> dict[str, Any]:
+    """Start `heatline run` on `target` (a script or `-m module`, then its arguments) in `cwd`
+    under `python` (None: the server's), sampling as `chosen` (`_sampling_choices`) says."""
+    flags = _sampling_flags(ls, chosen, a)
+    if python:
+        flags += ["--python", python]
+    sampler_args = ["run", *flags, *target]
+    ls.log(f"heatline: profiling {shlex.join(target)} in {cwd}", types.MessageType.Info)
     return await _start(ls, ActiveRun(ls, "run", label, sampler_args, cwd, a.duration, _async_mode(chosen)))
 
 
@@ -446,8 +452,10 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
         "settings": {"samplingRate": s.sampling_rate, "mode": s.mode, "allThreads": s.all_threads,
                      "asyncAware": s.async_aware, "asyncMode": s.async_mode, "opcodes": s.opcodes, "native": s.native,
                      "inlayHintThreshold": s.inlay_hint_threshold, "codeLens": s.code_lens,
-                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path, "subprocesses": s.subprocesses},
+                     "inlayHints": s.inlay_hints, "pythonPath": s.python_path, "subprocesses": s.subprocesses,
+                     "testLenses": s.test_lenses},
     }
 
 
 from . import processes as _processes  # noqa: E402,F401 - registers heatline.showProcess (it uses `command`)
+from . import testrun as _testrun  # noqa: E402,F401 - registers heatline.profileTest and heatline.testAt

@@ -14,6 +14,7 @@ from .commands import COMMANDS
 from .documents import DocumentHeat
 from .instructions import instructions
 from .presentation import code_lenses, hover_markdown, inlay_hints, instruction_markdown
+from .testlens import test_lenses
 
 
 def _change_tuple(change) -> tuple[tuple[int, int, int, int] | None, str]:
@@ -32,6 +33,15 @@ def _shown(ls: HeatlineServer, uri: str, enabled: bool) -> tuple[DocumentHeat, T
     if not enabled or ls.view is None:
         return None
     return ls.document_heat(uri), ls.workspace.get_text_document(uri)
+
+
+def _test_lenses(ls: HeatlineServer, uri: str) -> list[types.CodeLens]:
+    """"Profile" above tests and __main__ blocks: shown with or without a profile (codeLens off
+    turns every lens off)."""
+    if not (ls.settings.test_lenses and ls.settings.code_lens):
+        return []
+    doc = ls.workspace.get_text_document(uri)
+    return test_lenses(doc.path, doc.source) if doc.path else []
 
 
 def build_server() -> HeatlineServer:
@@ -68,11 +78,12 @@ def build_server() -> HeatlineServer:
 
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
     def code_lens(ls: HeatlineServer, params: types.CodeLensParams) -> list[types.CodeLens] | None:
+        tests = _test_lenses(ls, params.text_document.uri)
         shown = _shown(ls, params.text_document.uri, ls.settings.code_lens)
         if shown is None:
-            return None
+            return tests or None
         heat, doc = shown
-        return code_lenses(doc.path, ls.docs.functions(doc.uri, heat))
+        return code_lenses(doc.path, ls.docs.functions(doc.uri, heat)) + tests
 
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT, types.InlayHintOptions(resolve_provider=False))
     def inlay_hint(ls: HeatlineServer, params: types.InlayHintParams) -> list[types.InlayHint] | None:

@@ -24,10 +24,11 @@ class Settings:
     inlay_hints: bool = True
     python_path: str | None = None  # the interpreter a `run` target uses; None = the server's own
     subprocesses: bool = False  # `--subprocesses`: also profile the Python processes a target starts
+    test_lenses: bool = True  # "Profile" lenses above tests and __main__ blocks (server/testlens.py)
 
 
 _FLAGS = {"allThreads": "all_threads", "asyncAware": "async_aware", "codeLens": "code_lens", "inlayHints": "inlay_hints",
-          "opcodes": "opcodes", "native": "native", "subprocesses": "subprocesses"}
+          "opcodes": "opcodes", "native": "native", "subprocesses": "subprocesses", "testLenses": "test_lenses"}
 
 
 def _number(value: Any, low: float, high: float) -> float | None:

@@ -253,3 +253,7 @@ def start_ready(spawn, interpreter: Interpreter, script: str, *args: str, **kw) 
     p = spawn(interpreter, target("announce.py"), interpreter.script_path(script), *args, **kw)
     wait_ready(p)
     return p
+
+
+# tests/targets/pytest_project is a target project (heatline profiles its tests), not our suite.
+collect_ignore = [os.path.join("targets", "pytest_project")]

@@ -563,3 +563,29 @@ def test_a_run_with_subprocesses_picks_one_process_then_all(tmp_path):
     assert rows["gamma_work"] < hot["line"] <= rows["gamma_work"] + 4, hot
     assert not [line for line in child["lines"] if rows["parent_work"] < line["line"] <= rows["parent_work"] + 4]
     assert not errors(result), errors(result)
+
+
+def test_heatline_test_profiles_the_test_under_the_cursor(tmp_path):
+    """`:Heatline test` asks the server for the test at the cursor and profiles it with pytest;
+    the heat lands on the test's helpers; on no test, a message and no run."""
+    result = run_nvim(tmp_path, """
+        local buf = open_target('pytest_project/test_split.py')
+        vim.api.nvim_win_set_cursor(0, { 57, 0 })  -- def not_a_test()
+        vim.cmd('Heatline test')
+        wait_for('the no-test message', function()
+          return vim.tbl_contains(vim.tbl_map(function(n) return n.msg:match('no test under the cursor') ~= nil end, R.notifies), true)
+        end, 30000)
+        vim.api.nvim_win_set_cursor(0, { 33, 4 })  -- inside test_split
+        vim.cmd('Heatline test')
+        R.final = final_heat(buf)
+        R.marks = marks(buf)
+    """, extra_env={"SPLIT_ROUNDS": "12"})
+    note = result["final"]
+    assert note["profile"]["label"].endswith("test_split.py::test_split")
+    hot = hottest_line(note)
+    assert hot["line"] in (18, 19), note["lines"]  # heavy()'s loop
+    assert marks_at(result, hot["line"]), "the hot line is drawn"
+    lines = {entry["line"]: entry for entry in note["lines"]}
+    assert lines[32]["totalPct"] > 1.5 * lines[33]["totalPct"]  # heavy() 70% against light() 30%
+    assert not errors(result), errors(result)
+    assert any("profiling test test_split" in n["msg"] for n in result["notifies"])

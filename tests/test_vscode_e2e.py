@@ -757,3 +757,60 @@ def test_opcodes_settings_draw_hot_columns_and_hovers_name_the_instructions(code
         except BaseException:
             _fail_artifacts(page, tmp_path, user, "opcodes")
             raise
+
+
+# -- a "Profile" lens above a pytest test ---------------------------------------------------------
+
+
+def test_profile_lens_above_a_test_runs_it_and_heats_its_hot_line(code_server, page, tmp_path):
+    """tests/targets/pytest_project/test_split.py in the workspace (its pytest.ini makes the
+    workspace the project root): the "Profile" lens right above `def test_split` runs that test
+    under pytest, and the heavy helper's loop ends up the hottest line drawn."""
+    url, user, workspace = code_server
+    copies = [os.path.join(workspace, name) for name in ("pytest.ini", "test_split.py")]
+    for copy in copies:
+        shutil.copy(os.path.join(TARGETS, "pytest_project", os.path.basename(copy)), copy)
+    try:
+        _profile_lens_run(page, url, user, tmp_path)
+    finally:
+        for copy in copies:
+            os.unlink(copy)
+        shutil.rmtree(os.path.join(workspace, ".pytest_cache"), ignore_errors=True)
+
+
+def _profile_lens_run(page, url: str, user: str, tmp_path) -> None:
+    try:
+        _load_workbench(page, url)
+        _start_clean(page)
+        _open_file(page, "test_split.py", "def test_split")
+        # the lens is there with no profile loaded: click the one right above `def test_split`
+        page.wait_for_function(f"() => ({LENSES_JS})().some(l => /Profile/.test(l.text))", timeout=30_000)
+        target_line = next(l for l in page.evaluate(LINES_JS) if l["text"].startswith("def test_split"))
+        links = page.locator(".editor-instance .codelens-decoration a", has_text="Profile")
+        boxes = [links.nth(i).bounding_box() for i in range(links.count())]
+        above = [b for b in boxes if b and b["y"] + b["height"] <= target_line["top"] + 1]
+        assert above, (boxes, target_line)
+        box = max(above, key=lambda b: b["y"])
+        assert target_line["top"] - (box["y"] + box["height"]) < 30, (box, target_line)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+        page.wait_for_function(RUN_SHOWN, timeout=30_000)
+        page.wait_for_function(RUN_HIDDEN, timeout=90_000)
+
+        def drawn() -> dict[str, float]:
+            return {l["text"]: pct for l in page.evaluate(LINES_JS) if (pct := _self_pct(l["after"])) is not None}
+
+        deadline = time.time() + 20
+        shown = drawn()
+        while not any("# heavy line" in text for text in shown):
+            assert time.time() < deadline, page.evaluate(LINES_JS)
+            time.sleep(0.5)
+            shown = drawn()
+        heavy = next(pct for text, pct in shown.items() if "# heavy line" in text)
+        assert heavy == max(shown.values()), shown
+        light = next((pct for text, pct in shown.items() if "# light line" in text), 0.0)
+        assert heavy > light, shown
+        _screenshot(page, tmp_path, "test-lens.png")
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "test-lens")
+        raise

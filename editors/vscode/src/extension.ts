@@ -7,6 +7,7 @@ import { HeatDecorations } from "./decorations";
 import { HeatPayload } from "./heat";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, RunProcess, processItems, runProcessItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
+import { LensRun, registerProfileTest, runFromLens } from "./profileTest";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
 import { LiveProfile, liveStatus, parseArgs, runChange, validateArgs, validateModule } from "./status";
 import { ShownProfile } from "./shown";
@@ -157,6 +158,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
           }
           return undefined;
         }
+        // A "Profile" lens above a test or a __main__ block: a run like the palette's
+        try {
+          if (await runFromLens(command, args, startProfiling)) return undefined;
+        } catch (err) {
+          void vscode.window.showErrorMessage(errorLine(err));
+          return undefined;
+        }
         return next(command, args);
       },
     },
@@ -205,7 +213,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   // Run or attach with the sampling settings, saving the samples for a reload; the new run
   // replaces what was shown, and its file is remembered when it ends.
-  const startProfiling = async (command: "heatline.run" | "heatline.attach", args: Record<string, unknown>) => {
+  const startProfiling = async (command: "heatline.run" | "heatline.attach" | LensRun, args: Record<string, unknown>) => {
     const output = runOutput();
     await server(command, { ...args, output, ...sampling() });
     // both at once, before any notification is handled: a run that ends while the clear is
@@ -223,6 +231,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
     await startProfiling("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python });
   });
+
+  registerProfileTest(context, server, startProfiling, register);
 
   register("heatline.runModule", async () => {
     const module = await vscode.window.showInputBox({

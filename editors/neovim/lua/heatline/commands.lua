@@ -46,21 +46,59 @@ end
 
 M.subcommands = {}
 
-M.subcommands.run = function(args)
+--- The current buffer's file for `what` (nil, said, when there is none); a warning when it has
+--- unsaved changes, which `reader` (who reads the file) does not see.
+local function buffer_file(what, reader)
   local bufnr = vim.api.nvim_get_current_buf()
   local file = vim.api.nvim_buf_get_name(bufnr)
   if file == '' or vim.bo[bufnr].buftype ~= '' then
-    return notify('run needs a Python file in the current buffer', vim.log.levels.ERROR)
+    notify(what .. ' needs a Python file in the current buffer', vim.log.levels.ERROR)
+    return nil
   end
   if vim.bo[bufnr].modified then
-    notify('the buffer has unsaved changes: profiling the file as saved (heat will be stale)',
+    notify('the buffer has unsaved changes: ' .. reader .. ' the file as saved (heat will be stale)',
       vim.log.levels.WARN)
+  end
+  return file
+end
+
+--- "profiling NAME (pid, Python version, async, captures)" once a run has started.
+local function started(name, result)
+  result = type(result) == 'table' and result or {}
+  notify(string.format('profiling %s (pid %s, Python %s%s%s)', name, tostring(result.pid or '?'),
+    tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
+end
+
+M.subcommands.run = function(args)
+  local file = buffer_file('run', 'profiling')
+  if not file then
+    return
   end
   local params = with_options({ script = file, args = args, cwd = vim.fn.getcwd() })
   client.exec('heatline.run', params, function(result)
-    result = type(result) == 'table' and result or {}
-    notify(string.format('profiling %s (pid %s, Python %s%s%s)', vim.fn.fnamemodify(file, ':t'),
-      tostring(result.pid or '?'), tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
+    started(vim.fn.fnamemodify(file, ':t'), result)
+  end)
+end
+
+--- :Heatline test: profile the test under the cursor (the server finds it, pytest runs it).
+M.subcommands.test = function()
+  local file = buffer_file('test', 'pytest runs')
+  if not file then
+    return
+  end
+  local line = vim.api.nvim_win_get_cursor(0)[1] - 1
+  client.exec('heatline.testAt', { path = file, line = line }, function(found)
+    if type(found) ~= 'table' or type(found.node) ~= 'string' then
+      return notify('no test under the cursor: put it in a test_* function or Test* class of a test_*.py file',
+        vim.log.levels.WARN)
+    end
+    local params = with_options({ path = file, node = found.node })
+    if config.options.python then
+      params.python = config.options.python
+    end
+    client.exec('heatline.profileTest', params, function(result)
+      started('test ' .. found.node, result)
+    end)
   end)
 end
 

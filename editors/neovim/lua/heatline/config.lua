@@ -50,6 +50,7 @@ M.defaults = {
     sign = false,
     columns = true, -- with --opcodes: where in a hot line its time went
     code_lens = true,
+    test_lenses = true, -- "Profile" lenses above tests and __main__ blocks (:Heatline test)
     inlay_hints = false, -- the end-of-line text already shows the same numbers
   },
   -- Start/attach the client to python buffers automatically.
@@ -114,6 +115,7 @@ function M.lsp_settings()
     subprocesses = o.subprocesses,
     inlayHintThreshold = o.threshold,
     codeLens = o.renderers.code_lens,
+    testLenses = o.renderers.test_lenses,
     inlayHints = o.renderers.inlay_hints,
   }
   if o.python then
