@@ -98,6 +98,11 @@ class HottestArgs:
 
 
 @dataclass(frozen=True)
+class HotFunctionsArgs:
+    count: int = field(default=50, metadata=_meta(positional=True, minimum=1, maximum=10_000))
+
+
+@dataclass(frozen=True)
 class NoArgs:
     pass
 
