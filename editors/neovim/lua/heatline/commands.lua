@@ -176,8 +176,9 @@ M.subcommands.flame = function(args)
   end)
 end
 
+--- :Heatline hottest [N] [lines|functions] [self|total]: the quickfix list; with `pick`, a picker.
 M.subcommands.hottest = function(args)
-  local opts = {}
+  local opts, pick = {}, false
   for _, a in ipairs(args) do
     if tonumber(a) then
       opts.count = tonumber(a)
@@ -185,9 +186,16 @@ M.subcommands.hottest = function(args)
       opts.kind = a
     elseif a == 'self' or a == 'total' then
       opts.by = a
+    elseif a == 'pick' then
+      pick = true
+    else
+      return notify('hottest: not a count, lines, functions, self, total or pick: ' .. a, vim.log.levels.ERROR)
     end
   end
-  require('heatline.picker').hottest(opts)
+  if pick then
+    return require('heatline.picker').hottest(opts)
+  end
+  require('heatline.hot').quickfix(opts)
 end
 
 M.subcommands.process = function()
@@ -279,7 +287,7 @@ function M.complete(arglead, cmdline, _)
   if sub == 'hottest' then
     return vim.tbl_filter(function(n)
       return vim.startswith(n, arglead)
-    end, { 'lines', 'functions', 'self', 'total' })
+    end, { 'lines', 'functions', 'self', 'total', 'pick' })
   end
   return {}
 end
