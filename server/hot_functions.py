@@ -3,8 +3,9 @@ functions" tree), each placed on its `def` line so a click lands on the function
 
 The ranking is the sampler's (`HeatIndex.hottest_functions`); the def line is what the profiled
 file's source says (`sampler.sourcefiles`). Functions with self time come first, by self; then,
-while `count` allows, those only on the stack (a `main`), by total, so the view also shows where
-the time is spent from.
+while `count` allows, those only on the stack (a `main`) with at least ON_STACK_MIN_SHARE of the
+samples, by total, so the view also shows where the time is spent from, without the import
+machinery a run passed through once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .commands import _location, _require_view, command
 if TYPE_CHECKING:
     from .app import HeatlineServer
     from .paths import PathMatcher
+
+ON_STACK_MIN_SHARE = 0.01
 
 
 def _def_line(matcher: PathMatcher, filename: str, funcname: str, first_line: int) -> int:
@@ -44,7 +47,8 @@ async def hot_functions(ls: HeatlineServer, name: str, args: list) -> list[dict[
     ranked = index.hottest_functions(a.count, by="self")
     if len(ranked) < a.count:
         seen = {(filename, funcname) for filename, funcname, *_ in ranked}
-        on_stack = [f for f in index.hottest_functions(a.count, by="total") if (f[0], f[1]) not in seen]
+        on_stack = [f for f in index.hottest_functions(a.count, by="total")
+                    if (f[0], f[1]) not in seen and f[4] >= ON_STACK_MIN_SHARE * total]
         ranked += on_stack[:a.count - len(ranked)]
     out = []
     for filename, funcname, first_line, self_n, total_n in ranked:
