@@ -7,24 +7,15 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from conftest import heatline, target
+from conftest import target
+from test_hot_functions import split_profile  # noqa: F401 - the fixture: two_paths.py, 70/30
 from test_neovim import errors, pytestmark, run_nvim  # noqa: F401 - pytestmark: skipped without Neovim
 
 # two_paths.py, 0-based: slow_path's loop body and `for`, fast_path's loop body and `for`
 SLOW_BODY, SLOW_FOR, FAST_BODY, FAST_FOR = 16, 15, 9, 8
 
 
-@pytest.fixture(scope="module")
-def split_profile(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("nvim-hot") / "split.bin")
-    result = heatline("run", "--binary", "-o", path, target("two_paths.py"), "0.7", "1.5")
-    assert result.returncode == 0, result.stderr
-    return path
-
-
-def test_signs_on_the_hottest_lines_and_hottest_as_quickfix(tmp_path, split_profile):
+def test_signs_on_the_hottest_lines_and_hottest_as_quickfix(tmp_path, split_profile):  # noqa: F811
     result = run_nvim(tmp_path, """
         require('heatline.config').options.hot_signs_count = 3
         local hot = require('heatline.hot')
