@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pytest_lsp import LanguageClient
 
-from conftest import heatline, target
+from conftest import favoured, heatline, target
 from test_lsp_server import client, execute, expect_error  # noqa: F401 - `client` is the fixture
 
 SLOW_DEF, FAST_DEF = 13, 6  # two_paths.py's `def slow_path` and `def fast_path`, 0-based
@@ -15,9 +15,11 @@ SLOW_DEF, FAST_DEF = 13, 6  # two_paths.py's `def slow_path` and `def fast_path`
 
 @pytest.fixture(scope="module")
 def split_profile(tmp_path_factory) -> str:
-    """two_paths.py for 1.5 s with 70% of each round's work in slow_path (counted, not timed)."""
+    """two_paths.py for 1.5 s with 70% of each round's work in slow_path (counted, not timed),
+    given the CPU ahead of other work: a target frozen on a loaded machine piles samples on
+    whatever line it stopped at."""
     path = str(tmp_path_factory.mktemp("hot-functions") / "split.bin")
-    result = heatline("run", "--binary", "-o", path, target("two_paths.py"), "0.7", "1.5")
+    result = heatline("run", "--binary", "-o", path, target("two_paths.py"), "0.7", "1.5", prefix=favoured())
     assert result.returncode == 0, result.stderr
     return path
 
