@@ -852,8 +852,8 @@ def _ruler_and_hot_functions(page, url: str, user: str, tmp_path, stop) -> None:
         stop.touch()
         page.wait_for_function(RUN_HIDDEN, timeout=30_000)
 
-        page.wait_for_function(f"() => ({HOT_VIEW_ROWS})().length >= 3", timeout=30_000)
-        time.sleep(1.5)  # the view refetches at most once a second: its answer for the final heat
+        # every answer holds the split (a second of samples at least): no need to catch the last
+        page.wait_for_function(f"() => ({HOT_VIEW_ROWS})().some(l => l.startsWith('<module>'))", timeout=30_000)
         shown = [_hot_view_share(label) for label in page.evaluate(HOT_VIEW_ROWS)]
         names = [name for name, _s, _t in shown]
         assert names[:2] == ["slow_path", "fast_path"] and "<module>" in names, shown
@@ -888,11 +888,17 @@ def _ruler_and_hot_functions(page, url: str, user: str, tmp_path, stop) -> None:
         near = [b for b in blue if b not in above]
         assert near and all(abs(b[1] - green[0][0]) <= line_px for b in near), (green, blue)
 
+        # Toggle Heat hides the marks with the heat, and brings them back
+        no_marks = f"() => {{ const r = ({RULER_JS})(); return r && !r.rows.green.length && !r.rows.blue.length; }}"
+        _palette(page, "Heatline: Toggle Heat")
+        page.wait_for_function(no_marks, timeout=20_000)
+        _palette(page, "Heatline: Toggle Heat")
+        page.wait_for_function(f"() => ({RULER_JS})().rows.green.length > 0", timeout=20_000)
+
         _palette(page, "Heatline: Clear Profile")
         page.locator(".part.sidebar .welcome-view-content", has_text="No profile is shown").wait_for(timeout=30_000)
         assert page.evaluate(HOT_VIEW_ROWS) == []
-        page.wait_for_function(f"() => {{ const r = ({RULER_JS})(); return r && !r.rows.green.length && !r.rows.blue.length; }}",
-                               timeout=20_000)
+        page.wait_for_function(no_marks, timeout=20_000)
     except BaseException:
         _fail_artifacts(page, tmp_path, user, "hot")
         raise

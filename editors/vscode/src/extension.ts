@@ -173,7 +173,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     followRun(payload.profile);
     heatEvents.fire(payload);
   }));
-  registerRuler(context, heatEvents.event);
+  const ruler = registerRuler(context, heatEvents.event);
   registerHotFunctions(context, heatEvents.event, (command, args) => server(command, args));
 
   // Every command waits until the profile of before a reload is back, so that a user's run or
@@ -359,6 +359,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   register("heatline.toggleHeat", () => {
     const on = decorations.toggle();
+    ruler.setVisible(on);
     vscode.window.setStatusBarMessage(`heatline: heat ${on ? "shown" : "hidden"}`, 3000);
   });
 

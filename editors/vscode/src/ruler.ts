@@ -34,6 +34,7 @@ export class HotLineRuler implements vscode.Disposable {
   private readonly others: vscode.TextEditorDecorationType;
   private readonly heat = new Map<string, HeatPayload>();
   private readonly subscriptions: vscode.Disposable[] = [];
+  private visible = true; // Toggle Heat hides the marks with the heat
   private count = rulerCount(vscode.workspace.getConfiguration("heatline").get(RULER_LINES_SETTING));
 
   constructor() {
@@ -66,8 +67,14 @@ export class HotLineRuler implements vscode.Disposable {
     }
   }
 
+  setVisible(visible: boolean): void {
+    this.visible = visible;
+    vscode.window.visibleTextEditors.forEach((editor) => this.applyTo(editor));
+  }
+
   /** The lines marked in an editor now, hottest first (what the ruler shows). */
   marked(editor: vscode.TextEditor): number[] {
+    if (!this.visible) return [];
     const lines = rulerLines(this.heat.get(editor.document.uri.toString()), this.count, editor.document.version);
     return lines.filter((line) => line < editor.document.lineCount);
   }
