@@ -112,6 +112,11 @@ class WhichTestArgs:
 
 
 @dataclass(frozen=True)
+class HotFunctionsArgs:
+    count: int = field(default=50, metadata=_meta(positional=True, minimum=1, maximum=10_000))
+
+
+@dataclass(frozen=True)
 class NoArgs:
     pass
 

@@ -459,3 +459,4 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
 
 from . import processes as _processes  # noqa: E402,F401 - registers heatline.showProcess (it uses `command`)
 from . import testrun as _testrun  # noqa: E402,F401 - registers heatline.profileTest and heatline.testAt
+from . import hot_functions as _hot_functions  # noqa: E402,F401 - registers heatline.hotFunctions (it uses `command`)

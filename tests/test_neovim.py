@@ -304,13 +304,13 @@ def test_open_a_binary_profile_shows_the_hot_line(tmp_path, binary_profile):
         wait_for('inlay hints', function() return #vim.lsp.inlay_hint.get({ bufnr = buf }) > 0 end, 20000)
         R.completion = vim.fn.getcompletion('Heatline ', 'cmdline')
         R.completion_h = vim.fn.getcompletion('Heatline h', 'cmdline')
-        -- hottest: the picker lists lines; choosing the first jumps to it
+        -- hottest pick: the picker lists lines; choosing the first jumps to it
         vim.ui.select = function(items, opts, on_choice)
           R.picked = opts.format_item(items[1])
           on_choice(items[1])
         end
         vim.cmd('enew')
-        vim.cmd('Heatline hottest')
+        vim.cmd('Heatline hottest pick')
         wait_for('the jump', function() return vim.api.nvim_buf_get_name(0):match('known_lines.py$') end, 20000)
         R.cursor = vim.api.nvim_win_get_cursor(0)
         -- flame: the page is written and handed to vim.ui.open

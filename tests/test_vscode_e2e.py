@@ -814,3 +814,148 @@ def _profile_lens_run(page, url: str, user: str, tmp_path) -> None:
     except BaseException:
         _fail_artifacts(page, tmp_path, user, "test-lens")
         raise
+
+
+# -- heat from afar: the overview ruler's hottest lines, the "Hot functions" view -----------------
+# A run of split_run.py (two_paths.py's slow_path and fast_path, 70/30 by work, until a stop file
+# exists) with heatline.overviewRulerLines 3 and the ruler's colours set to pure green (hottest)
+# and blue (the others), so the marks can be found among the ruler's pixels.
+
+SPLIT_RUN = """import os
+from two_paths import fast_path, slow_path
+
+while not os.path.exists({stop!r}):
+    slow_path(14000)
+    fast_path(6000)
+"""
+RULER_SETTINGS = {
+    "heatline.overviewRulerLines": 3,
+    "workbench.colorCustomizations": {"heatline.overviewRulerHottest": "#00ff00", "heatline.overviewRuler": "#0000ff"},
+}
+# The rows of the visible editor's overview ruler canvas holding pure green / blue pixels.
+RULER_JS = r"""() => {
+  const canvas = document.querySelector('.editor-instance .decorationsOverviewRuler');
+  if (!canvas) return null;
+  const {width, height} = canvas;
+  const px = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+  const rows = {green: [], blue: []};
+  for (let y = 0; y < height; y++) {
+    let green = false, blue = false;
+    for (let x = 0; x < width; x++) {
+      const i = 4 * (y * width + x), [r, g, b, a] = [px[i], px[i + 1], px[i + 2], px[i + 3]];
+      if (a > 200 && r < 40 && g > 215 && b < 40) green = true;
+      if (a > 200 && r < 40 && g < 40 && b > 215) blue = true;
+    }
+    if (green) rows.green.push(y);
+    if (blue) rows.blue.push(y);
+  }
+  return {rows, width, height};
+}"""
+HOT_VIEW_ROWS = "() => [...document.querySelectorAll('.part.sidebar .monaco-list-row .label-name')].map(e => e.textContent)"
+
+
+def _bands(rows: list[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive pixel rows: (first, last)."""
+    out: list[tuple[int, int]] = []
+    for y in rows:
+        if out and y == out[-1][1] + 1:
+            out[-1] = (out[-1][0], y)
+        else:
+            out.append((y, y))
+    return out
+
+
+def _hot_view_share(label: str) -> tuple[str, float, float]:
+    m = re.fullmatch(r"(\S+) — self ([\d.]+)% · total ([\d.]+)%", label.replace("\u00a0", " "))
+    assert m, label
+    return m[1], float(m[2]), float(m[3])
+
+
+def test_overview_ruler_marks_the_hottest_lines_and_hot_functions_view_lists_them_live(code_server, page, tmp_path):
+    url, user, workspace = code_server
+    stop = tmp_path / "stop-split"
+    with open(os.path.join(workspace, "split_run.py"), "w", encoding="utf-8") as fh:
+        fh.write(SPLIT_RUN.format(stop=str(stop)))
+    try:
+        with user_settings_and_file(user, workspace, RULER_SETTINGS, "two_paths.py"):
+            _ruler_and_hot_functions(page, url, user, tmp_path, stop)
+    finally:
+        stop.touch()
+        os.unlink(os.path.join(workspace, "split_run.py"))
+
+
+def _ruler_and_hot_functions(page, url: str, user: str, tmp_path, stop) -> None:
+    try:
+        _load_workbench(page, url)
+        _start_clean(page)
+        # the heatline container on the activity bar: empty, it says how to get a profile
+        page.locator(".part.activitybar .action-label[aria-label^='heatline']").first.click()
+        page.locator(".part.sidebar .welcome-view-content", has_text="No profile is shown").wait_for(timeout=30_000)
+        _palette(page, "Go to File...", wait_hidden=False)  # Quick Open: the explorer is hidden now
+        page.keyboard.type("split_run.py")
+        page.locator(".quick-input-list .monaco-list-row", has_text="split_run.py").first.wait_for(timeout=10_000)
+        page.keyboard.press("Enter")
+        page.locator(".editor-instance .view-line", has_text="slow_path(14000)").wait_for(timeout=30_000)
+        page.locator(".editor-instance .view-lines").click()
+
+        _palette(page, "Heatline: Profile Current File")
+        # live: the view lists the functions while the run streams (a second of samples at least)
+        page.wait_for_function(
+            "() => " + STATUS_JS + ".some(t => /heatline: ([\\d,]{5,}|[1-9]\\d{3}) samples/.test(t))", timeout=60_000)
+        page.wait_for_function(f"() => ({HOT_VIEW_ROWS})().length >= 2", timeout=30_000)
+        assert page.evaluate(RUN_SHOWN), "the view filled only after the run ended"
+        live = [_hot_view_share(label)[0] for label in page.evaluate(HOT_VIEW_ROWS)]
+        assert live[:2] == ["slow_path", "fast_path"], live
+        stop.touch()
+        page.wait_for_function(RUN_HIDDEN, timeout=30_000)
+
+        # every answer holds the split (a second of samples at least): no need to catch the last
+        page.wait_for_function(f"() => ({HOT_VIEW_ROWS})().some(l => l.startsWith('<module>'))", timeout=30_000)
+        shown = [_hot_view_share(label) for label in page.evaluate(HOT_VIEW_ROWS)]
+        names = [name for name, _s, _t in shown]
+        assert names[:2] == ["slow_path", "fast_path"] and "<module>" in names, shown
+        (_, slow, _), (_, fast, _) = shown[:2]
+        assert abs(slow - 70) < 10 and abs(fast - 30) < 10, shown
+        assert [s for _n, s, _t in shown] == sorted((s for _n, s, _t in shown), reverse=True), shown
+        _screenshot(page, tmp_path, "hot-functions.png")
+
+        # a click opens the function at its def line
+        page.locator(".part.sidebar .monaco-list-row", has_text="slow_path").first.click()
+        page.wait_for_function("() => " + STATUS_JS + ".some(t => /Ln 14, Col 1/.test(t))", timeout=15_000)
+        assert page.locator(".tabs-container .tab.active", has_text="two_paths.py").count() == 1
+
+        # the ruler: slow_path's body (line 17) in green over the whole width; its loop (16) and
+        # fast_path's body (10) in blue; fast_path's loop (9), the fourth, unmarked
+        deadline = time.time() + 20
+        while not (ruler := page.evaluate(RULER_JS)) or not ruler["rows"]["green"] or not ruler["rows"]["blue"]:
+            assert time.time() < deadline, ruler
+            time.sleep(0.5)
+        green, blue = _bands(ruler["rows"]["green"]), _bands(ruler["rows"]["blue"])
+        _screenshot(page, tmp_path, "overview-ruler.png")
+        print("ruler bands:", ruler["height"], green, blue)
+        assert len(green) == 1, (green, blue)
+        line_px = green[0][1] - green[0][0] + 1  # one line's height on the ruler
+        green_mid = (green[0][0] + green[0][1]) / 2
+        # at the ruler's scale the line above the hottest touches it; fast_path's body is 7 lines up
+        above = [b for b in blue if b[1] < green[0][0] - 2 * line_px]
+        assert len(above) == 1, (green, blue)
+        fast_mid = (above[0][0] + above[0][1]) / 2
+        assert abs((green_mid - fast_mid) / line_px - 7) < 1.5, (green, blue, line_px)
+        assert above[0][1] - above[0][0] + 1 <= 1.5 * line_px, ("fast_path's loop is marked too", green, blue)
+        near = [b for b in blue if b not in above]
+        assert near and all(abs(b[1] - green[0][0]) <= line_px for b in near), (green, blue)
+
+        # Toggle Heat hides the marks with the heat, and brings them back
+        no_marks = f"() => {{ const r = ({RULER_JS})(); return r && !r.rows.green.length && !r.rows.blue.length; }}"
+        _palette(page, "Heatline: Toggle Heat")
+        page.wait_for_function(no_marks, timeout=20_000)
+        _palette(page, "Heatline: Toggle Heat")
+        page.wait_for_function(f"() => ({RULER_JS})().rows.green.length > 0", timeout=20_000)
+
+        _palette(page, "Heatline: Clear Profile")
+        page.locator(".part.sidebar .welcome-view-content", has_text="No profile is shown").wait_for(timeout=30_000)
+        assert page.evaluate(HOT_VIEW_ROWS) == []
+        page.wait_for_function(no_marks, timeout=20_000)
+    except BaseException:
+        _fail_artifacts(page, tmp_path, user, "hot")
+        raise

@@ -19,10 +19,7 @@ export class HeatDecorations implements vscode.Disposable {
     for (let i = 0; i <= BUCKETS; i++) {
       const opts: vscode.DecorationRenderOptions = { isWholeLine: true, after };
       if (i > 0) opts.backgroundColor = new vscode.ThemeColor(bucketColorId(i));
-      if (i >= BUCKETS / 2) {
-        opts.overviewRulerColor = new vscode.ThemeColor(i === BUCKETS ? "heatline.heat" : bucketColorId(i));
-        opts.overviewRulerLane = vscode.OverviewRulerLane.Right;
-      }
+      // the overview ruler is src/ruler.ts's: the hottest lines only, as many as the user set
       this.types.push(vscode.window.createTextEditorDecorationType(opts));
     }
     this.staleType = vscode.window.createTextEditorDecorationType({

@@ -5,9 +5,11 @@ import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions } from "vscode-languageclient/node";
 import { HeatDecorations } from "./decorations";
 import { HeatPayload } from "./heat";
+import { registerHotFunctions } from "./hotFunctions";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, RunProcess, processItems, runProcessItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { LensRun, registerProfileTest, runFromLens } from "./profileTest";
+import { registerRuler } from "./ruler";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
 import { LiveProfile, liveStatus, parseArgs, runChange, validateArgs, validateModule } from "./status";
 import { ShownProfile } from "./shown";
@@ -171,10 +173,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   };
 
   client = new LanguageClient("heatline", "heatline", serverOptions, clientOptions);
+  // the one handler of heat notifications (a client keeps one per method) hands them on here
+  const heatEvents = new vscode.EventEmitter<HeatPayload>();
+  context.subscriptions.push(heatEvents);
   context.subscriptions.push(client.onNotification("heatline/heat", (payload: HeatPayload) => {
     decorations.update(payload);
     followRun(payload.profile);
+    heatEvents.fire(payload);
   }));
+  const ruler = registerRuler(context, heatEvents.event);
+  registerHotFunctions(context, heatEvents.event, (command, args) => server(command, args));
 
   // Every command waits until the profile of before a reload is back, so that a user's run or
   // open is never overtaken (and replaced) by that reopening.
@@ -361,6 +369,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   register("heatline.toggleHeat", () => {
     const on = decorations.toggle();
+    ruler.setVisible(on);
     vscode.window.setStatusBarMessage(`heatline: heat ${on ? "shown" : "hidden"}`, 3000);
   });
 

@@ -214,8 +214,9 @@ M.subcommands.flame = function(args)
   end)
 end
 
+--- :Heatline hottest [N] [lines|functions] [self|total]: the quickfix list; with `pick`, a picker.
 M.subcommands.hottest = function(args)
-  local opts = {}
+  local opts, pick = {}, false
   for _, a in ipairs(args) do
     if tonumber(a) then
       opts.count = tonumber(a)
@@ -223,9 +224,16 @@ M.subcommands.hottest = function(args)
       opts.kind = a
     elseif a == 'self' or a == 'total' then
       opts.by = a
+    elseif a == 'pick' then
+      pick = true
+    else
+      return notify('hottest: not a count, lines, functions, self, total or pick: ' .. a, vim.log.levels.ERROR)
     end
   end
-  require('heatline.picker').hottest(opts)
+  if pick then
+    return require('heatline.picker').hottest(opts)
+  end
+  require('heatline.hot').quickfix(opts)
 end
 
 M.subcommands.process = function()
@@ -317,7 +325,7 @@ function M.complete(arglead, cmdline, _)
   if sub == 'hottest' then
     return vim.tbl_filter(function(n)
       return vim.startswith(n, arglead)
-    end, { 'lines', 'functions', 'self', 'total' })
+    end, { 'lines', 'functions', 'self', 'total', 'pick' })
   end
   return {}
 end

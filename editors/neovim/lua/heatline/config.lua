@@ -53,6 +53,13 @@ M.defaults = {
     test_lenses = true, -- "Profile" lenses above tests and __main__ blocks (:Heatline test)
     inlay_hints = false, -- the end-of-line text already shows the same numbers
   },
+  -- A sign on each buffer's hottest lines (by self time): how many, and its text (one or two
+  -- cells); highlight groups HeatlineHottestSign and HeatlineHotSign.
+  hot_signs = true,
+  hot_signs_count = 5,
+  hot_sign_text = '▲',
+  -- How many entries :Heatline hottest puts in the quickfix list.
+  hottest_count = 20,
   -- Start/attach the client to python buffers automatically.
   auto_start = true,
   -- Files whose presence marks the project root.

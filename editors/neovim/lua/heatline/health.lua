@@ -108,6 +108,20 @@ function M.check()
   if f then
     f:close()
   end
+
+  start_('heatline: hot-line signs')
+  local opts = require('heatline.config').get()
+  if opts.hot_signs == false then
+    info_('off (setup{ hot_signs = false })')
+  else
+    local text = tostring(opts.hot_sign_text or '')
+    local width = vim.fn.strdisplaywidth(text)
+    if width < 1 or width > 2 then
+      warn_(string.format('hot_sign_text %q is %d cells wide: a sign shows one or two', text, width))
+    else
+      ok_(string.format('%q on the %s hottest lines of each buffer', text, tostring(opts.hot_signs_count)))
+    end
+  end
 end
 
 return M

@@ -71,6 +71,7 @@ function M.define_highlights()
   set_hl('HeatlineText', { link = 'Comment' })
   set_hl('HeatlineDeltaUp', { link = 'DiagnosticError' })
   set_hl('HeatlineDeltaDown', { link = 'DiagnosticOk' })
+  require('heatline.hot').define_highlights()
 end
 
 --- Gradient step (1..N) of a line's self share relative to the hottest line; 0 = not hot.
@@ -206,12 +207,14 @@ function M.draw(bufnr, heat)
   end
   M.ids[bufnr] = new
   draw_columns(bufnr, heat)
+  require('heatline.hot').draw(bufnr, heat)
 end
 
 function M.clear(bufnr)
   if vim.api.nvim_buf_is_valid(bufnr) then
     pcall(vim.api.nvim_buf_clear_namespace, bufnr, M.ns, 0, -1)
     pcall(vim.api.nvim_buf_clear_namespace, bufnr, M.columns_ns, 0, -1)
+    require('heatline.hot').clear(bufnr)
   end
   M.ids[bufnr] = nil
 end
