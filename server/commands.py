@@ -60,6 +60,7 @@ def command(name: str):
                 raise InternalError(message) from None
 
         handler.__name__ = fn.__name__
+        handler.inner = fn  # for a command built on another (errors reported once); not __wrapped__: pygls reads that signature
         COMMANDS[name] = handler
         return handler
 
@@ -451,3 +452,4 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
 
 
 from . import processes as _processes  # noqa: E402,F401 - registers heatline.showProcess (it uses `command`)
+from . import kernels as _kernels  # noqa: E402,F401 - registers heatline.listKernels, heatline.attachKernel
