@@ -5,6 +5,7 @@ import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions } from "vscode-languageclient/node";
 import { HeatDecorations } from "./decorations";
 import { HeatPayload } from "./heat";
+import { registerKernels } from "./kernels";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, RunProcess, processItems, runProcessItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
@@ -140,7 +141,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   };
 
   const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ scheme: "file", language: "python" }],
+    documentSelector: [{ scheme: "file", language: "python" }, { notebook: "jupyter-notebook", language: "python" }],
     outputChannelName: "heatline",
     // the status-bar item below shows a live run (and stops it on click): no second indicator
     initializationOptions: { runProgress: false },
@@ -205,7 +206,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   // Run or attach with the sampling settings, saving the samples for a reload; the new run
   // replaces what was shown, and its file is remembered when it ends.
-  const startProfiling = async (command: "heatline.run" | "heatline.attach", args: Record<string, unknown>) => {
+  const startProfiling = async (command: "heatline.run" | "heatline.attach" | "heatline.attachKernel", args: Record<string, unknown>) => {
     const output = runOutput();
     await server(command, { ...args, output, ...sampling() });
     // both at once, before any notification is handled: a run that ends while the clear is
@@ -274,6 +275,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }
     await startProfiling("heatline.attach", { pid });
   });
+
+  registerKernels(register, server, startProfiling);
 
   register("heatline.stopProfiling", async () => {
     const result = await server("heatline.stop");
