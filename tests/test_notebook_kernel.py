@@ -193,3 +193,51 @@ async def test_attach_to_kernel_heats_the_cell_then_marks_it_stale(client: Langu
     assert stale["stale"] and stale["staleReason"] == STALE_CELL
     top = hottest(stale)
     assert top["line"] == HOT_LINE + 1 and top["stale"], stale["lines"]
+
+
+# -- Neovim: :Heatline kernel ---------------------------------------------------------------------
+
+
+def test_neovim_kernel_picker_attaches_and_refuses_a_non_kernel(tmp_path, kernel):
+    from test_neovim import VERSION, errors, run_nvim
+
+    if VERSION is None or VERSION < (0, 10):
+        pytest.skip("needs Neovim >= 0.10")
+    km, _ = kernel
+    pid = km.provisioner.process.pid
+    result = run_nvim(tmp_path, """
+        local buf = open_target('known_lines.py')
+        local want = tonumber(vim.env.KERNEL_PID)
+        vim.ui.select = function(items, opts, on_choice)
+          R.prompt = opts.prompt
+          R.labels = vim.tbl_map(opts.format_item, items)
+          for _, item in ipairs(items) do
+            if item.pid == want then return on_choice(item) end
+          end
+          on_choice(nil)
+        end
+        vim.cmd('Heatline kernel')
+        wait_for('the attach', function()
+          for _, n in ipairs(R.notifies) do
+            if n.msg:find('attached to pid ' .. want, 1, true) then return true end
+          end
+        end)
+        vim.cmd('Heatline stop')
+        wait_for('the stop', function()
+          for _, n in ipairs(R.notifies) do
+            if n.msg:find('stopped', 1, true) then return true end
+          end
+        end)
+        vim.cmd('Heatline kernel ' .. vim.fn.getpid())
+        wait_for('the refusal', function()
+          for _, n in ipairs(R.notifies) do
+            if n.level == vim.log.levels.ERROR then return true end
+          end
+        end)
+    """, {"KERNEL_PID": str(pid)})
+    assert result["prompt"] == "Attach to kernel"
+    mine = [label for label in result["labels"] if label.split()[0] == str(pid)]
+    assert len(mine) == 1 and "ipykernel_launcher" in mine[0], result["labels"]
+    assert all("ipykernel" in label for label in result["labels"]), result["labels"]
+    errs = errors(result)
+    assert len(errs) == 1 and "not a running Jupyter kernel" in errs[0], errs

@@ -64,8 +64,8 @@ M.subcommands.run = function(args)
   end)
 end
 
-local function attach(pid)
-  client.exec('heatline.attach', with_options({ pid = pid }), function(result)
+local function attach(pid, command)
+  client.exec(command or 'heatline.attach', with_options({ pid = pid }), function(result)
     result = type(result) == 'table' and result or {}
     notify(string.format('attached to pid %s (Python %s%s%s)', tostring(result.pid or pid),
       tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
@@ -131,6 +131,23 @@ M.subcommands.attach = function(args)
     return attach(pid)
   end
   require('heatline.picker').processes(attach)
+end
+
+--- :Heatline kernel [PID]: attach to a running Jupyter kernel, picked from heatline.listKernels.
+M.subcommands.kernel = function(args)
+  local function attach_kernel(pid)
+    attach(pid, 'heatline.attachKernel')
+  end
+  if args[1] then
+    local pid = tonumber(args[1])
+    if not pid then
+      return notify('kernel: not a process id: ' .. args[1], vim.log.levels.ERROR)
+    end
+    return attach_kernel(pid)
+  end
+  require('heatline.picker').processes(attach_kernel, {
+    command = 'heatline.listKernels', prompt = 'Attach to kernel', empty = 'no running Jupyter kernel (ipykernel) found',
+  })
 end
 
 M.subcommands.stop = function()
