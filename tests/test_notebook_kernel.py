@@ -209,12 +209,8 @@ def test_neovim_kernel_picker_attaches_and_refuses_a_non_kernel(tmp_path, kernel
         local buf = open_target('known_lines.py')
         local want = tonumber(vim.env.KERNEL_PID)
         vim.ui.select = function(items, opts, on_choice)
-          R.prompt = opts.prompt
-          R.labels = vim.tbl_map(opts.format_item, items)
-          for _, item in ipairs(items) do
-            if item.pid == want then return on_choice(item) end
-          end
-          on_choice(nil)
+          R.prompt, R.labels = opts.prompt, vim.tbl_map(opts.format_item, items)
+          on_choice(vim.tbl_filter(function(item) return item.pid == want end, items)[1])
         end
         vim.cmd('Heatline kernel')
         wait_for('the attach', function()

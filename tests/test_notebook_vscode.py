@@ -10,14 +10,13 @@ sync API) and the asyncio language-server tests cannot share one."""
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
 
 from test_notebook_kernel import CELL, kernel, run_cell_until_ready, wait_reply  # noqa: F401 - kernel: a fixture
 from test_vscode_e2e import (  # noqa: F401 - code_server: a fixture
-    RUN_HIDDEN, RUN_SHOWN, _fail_artifacts, _load_workbench, _palette, _palette_pick, _screenshot, _self_pct,
+    RUN_HIDDEN, RUN_SHOWN, _fail_artifacts, _load_workbench, _palette, _palette_pick, _pick_pid, _screenshot, _self_pct,
     code_server,
 )
 
@@ -40,17 +39,6 @@ def _notebook(source: str) -> dict:
                      "language_info": {"name": "python"}},
         "nbformat": 4, "nbformat_minor": 5,
     }
-
-
-def _pick_kernel(page, pid: int) -> None:
-    page.locator(".quick-input-widget .quick-input-title", has_text="attach to a Jupyter kernel").wait_for(timeout=30_000)
-    page.locator(".quick-input-widget input").fill(str(pid))
-    focused = page.locator(".quick-input-list .monaco-list-row.focused")
-    deadline = time.time() + 20
-    while not (focused.count() and re.search(rf"(?<!\d){pid}(?!\d).*ipykernel", focused.first.inner_text(), re.S)):
-        assert time.time() < deadline, page.locator(".quick-input-list").inner_text()
-        time.sleep(0.2)
-    page.keyboard.press("Enter")
 
 
 def test_attach_to_kernel_heats_the_notebook_cell(code_server, kernel, page, tmp_path):
@@ -77,7 +65,7 @@ def test_attach_to_kernel_heats_the_notebook_cell(code_server, kernel, page, tmp
 
         msg_id = run_cell_until_ready(kc, source)
         _palette(page, "Heatline: Attach to Kernel\u2026", wait_hidden=False)
-        _pick_kernel(page, km.provisioner.process.pid)
+        _pick_pid(page, "attach to a Jupyter kernel", km.provisioner.process.pid, "ipykernel")
         page.wait_for_function(RUN_SHOWN, timeout=30_000)
 
         deadline = time.time() + 60
