@@ -419,9 +419,9 @@ def _location(ls: HeatlineServer, matcher, filename: str, line: int, funcname: s
               total: int) -> dict[str, Any]:
     """One hot spot, with where it is now in the editor when the file is open there."""
     path = matcher.doc_path_for(filename)
-    uri = from_fs_path(path) if path else None
+    uri = from_fs_path(path) if path else ls.cells.uri_for(filename)  # a kernel's cell: the open cell
     now_line, stale = line - 1, False
-    if uri is not None and uri in ls.workspace.text_documents:
+    if uri is not None and (uri in ls.workspace.text_documents or ls.cells.is_cell(uri)):
         heat = ls.document_heat(uri)
         for entry in heat.lines.values():
             if entry.profiled_line == line:

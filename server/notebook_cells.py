@@ -80,6 +80,7 @@ class NotebookCells:
         self._texts: dict[str, OrderedDict[int, str]] = {}  # cell uri -> hash -> text, oldest first
         self._ran: dict[str, set[int]] = {}  # cell uri -> hashes that matched a profile file
         self._files: tuple[str, int, dict[int, str]] | None = None  # (view id, file count, hash -> file)
+        self._matched: dict[str, str] = {}  # cell uri -> the profile file its heat came from last
 
     def is_cell(self, uri: str) -> bool:
         return uri in self._texts
@@ -98,6 +99,11 @@ class NotebookCells:
     def forget(self, uri: str) -> None:
         self._texts.pop(uri, None)
         self._ran.pop(uri, None)
+        self._matched.pop(uri, None)
+
+    def uri_for(self, filename: str) -> str | None:
+        """The open cell whose heat comes from this profile file (as last matched), if any."""
+        return next((uri for uri, name in self._matched.items() if name == filename), None)
 
     def _by_hash(self, view_id: str, filenames: list[str]) -> dict[int, str]:
         if self._files is None or self._files[0] != view_id or self._files[1] != len(filenames):
@@ -118,5 +124,7 @@ class NotebookCells:
             filename = files.get(h)
             if filename is not None:
                 self._ran.setdefault(uri, set()).add(h)
+                self._matched[uri] = filename
                 return CellMatch(filename, old_text, None if number == 0 else STALE_CELL)
+        self._matched.pop(uri, None)
         return CellMatch(None, text)

@@ -181,6 +181,8 @@ async def test_attach_to_kernel_heats_the_cell_then_marks_it_stale(client: Langu
     top = hottest(final)
     assert top["line"] == HOT_LINE and top["selfPct"] > 50, final["lines"]
     assert not final["stale"] and not top["stale"]
+    spots = await execute(client, "heatline.hottest", {"count": 1})
+    assert (spots[0]["uri"], spots[0]["line"]) == (CELL_URI, HOT_LINE), spots
     hover = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri=CELL_URI), position=types.Position(line=HOT_LINE, character=8)))
     assert hover is not None and "%" in hover.contents.value
@@ -193,6 +195,8 @@ async def test_attach_to_kernel_heats_the_cell_then_marks_it_stale(client: Langu
     assert stale["stale"] and stale["staleReason"] == STALE_CELL
     top = hottest(stale)
     assert top["line"] == HOT_LINE + 1 and top["stale"], stale["lines"]
+    spots = await execute(client, "heatline.hottest", {"count": 1})
+    assert (spots[0]["uri"], spots[0]["line"], spots[0]["stale"]) == (CELL_URI, HOT_LINE + 1, True), spots
 
 
 # -- Neovim: :Heatline kernel ---------------------------------------------------------------------
