@@ -21,6 +21,7 @@ from sampler import __version__
 
 from .documents import DocumentHeat, DocumentTracker
 from .errors import CommandFailed, InternalError, InvalidArguments, one_line
+from .notebook_cells import NotebookCells
 from .presentation import HEAT_NOTIFICATION, heat_payload
 from .profile_view import ProfileView
 from .settings import Settings, settings_from
@@ -61,13 +62,22 @@ def _format_data(data: Any) -> str:
     return repr(data)
 
 
+# Notebook cells sync as text documents of their own (vscode-notebook-cell: URIs), Python ones only.
+NOTEBOOK_SYNC = types.NotebookDocumentSyncOptions(notebook_selector=[
+    types.NotebookDocumentFilterWithNotebook(
+        notebook="jupyter-notebook", cells=[types.NotebookCellLanguage(language="python")]),
+])
+
+
 class HeatlineServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("heatline-lsp", __version__, protocol_cls=_OneLineErrorsProtocol)
+        super().__init__("heatline-lsp", __version__, protocol_cls=_OneLineErrorsProtocol,
+                         notebook_document_sync=NOTEBOOK_SYNC)
         self.settings = Settings()
         self.init_settings: Any = None
         self.view: ProfileView | None = None
         self.docs = DocumentTracker()
+        self.cells = NotebookCells()  # open notebook cells' texts, to find their kernel files
         self.active_run = None  # server.runs.ActiveRun while a run is going
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -160,13 +170,20 @@ class HeatlineServer(LanguageServer):
         return str(getattr(enc, "value", enc) or "utf-16")
 
     def document_heat(self, uri: str) -> DocumentHeat:
+        # pygls keys documents by an unquoted URI: the one the client sent is the document's own.
         doc = self.workspace.get_text_document(uri)
+        uri = doc.uri
+        if self.cells.is_cell(uri):
+            cell = None
+            if self.view is not None:
+                cell = self.cells.match(uri, doc.source, self.view.id, self.view.matcher(self.roots).filenames)
+            return self.docs.heat(uri, None, doc.source, self.encoding, self.view, self.roots, cell)
         return self.docs.heat(uri, doc.path, doc.source, self.encoding, self.view, self.roots)
 
     def publish_document(self, uri: str) -> None:
         doc = self.workspace.get_text_document(uri)
         heat = self.document_heat(uri)
-        self.protocol.notify(HEAT_NOTIFICATION, heat_payload(uri, doc.version, heat))
+        self.protocol.notify(HEAT_NOTIFICATION, heat_payload(doc.uri, doc.version, heat))
 
     def publish(self) -> None:
         """Heat for every open document, then ask clients to refetch lenses and hints. With no

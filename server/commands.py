@@ -60,6 +60,7 @@ def command(name: str):
                 raise InternalError(message) from None
 
         handler.__name__ = fn.__name__
+        handler.inner = fn  # for a command built on another (errors reported once); not __wrapped__: pygls reads that signature
         COMMANDS[name] = handler
         return handler
 
@@ -424,9 +425,9 @@ def _location(ls: HeatlineServer, matcher, filename: str, line: int, funcname: s
               total: int) -> dict[str, Any]:
     """One hot spot, with where it is now in the editor when the file is open there."""
     path = matcher.doc_path_for(filename)
-    uri = from_fs_path(path) if path else None
+    uri = from_fs_path(path) if path else ls.cells.uri_for(filename)  # a kernel's cell: the open cell
     now_line, stale = line - 1, False
-    if uri is not None and uri in ls.workspace.text_documents:
+    if uri is not None and (uri in ls.workspace.text_documents or ls.cells.is_cell(uri)):
         heat = ls.document_heat(uri)
         for entry in heat.lines.values():
             if entry.profiled_line == line:
@@ -460,3 +461,4 @@ async def status(ls: HeatlineServer, name: str, args: list) -> dict[str, Any]:
 from . import processes as _processes  # noqa: E402,F401 - registers heatline.showProcess (it uses `command`)
 from . import testrun as _testrun  # noqa: E402,F401 - registers heatline.profileTest and heatline.testAt
 from . import hot_functions as _hot_functions  # noqa: E402,F401 - registers heatline.hotFunctions (it uses `command`)
+from . import kernels as _kernels  # noqa: E402,F401 - registers heatline.listKernels, heatline.attachKernel

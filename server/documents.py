@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .heat import FunctionHeat, HeatIndex
 from .instructions import ColumnSpan
 from .line_tracking import LineTracker, units_at_byte
+from .notebook_cells import CellMatch
 from .profile_view import ProfileView
 
 
@@ -123,8 +124,25 @@ class DocumentTracker:
             tracked.tracker.apply(change_range, text)
         return tracked.filename is not None
 
+    def _tracked_cell(self, uri: str, text: str, encoding: str, view: ProfileView, cell: CellMatch) -> _Tracked:
+        """A notebook cell's tracking: its file comes from its text (server/notebook_cells.py),
+        and changes when the cell runs again with new text during a live profile."""
+        tracked = self._docs.get(uri)
+        if (tracked is None or tracked.view_id != view.id or tracked.filename != cell.filename
+                or tracked.original_text != cell.ran_text):
+            tracker = LineTracker(cell.ran_text, encoding=encoding)
+            if text != cell.ran_text:  # edited since it ran: unchanged lines keep their heat (stale)
+                tracker.apply((0, 0, len(cell.ran_text), len(cell.ran_text)), text)
+            tracked = _Tracked(view_id=view.id, filename=cell.filename, matched_files=-1,
+                               original_text=cell.ran_text, tracker=tracker, stale_reason=None)
+            self._docs[uri] = tracked
+        tracked.stale_reason = cell.stale_reason
+        return tracked
+
     def _tracked(self, uri: str, path: str | None, text: str, encoding: str, view: ProfileView,
-                 roots: tuple[str, ...]) -> _Tracked:
+                 roots: tuple[str, ...], cell: CellMatch | None = None) -> _Tracked:
+        if cell is not None:
+            return self._tracked_cell(uri, text, encoding, view, cell)
         tracked = self._docs.get(uri)
         matcher = view.matcher(roots)
         if tracked is not None and tracked.view_id == view.id:
@@ -143,10 +161,11 @@ class DocumentTracker:
         return tracked
 
     def heat(self, uri: str, path: str | None, text: str, encoding: str, view: ProfileView | None,
-             roots: tuple[str, ...]) -> DocumentHeat:
+             roots: tuple[str, ...], cell: CellMatch | None = None) -> DocumentHeat:
+        """`cell`: the document is a notebook cell, matched to its profile file by its text."""
         if view is None:
             return DocumentHeat(None, None)
-        tracked = self._tracked(uri, path, text, encoding, view, roots)
+        tracked = self._tracked(uri, path, text, encoding, view, roots, cell)
         reason = tracked.stale_reason
         if reason is None and tracked.tracker.all_stale:
             reason = "the document was replaced after profiling"

@@ -41,7 +41,20 @@ def _test_lenses(ls: HeatlineServer, uri: str) -> list[types.CodeLens]:
     if not (ls.settings.test_lenses and ls.settings.code_lens):
         return []
     doc = ls.workspace.get_text_document(uri)
-    return test_lenses(doc.path, doc.source) if doc.path else []
+    # a notebook cell is no file pytest or `python FILE` could run
+    return test_lenses(doc.path, doc.source) if doc.path and uri.startswith("file:") else []
+def _cells_opened(ls: HeatlineServer, cells) -> None:
+    for cell in cells:
+        ls.docs.forget(cell.uri)
+        ls.cells.seen(cell.uri, cell.text)
+        if ls.view is not None:
+            ls.publish_document(cell.uri)
+
+
+def _cells_closed(ls: HeatlineServer, cells) -> None:
+    for cell in cells:
+        ls.docs.forget(cell.uri)
+        ls.cells.forget(cell.uri)
 
 
 def build_server() -> HeatlineServer:
@@ -75,6 +88,30 @@ def build_server() -> HeatlineServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: HeatlineServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.docs.forget(params.text_document.uri)
+
+    @server.feature(types.NOTEBOOK_DOCUMENT_DID_OPEN)
+    def notebook_opened(ls: HeatlineServer, params: types.DidOpenNotebookDocumentParams) -> None:
+        _cells_opened(ls, params.cell_text_documents)
+
+    @server.feature(types.NOTEBOOK_DOCUMENT_DID_CHANGE)
+    def notebook_changed(ls: HeatlineServer, params: types.DidChangeNotebookDocumentParams) -> None:
+        cells = params.change.cells
+        if cells is None:
+            return
+        structure = cells.structure
+        if structure is not None:
+            _cells_closed(ls, structure.did_close or [])
+            _cells_opened(ls, structure.did_open or [])
+        for edit in cells.text_content or []:
+            uri = ls.workspace.get_text_document(edit.document.uri).uri
+            ls.cells.seen(uri, ls.workspace.get_text_document(uri).source)
+            ls.docs.edited(uri, [_change_tuple(c) for c in edit.changes])
+            if ls.view is not None:
+                ls.publish_document(uri)  # also when it had no heat: its new text may have run
+
+    @server.feature(types.NOTEBOOK_DOCUMENT_DID_CLOSE)
+    def notebook_closed(ls: HeatlineServer, params: types.DidCloseNotebookDocumentParams) -> None:
+        _cells_closed(ls, params.cell_text_documents)
 
     @server.feature(types.TEXT_DOCUMENT_CODE_LENS)
     def code_lens(ls: HeatlineServer, params: types.CodeLensParams) -> list[types.CodeLens] | None:

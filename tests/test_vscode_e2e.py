@@ -403,14 +403,7 @@ def _fail_artifacts(page, tmp_path, user: str, name: str) -> None:
 def _pick_process(page, pid: int) -> None:
     """In the attach quick pick (one row per Python process, labelled with its pid): filter on
     the pid, check the focused row is known_lines.py's, choose it."""
-    page.locator(".quick-input-widget .quick-input-title", has_text="attach to a Python process").wait_for(timeout=30_000)
-    page.locator(".quick-input-widget input").fill(str(pid))
-    focused = page.locator(".quick-input-list .monaco-list-row.focused")
-    deadline = time.time() + 20
-    while not (focused.count() and re.search(rf"(?<!\d){pid}(?!\d).*known_lines\.py", focused.first.inner_text(), re.S)):
-        assert time.time() < deadline, page.locator(".quick-input-list").inner_text()
-        time.sleep(0.2)
-    page.keyboard.press("Enter")
+    _pick_pid(page, "attach to a Python process", pid, r"known_lines\.py")
 
 
 def test_attach_from_palette_shows_heat_and_stop_leaves_target_running(code_server, page, tmp_path):
@@ -959,3 +952,16 @@ def _ruler_and_hot_functions(page, url: str, user: str, tmp_path, stop) -> None:
     except BaseException:
         _fail_artifacts(page, tmp_path, user, "hot")
         raise
+
+
+def _pick_pid(page, title: str, pid: int, row_text: str) -> None:
+    """In a quick pick titled `title` listing processes by pid: filter on the pid, check the
+    focused row also matches `row_text` (a regex), choose it."""
+    page.locator(".quick-input-widget .quick-input-title", has_text=title).wait_for(timeout=30_000)
+    page.locator(".quick-input-widget input").fill(str(pid))
+    focused = page.locator(".quick-input-list .monaco-list-row.focused")
+    deadline = time.time() + 20
+    while not (focused.count() and re.search(rf"(?<!\d){pid}(?!\d).*{row_text}", focused.first.inner_text(), re.S)):
+        assert time.time() < deadline, page.locator(".quick-input-list").inner_text()
+        time.sleep(0.2)
+    page.keyboard.press("Enter")

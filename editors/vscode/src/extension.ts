@@ -6,6 +6,7 @@ import { LanguageClient, LanguageClientOptions, ServerOptions } from "vscode-lan
 import { HeatDecorations } from "./decorations";
 import { HeatPayload } from "./heat";
 import { registerHotFunctions } from "./hotFunctions";
+import { registerKernels } from "./kernels";
 import { ENTER_PID_LABEL, ProcessInfo, ProcessItem, RunProcess, processItems, runProcessItems, validatePid } from "./processes";
 import { PROFILE_VIEW_TYPE, ProfileEditorProvider } from "./profileEditor";
 import { LensRun, registerProfileTest, runFromLens } from "./profileTest";
@@ -143,7 +144,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   };
 
   const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ scheme: "file", language: "python" }],
+    documentSelector: [{ scheme: "file", language: "python" }, { notebook: "jupyter-notebook", language: "python" }],
     outputChannelName: "heatline",
     // the status-bar item below shows a live run (and stops it on click): no second indicator
     initializationOptions: { runProgress: false },
@@ -221,7 +222,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   // Run or attach with the sampling settings, saving the samples for a reload; the new run
   // replaces what was shown, and its file is remembered when it ends.
-  const startProfiling = async (command: "heatline.run" | "heatline.attach" | LensRun, args: Record<string, unknown>) => {
+  const startProfiling = async (command: "heatline.run" | "heatline.attach" | "heatline.attachKernel" | LensRun, args: Record<string, unknown>) => {
     const output = runOutput();
     await server(command, { ...args, output, ...sampling() });
     // both at once, before any notification is handled: a run that ends while the clear is
@@ -292,6 +293,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }
     await startProfiling("heatline.attach", { pid });
   });
+
+  registerKernels(register, server, startProfiling);
 
   register("heatline.stopProfiling", async () => {
     const result = await server("heatline.stop");

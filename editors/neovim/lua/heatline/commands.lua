@@ -102,8 +102,8 @@ M.subcommands.test = function()
   end)
 end
 
-local function attach(pid)
-  client.exec('heatline.attach', with_options({ pid = pid }), function(result)
+local function attach(pid, command)
+  client.exec(command, with_options({ pid = pid }), function(result)
     result = type(result) == 'table' and result or {}
     notify(string.format('attached to pid %s (Python %s%s%s)', tostring(result.pid or pid),
       tostring(result.pythonVersion or '?'), async_note(result), capture_note(result)))
@@ -160,16 +160,28 @@ end
 M.subcommands.opcodes = capture_switch('opcodes', '--opcodes')
 M.subcommands.native = capture_switch('native', '--native')
 
-M.subcommands.attach = function(args)
-  if args[1] then
-    local pid = tonumber(args[1])
-    if not pid then
-      return notify('attach: not a process id: ' .. args[1], vim.log.levels.ERROR)
+--- :Heatline attach|kernel [PID]: attach with `command` to PID, or to one picked from `list`.
+local function attach_command(name, command, pick_opts)
+  return function(args)
+    local function to(pid)
+      attach(pid, command)
     end
-    return attach(pid)
+    if args[1] then
+      local pid = tonumber(args[1])
+      if not pid then
+        return notify(name .. ': not a process id: ' .. args[1], vim.log.levels.ERROR)
+      end
+      return to(pid)
+    end
+    require('heatline.picker').processes(to, pick_opts)
   end
-  require('heatline.picker').processes(attach)
 end
+
+M.subcommands.attach = attach_command('attach', 'heatline.attach')
+-- a running Jupyter kernel, picked from heatline.listKernels
+M.subcommands.kernel = attach_command('kernel', 'heatline.attachKernel', {
+  command = 'heatline.listKernels', prompt = 'Attach to kernel', empty = 'no running Jupyter kernel (ipykernel) found',
+})
 
 M.subcommands.stop = function()
   client.exec('heatline.stop', {}, function(result)

@@ -15,13 +15,15 @@ function M.process_label(proc)
   return label
 end
 
---- Pick a Python process and call `on_pick(pid)`.
-function M.processes(on_pick)
-  client.exec('heatline.listProcesses', {}, function(result)
+--- Pick a Python process and call `on_pick(pid)`. `opts` (optional) lists others the same way:
+--- `command` (a server command answering as heatline.listProcesses does), `prompt`, `empty`.
+function M.processes(on_pick, opts)
+  opts = opts or {}
+  client.exec(opts.command or 'heatline.listProcesses', {}, function(result)
     if type(result) ~= 'table' or #result == 0 then
-      return client.notify('no Python processes found', vim.log.levels.WARN)
+      return client.notify(opts.empty or 'no Python processes found', vim.log.levels.WARN)
     end
-    vim.ui.select(result, { prompt = 'Attach to', format_item = M.process_label }, function(choice)
+    vim.ui.select(result, { prompt = opts.prompt or 'Attach to', format_item = M.process_label }, function(choice)
       if choice then
         on_pick(choice.pid)
       end
