@@ -28,7 +28,7 @@ from test_neovim import NVIM, PLUGIN, VERSION
 MANIFEST = os.path.join(ROOT, "editors", "vscode", "package.json")
 HELP = os.path.join(PLUGIN, "doc", "heatline.txt")
 # Settings only an editor reads (how to start the server); the server ignores them.
-EDITOR_ONLY = {"vscode": {"serverCommand", "serverPath"}}
+EDITOR_ONLY = {"vscode": {"serverCommand", "serverPath", "overviewRulerLines"}}  # the ruler is drawn by the extension alone
 # Defaults an editor chooses on purpose; every other shared setting starts as the server's.
 EDITOR_DEFAULTS = {
     # both draw their own end-of-line text, which shows what inlay hints would
