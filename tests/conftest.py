@@ -257,3 +257,45 @@ def start_ready(spawn, interpreter: Interpreter, script: str, *args: str, **kw) 
 
 # tests/targets/pytest_project is a target project (heatline profiles its tests), not our suite.
 collect_ignore = [os.path.join("targets", "pytest_project")]
+
+
+# -- the target's own tools (pytest, ipykernel) under every host CPython -------------------------
+
+def host_minors() -> list:
+    """One host interpreter per minor version, the running one first: targets that bring their
+    own tools (a pytest run, a Jupyter kernel) run under each."""
+    seen, params = set(), []
+    for param in ALL_INTERPRETERS:
+        interpreter = param.values[0]
+        if interpreter.rooted:
+            continue
+        minor = ".".join(interpreter.label.split("-", 1)[1].split(".")[:2])  # current-3.11, pyenv-3.9.18
+        if minor not in seen:
+            seen.add(minor)
+            params.append(param)
+    return params
+
+
+# What the target programs of those tests import: the project's tools, never heatline's.
+TARGET_TOOLS = ("pytest", "ipykernel")
+
+
+def python_with_tools(interpreter: Interpreter) -> str:
+    """A Python of `interpreter`'s version that imports TARGET_TOOLS: the running one (its test
+    extras have them), else a venv of that interpreter made once from PyPI and kept under
+    ~/.cache/heatline-tests (one venv for both: a second one would cost CI its install time)."""
+    if interpreter.path == sys.executable:
+        return sys.executable
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    venv = os.path.join(base, "heatline-tests", "target-venvs", f"{interpreter.label}-{'-'.join(TARGET_TOOLS)}")
+    python = os.path.join(venv, "bin", "python")
+    ready = os.path.join(venv, ".ready")
+    if not os.path.exists(ready):
+        made = subprocess.run([interpreter.path, "-m", "venv", "--clear", venv], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"{interpreter.label} cannot make a venv: {made.stderr.strip().splitlines()[-1:]}")
+        installed = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *TARGET_TOOLS],
+                                   capture_output=True, text=True, timeout=600)
+        assert installed.returncode == 0, installed.stderr[-2000:]
+        open(ready, "w").close()
+    return python

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import TARGETS, has_func, heatline, parse_collapsed
+from conftest import TARGETS, has_func, heatline, host_minors, parse_collapsed, python_with_tools
 
 from sampler.harness import HARNESS_FRAME, fold_harness, is_harness_file, runs_pytest
 from sampler.lineindex import LineIndex
@@ -96,11 +96,14 @@ def test_profile_folds_only_pytest_targets():
     assert set(index.lines(USER)) == {5}
 
 
-def test_real_pytest_run_shows_a_pytest_group(tmp_path, monkeypatch):
+@pytest.mark.parametrize("interpreter", host_minors())
+def test_real_pytest_run_shows_a_pytest_group(interpreter, tmp_path, monkeypatch):
+    """Under each CPython (pytest 8 on 3.9, 9 on 3.10+; their launcher and entry frames differ)."""
+    python = python_with_tools(interpreter)
     monkeypatch.setenv("SPLIT_ROUNDS", "4")  # the shape is checked here, not the shares
     out = str(tmp_path / "run.collapsed")
-    result = heatline("run", "--collapsed", "-o", out, "-m", "pytest", "test_split.py::test_split", "-q",
-                      "-p", "no:cacheprovider", cwd=PROJECT)
+    result = heatline("run", "--python", python, "--collapsed", "-o", out, "-m", "pytest", "test_split.py::test_split",
+                      "-q", "-p", "no:cacheprovider", cwd=PROJECT)
     assert result.returncode == 0, result.stderr
     rows = parse_collapsed(out)
     frames = [frame for _tid, stack, _c in rows for frame in stack]

@@ -5,8 +5,10 @@ and the cell file names heatline computes, held to ipykernel's own function."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import tempfile
 from typing import Any
 
 import pytest
@@ -15,8 +17,10 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from conftest import heatline, host_minors, python_with_tools
+from sampler.loaders import load_profile
 from server.kernels import connection_file, is_kernel_argv
-from server.notebook_cells import STALE_CELL, NotebookCells, cell_hash, kernel_cell_hash
+from server.notebook_cells import STALE_CELL, NotebookCells, cell_file_name, cell_hash, kernel_cell_hash
 from test_lsp_server import SERVER, WAIT_S, execute, heat_for, hottest, init_params, make_client, wait_until
 
 compiler = pytest.importorskip("ipykernel.compiler")
@@ -197,6 +201,39 @@ async def test_attach_to_kernel_heats_the_cell_then_marks_it_stale(client: Langu
     assert top["line"] == HOT_LINE + 1 and top["stale"], stale["lines"]
     spots = await execute(client, "heatline.hottest", {"count": 1})
     assert (spots[0]["uri"], spots[0]["line"], spots[0]["stale"]) == (CELL_URI, HOT_LINE + 1, True), spots
+
+
+@pytest.mark.parametrize("interpreter", host_minors()[1:])  # the running one: the test above
+def test_a_kernel_of_each_python_names_its_cells_as_heatline_does(interpreter, tmp_path, monkeypatch):
+    """A kernel under each other CPython (ipykernel 6 on 3.9, 7 on 3.10+, from PyPI): the cell's
+    samples are in the very file heatline names from the cell's text, at the cell's hot line."""
+    python = python_with_tools(interpreter)
+    spec = tmp_path / "kernels" / "heatline-target"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": interpreter.label, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    source = CELL.format(flag=str(tmp_path / "stop"))
+    out = tmp_path / "cell.bin"
+    km, kc = manager.start_new_kernel(kernel_name="heatline-target", startup_timeout=WAIT_S)
+    try:
+        msg_id = run_cell_until_ready(kc, source)
+        pid = km.provisioner.process.pid
+        try:
+            result = heatline("attach", str(pid), "-d", "1", "--binary", "-o", str(out))
+            assert result.returncode == 0, result.stderr
+        finally:
+            (tmp_path / "stop").touch()
+        assert wait_reply(kc, msg_id)["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    cell_file = cell_file_name(source, pid, tempfile.gettempdir())
+    stacks = list(load_profile(str(out)).profile.iter_stacks())
+    total = sum(weight for _tid, _frames, weight in stacks)
+    in_cell = sum(w for _tid, frames, w in stacks if (frames[0].filename, frames[0].lineno) == (cell_file, HOT_LINE + 1))
+    assert total > 0 and in_cell > 0.5 * total, {f[0] for _t, f, _w in stacks}
 
 
 # -- Neovim: :Heatline kernel ---------------------------------------------------------------------
