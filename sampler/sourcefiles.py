@@ -371,6 +371,15 @@ def read_source(path: str) -> SourceText:
     return found
 
 
+def def_line_in(path: str, funcname: str, lineno: int) -> int | None:
+    """The `def` line of the function that ran `lineno` of the file at `path`; None when the file
+    cannot be read or holds no such definition."""
+    try:
+        return read_source(path).definitions.def_line(funcname, lineno)
+    except SourceUnreadable:
+        return None
+
+
 def _decode(data: bytes) -> list[str]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sampler.sourcefiles import SourceUnreadable, read_source
+from sampler.sourcefiles import def_line_in
 
 from .arguments import HotFunctionsArgs, parse
 from .commands import _location, _require_view, command
@@ -30,11 +30,7 @@ def _def_line(matcher: PathMatcher, filename: str, funcname: str, first_line: in
     path = matcher.doc_path_for(filename)
     if path is None or first_line <= 0:
         return first_line
-    try:
-        found = read_source(path).definitions.def_line(funcname, first_line)
-    except SourceUnreadable:
-        return first_line
-    return found or first_line
+    return def_line_in(path, funcname, first_line) or first_line
 
 
 @command("heatline.hotFunctions")

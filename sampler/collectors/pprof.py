@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Sequence
 
 from ..model import HAS_GIL, ON_CPU, UNKNOWN, Frame, Profile, ThreadSample
 from ..pprof import Function, Label, Line, Location, PprofProfile, Sample, ValueType, encode
-from ..sourcefiles import SourceUnreadable, read_source
+from ..sourcefiles import def_line_in
 from .base import Collector, StringTable, live_target_files
 
 # The status bits a sample's labels tell apart; any other bit does not split a stack.
@@ -107,10 +107,7 @@ class PprofCollector(Collector):
         """The line of the frame's `def` when its source can be read now, else 0 (unknown)."""
         if frame.is_synthetic or frame.is_task or frame.filename.startswith("<"):
             return 0
-        try:
-            return read_source(self.target_files.path(frame.filename)).definitions.def_line(frame.funcname, frame.lineno) or 0
-        except SourceUnreadable:
-            return 0
+        return def_line_in(self.target_files.path(frame.filename), frame.funcname, frame.lineno) or 0
 
     def dump(self, fh: BinaryIO) -> None:
         # mtime 0: the same profile makes the same bytes
