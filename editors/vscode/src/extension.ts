@@ -14,6 +14,7 @@ import { registerRuler } from "./ruler";
 import { errorLine, serverCommand, startFailureMessage } from "./server";
 import { LiveProfile, liveStatus, parseArgs, runChange, validateArgs, validateModule } from "./status";
 import { ShownProfile } from "./shown";
+import { pythonSetting, saveIfDirty } from "./workspace";
 import { FlamegraphKind, FlamegraphPanels, openAt } from "./webview";
 
 let client: LanguageClient | undefined;
@@ -234,14 +235,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register("heatline.runFile", async (uri?: unknown) => {
     const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
     if (!target || target.scheme !== "file") throw new Error("open a Python file to profile");
-    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === target.toString());
-    if (doc?.isDirty) await doc.save();
+    await saveIfDirty(target);
     const folder = vscode.workspace.getWorkspaceFolder(target);
-    const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-    await startProfiling("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python });
+    await startProfiling("heatline.run", { script: target.fsPath, cwd: folder?.uri.fsPath, python: pythonSetting() });
   });
 
-  registerProfileTest(context, server, startProfiling, register);
+  registerProfileTest(server, startProfiling, register);
 
   register("heatline.runModule", async () => {
     const module = await vscode.window.showInputBox({
@@ -258,8 +257,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     });
     if (argText === undefined) return;
     const folder = vscode.workspace.workspaceFolders?.[0];
-    const python = vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-    await startProfiling("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python });
+    await startProfiling("heatline.run", { module: module.trim(), args: parseArgs(argText), cwd: folder?.uri.fsPath, python: pythonSetting() });
   });
 
   register("heatline.openWith", async (uri?: unknown) => {

@@ -3,6 +3,7 @@
 // click or the palette command becomes a run started like any other (output file, sampling
 // settings: the extension's startProfiling), after the file is saved, since pytest reads it.
 import * as vscode from "vscode";
+import { pythonSetting, saveIfDirty } from "./workspace";
 
 export type LensRun = "heatline.profileTest" | "heatline.run";
 type Server = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
@@ -31,20 +32,11 @@ export function lensRun(command: string, args: unknown[]): { command: LensRun; a
   return { command, args: { ...a }, file };
 }
 
-async function saveIfDirty(file: string): Promise<void> {
-  const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === "file" && d.uri.fsPath === file);
-  if (doc?.isDirty) await doc.save();
-}
-
-function pythonSetting(): string | undefined {
-  return vscode.workspace.getConfiguration("heatline").get<string>("pythonPath") || undefined;
-}
-
 /** Runs a lens's command through `start`; false when `command` is no lens run (left to the server). */
 export async function runFromLens(command: string, args: unknown[], start: Start): Promise<boolean> {
   const run = lensRun(command, args);
   if (!run) return false;
-  await saveIfDirty(run.file);
+  await saveIfDirty(vscode.Uri.file(run.file));
   const python = pythonSetting();
   await start(run.command, { ...run.args, ...(python && run.args.python === undefined ? { python } : {}) });
   return true;
@@ -52,19 +44,16 @@ export async function runFromLens(command: string, args: unknown[], start: Start
 
 /** Registers heatline.profileTestAtCursor. */
 export function registerProfileTest(
-  context: vscode.ExtensionContext,
   server: Server,
   start: Start,
   register: (id: string, fn: (...a: unknown[]) => Promise<unknown> | unknown) => unknown,
 ): void {
-  void context;
   register("heatline.profileTestAtCursor", async () => {
     const editor = vscode.window.activeTextEditor;
     if (!editor || editor.document.uri.scheme !== "file") throw new Error("open a Python test file to profile a test");
-    const file = editor.document.uri.fsPath;
-    const found = await server("heatline.testAt", { path: file, line: editor.selection.active.line });
+    const found = await server("heatline.testAt", { path: editor.document.uri.fsPath, line: editor.selection.active.line });
     const args = testArgs(found, pythonSetting());
-    await saveIfDirty(file);
+    await saveIfDirty(editor.document.uri);
     await start("heatline.profileTest", args);
   });
 }
