@@ -93,6 +93,13 @@ function has_profile(h)
   return h.profile ~= vim.NIL and h.profile ~= nil and #h.lines > 0
 end
 
+function wait_cleared(buf)
+  wait_for('the cleared heat', function()
+    local h = last_heat(buf)
+    return h and (h.profile == nil or h.profile == vim.NIL)
+  end)
+end
+
 function final_heat(buf)
   wait_for('the final heat', function()
     return last_heat(buf, function(h) return has_profile(h) and h.profile.live == false end)
@@ -354,10 +361,7 @@ def test_clear_removes_every_mark(tmp_path, binary_profile):
         end)
         R.diff_marks = marks(buf)
         vim.cmd('Heatline clear')
-        wait_for('the cleared heat', function()
-          local h = last_heat(buf)
-          return h and (h.profile == nil or h.profile == vim.NIL)
-        end)
+        wait_cleared(buf)
         vim.wait(300)
         R.after = marks(buf)
     """, {"PROFILE": binary_profile})

@@ -47,10 +47,7 @@ def test_signs_on_the_hottest_lines_and_hottest_as_quickfix(tmp_path, split_prof
         vim.cmd('Heatline toggle')
         R.shown = signs(buf)
         vim.cmd('Heatline clear')
-        wait_for('the cleared heat', function()
-          local h = last_heat(buf)
-          return h and (h.profile == nil or h.profile == vim.NIL)
-        end)
+        wait_cleared(buf)
         R.cleared = signs(buf)
     """, {"PROFILE": split_profile})
     lines = result["final"]["lines"]
