@@ -19,7 +19,6 @@ from typing import Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 from .launcher_frames import strip_internal_frames
 
-
 # Thread status bits; the values match Tachyon's so files and tools can be compared.
 HAS_GIL = 1 << 0
 ON_CPU = 1 << 1

@@ -43,6 +43,8 @@ def _test_lenses(ls: HeatlineServer, uri: str) -> list[types.CodeLens]:
     doc = ls.workspace.get_text_document(uri)
     # a notebook cell is no file pytest or `python FILE` could run
     return test_lenses(doc.path, doc.source) if doc.path and uri.startswith("file:") else []
+
+
 def _cells_opened(ls: HeatlineServer, cells) -> None:
     for cell in cells:
         ls.docs.forget(cell.uri)
