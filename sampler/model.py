@@ -334,8 +334,10 @@ class Profile:
                 self._cut_frames[frames] = frames  # so `_count` does not cut it again
         if len(self._cut_samples) >= self.MAX_CUT_SAMPLES:
             self._cut_samples.clear()
-        # A cut that changes nothing returns the stack it was given.
-        same = frames is sample.frames or frames == sample.frames
+        # A cut that changes nothing returns the stack it was given (or, from the cache, an equal
+        # one). Lengths first: the launcher cut shortens, so most cut stacks differ there at once,
+        # and this runs for every new sample object while sinks stream.
+        same = frames is sample.frames or (len(frames) == len(sample.frames) and frames == sample.frames)
         entry = self._cut_samples[id(sample)] = (sample, sample if same else sample._replace(frames=frames))
         return entry
 
